@@ -1,0 +1,1 @@
+//! `iotitan-alerts`: range, hysteresis, hold and stale-sensor alerts (to be built).

@@ -1,0 +1,1 @@
+//! `iotitan-bridge`: forwarding readings to ThingSpeak (to be built).

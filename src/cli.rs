@@ -1,0 +1,52 @@
+//! Command-line pieces every binary shares: `--config`, `check-config`, and sysexits-style
+//! exit codes for usage errors (clap's own is 2; we promise 64).
+
+use crate::config::Config;
+use crate::exit;
+use std::path::PathBuf;
+
+/// `--config FILE`, flattened into every binary's arguments.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ConfigArg {
+    /// Config file [default: /etc/iotitan/iotitan.toml, or built-in defaults if it is absent]
+    #[arg(
+        long,
+        short = 'c',
+        env = "IOTITAN_CONFIG",
+        value_name = "FILE",
+        global = true
+    )]
+    pub config: Option<PathBuf>,
+}
+
+impl ConfigArg {
+    /// Load and validate the config (errors exit 78 through [`exit::code_for`]).
+    pub fn load(&self) -> Result<Config, crate::config::ConfigError> {
+        Config::load_or_default(self.config.as_deref())
+    }
+}
+
+/// Parse arguments; `--help`/`--version` exit 0, usage errors exit 64.
+pub fn parse<T: clap::Parser>() -> T {
+    match T::try_parse() {
+        Ok(t) => t,
+        Err(e) => {
+            let code = if e.use_stderr() { exit::USAGE } else { 0 };
+            let _ = e.print();
+            std::process::exit(i32::from(code));
+        }
+    }
+}
+
+/// `check-config`: print the effective config (secrets live in files, never inline).
+pub fn check_config(arg: &ConfigArg) -> anyhow::Result<()> {
+    let cfg = arg.load()?;
+    let origin = arg
+        .config
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| crate::config::DEFAULT_PATH.into());
+    println!("# effective config ({origin}): valid");
+    print!("{}", cfg.to_toml());
+    Ok(())
+}

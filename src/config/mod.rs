@@ -1,0 +1,225 @@
+//! The one TOML config file shared by every program (schema: DESIGN.md, example:
+//! config/iotitan.toml).
+//!
+//! This is the serde side of every component (Vector's split): plain data, validated while it
+//! is deserialized so that every error carries `file:line:col`. Runtime parts take these
+//! structs and never see raw TOML. Unknown keys are errors, because a typo that silently falls
+//! back to a default is the worst kind of config bug.
+
+mod alerts;
+mod bridge;
+mod duration;
+mod logger;
+mod mqtt;
+mod stats;
+mod syslog;
+
+pub use alerts::{ActionConfig, AlertsConfig, RuleConfig};
+pub use bridge::{BridgeConfig, ChannelConfig};
+pub use duration::Dur;
+pub use logger::LoggerConfig;
+pub use mqtt::MqttConfig;
+pub use stats::{GroupConfig, StatsConfig};
+pub use syslog::{SyslogConfig, SyslogFormat, SyslogTarget};
+
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// Where programs look for the config when `--config` is not given.
+pub const DEFAULT_PATH: &str = "/etc/iotitan/iotitan.toml";
+
+/// The whole config file.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Stats' window state and the bridge's spool (systemd `StateDirectory=iotitan`).
+    #[serde(default = "default_state_dir")]
+    pub state_dir: PathBuf,
+    /// The broker every program talks to.
+    #[serde(default)]
+    pub mqtt: MqttConfig,
+    /// `iotitan-logger`: what to subscribe to.
+    #[serde(default)]
+    pub logger: LoggerConfig,
+    /// Where records are written to and read back from.
+    #[serde(default)]
+    pub syslog: SyslogConfig,
+    /// How payloads are read as numbers (shared by stats and alerts).
+    #[serde(default)]
+    pub payload: PayloadConfig,
+    /// `iotitan-stats`.
+    #[serde(default)]
+    pub stats: StatsConfig,
+    /// `iotitan-alerts`.
+    #[serde(default)]
+    pub alerts: AlertsConfig,
+    /// `iotitan-bridge`.
+    #[serde(default)]
+    pub bridge: BridgeConfig,
+}
+
+fn default_state_dir() -> PathBuf {
+    PathBuf::from("/var/lib/iotitan")
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        // An empty document is a valid config: every key has a default.
+        toml::from_str("").expect("the empty config is valid")
+    }
+}
+
+/// `[payload]`: JSON payloads and the fields read from them.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PayloadConfig {
+    /// `[[payload.json]]` rules.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub json: Vec<crate::payload::JsonRule>,
+}
+
+impl PayloadConfig {
+    /// The runtime extractor for these rules.
+    pub fn extractor(&self) -> crate::payload::Extractor {
+        crate::payload::Extractor::new(self.json.clone())
+    }
+}
+
+/// A config that could not be loaded; the message is ready for the user.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or does not fit the schema.
+    #[error("{origin}:{line}:{col}: {message}")]
+    Invalid {
+        /// The file (or `<string>`).
+        origin: String,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column (in characters).
+        col: usize,
+        /// What is wrong, in a plain sentence.
+        message: String,
+    },
+}
+
+impl Config {
+    /// Load and validate the config at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::parse(&text, &path.display().to_string())
+    }
+
+    /// Load `path` if given; else the default path if it exists; else the defaults.
+    pub fn load_or_default(path: Option<&Path>) -> Result<Config, ConfigError> {
+        match path {
+            Some(p) => Config::load(p),
+            None if Path::new(DEFAULT_PATH).exists() => Config::load(Path::new(DEFAULT_PATH)),
+            None => Ok(Config::default()),
+        }
+    }
+
+    /// Parse config text; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        toml::from_str(text).map_err(|e| {
+            let (line, col) = e.span().map(|s| line_col(text, s.start)).unwrap_or((1, 1));
+            ConfigError::Invalid {
+                origin: origin.to_owned(),
+                line,
+                col,
+                message: e.message().trim().to_owned(),
+            }
+        })
+    }
+
+    /// The effective config as TOML, for `check-config`. Secrets never live inline in the
+    /// config (only paths to them), so nothing needs masking beyond what the sections do.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot print config: {e}\n"))
+    }
+}
+
+/// 1-based line and column (in characters) of byte `offset` in `text`.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    (line, before[line_start..].chars().count() + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(text: &str) -> (usize, usize, String) {
+        match Config::parse(text, "t.toml") {
+            Err(ConfigError::Invalid {
+                line, col, message, ..
+            }) => (line, col, message),
+            other => panic!("expected an error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn empty_config_has_defaults() {
+        let c = Config::parse("", "t").unwrap();
+        assert_eq!(c.mqtt.host, "localhost");
+        assert_eq!(c.mqtt.port, 1883);
+        assert_eq!(c.logger.subscribe.0[0].as_str(), "#");
+        assert_eq!(c.syslog.identifier, "iotitan-logger");
+        assert_eq!(c.stats.schedule, "*/5 * * * *");
+        assert_eq!(c.state_dir, PathBuf::from("/var/lib/iotitan"));
+    }
+
+    #[test]
+    fn unknown_keys_are_located() {
+        let (line, col, msg) = err("[mqtt]\nhost = \"x\"\nhots = \"y\"\n");
+        assert_eq!((line, col), (3, 1));
+        assert!(msg.contains("hots"), "{msg}");
+        let (line, _, msg) = err("state_dir = \"/x\"\n[nope]\n");
+        assert_eq!(line, 2);
+        assert!(msg.contains("nope"), "{msg}");
+    }
+
+    #[test]
+    fn bad_values_are_located() {
+        let (line, col, msg) = err("[mqtt]\nkeep_alive = \"soon\"\n");
+        assert_eq!((line, col), (2, 14));
+        assert!(msg.contains("duration"), "{msg}");
+        let (line, _, _) = err("[logger]\nsubscribe = [\"a/#/b\"]\n");
+        assert_eq!(line, 2);
+        let (line, _, msg) = err("[syslog]\ntarget = \"smoke:signals\"\n");
+        assert_eq!(line, 2);
+        assert!(msg.contains("unix:"), "{msg}");
+        let (line, _, _) = err("[mqtt]\nport = 70000\n");
+        assert_eq!(line, 2);
+        let (line, _, _) = err("[mqtt\n");
+        assert_eq!(line, 1);
+    }
+
+    #[test]
+    fn the_example_config_is_valid() {
+        let text = include_str!("../../config/iotitan.toml");
+        let c = Config::parse(text, "config/iotitan.toml").unwrap();
+        // And check-config's output parses back to the same thing.
+        let again = Config::parse(&c.to_toml(), "printed").unwrap();
+        assert_eq!(c.to_toml(), again.to_toml());
+    }
+
+    #[test]
+    fn line_col_counts_characters() {
+        assert_eq!(line_col("ab\ncé d", 7), (2, 4));
+        assert_eq!(line_col("", 0), (1, 1));
+    }
+}

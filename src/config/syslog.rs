@@ -1,0 +1,157 @@
+//! `[syslog]`: where the logger writes records and where stats reads them back.
+
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// Syslog settings.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SyslogConfig {
+    /// Where records go.
+    pub target: SyslogTarget,
+    /// The wire format of records.
+    pub format: SyslogFormat,
+    /// The syslog identifier (tag); stats reads only records carrying it.
+    pub identifier: String,
+    /// Facility name (`local0` … `local7`, `user`, `daemon`, …).
+    #[serde(deserialize_with = "facility")]
+    pub facility: String,
+    /// Host name written in network formats; defaults to the machine's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    /// Where stats reads records: files (rotated siblings found), `journal`,
+    /// `journal:NAMESPACE`, or `-` for stdin.
+    pub sources: Vec<String>,
+}
+
+fn facility<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let s = String::deserialize(d)?;
+    s.parse::<::syslog::Facility>()
+        .map_err(|()| serde::de::Error::custom(format!("unknown syslog facility {s:?}")))?;
+    Ok(s)
+}
+
+impl SyslogConfig {
+    /// The facility as the syslog crate's type (validated at load).
+    pub fn facility(&self) -> ::syslog::Facility {
+        self.facility
+            .parse()
+            .unwrap_or(::syslog::Facility::LOG_LOCAL0)
+    }
+}
+
+impl Default for SyslogConfig {
+    fn default() -> Self {
+        SyslogConfig {
+            target: SyslogTarget::Unix(PathBuf::from("/dev/log")),
+            format: SyslogFormat::Rfc3164,
+            identifier: "iotitan-logger".into(),
+            facility: "local0".into(),
+            hostname: None,
+            sources: vec!["/var/log/syslog".into()],
+        }
+    }
+}
+
+/// The syslog wire format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SyslogFormat {
+    /// `<PRI>Mmm dd hh:mm:ss [host ]tag[pid]: msg` — what glibc's syslog() writes.
+    Rfc3164,
+    /// `<PRI>1 TIMESTAMP HOST APP PID MSGID - msg`.
+    Rfc5424,
+}
+
+/// Where records are sent: `unix:PATH`, `udp:HOST:PORT` or `tcp:HOST:PORT`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SyslogTarget {
+    /// A local socket (datagram, or stream as fallback), like /dev/log.
+    Unix(PathBuf),
+    /// UDP to a remote or local syslog daemon.
+    Udp(String),
+    /// TCP with RFC 6587 octet-counting framing.
+    Tcp(String),
+}
+
+impl std::str::FromStr for SyslogTarget {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || {
+            format!(
+                "invalid syslog target {s:?}: expected unix:PATH, udp:HOST:PORT or tcp:HOST:PORT"
+            )
+        };
+        let (kind, rest) = s.split_once(':').ok_or_else(bad)?;
+        match kind {
+            "unix" if !rest.is_empty() => Ok(SyslogTarget::Unix(PathBuf::from(rest))),
+            "udp" | "tcp" => {
+                let (host, port) = rest.rsplit_once(':').ok_or_else(bad)?;
+                if host.is_empty() || port.parse::<u16>().is_err() {
+                    return Err(bad());
+                }
+                Ok(if kind == "udp" {
+                    SyslogTarget::Udp(rest.to_owned())
+                } else {
+                    SyslogTarget::Tcp(rest.to_owned())
+                })
+            }
+            _ => Err(bad()),
+        }
+    }
+}
+
+impl std::fmt::Display for SyslogTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SyslogTarget::Unix(p) => write!(f, "unix:{}", p.display()),
+            SyslogTarget::Udp(a) => write!(f, "udp:{a}"),
+            SyslogTarget::Tcp(a) => write!(f, "tcp:{a}"),
+        }
+    }
+}
+
+impl Serialize for SyslogTarget {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for SyslogTarget {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets() {
+        assert_eq!(
+            "unix:/dev/log".parse::<SyslogTarget>(),
+            Ok(SyslogTarget::Unix("/dev/log".into()))
+        );
+        assert_eq!(
+            "udp:127.0.0.1:514".parse::<SyslogTarget>(),
+            Ok(SyslogTarget::Udp("127.0.0.1:514".into()))
+        );
+        assert_eq!(
+            "tcp:[::1]:601".parse::<SyslogTarget>(),
+            Ok(SyslogTarget::Tcp("[::1]:601".into()))
+        );
+        for bad in [
+            "unix:",
+            "udp:host",
+            "tcp::5",
+            "tcp:h:99999",
+            "file:/x",
+            "dev/log",
+        ] {
+            assert!(bad.parse::<SyslogTarget>().is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,34 @@
+//! iotitan: a time-series pipeline for home and small-site IoT.
+//!
+//! Sensors publish to an MQTT broker; four programs turn that stream into history, numbers
+//! and alarms. Each binary in `src/bin/` only parses arguments, loads the config and wires
+//! together the parts below (sources → transforms → sinks).
+//!
+//! Shared foundation:
+//! - [`config`] — the one TOML file, validated with `file:line:col` errors;
+//! - [`topic`] — MQTT topic filters; [`payload`] — payloads to numbers;
+//! - [`record`] — the one-line `topic payload` syslog record format;
+//! - [`mqtt`] — broker options and a reconnecting event loop driver;
+//! - [`syslog`] — writing records to syslog ([`syslog::sink`]) and reading them back;
+//! - [`shutdown`], [`notify`], [`logging`], [`cli`], [`exit`] — daemon plumbing.
+//!
+//! Programs: [`logger`] (MQTT → syslog), [`stats`] (syslog windows → statistics → MQTT),
+//! [`alerts`] (ranges and staleness → alert topics), [`bridge`] (MQTT → ThingSpeak),
+//! [`sim`] (a sensor fleet for demos and load).
+
+pub mod alerts;
+pub mod bridge;
+pub mod cli;
+pub mod config;
+pub mod exit;
+pub mod logger;
+pub mod logging;
+pub mod mqtt;
+pub mod notify;
+pub mod payload;
+pub mod record;
+pub mod shutdown;
+pub mod sim;
+pub mod stats;
+pub mod syslog;
+pub mod topic;

@@ -1,0 +1,1 @@
+//! `iotitan-logger`: every MQTT message into syslog.

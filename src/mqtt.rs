@@ -1,0 +1,194 @@
+//! The broker connection: rumqttc options from `[mqtt]`, and an event loop driver that
+//! reconnects with capped backoff.
+//!
+//! rumqttc traps this module exists to avoid:
+//! - the event loop must be polled continuously: requests (publish, ack) go through a bounded
+//!   channel that only `poll()` drains, so a task that blocks on a request while nobody polls
+//!   deadlocks (rumqttc #263, #910). Every program polls in one task and does its work in others;
+//! - after an error, `poll()` must simply be called again to reconnect; we sleep with capped
+//!   exponential backoff in between so a dead broker is not hammered;
+//! - a reconnect with `session_present = false` has lost the subscriptions (rumqttc #250): the
+//!   caller resubscribes on every such ConnAck ([`Driver::next`] reports it);
+//! - the default max packet size (10 KiB) disconnects on bigger messages: we set it from config.
+
+use crate::config::MqttConfig;
+use anyhow::Context;
+use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, Transport};
+use std::time::Duration;
+
+/// Capacity of the request channel between clients and the event loop.
+pub const REQUEST_CAPACITY: usize = 4096;
+
+/// rumqttc options for program `role` (appended to the client id) from `[mqtt]`.
+///
+/// Reads the password and CA files; errors name the file.
+pub fn options(cfg: &MqttConfig, role: &str) -> anyhow::Result<MqttOptions> {
+    let id = format!("{}-{}", cfg.client_id, role);
+    let mut o = MqttOptions::new(id, cfg.host.clone(), cfg.port);
+    o.set_keep_alive(cfg.keep_alive.get().max(Duration::from_secs(5)));
+    o.set_max_packet_size(cfg.max_packet_size, cfg.max_packet_size);
+    o.set_request_channel_capacity(REQUEST_CAPACITY);
+    if let Some(user) = &cfg.username {
+        let password = match &cfg.password_file {
+            Some(p) => std::fs::read_to_string(p)
+                .with_context(|| format!("cannot read mqtt.password_file {}", p.display()))?
+                .trim_end_matches(['\n', '\r'])
+                .to_owned(),
+            None => String::new(),
+        };
+        o.set_credentials(user.clone(), password);
+    }
+    if cfg.tls {
+        let ca_path = cfg
+            .ca_file
+            .as_ref()
+            .context("mqtt.tls = true needs mqtt.ca_file")?;
+        let ca = std::fs::read(ca_path)
+            .with_context(|| format!("cannot read mqtt.ca_file {}", ca_path.display()))?;
+        o.set_transport(Transport::tls(ca, None, None));
+    }
+    Ok(o)
+}
+
+/// Exponential backoff: 100 ms doubling up to a cap, reset on success.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    next: Duration,
+    max: Duration,
+}
+
+impl Backoff {
+    const START: Duration = Duration::from_millis(100);
+
+    /// A backoff capped at `max`.
+    pub fn new(max: Duration) -> Self {
+        Backoff {
+            next: Self::START,
+            max: max.max(Self::START),
+        }
+    }
+
+    /// The delay to wait now; the next one will be twice as long, up to the cap.
+    pub fn delay(&mut self) -> Duration {
+        let d = self.next;
+        self.next = (self.next * 2).min(self.max);
+        d
+    }
+
+    /// Start over after a success.
+    pub fn reset(&mut self) {
+        self.next = Self::START;
+    }
+}
+
+/// What the driver saw.
+#[derive(Debug)]
+pub enum Update {
+    /// Connected; `fresh` means the broker holds no session for us: subscribe again.
+    Connected {
+        /// No session was present.
+        fresh: bool,
+    },
+    /// Any other packet or outgoing event.
+    Event(Event),
+    /// The connection failed; the driver waits before the next attempt.
+    Disconnected(String),
+}
+
+/// Polls an [`EventLoop`] forever, turning errors into backoff sleeps.
+pub struct Driver {
+    eventloop: EventLoop,
+    backoff: Backoff,
+    pending_delay: Option<Duration>,
+    connected: bool,
+}
+
+impl Driver {
+    /// A driver over `eventloop`, with reconnect delays capped at `max_backoff`.
+    pub fn new(eventloop: EventLoop, max_backoff: Duration) -> Self {
+        Driver {
+            eventloop,
+            backoff: Backoff::new(max_backoff),
+            pending_delay: None,
+            connected: false,
+        }
+    }
+
+    /// Whether the last event was a successful one.
+    pub fn is_connected(&self) -> bool {
+        self.connected
+    }
+
+    /// The next update. Cancel-safe enough for `select!`: a cancelled backoff sleep is simply
+    /// started again.
+    pub async fn next(&mut self) -> Update {
+        if let Some(d) = self.pending_delay {
+            tokio::time::sleep(d).await;
+            self.pending_delay = None;
+        }
+        match self.eventloop.poll().await {
+            Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                self.backoff.reset();
+                self.connected = true;
+                Update::Connected {
+                    fresh: !ack.session_present,
+                }
+            }
+            Ok(ev) => Update::Event(ev),
+            Err(e) => {
+                self.connected = false;
+                self.pending_delay = Some(self.backoff.delay());
+                Update::Disconnected(e.to_string())
+            }
+        }
+    }
+}
+
+/// Client and driver for `role`.
+pub fn connect(cfg: &MqttConfig, role: &str) -> anyhow::Result<(AsyncClient, Driver)> {
+    let opts = options(cfg, role)?;
+    let (client, eventloop) = AsyncClient::new(opts, REQUEST_CAPACITY);
+    Ok((client, Driver::new(eventloop, cfg.reconnect_max.get())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_the_cap_and_resets() {
+        let mut b = Backoff::new(Duration::from_millis(500));
+        let got: Vec<_> = (0..5).map(|_| b.delay().as_millis()).collect();
+        assert_eq!(got, vec![100, 200, 400, 500, 500]);
+        b.reset();
+        assert_eq!(b.delay().as_millis(), 100);
+    }
+
+    #[test]
+    fn options_carry_role_and_limits() {
+        let cfg = MqttConfig::default();
+        let o = options(&cfg, "logger").unwrap();
+        assert_eq!(o.client_id(), "iotitan-logger");
+        assert_eq!(o.max_packet_size(), cfg.max_packet_size);
+    }
+
+    #[test]
+    fn tls_without_ca_is_an_error() {
+        let cfg = MqttConfig {
+            tls: true,
+            ..MqttConfig::default()
+        };
+        assert!(options(&cfg, "x").is_err());
+    }
+
+    #[test]
+    fn missing_password_file_is_named() {
+        let cfg = MqttConfig {
+            username: Some("u".into()),
+            password_file: Some("/nonexistent/pw".into()),
+            ..MqttConfig::default()
+        };
+        let e = format!("{:#}", options(&cfg, "x").unwrap_err());
+        assert!(e.contains("/nonexistent/pw"), "{e}");
+    }
+}

@@ -1,0 +1,1 @@
+//! `iotitan-sim`: a simulated sensor fleet (to be built).

@@ -1,0 +1,1 @@
+//! `iotitan-stats`: statistics of syslog windows (to be built).

@@ -1,0 +1,1 @@
+//! Writing records to a syslog daemon.

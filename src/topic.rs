@@ -1,0 +1,240 @@
+//! MQTT topic filters (`+`, `#`) as used by every `topics` key of the config.
+//!
+//! Matching follows MQTT 3.1.1 §4.7: `+` matches one level, `#` the rest (including the parent
+//! level itself), and filters starting with a wildcard never match topics starting with `$`
+//! (so `#` does not pull in `$SYS/…`).
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::fmt;
+
+/// A validated MQTT topic filter.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct TopicFilter(String);
+
+/// Why a string is not a valid topic filter.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FilterError {
+    /// The filter is empty.
+    #[error("a topic filter must not be empty")]
+    Empty,
+    /// `#` somewhere other than as the whole last level.
+    #[error("'#' must be the whole last level of a topic filter: {0:?}")]
+    MisplacedHash(String),
+    /// `+` sharing a level with other characters.
+    #[error("'+' must be a whole level of a topic filter: {0:?}")]
+    MisplacedPlus(String),
+    /// A NUL character, which MQTT forbids.
+    #[error("a topic filter must not contain NUL: {0:?}")]
+    Nul(String),
+}
+
+impl TopicFilter {
+    /// Validate `s` as a filter.
+    pub fn new(s: &str) -> Result<Self, FilterError> {
+        if s.is_empty() {
+            return Err(FilterError::Empty);
+        }
+        if s.contains('\0') {
+            return Err(FilterError::Nul(s.to_owned()));
+        }
+        let levels: Vec<&str> = s.split('/').collect();
+        for (i, level) in levels.iter().enumerate() {
+            if level.contains('#') && (*level != "#" || i + 1 != levels.len()) {
+                return Err(FilterError::MisplacedHash(s.to_owned()));
+            }
+            if level.contains('+') && *level != "+" {
+                return Err(FilterError::MisplacedPlus(s.to_owned()));
+            }
+        }
+        Ok(TopicFilter(s.to_owned()))
+    }
+
+    /// The filter text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether the filter holds a wildcard.
+    pub fn has_wildcards(&self) -> bool {
+        self.0.contains(['+', '#'])
+    }
+
+    /// Whether `topic` matches this filter.
+    pub fn matches(&self, topic: &str) -> bool {
+        matches(&self.0, topic)
+    }
+}
+
+/// Whether `topic` matches `filter` (the filter is assumed valid).
+pub fn matches(filter: &str, topic: &str) -> bool {
+    if topic.starts_with('$') && (filter.starts_with('+') || filter.starts_with('#')) {
+        return false;
+    }
+    let mut f = filter.split('/');
+    let mut t = topic.split('/');
+    loop {
+        match (f.next(), t.next()) {
+            (Some("#"), _) => return true,
+            (Some("+"), Some(_)) => {}
+            (Some(fl), Some(tl)) if fl == tl => {}
+            (None, None) => return true,
+            _ => return false,
+        }
+    }
+}
+
+impl fmt::Display for TopicFilter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::str::FromStr for TopicFilter {
+    type Err = FilterError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        TopicFilter::new(s)
+    }
+}
+
+impl Serialize for TopicFilter {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for TopicFilter {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        TopicFilter::new(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// One filter or a list of them: every `topics` key of the config takes either form.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Filters(pub Vec<TopicFilter>);
+
+impl Filters {
+    /// Filters from strings; panics on an invalid one, so only for literals in code and tests.
+    pub fn of(list: &[&str]) -> Self {
+        Filters(
+            list.iter()
+                .map(|s| TopicFilter::new(s).expect("valid literal filter"))
+                .collect(),
+        )
+    }
+
+    /// Whether any filter matches `topic`.
+    pub fn matches(&self, topic: &str) -> bool {
+        self.0.iter().any(|f| f.matches(topic))
+    }
+
+    /// Whether there are no filters.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Iterate the filters.
+    pub fn iter(&self) -> std::slice::Iter<'_, TopicFilter> {
+        self.0.iter()
+    }
+}
+
+impl Serialize for Filters {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Filters {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum OneOrMany {
+            One(String),
+            Many(Vec<String>),
+        }
+        let list = match OneOrMany::deserialize(d).map_err(|_| {
+            serde::de::Error::custom("expected a topic filter or a list of topic filters")
+        })? {
+            OneOrMany::One(s) => vec![s],
+            OneOrMany::Many(v) => v,
+        };
+        if list.is_empty() {
+            return Err(serde::de::Error::custom(
+                "the list of topic filters is empty",
+            ));
+        }
+        list.iter()
+            .map(|s| TopicFilter::new(s).map_err(serde::de::Error::custom))
+            .collect::<Result<Vec<_>, _>>()
+            .map(Filters)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validation() {
+        for ok in [
+            "#", "+", "a/b", "a/+/c", "a/#", "+/+", "/", "a//b", "$SYS/#",
+        ] {
+            assert!(TopicFilter::new(ok).is_ok(), "{ok}");
+        }
+        assert_eq!(TopicFilter::new(""), Err(FilterError::Empty));
+        for bad in ["a#", "a/#/b", "#/a", "a+", "a/b+/c", "++"] {
+            assert!(TopicFilter::new(bad).is_err(), "{bad}");
+        }
+        assert!(matches!(TopicFilter::new("a\0"), Err(FilterError::Nul(_))));
+    }
+
+    #[test]
+    fn matching() {
+        let cases = [
+            ("#", "a", true),
+            ("#", "a/b/c", true),
+            ("#", "$SYS/broker", false),
+            ("+/b", "$SYS/b", false),
+            ("$SYS/#", "$SYS/broker/load", true),
+            ("a/#", "a", true),
+            ("a/#", "a/b/c", true),
+            ("a/#", "ab", false),
+            ("a/+", "a/b", true),
+            ("a/+", "a/b/c", false),
+            ("a/+", "a/", true),
+            ("a/+/c", "a/x/c", true),
+            ("a/+/c", "a/x/d", false),
+            ("+", "a", true),
+            ("+", "a/b", false),
+            ("+", "/a", false),
+            ("+/+", "/a", true),
+            ("a/b", "a/b", true),
+            ("a/b", "a/b/c", false),
+            ("a/b/c", "a/b", false),
+            (
+                "iotitan/+/+/+/temperature",
+                "iotitan/home/up_bed1/dht11/temperature",
+                true,
+            ),
+        ];
+        for (f, t, want) in cases {
+            assert_eq!(matches(f, t), want, "{f} vs {t}");
+        }
+    }
+
+    #[test]
+    fn filters_accept_one_or_many() {
+        #[derive(Deserialize)]
+        struct T {
+            topics: Filters,
+        }
+        let one: T = toml::from_str(r#"topics = "a/#""#).unwrap();
+        assert_eq!(one.topics, Filters::of(&["a/#"]));
+        let many: T = toml::from_str(r#"topics = ["a/#", "b/+"]"#).unwrap();
+        assert_eq!(many.topics, Filters::of(&["a/#", "b/+"]));
+        assert!(toml::from_str::<T>(r#"topics = ["a#"]"#).is_err());
+        assert!(toml::from_str::<T>(r#"topics = []"#).is_err());
+        assert!(toml::from_str::<T>(r#"topics = 3"#).is_err());
+    }
+}
