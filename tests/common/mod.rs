@@ -1,0 +1,499 @@
+//! Test harness: real mosquitto, rsyslogd and systemd-journald, started in a temp dir on
+//! loopback ports or private sockets, stopped and cleaned up on drop.
+//!
+//! A daemon that is missing makes the test fail loudly (with the package to install); nothing
+//! is skipped.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long any wait in a test may take before it fails.
+pub const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A free TCP port on 127.0.0.1 (also free for UDP in practice: probed both).
+pub fn free_port() -> u16 {
+    loop {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+        let port = l.local_addr().expect("local addr").port();
+        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// Poll `cond` until it holds or `timeout` passes; returns whether it held. For conditions
+/// that have no event to await (a file growing, a port opening).
+pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Path of a program, or a loud failure naming the package.
+pub fn require(program: &str, package: &str) -> PathBuf {
+    for dir in [
+        "/usr/sbin",
+        "/usr/bin",
+        "/sbin",
+        "/bin",
+        "/lib/systemd",
+        "/usr/lib/systemd",
+    ] {
+        let p = Path::new(dir).join(program);
+        if p.exists() {
+            return p;
+        }
+    }
+    panic!("{program} is not installed: `apt-get install {package}` (.ci/run does this)");
+}
+
+fn is_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout.starts_with(b"0"))
+        .unwrap_or(false)
+}
+
+fn kill(child: &mut Child, signal: &str) {
+    let _ = Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status();
+}
+
+/// Wait for a child to exit, at most `timeout`; returns its status.
+pub fn wait_exit(child: &mut Child, timeout: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Ok(Some(s)) = child.try_wait() {
+            return Some(s);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A mosquitto broker on 127.0.0.1 with persistence in its own temp dir.
+pub struct Mosquitto {
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl Mosquitto {
+    /// Start a broker and wait until it accepts connections.
+    pub fn start() -> Mosquitto {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut m = Mosquitto {
+            port: free_port(),
+            dir,
+            child: None,
+        };
+        m.spawn();
+        m
+    }
+
+    fn spawn(&mut self) {
+        let bin = require("mosquitto", "mosquitto");
+        let conf = self.dir.path().join("mosquitto.conf");
+        let mut text = format!(
+            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n\
+             persistence_location {dir}/\nmax_queued_messages 0\nmax_inflight_messages 100\n\
+             log_dest file {dir}/mosquitto.log\n",
+            port = self.port,
+            dir = self.dir.path().display()
+        );
+        if is_root() {
+            text.push_str("user root\n");
+        }
+        std::fs::write(&conf, text).expect("write mosquitto.conf");
+        let child = Command::new(bin)
+            .arg("-c")
+            .arg(&conf)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start mosquitto");
+        self.child = Some(child);
+        let port = self.port;
+        assert!(
+            wait_until(TIMEOUT, || TcpStream::connect(("127.0.0.1", port)).is_ok()),
+            "mosquitto did not listen on {port}"
+        );
+    }
+
+    /// `host:port` for config files.
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Stop (SIGTERM, so it saves its persistence file) and wait.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            kill(&mut c, "-TERM");
+            wait_exit(&mut c, TIMEOUT).expect("mosquitto stops");
+        }
+    }
+
+    /// Stop and start again on the same port with the same persistence.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+
+    /// A `[mqtt]` section for this broker.
+    pub fn mqtt_toml(&self, client_id: &str) -> String {
+        format!(
+            "[mqtt]\nhost = \"127.0.0.1\"\nport = {}\nclient_id = \"{client_id}\"\nkeep_alive = \"5s\"\nreconnect_max = \"1s\"\n",
+            self.port
+        )
+    }
+
+    /// Run `mosquitto_pub` with `args` against this broker.
+    pub fn publish(&self, args: &[&str]) {
+        let pubbin = require("mosquitto_pub", "mosquitto-clients");
+        let st = Command::new(pubbin)
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(args)
+            .status()
+            .expect("run mosquitto_pub");
+        assert!(st.success(), "mosquitto_pub {args:?} failed");
+    }
+
+    /// Start `mosquitto_sub -v` on `topics`; lines come out of the returned reader.
+    pub fn subscribe(&self, topics: &[&str], extra: &[&str]) -> Subscriber {
+        let subbin = require("mosquitto_sub", "mosquitto-clients");
+        let mut cmd = Command::new(subbin);
+        cmd.args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-v"]);
+        for t in topics {
+            cmd.args(["-t", t]);
+        }
+        cmd.args(extra);
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start mosquitto_sub");
+        let out = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Subscriber { child, rx }
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A running `mosquitto_sub -v`.
+pub struct Subscriber {
+    child: Child,
+    rx: std::sync::mpsc::Receiver<String>,
+}
+
+impl Subscriber {
+    /// The next line, or `None` after `timeout`.
+    pub fn next_line(&self, timeout: Duration) -> Option<String> {
+        self.rx.recv_timeout(timeout).ok()
+    }
+
+    /// Lines until one satisfies `pred` (returned) or the timeout passes (panics with what
+    /// was seen).
+    pub fn wait_for(&self, timeout: Duration, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + timeout;
+        let mut seen = Vec::new();
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.rx.recv_timeout(left) {
+                Ok(l) if pred(&l) => return l,
+                Ok(l) => seen.push(l),
+                Err(_) => break,
+            }
+        }
+        panic!("no matching line within {timeout:?}; saw {seen:#?}");
+    }
+
+    /// Every line that arrives within `quiet` of the previous one.
+    pub fn drain(&self, quiet: Duration) -> Vec<String> {
+        let mut v = Vec::new();
+        while let Ok(l) = self.rx.recv_timeout(quiet) {
+            v.push(l);
+        }
+        v
+    }
+}
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An rsyslogd writing everything it receives to `DIR/syslog` in RSYSLOG_FileFormat
+/// (RFC 3339 timestamps), listening on a private unix socket and loopback UDP/TCP ports.
+pub struct Rsyslogd {
+    pub dir: tempfile::TempDir,
+    pub socket: PathBuf,
+    pub udp_port: u16,
+    pub tcp_port: u16,
+    pub output: PathBuf,
+    child: Option<Child>,
+}
+
+impl Rsyslogd {
+    /// Start rsyslogd and wait until all three inputs are up.
+    pub fn start() -> Rsyslogd {
+        Self::start_with_template("RSYSLOG_FileFormat")
+    }
+
+    /// Start with another file template (`RSYSLOG_TraditionalFileFormat` for the old format).
+    pub fn start_with_template(template: &str) -> Rsyslogd {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let socket = dir.path().join("log.sock");
+        let output = dir.path().join("syslog");
+        let mut r = Rsyslogd {
+            socket,
+            output,
+            udp_port: free_port(),
+            tcp_port: free_port(),
+            dir,
+            child: None,
+        };
+        r.write_conf(template);
+        r.spawn();
+        r
+    }
+
+    fn write_conf(&self, template: &str) {
+        let d = self.dir.path().display();
+        let conf = format!(
+            r#"global(workDirectory="{d}" maxMessageSize="1m")
+module(load="imuxsock" SysSock.Use="off")
+input(type="imuxsock" Socket="{d}/log.sock" UseSpecialParser="off" CreatePath="on")
+module(load="imudp")
+input(type="imudp" address="127.0.0.1" port="{udp}")
+module(load="imtcp")
+input(type="imtcp" address="127.0.0.1" port="{tcp}")
+action(type="omfile" file="{d}/syslog" template="{template}")
+"#,
+            udp = self.udp_port,
+            tcp = self.tcp_port,
+        );
+        std::fs::write(self.dir.path().join("rsyslog.conf"), conf).expect("write rsyslog.conf");
+    }
+
+    fn spawn(&mut self) {
+        let bin = require("rsyslogd", "rsyslog");
+        let d = self.dir.path();
+        let _ = std::fs::remove_file(&self.socket);
+        let child = Command::new(bin)
+            .arg("-n")
+            .arg("-f")
+            .arg(d.join("rsyslog.conf"))
+            .arg("-i")
+            .arg(d.join("rsyslogd.pid"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(d.join("rsyslogd.err")).expect("stderr file"))
+            .spawn()
+            .expect("start rsyslogd");
+        self.child = Some(child);
+        let (sock, tcp) = (self.socket.clone(), self.tcp_port);
+        assert!(
+            wait_until(TIMEOUT, || sock.exists()
+                && TcpStream::connect(("127.0.0.1", tcp)).is_ok()),
+            "rsyslogd did not come up; see {}",
+            d.join("rsyslogd.err").display()
+        );
+    }
+
+    /// Stop rsyslogd (SIGTERM) and wait for it.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            kill(&mut c, "-TERM");
+            wait_exit(&mut c, TIMEOUT).expect("rsyslogd stops");
+        }
+    }
+
+    /// Stop and start again with the same sockets and output file.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+
+    /// The output file's lines so far.
+    pub fn lines(&self) -> Vec<String> {
+        std::fs::read(&self.output)
+            .map(|b| {
+                String::from_utf8_lossy(&b)
+                    .lines()
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Wait until the output holds at least `n` lines containing `needle`; returns them all.
+    pub fn wait_lines(&self, needle: &str, n: usize, timeout: Duration) -> Vec<String> {
+        let mut got = Vec::new();
+        let ok = wait_until(timeout, || {
+            got = self
+                .lines()
+                .into_iter()
+                .filter(|l| l.contains(needle))
+                .collect();
+            got.len() >= n
+        });
+        assert!(ok, "expected {n} lines with {needle:?}, got {}", got.len());
+        got
+    }
+}
+
+impl Drop for Rsyslogd {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A systemd-journald in a journal namespace of its own (no rate limit, volatile storage).
+pub struct Journald {
+    pub namespace: String,
+    child: Option<Child>,
+}
+
+impl Journald {
+    /// Start journald for a fresh namespace named after `prefix`.
+    pub fn start(prefix: &str) -> Journald {
+        let bin = require("systemd-journald", "systemd");
+        require("journalctl", "systemd");
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let namespace = format!(
+            "{prefix}{}x{}",
+            std::process::id(),
+            N.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+        );
+        std::fs::create_dir_all("/etc/systemd").expect("create /etc/systemd");
+        std::fs::write(
+            format!("/etc/systemd/journald@{namespace}.conf"),
+            "[Journal]\nStorage=volatile\nRateLimitIntervalSec=0\nRateLimitBurst=0\nRuntimeMaxUse=256M\n",
+        )
+        .expect("write journald namespace config");
+        let child = Command::new(bin)
+            .arg(&namespace)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start systemd-journald");
+        let j = Journald {
+            namespace,
+            child: Some(child),
+        };
+        let sock = j.socket();
+        assert!(
+            wait_until(TIMEOUT, || sock.exists()),
+            "journald did not create {}",
+            sock.display()
+        );
+        j
+    }
+
+    /// The syslog socket of the namespace.
+    pub fn socket(&self) -> PathBuf {
+        PathBuf::from(format!("/run/systemd/journal.{}/dev-log", self.namespace))
+    }
+
+    /// `journal:NS`, as a stats source.
+    pub fn source(&self) -> String {
+        format!("journal:{}", self.namespace)
+    }
+
+    /// MESSAGE fields of records with `identifier`, via `journalctl -o json`.
+    pub fn messages(&self, identifier: &str) -> Vec<serde_json::Value> {
+        let out = Command::new("journalctl")
+            .args([
+                "--namespace",
+                &self.namespace,
+                "-o",
+                "json",
+                "--no-pager",
+                "-t",
+            ])
+            .arg(identifier)
+            .output()
+            .expect("run journalctl");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    /// Wait until at least `n` records with `identifier` are there; returns them.
+    pub fn wait_messages(
+        &self,
+        identifier: &str,
+        n: usize,
+        timeout: Duration,
+    ) -> Vec<serde_json::Value> {
+        let mut got = Vec::new();
+        let ok = wait_until(timeout, || {
+            got = self.messages(identifier);
+            got.len() >= n
+        });
+        assert!(ok, "expected {n} journal records, got {}", got.len());
+        got
+    }
+}
+
+impl Drop for Journald {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let ns = &self.namespace;
+        let _ = std::fs::remove_dir_all(format!("/run/systemd/journal.{ns}"));
+        let _ = std::fs::remove_file(format!("/etc/systemd/journald@{ns}.conf"));
+        if let Ok(id) = std::fs::read_to_string("/etc/machine-id") {
+            let id = id.trim();
+            let _ = std::fs::remove_dir_all(format!("/run/log/journal/{id}.{ns}"));
+            let _ = std::fs::remove_dir_all(format!("/var/log/journal/{id}.{ns}"));
+        }
+    }
+}
+
+/// A config file in `dir` with `text`; returns its path.
+pub fn write_config(dir: &Path, text: &str) -> PathBuf {
+    let p = dir.join("iotitan.toml");
+    std::fs::write(&p, text).expect("write config");
+    p
+}
