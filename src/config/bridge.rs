@@ -205,9 +205,7 @@ fn check_topic(t: &str) -> Result<(), String> {
         return Err("must not be empty".into());
     }
     if t.contains(['+', '#']) || t.contains('\0') {
-        return Err(format!(
-            "{t:?} must be a plain topic (no + or # wildcards)"
-        ));
+        return Err(format!("{t:?} must be a plain topic (no + or # wildcards)"));
     }
     Ok(())
 }
@@ -220,9 +218,7 @@ mod tests {
 
     fn parse(text: &str) -> Result<Config, String> {
         Config::parse(text, "t.toml").map_err(|e| match e {
-            ConfigError::Invalid {
-                line, message, ..
-            } => format!("{line}: {message}"),
+            ConfigError::Invalid { line, message, .. } => format!("{line}: {message}"),
             other => other.to_string(),
         })
     }
@@ -235,14 +231,19 @@ mod tests {
         assert_eq!(ch.min_interval.get().as_secs(), 15);
         assert_eq!(ch.max_interval.get().as_secs(), 600);
         assert_eq!(ch.max_batch, 960);
-        assert_eq!(ch.fields.iter().collect::<Vec<_>>(), [("a/h", 2), ("a/t", 1)]);
+        assert_eq!(
+            ch.fields.iter().collect::<Vec<_>>(),
+            [("a/h", 2), ("a/t", 1)]
+        );
     }
 
     #[test]
     fn field_numbers_are_1_to_8() {
         for bad in ["0", "9", "-1", "300"] {
-            let e = parse(&format!("[[bridge.channel]]\nid = 7\nfields = {{ \"a\" = {bad} }}\n"))
-                .unwrap_err();
+            let e = parse(&format!(
+                "[[bridge.channel]]\nid = 7\nfields = {{ \"a\" = {bad} }}\n"
+            ))
+            .unwrap_err();
             assert!(e.starts_with("3: "), "{e}");
         }
         let e = parse("[[bridge.channel]]\nid = 7\nfields = { \"a\" = 9 }\n").unwrap_err();
@@ -252,8 +253,8 @@ mod tests {
 
     #[test]
     fn no_field_twice() {
-        let e = parse("[[bridge.channel]]\nid = 7\nfields = { \"a\" = 1, \"b\" = 1 }\n")
-            .unwrap_err();
+        let e =
+            parse("[[bridge.channel]]\nid = 7\nfields = { \"a\" = 1, \"b\" = 1 }\n").unwrap_err();
         assert!(e.contains("field1 is mapped twice"), "{e}");
         assert!(e.starts_with("3: "), "{e}");
     }
@@ -277,7 +278,10 @@ mod tests {
     fn cross_key_rules() {
         let cases = [
             ("min_interval = \"0s\"\n", "above zero"),
-            ("min_interval = \"20s\"\nmax_interval = \"10s\"\n", "max_interval"),
+            (
+                "min_interval = \"20s\"\nmax_interval = \"10s\"\n",
+                "max_interval",
+            ),
             ("max_batch = 0\n", "max_batch"),
             ("max_batch = 20000\n", "max_batch"),
             ("max_spool = 10\n", "max_spool"),
@@ -286,7 +290,10 @@ mod tests {
         ];
         for (extra, needle) in cases {
             let e = parse(&format!("{BASE}{extra}")).unwrap_err();
-            assert!(e.contains(needle) && e.contains("channel 7"), "{extra}: {e}");
+            assert!(
+                e.contains(needle) && e.contains("channel 7"),
+                "{extra}: {e}"
+            );
         }
         let e = parse("[[bridge.channel]]\nid = 7\n").unwrap_err();
         assert!(e.contains("maps nothing"), "{e}");
@@ -303,7 +310,10 @@ mod tests {
 
     #[test]
     fn printed_config_parses_back() {
-        let c = parse(&format!("{BASE}status_topic = \"a/s\"\nmin_interval = \"1s\"\n")).unwrap();
+        let c = parse(&format!(
+            "{BASE}status_topic = \"a/s\"\nmin_interval = \"1s\"\n"
+        ))
+        .unwrap();
         let again = parse(&c.to_toml()).unwrap();
         assert_eq!(c.to_toml(), again.to_toml());
     }

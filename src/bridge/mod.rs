@@ -1,0 +1,3 @@
+//! `iotitan-bridge`: forwarding readings to ThingSpeak.
+
+pub mod batch;
