@@ -1,3 +1,6 @@
 //! `iotitan-bridge`: forwarding readings to ThingSpeak.
 
 pub mod batch;
+pub mod key;
+pub mod spool;
+pub mod thingspeak;
