@@ -146,8 +146,9 @@ pub enum Change {
     Open(Option<Pending>),
     /// The open update was sealed as this and appended to the queue.
     Queued(Update),
-    /// A request was started at this time (the rate limit holds across restarts).
-    Attempted(DateTime<Utc>),
+    /// A request was started or answered at this time: the rate limit counts from here, also
+    /// across restarts.
+    Contact(DateTime<Utc>),
     /// The first `n` queued updates left: delivered, refused, or dropped for space.
     Removed(usize),
     /// What a compacted spool starts with: the last request and the last timestamp used.
@@ -382,7 +383,7 @@ impl Batcher {
         self.in_flight = n;
         self.left_behind = self.queue.len() > n;
         self.last_attempt = Some(now);
-        self.record(Change::Attempted(wall), now);
+        self.record(Change::Contact(wall), now);
         Some(
             self.queue
                 .iter()
@@ -392,16 +393,23 @@ impl Batcher {
         )
     }
 
-    /// The request under way ended with `outcome` at `now`. `jitter` in `[0, 1)` spreads
-    /// retries. Returns the backoff delay after a failure, and how many updates were dropped
-    /// to respect `max_spool`.
+    /// The request under way ended with `outcome` at `now` (`wall`). `jitter` in `[0, 1)`
+    /// spreads retries. Returns the backoff delay after a failure, and how many updates were
+    /// dropped to respect `max_spool`.
+    ///
+    /// `min_interval` counts from the answer, not from the start of the request: the server
+    /// sees a request some latency after it is started, and that latency varies, so spacing
+    /// the starts alone can put two writes closer than the limit at the server.
     pub fn finish(
         &mut self,
         outcome: Outcome,
         now: Instant,
+        wall: DateTime<Utc>,
         jitter: f64,
     ) -> (Option<Duration>, usize) {
         let n = std::mem::take(&mut self.in_flight);
+        self.last_attempt = Some(now);
+        self.record(Change::Contact(wall), now);
         let delay = match outcome {
             Outcome::Delivered | Outcome::Refused => {
                 self.record(Change::Removed(n), now);
@@ -513,7 +521,7 @@ impl Batcher {
                     complete,
                 });
             }
-            Change::Attempted(at) => self.last_attempt_wall = Some(*at),
+            Change::Contact(at) => self.last_attempt_wall = Some(*at),
             Change::Removed(n) => {
                 for q in self.queue.drain(..(*n).min(self.queue.len())) {
                     self.complete -= usize::from(q.complete);
@@ -569,6 +577,17 @@ mod tests {
     }
 
     impl Batcher {
+        /// `finish` with the wall clock that goes with `t`.
+        fn finish_at(
+            &mut self,
+            c: &Clock,
+            o: Outcome,
+            t: Instant,
+            jitter: f64,
+        ) -> (Option<Duration>, usize) {
+            self.finish(o, t, c.w0 + (t - c.t0), jitter)
+        }
+
         /// `start` with the wall clock that goes with `t`.
         fn go(&mut self, c: &Clock, t: Instant) -> Option<Vec<Update>> {
             self.start(t, c.w0 + (t - c.t0))
@@ -622,7 +641,7 @@ mod tests {
         assert_eq!(batch[0].created_at, stamp("2026-11-22T07:00:01Z"));
         assert_eq!(batch[0].fields[..2], [Some(1.0), Some(2.0)]);
         assert_eq!(b.next_send(), None, "nothing while in flight");
-        b.finish(Outcome::Delivered, c.mono(1000), 0.5);
+        b.finish_at(&c, Outcome::Delivered, c.mono(1000), 0.5);
         assert_eq!(b.waiting(), 0);
         assert_eq!(b.next_send(), None);
     }
@@ -666,12 +685,13 @@ mod tests {
         let (w, t) = c.at(0);
         b.push(f(1, 1.0), w, t);
         assert!(b.go(&c, t).is_some());
-        b.finish(Outcome::Delivered, c.mono(100), 0.0);
+        // Counted from the answer, so the server never sees two writes too close.
+        b.finish_at(&c, Outcome::Delivered, c.mono(100), 0.0);
         let (w, t) = c.at(2_000);
         b.push(f(1, 2.0), w, t);
-        assert_eq!(b.next_send(), Some(c.mono(15_000)));
-        assert!(b.go(&c, c.mono(14_999)).is_none());
-        assert!(b.go(&c, c.mono(15_000)).is_some());
+        assert_eq!(b.next_send(), Some(c.mono(15_100)));
+        assert!(b.go(&c, c.mono(15_099)).is_none());
+        assert!(b.go(&c, c.mono(15_100)).is_some());
     }
 
     #[test]
@@ -713,7 +733,7 @@ mod tests {
         for _ in 0..6 {
             let batch = b.go(&c, now).expect("due after the backoff");
             assert_eq!(batch.len(), 1, "the same update is retried");
-            let (d, _) = b.finish(Outcome::Failed, now, 1.0);
+            let (d, _) = b.finish_at(&c, Outcome::Failed, now, 1.0);
             let d = d.unwrap();
             assert!(b.go(&c, now + d - Duration::from_millis(1)).is_none());
             delays.push(d.as_secs());
@@ -728,14 +748,14 @@ mod tests {
         let mut now = t;
         for _ in 0..4 {
             b.go(&c, now).unwrap();
-            let d = b.finish(Outcome::Failed, now, 0.0).0.unwrap();
+            let d = b.finish_at(&c, Outcome::Failed, now, 0.0).0.unwrap();
             got.push(d.as_secs());
             now += d;
         }
         assert_eq!(got, [15, 15, 30, 50]);
         // Success resets.
         b.go(&c, now).unwrap();
-        b.finish(Outcome::Delivered, now, 0.0);
+        b.finish_at(&c, Outcome::Delivered, now, 0.0);
         assert_eq!(b.failures(), 0);
         assert_eq!(b.waiting(), 0);
     }
@@ -747,7 +767,7 @@ mod tests {
         let (w, t) = c.at(0);
         b.push(f(1, 1.0), w, t);
         b.go(&c, t).unwrap();
-        let (d, _) = b.finish(Outcome::Refused, t, 0.0);
+        let (d, _) = b.finish_at(&c, Outcome::Refused, t, 0.0);
         assert_eq!(d, None);
         assert_eq!(b.waiting(), 0);
         assert_eq!(b.next_send(), None);
@@ -773,14 +793,14 @@ mod tests {
             let (w, t) = c.at(i * 1000);
             b.push(f(1, i as f64), w, t);
         }
-        b.finish(Outcome::Failed, c.mono(5_000), 0.0);
+        b.finish_at(&c, Outcome::Failed, c.mono(5_000), 0.0);
         let mut sizes = Vec::new();
         let mut now = c.mono(5_000);
         while let Some(at) = b.next_send() {
             now = now.max(at);
             let batch = b.go(&c, now).unwrap();
             sizes.push((batch.len(), (now - c.t0).as_secs()));
-            b.finish(Outcome::Delivered, now, 0.0);
+            b.finish_at(&c, Outcome::Delivered, now, 0.0);
         }
         assert_eq!(sizes, [(2, 20), (2, 35), (1, 50)]);
     }
@@ -806,7 +826,7 @@ mod tests {
             let (w, t) = c.at(i * 1000);
             assert_eq!(b.push(f(1, i as f64), w, t), 0, "not while in flight");
         }
-        let (_, dropped) = b.finish(Outcome::Failed, c.mono(6_000), 0.0);
+        let (_, dropped) = b.finish_at(&c, Outcome::Failed, c.mono(6_000), 0.0);
         assert_eq!(dropped, 3);
         assert_eq!(b.dropped(), 3);
         let batch = b.go(&c, c.mono(60_000)).unwrap();
@@ -848,7 +868,7 @@ mod tests {
         b.push(f(1, 1.0), w, t);
         b.push(f(2, 2.0), w, t);
         b.go(&c, t).unwrap();
-        b.finish(Outcome::Delivered, t, 0.0);
+        b.finish_at(&c, Outcome::Delivered, t, 0.0);
         for i in 0..3 {
             let (w, t) = c.at(1_000 + i * 1000);
             b.push(f(1, 10.0 + i as f64), w, t);
@@ -869,7 +889,7 @@ mod tests {
         let batch = from_log.go(&c, c.mono(15_000)).unwrap();
         assert_eq!(batch.len(), 2, "the sealed two; the open one is young");
         // Timestamps continue after the restored ones.
-        from_log.finish(Outcome::Delivered, c.mono(15_000), 0.0);
+        from_log.finish_at(&c, Outcome::Delivered, c.mono(15_000), 0.0);
         from_log.push(f(2, 5.0), c.at(15_000).0, c.mono(15_000));
         let batch = from_log.go(&c, c.mono(30_000)).unwrap();
         assert_eq!(batch[0].created_at, stamp("2026-11-22T07:00:15Z"));
@@ -912,6 +932,7 @@ mod tests {
             let mut delivered: Vec<f64> = Vec::new();
             let mut refused = 0usize;
             let mut attempts: Vec<u64> = Vec::new();
+            let mut last_answer: Option<u64> = None;
             let mut stamps: Vec<DateTime<Utc>> = Vec::new();
             let mut under_way: Option<Vec<Update>> = None;
             for op in ops {
@@ -926,6 +947,9 @@ mod tests {
                     Op::Tick(gap) => {
                         ms += gap;
                         if under_way.is_none() && let Some(batch) = b.go(&c, c.mono(ms)) {
+                            if let Some(prev) = last_answer {
+                                prop_assert!(ms >= prev + 15_000, "started {ms}, answered {prev}");
+                            }
                             attempts.push(ms);
                             under_way = Some(batch);
                         }
@@ -933,8 +957,9 @@ mod tests {
                     Op::Answer(kind) => {
                         if let Some(batch) = under_way.take() {
                             let t = c.mono(ms);
+                            last_answer = Some(ms);
                             let outcome = [Outcome::Delivered, Outcome::Refused, Outcome::Failed][kind as usize];
-                            b.finish(outcome, t, 0.3);
+                            b.finish_at(&c, outcome, t, 0.3);
                             for u in &batch {
                                 let n = u.fields.iter().flatten().count();
                                 match outcome {

@@ -185,9 +185,9 @@ impl Channel {
             Answer::Refused { .. } => Outcome::Refused,
             Answer::Retry { .. } => Outcome::Failed,
         };
-        let (delay, dropped) = self
-            .batcher
-            .finish(outcome, Instant::now(), rand::random::<f64>());
+        let (delay, dropped) =
+            self.batcher
+                .finish(outcome, Instant::now(), Utc::now(), rand::random::<f64>());
         match answer {
             Answer::Delivered => {
                 self.delivered += n as u64;

@@ -157,6 +157,9 @@ pub async fn run_with(cfg: &Config, mut shutdown: Shutdown, opts: Options) -> an
                         }
                     }
                 }
+                Update::Event(Event::Incoming(Packet::SubAck(_))) => {
+                    tracing::info!("subscribed to {} topics", routes.subscriptions().len());
+                }
                 Update::Event(_) => {}
             }
         }

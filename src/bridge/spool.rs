@@ -140,7 +140,7 @@ mod tests {
                 since: update(2).created_at,
                 update: update(2),
             })),
-            Change::Attempted(update(3).created_at),
+            Change::Contact(update(3).created_at),
             Change::Removed(1),
             Change::Open(None),
         ];
