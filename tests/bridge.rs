@@ -416,3 +416,49 @@ fn check_config_names_the_key_source_never_the_key() {
         "{text}"
     );
 }
+
+#[test]
+fn in_process_callers_see_each_channel_queue() {
+    use iotitan::bridge::{Options, Status};
+    let m = Mosquitto::start();
+    let ts = ThingSpeak::start(CHANNEL, KEY, MIN);
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("key");
+    std::fs::write(&key_file, KEY).unwrap();
+    let extra = format!("write_key_file = \"{}\"\n", key_file.display());
+    let cfg =
+        iotitan::config::Config::load(&config(dir.path(), &m, &ts, "\"t/a\" = 1", &extra)).unwrap();
+    ts.set_mode(Mode::Fail(503));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (trigger, shutdown) = iotitan::shutdown::channel();
+    let (tx, mut rx) = tokio::sync::watch::channel(Status::default());
+    let opts = Options {
+        dry_run: false,
+        status: Some(tx),
+    };
+    let daemon = rt.spawn(async move { iotitan::bridge::run_with(&cfg, shutdown, opts).await });
+    let mut wait = |pred: &dyn Fn(&Status) -> bool, limit: Duration| {
+        rt.block_on(async { tokio::time::timeout(limit, rx.wait_for(|s| pred(s))).await })
+            .is_ok_and(|r| r.is_ok())
+    };
+    // Publish until the subscription is in place and the reading shows up as waiting.
+    assert!(wait_until(TIMEOUT, || {
+        publish(&m, "t/a", "1");
+        wait(&|s| s.channels[0].waiting > 0, Duration::from_millis(200))
+    }));
+    assert!(wait(&|s| s.channels[0].failures >= 2, TIMEOUT));
+    ts.set_mode(Mode::Normal);
+    assert!(wait(
+        &|s| s.channels[0].waiting == 0 && s.channels[0].delivered > 0,
+        TIMEOUT
+    ));
+    let st = rx.borrow().channels[0].clone();
+    assert_eq!(st.id, CHANNEL);
+    assert_eq!(st.delivered as usize, ts.entries().len());
+    assert_eq!(
+        (st.failures, st.in_flight, st.dropped, st.refused),
+        (0, 0, 0, 0)
+    );
+    trigger.trigger();
+    rt.block_on(daemon).unwrap().unwrap();
+}
