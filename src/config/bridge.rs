@@ -309,6 +309,22 @@ mod tests {
     }
 
     #[test]
+    fn the_commented_example_is_valid_once_uncommented() {
+        let text = include_str!("../../config/iotitan.toml");
+        let start = text.find("# [[bridge.channel]]").expect("the example is there");
+        let example: String = text[start..]
+            .lines()
+            .take_while(|l| l.starts_with('#'))
+            .map(|l| format!("{}\n", &l[1..]))
+            .collect();
+        let c = parse(&example).unwrap();
+        let ch = &c.bridge.channel[0];
+        assert_eq!(ch.id, 752701);
+        assert_eq!(ch.fields.0.len(), 2);
+        assert_eq!(ch.max_spool, 100_000);
+    }
+
+    #[test]
     fn printed_config_parses_back() {
         let c = parse(&format!(
             "{BASE}status_topic = \"a/s\"\nmin_interval = \"1s\"\n"
