@@ -16,24 +16,55 @@ const CHANNEL: u64 = 7;
 const KEY: &str = "K3YSECRET0123456";
 const MIN: Duration = Duration::from_millis(300);
 
-/// The config for one channel on `ts`, mapping `fields`.
-fn config(
-    dir: &Path,
-    m: &Mosquitto,
-    ts: &ThingSpeak,
-    fields: &str,
-    extra: &str,
-) -> std::path::PathBuf {
-    write_config(
-        dir,
-        &format!(
-            "state_dir = \"{state}\"\n{mqtt}\n[[bridge.channel]]\nid = {CHANNEL}\nurl = \"{url}\"\n\
-             fields = {{ {fields} }}\nmin_interval = \"300ms\"\nmax_interval = \"2s\"\ntimeout = \"1s\"\n{extra}",
-            state = dir.join("state").display(),
-            mqtt = m.mqtt_toml("bridge-test"),
-            url = ts.url,
-        ),
-    )
+/// A broker, a ThingSpeak stand-in and a temp dir for one test.
+struct Setup {
+    m: Mosquitto,
+    ts: ThingSpeak,
+    dir: tempfile::TempDir,
+}
+
+impl Setup {
+    fn new() -> Setup {
+        Setup {
+            m: Mosquitto::start(),
+            ts: ThingSpeak::start(CHANNEL, KEY, MIN),
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// A config file for one channel on the stand-in, mapping `fields`, plus `extra` keys.
+    fn config(&self, fields: &str, extra: &str) -> std::path::PathBuf {
+        let dir = self.dir.path();
+        write_config(
+            dir,
+            &format!(
+                "state_dir = \"{state}\"\n{mqtt}\n[[bridge.channel]]\nid = {CHANNEL}\nurl = \"{url}\"\n\
+                 fields = {{ {fields} }}\nmin_interval = \"300ms\"\nmax_interval = \"2s\"\ntimeout = \"1s\"\n{extra}",
+                state = dir.join("state").display(),
+                mqtt = self.m.mqtt_toml("bridge-test"),
+                url = self.ts.url,
+            ),
+        )
+    }
+
+    /// Publish `value` on `topic` at QoS 1.
+    fn publish(&self, topic: &str, value: &str) {
+        self.m.publish(&["-q", "1", "-t", topic, "-m", value]);
+    }
+}
+
+/// `iotitan-bridge --config <config> <args>`, with the key in the environment (or none).
+fn bridge_command(config: &Path, key: Option<&str>, args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_iotitan-bridge"));
+    cmd.arg("--config").arg(config).args(args);
+    cmd.env("RUST_LOG", "debug").env_remove("JOURNAL_STREAM");
+    cmd.env_remove("CREDENTIALS_DIRECTORY");
+    let var = format!("IOTITAN_THINGSPEAK_KEY_{CHANNEL}");
+    match key {
+        Some(k) => cmd.env(var, k),
+        None => cmd.env_remove(var),
+    };
+    cmd
 }
 
 /// A running `iotitan-bridge` with its stderr (the log) and stdout collected.
@@ -57,14 +88,7 @@ fn collect(stream: impl std::io::Read + Send + 'static) -> Arc<Mutex<Vec<String>
 
 impl Bridge {
     fn start(config: &Path, key: Option<&str>, args: &[&str]) -> Bridge {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_iotitan-bridge"));
-        cmd.arg("--config").arg(config).args(args);
-        cmd.env("RUST_LOG", "debug").env_remove("JOURNAL_STREAM");
-        cmd.env_remove("CREDENTIALS_DIRECTORY");
-        match key {
-            Some(k) => cmd.env(format!("IOTITAN_THINGSPEAK_KEY_{CHANNEL}"), k),
-            None => cmd.env_remove(format!("IOTITAN_THINGSPEAK_KEY_{CHANNEL}")),
-        };
+        let mut cmd = bridge_command(config, key, args);
         let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -121,11 +145,6 @@ fn assert_key_never_logged(log: &[String]) {
     }
 }
 
-/// Publish `value` on `topic` at QoS 1.
-fn publish(m: &Mosquitto, topic: &str, value: &str) {
-    m.publish(&["-q", "1", "-t", topic, "-m", value]);
-}
-
 fn field1_values(entries: &[serde_json::Value]) -> Vec<f64> {
     entries
         .iter()
@@ -157,22 +176,15 @@ fn assert_never_too_fast(ts: &ThingSpeak) {
 
 #[test]
 fn sends_the_exact_json_with_created_at_and_user_agent() {
-    let m = Mosquitto::start();
-    let ts = ThingSpeak::start(CHANNEL, KEY, MIN);
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = config(
-        dir.path(),
-        &m,
-        &ts,
-        "\"t/a\" = 1, \"t/b\" = 2",
-        "status_topic = \"t/s\"\n",
-    );
+    let s = Setup::new();
+    let ts = &s.ts;
+    let cfg = s.config("\"t/a\" = 1, \"t/b\" = 2", "status_topic = \"t/s\"\n");
     let bridge = Bridge::start(&cfg, Some(KEY), &[]);
     bridge.wait_log("subscribed to 3 topics");
     let before = chrono::Utc::now();
-    publish(&m, "t/s", "all good");
-    publish(&m, "t/a", "21.5");
-    publish(&m, "t/b", "40");
+    s.publish("t/s", "all good");
+    s.publish("t/a", "21.5");
+    s.publish("t/b", "40");
     let after = chrono::Utc::now();
     ts.wait_entries(1, TIMEOUT);
     let req = &ts.requests()[0];
@@ -206,10 +218,9 @@ fn sends_the_exact_json_with_created_at_and_user_agent() {
 
 #[test]
 fn an_outage_of_several_intervals_delivers_every_update_exactly_once() {
-    let m = Mosquitto::start();
-    let ts = ThingSpeak::start(CHANNEL, KEY, MIN);
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path(), &m, &ts, "\"t/a\" = 1", "");
+    let s = Setup::new();
+    let ts = &s.ts;
+    let cfg = s.config("\"t/a\" = 1", "");
     let bridge = Bridge::start(&cfg, Some(KEY), &[]);
     bridge.wait_log("subscribed to 1 topics");
     // Every kind of failure in turn, with readings arriving throughout.
@@ -225,7 +236,7 @@ fn an_outage_of_several_intervals_delivers_every_update_exactly_once() {
         ts.set_mode(mode);
         for _ in 0..3 {
             value += 1;
-            publish(&m, "t/a", &value.to_string());
+            s.publish("t/a", &value.to_string());
         }
         // Two attempts fail this way (the first may have started in the previous mode).
         let n = ts.requests().len();
@@ -237,7 +248,7 @@ fn an_outage_of_several_intervals_delivers_every_update_exactly_once() {
     let expected: Vec<f64> = (1..=value).map(f64::from).collect();
     assert_eq!(field1_values(&entries), expected, "in order, each once");
     assert_created_at_increasing(&entries);
-    assert_never_too_fast(&ts);
+    assert_never_too_fast(ts);
     let log = bridge.stop();
     assert_eq!(
         ts.entries().len(),
@@ -258,21 +269,20 @@ fn an_outage_of_several_intervals_delivers_every_update_exactly_once() {
 
 #[test]
 fn a_restart_during_an_outage_loses_nothing_and_sends_nothing_twice() {
-    let m = Mosquitto::start();
-    let ts = ThingSpeak::start(CHANNEL, KEY, MIN);
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path(), &m, &ts, "\"t/a\" = 1", "");
+    let s = Setup::new();
+    let ts = &s.ts;
+    let cfg = s.config("\"t/a\" = 1", "");
     ts.set_mode(Mode::Fail(502));
     let bridge = Bridge::start(&cfg, Some(KEY), &[]);
     bridge.wait_log("subscribed to 1 topics");
     for v in 1..=5 {
-        publish(&m, "t/a", &v.to_string());
+        s.publish("t/a", &v.to_string());
     }
     ts.wait_requests(2, TIMEOUT);
     bridge.stop();
     // Published while the bridge is down: the broker keeps them for its session.
     for v in 6..=8 {
-        publish(&m, "t/a", &v.to_string());
+        s.publish("t/a", &v.to_string());
     }
     let bridge = Bridge::start(&cfg, Some(KEY), &[]);
     bridge.wait_log("5 updates waiting from the spool");
@@ -287,26 +297,25 @@ fn a_restart_during_an_outage_loses_nothing_and_sends_nothing_twice() {
     bridge.stop();
     let bridge = Bridge::start(&cfg, Some(KEY), &[]);
     bridge.wait_log("connected to the broker");
-    publish(&m, "t/a", "9");
+    s.publish("t/a", "9");
     let entries = ts.wait_entries(9, TIMEOUT);
     assert_eq!(
         field1_values(&entries),
         (1..=9).map(f64::from).collect::<Vec<_>>()
     );
     bridge.stop();
-    assert_never_too_fast(&ts);
+    assert_never_too_fast(ts);
 }
 
 #[test]
 fn a_bad_key_gives_one_clear_error_per_batch_and_no_retry_storm() {
-    let m = Mosquitto::start();
-    let ts = ThingSpeak::start(CHANNEL, KEY, MIN);
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path(), &m, &ts, "\"t/a\" = 1", "");
+    let s = Setup::new();
+    let ts = &s.ts;
+    let cfg = s.config("\"t/a\" = 1", "");
     let wrong = "WR0NGKEY99999999";
     let bridge = Bridge::start(&cfg, Some(wrong), &[]);
     bridge.wait_log("subscribed to 1 topics");
-    publish(&m, "t/a", "1");
+    s.publish("t/a", "1");
     let line = bridge.wait_log("refused");
     assert!(
         line.contains("HTTP 401") && line.contains("write API key"),
@@ -315,7 +324,7 @@ fn a_bad_key_gives_one_clear_error_per_batch_and_no_retry_storm() {
     // Longer than max_interval and several backoff caps: nothing is retried.
     assert!(!ts.try_wait_requests(2, Duration::from_secs(5)));
     // A new reading is a new batch: one more request, one more line.
-    publish(&m, "t/a", "2");
+    s.publish("t/a", "2");
     ts.wait_requests(2, TIMEOUT);
     bridge.wait_log("HTTP 401");
     let log = bridge.stop();
@@ -335,14 +344,13 @@ fn a_bad_key_gives_one_clear_error_per_batch_and_no_retry_storm() {
 
 #[test]
 fn dry_run_prints_the_json_with_the_key_masked_and_sends_nothing() {
-    let m = Mosquitto::start();
-    let ts = ThingSpeak::start(CHANNEL, KEY, MIN);
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path(), &m, &ts, "\"t/a\" = 1, \"t/b\" = 2", "");
+    let s = Setup::new();
+    let ts = &s.ts;
+    let cfg = s.config("\"t/a\" = 1, \"t/b\" = 2", "");
     let bridge = Bridge::start(&cfg, Some(KEY), &["--dry-run"]);
     bridge.wait_log("subscribed to 2 topics");
-    publish(&m, "t/a", "1.25");
-    publish(&m, "t/b", "2");
+    s.publish("t/a", "1.25");
+    s.publish("t/b", "2");
     let mut text = String::new();
     let ok = wait_until(TIMEOUT, || {
         text = bridge.out.lock().unwrap().join("\n");
@@ -357,25 +365,17 @@ fn dry_run_prints_the_json_with_the_key_masked_and_sends_nothing() {
     bridge.stop();
     assert!(ts.requests().is_empty());
     assert!(
-        !dir.path().join("state/bridge").exists(),
+        !s.dir.path().join("state/bridge").exists(),
         "a dry run leaves the spool alone"
     );
 }
 
 #[test]
 fn check_config_names_the_key_source_never_the_key() {
-    let m = Mosquitto::start();
-    let ts = ThingSpeak::start(CHANNEL, KEY, MIN);
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path(), &m, &ts, "\"t/a\" = 1", "");
+    let s = Setup::new();
+    let cfg = s.config("\"t/a\" = 1", "");
     let run = |key: Option<&str>, cfg: &Path| {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_iotitan-bridge"));
-        cmd.arg("--config").arg(cfg).arg("check-config");
-        cmd.env_remove("CREDENTIALS_DIRECTORY");
-        match key {
-            Some(k) => cmd.env(format!("IOTITAN_THINGSPEAK_KEY_{CHANNEL}"), k),
-            None => cmd.env_remove(format!("IOTITAN_THINGSPEAK_KEY_{CHANNEL}")),
-        };
+        let mut cmd = bridge_command(cfg, key, &["check-config"]);
         let out = cmd.output().unwrap();
         let text = format!(
             "{}{}",
@@ -396,19 +396,16 @@ fn check_config_names_the_key_source_never_the_key() {
     assert_eq!(code, Some(78), "{text}");
     assert!(text.contains("no write key"), "{text}");
     // A key file works too, and a bad mapping is a located config error.
-    let key_file = dir.path().join("key");
+    let key_file = s.dir.path().join("key");
     std::fs::write(&key_file, format!("{KEY}\n")).unwrap();
-    let cfg = config(
-        dir.path(),
-        &m,
-        &ts,
+    let cfg = s.config(
         "\"t/a\" = 1",
         &format!("write_key_file = \"{}\"\n", key_file.display()),
     );
     let (code, text) = run(None, &cfg);
     assert_eq!(code, Some(0), "{text}");
     assert!(text.contains("write key from file"), "{text}");
-    let cfg = config(dir.path(), &m, &ts, "\"t/a\" = 1, \"t/b\" = 1", "");
+    let cfg = s.config("\"t/a\" = 1, \"t/b\" = 1", "");
     let (code, text) = run(Some(KEY), &cfg);
     assert_eq!(code, Some(78), "{text}");
     assert!(
@@ -420,14 +417,12 @@ fn check_config_names_the_key_source_never_the_key() {
 #[test]
 fn in_process_callers_see_each_channel_queue() {
     use iotitan::bridge::{Options, Status};
-    let m = Mosquitto::start();
-    let ts = ThingSpeak::start(CHANNEL, KEY, MIN);
-    let dir = tempfile::tempdir().unwrap();
-    let key_file = dir.path().join("key");
+    let s = Setup::new();
+    let ts = &s.ts;
+    let key_file = s.dir.path().join("key");
     std::fs::write(&key_file, KEY).unwrap();
     let extra = format!("write_key_file = \"{}\"\n", key_file.display());
-    let cfg =
-        iotitan::config::Config::load(&config(dir.path(), &m, &ts, "\"t/a\" = 1", &extra)).unwrap();
+    let cfg = iotitan::config::Config::load(&s.config("\"t/a\" = 1", &extra)).unwrap();
     ts.set_mode(Mode::Fail(503));
     let rt = tokio::runtime::Runtime::new().unwrap();
     let (trigger, shutdown) = iotitan::shutdown::channel();
@@ -443,7 +438,7 @@ fn in_process_callers_see_each_channel_queue() {
     };
     // Publish until the subscription is in place and the reading shows up as waiting.
     assert!(wait_until(TIMEOUT, || {
-        publish(&m, "t/a", "1");
+        s.publish("t/a", "1");
         wait(&|s| s.channels[0].waiting > 0, Duration::from_millis(200))
     }));
     assert!(wait(&|s| s.channels[0].failures >= 2, TIMEOUT));

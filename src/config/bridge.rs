@@ -311,7 +311,9 @@ mod tests {
     #[test]
     fn the_commented_example_is_valid_once_uncommented() {
         let text = include_str!("../../config/iotitan.toml");
-        let start = text.find("# [[bridge.channel]]").expect("the example is there");
+        let start = text
+            .find("# [[bridge.channel]]")
+            .expect("the example is there");
         let example: String = text[start..]
             .lines()
             .take_while(|l| l.starts_with('#'))
