@@ -180,7 +180,7 @@ fn sends_the_exact_json_with_created_at_and_user_agent() {
     let ts = &s.ts;
     let cfg = s.config("\"t/a\" = 1, \"t/b\" = 2", "status_topic = \"t/s\"\n");
     let bridge = Bridge::start(&cfg, Some(KEY), &[]);
-    bridge.wait_log("subscribed to 3 topics");
+    bridge.wait_log("subscribed: t/a, t/b, t/s");
     let before = chrono::Utc::now();
     s.publish("t/s", "all good");
     s.publish("t/a", "21.5");
@@ -222,7 +222,7 @@ fn an_outage_of_several_intervals_delivers_every_update_exactly_once() {
     let ts = &s.ts;
     let cfg = s.config("\"t/a\" = 1", "");
     let bridge = Bridge::start(&cfg, Some(KEY), &[]);
-    bridge.wait_log("subscribed to 1 topics");
+    bridge.wait_log("subscribed: t/a");
     // Every kind of failure in turn, with readings arriving throughout.
     let mut value: u32 = 0;
     for mode in [
@@ -274,7 +274,7 @@ fn a_restart_during_an_outage_loses_nothing_and_sends_nothing_twice() {
     let cfg = s.config("\"t/a\" = 1", "");
     ts.set_mode(Mode::Fail(502));
     let bridge = Bridge::start(&cfg, Some(KEY), &[]);
-    bridge.wait_log("subscribed to 1 topics");
+    bridge.wait_log("subscribed: t/a");
     for v in 1..=5 {
         s.publish("t/a", &v.to_string());
     }
@@ -314,7 +314,7 @@ fn a_bad_key_gives_one_clear_error_per_batch_and_no_retry_storm() {
     let cfg = s.config("\"t/a\" = 1", "");
     let wrong = "WR0NGKEY99999999";
     let bridge = Bridge::start(&cfg, Some(wrong), &[]);
-    bridge.wait_log("subscribed to 1 topics");
+    bridge.wait_log("subscribed: t/a");
     s.publish("t/a", "1");
     let line = bridge.wait_log("refused");
     assert!(
@@ -348,7 +348,7 @@ fn dry_run_prints_the_json_with_the_key_masked_and_sends_nothing() {
     let ts = &s.ts;
     let cfg = s.config("\"t/a\" = 1, \"t/b\" = 2", "");
     let bridge = Bridge::start(&cfg, Some(KEY), &["--dry-run"]);
-    bridge.wait_log("subscribed to 2 topics");
+    bridge.wait_log("subscribed: t/a, t/b");
     s.publish("t/a", "1.25");
     s.publish("t/b", "2");
     let mut text = String::new();

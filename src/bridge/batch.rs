@@ -761,6 +761,39 @@ mod tests {
     }
 
     #[test]
+    fn a_thirty_minute_outage_is_caught_up_in_one_request() {
+        let c = Clock::new();
+        let mut b = Batcher::new(limits(), [1, 2]);
+        let mut under_way = None;
+        let mut attempts = 0;
+        let mut updates = 0;
+        // Two fields every 5 s for 30 minutes, ThingSpeak failing all along.
+        for s in (0..30 * 60).step_by(5) {
+            let (w, t) = c.at(s * 1000);
+            b.push(f(1, s as f64), w, t);
+            b.push(f(2, s as f64), w, t);
+            updates += 1;
+            if under_way.take().is_some() {
+                b.finish_at(&c, Outcome::Failed, t, 0.5);
+            }
+            if let Some(batch) = b.go(&c, t) {
+                attempts += 1;
+                under_way = Some(batch);
+            }
+        }
+        // 15 s doubling to the 10 min cap: a handful of attempts, not a storm.
+        assert!((5..=10).contains(&attempts), "{attempts} attempts");
+        let t = c.mono(30 * 60 * 1000);
+        b.finish_at(&c, Outcome::Failed, t, 0.5);
+        let at = b.next_send().unwrap();
+        assert!(at <= t + MAX, "the next try is at most max_interval away");
+        let batch = b.go(&c, at).unwrap();
+        assert_eq!(batch.len(), updates, "everything, once, in one request");
+        b.finish_at(&c, Outcome::Delivered, at, 0.5);
+        assert_eq!(b.waiting(), 0);
+    }
+
+    #[test]
     fn a_refused_batch_is_dropped_and_not_retried() {
         let c = Clock::new();
         let mut b = Batcher::new(limits(), [1]);

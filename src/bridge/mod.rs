@@ -158,7 +158,7 @@ pub async fn run_with(cfg: &Config, mut shutdown: Shutdown, opts: Options) -> an
                     }
                 }
                 Update::Event(Event::Incoming(Packet::SubAck(_))) => {
-                    tracing::info!("subscribed to {} topics", routes.subscriptions().len());
+                    tracing::info!("subscribed: {}", routes.subscriptions().join(", "));
                 }
                 Update::Event(_) => {}
             }
