@@ -139,7 +139,7 @@ impl Channel {
                     }
                     None => break,
                 },
-                answer = async { request.as_mut().expect("guarded").await }, if request.is_some() => {
+                answer = answer_to(&mut request) => {
                     request = None;
                     self.finish(answer);
                 }
@@ -277,6 +277,15 @@ pub fn spool_dir(state_dir: &Path) -> std::path::PathBuf {
     state_dir.join("bridge")
 }
 
+/// The answer to the request under way; pends forever when there is none.
+async fn answer_to(request: &mut Option<Request>) -> Answer {
+    match request {
+        Some(r) => r.await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Sleep until `at`; pend forever for `None`.
 async fn sleep_until(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,

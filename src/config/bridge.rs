@@ -23,9 +23,8 @@ pub struct BridgeConfig {
 
 /// The unvalidated form of [`BridgeConfig`]: serde reads this, then `try_from` checks the
 /// rules that span several keys.
-#[derive(Deserialize)]
+#[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-#[derive(Default)]
 struct RawBridge {
     channel: Vec<ChannelConfig>,
 }
