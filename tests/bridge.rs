@@ -458,3 +458,21 @@ fn in_process_callers_see_each_channel_queue() {
     trigger.trigger();
     rt.block_on(daemon).unwrap().unwrap();
 }
+
+#[test]
+fn refuses_to_start_without_channels_or_beside_another_bridge() {
+    let s = Setup::new();
+    let empty = write_config(s.dir.path(), &s.m.mqtt_toml("bridge-test"));
+    let out = bridge_command(&empty, Some(KEY), &[]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{err}");
+    assert!(err.contains("no [[bridge.channel]]"), "{err}");
+    let cfg = s.config("\"t/a\" = 1", "");
+    let first = Bridge::start(&cfg, Some(KEY), &[]);
+    first.wait_log("subscribed: t/a");
+    let out = bridge_command(&cfg, Some(KEY), &[]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(74), "{err}");
+    assert!(err.contains("another iotitan-bridge"), "{err}");
+    first.stop();
+}

@@ -19,6 +19,9 @@ const SLACK: usize = 1024;
 pub struct Spool {
     path: PathBuf,
     file: File,
+    /// Held (locked) while the spool is open: two bridges appending to one spool would
+    /// corrupt it. A separate file, because compaction replaces the spool's inode.
+    _lock: File,
     /// Lines in the file.
     lines: usize,
 }
@@ -38,10 +41,26 @@ impl Spool {
         dir.join(format!("thingspeak-{id}.spool"))
     }
 
-    /// Open (creating `dir` and the file if needed) and read what is in it.
+    /// Open (creating `dir` and the file if needed) and read what is in it. Fails if another
+    /// process has the spool open.
     pub fn open(dir: &Path, id: u64) -> io::Result<(Spool, Loaded)> {
         std::fs::create_dir_all(dir)?;
         let path = Spool::path(dir, id);
+        let lock_path = path.with_extension("lock");
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)?;
+        if let Err(e) = lock.try_lock() {
+            return Err(io::Error::new(
+                io::ErrorKind::WouldBlock,
+                format!(
+                    "{} is locked by another process (is another iotitan-bridge running?): {e}",
+                    lock_path.display()
+                ),
+            ));
+        }
         let loaded = match std::fs::read(&path) {
             Ok(bytes) => parse(&bytes),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Loaded::default(),
@@ -49,7 +68,15 @@ impl Spool {
         };
         let file = OpenOptions::new().create(true).append(true).open(&path)?;
         let lines = loaded.changes.len() + loaded.skipped;
-        Ok((Spool { path, file, lines }, loaded))
+        Ok((
+            Spool {
+                path,
+                file,
+                _lock: lock,
+                lines,
+            },
+            loaded,
+        ))
     }
 
     /// Where the file is.
@@ -147,6 +174,8 @@ mod tests {
         {
             let (mut s, loaded) = Spool::open(dir.path(), 7).unwrap();
             assert!(loaded.changes.is_empty());
+            let e = Spool::open(dir.path(), 7).unwrap_err().to_string();
+            assert!(e.contains("another iotitan-bridge"), "{e}");
             s.append(&changes[..2]).unwrap();
             s.append(&changes[2..]).unwrap();
         }
@@ -166,6 +195,7 @@ mod tests {
         let mut f = OpenOptions::new().append(true).open(s.file_path()).unwrap();
         f.write_all(b"garbage\n{\"queued\":{\"created_at\":\"2026-")
             .unwrap();
+        drop(s);
         let (_, loaded) = Spool::open(dir.path(), 7).unwrap();
         assert_eq!(loaded.changes, [Change::Queued(update(1))]);
         assert_eq!(loaded.skipped, 2);
@@ -184,6 +214,7 @@ mod tests {
         let (mut s, _) = Spool::open(dir.path(), 7).unwrap();
         s.compact(&[Change::Queued(update(42))]).unwrap();
         s.append(&[Change::Removed(1)]).unwrap();
+        drop(s);
         let (_, loaded) = Spool::open(dir.path(), 7).unwrap();
         assert_eq!(
             loaded.changes,
