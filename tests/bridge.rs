@@ -179,12 +179,15 @@ fn sends_the_exact_json_with_created_at_and_user_agent() {
     let s = Setup::new();
     let ts = &s.ts;
     let cfg = s.config("\"t/a\" = 1, \"t/b\" = 2", "status_topic = \"t/s\"\n");
+    // An old retained value is replayed on subscribing: not a new reading, not forwarded.
+    s.m.publish(&["-q", "1", "-r", "-t", "t/a", "-m", "99"]);
     let bridge = Bridge::start(&cfg, Some(KEY), &[]);
     bridge.wait_log("subscribed: t/a, t/b, t/s");
     let before = chrono::Utc::now();
     s.publish("t/s", "all good");
     s.publish("t/a", "21.5");
-    s.publish("t/b", "40");
+    // Retained, as stats publishes: live messages are forwarded all the same.
+    s.m.publish(&["-q", "1", "-r", "-t", "t/b", "-m", "40"]);
     let after = chrono::Utc::now();
     ts.wait_entries(1, TIMEOUT);
     let req = &ts.requests()[0];
