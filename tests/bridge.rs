@@ -312,6 +312,30 @@ fn a_restart_during_an_outage_loses_nothing_and_sends_nothing_twice() {
 }
 
 #[test]
+fn a_crash_during_an_outage_loses_nothing() {
+    let s = Setup::new();
+    let ts = &s.ts;
+    let cfg = s.config("\"t/a\" = 1", "");
+    ts.set_mode(Mode::Fail(500));
+    let mut bridge = Bridge::start(&cfg, Some(KEY), &[]);
+    bridge.wait_log("subscribed: t/a");
+    for v in 1..=4 {
+        s.publish("t/a", &v.to_string());
+    }
+    ts.wait_requests(2, TIMEOUT);
+    bridge.child.kill().unwrap();
+    bridge.child.wait().unwrap();
+    s.publish("t/a", "5");
+    let bridge = Bridge::start(&cfg, Some(KEY), &[]);
+    bridge.wait_log("updates waiting from the spool");
+    ts.set_mode(Mode::Normal);
+    let entries = ts.wait_entries(5, TIMEOUT);
+    assert_eq!(field1_values(&entries), [1.0, 2.0, 3.0, 4.0, 5.0]);
+    assert_created_at_increasing(&entries);
+    bridge.stop();
+}
+
+#[test]
 fn a_bad_key_gives_one_clear_error_per_batch_and_no_retry_storm() {
     let s = Setup::new();
     let ts = &s.ts;

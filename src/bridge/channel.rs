@@ -31,6 +31,50 @@ pub struct Reading {
     pub wall: DateTime<Utc>,
     /// Arrival, monotonic clock (for intervals).
     pub at: Instant,
+    /// Dropped once the reading is in the spool.
+    pub ack: Ack,
+}
+
+/// Acknowledges one message to the broker when its last copy is dropped.
+///
+/// The bridge subscribes with QoS 1 and acknowledges by hand: channel tasks drop their copy
+/// only once the reading is in the spool, so whatever the bridge had not made durable when it
+/// died is delivered again by the broker (at least once, never lost).
+#[derive(Clone)]
+pub struct Ack {
+    _last_one_acknowledges: Arc<AckOnDrop>,
+}
+
+struct AckOnDrop {
+    client: rumqttc::AsyncClient,
+    publish: rumqttc::Publish,
+}
+
+impl Ack {
+    /// Acknowledge `publish` through `client` once every copy is dropped.
+    pub fn new(client: rumqttc::AsyncClient, publish: rumqttc::Publish) -> Self {
+        Ack {
+            _last_one_acknowledges: Arc::new(AckOnDrop { client, publish }),
+        }
+    }
+}
+
+impl std::fmt::Debug for Ack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Ack")
+    }
+}
+
+impl Drop for AckOnDrop {
+    fn drop(&mut self) {
+        // Never blocks; if the request queue is full the broker simply redelivers later.
+        if let Err(e) = self.client.try_ack(&self.publish) {
+            tracing::debug!(
+                "could not acknowledge a message on {}: {e}",
+                self.publish.topic
+            );
+        }
+    }
 }
 
 /// Where batches go.
@@ -129,6 +173,7 @@ impl Channel {
     pub async fn run(mut self, mut readings: mpsc::Receiver<Reading>) {
         self.publish_status();
         let mut request: Option<Request> = None;
+        let mut unacked: Vec<Ack> = Vec::new();
         loop {
             let wake = self.batcher.next_send();
             tokio::select! {
@@ -136,6 +181,7 @@ impl Channel {
                     Some(r) => {
                         let dropped = self.batcher.push(r.value, r.wall, r.at);
                         log_dropped(self.id, dropped);
+                        unacked.push(r.ack);
                     }
                     None => break,
                 },
@@ -153,6 +199,8 @@ impl Channel {
                 }
             }
             self.persist();
+            // On disk (or the spool is broken and logged): the broker may forget them.
+            unacked.clear();
             self.publish_status();
         }
         if let Some(r) = request {
@@ -286,7 +334,7 @@ async fn answer_to(request: &mut Option<Request>) -> Answer {
 }
 
 /// Sleep until `at`; pend forever for `None`.
-async fn sleep_until(at: Option<Instant>) {
+pub(super) async fn sleep_until(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
         None => std::future::pending().await,

@@ -24,7 +24,7 @@ use crate::exit::{self, ExitError};
 use crate::mqtt::{self, Update};
 use crate::notify;
 use crate::shutdown::Shutdown;
-use channel::{Channel, Reading};
+use channel::{Ack, Channel, Reading};
 use route::Routes;
 use rumqttc::{AsyncClient, Event, Packet, QoS};
 use std::sync::Arc;
@@ -110,9 +110,10 @@ pub async fn run_with(cfg: &Config, mut shutdown: Shutdown, opts: Options) -> an
         tasks.spawn(channel.run(rx));
     }
 
-    // A persistent session: while the bridge restarts, the broker keeps its messages.
+    // A persistent session: while the bridge restarts, the broker keeps its messages; and
+    // acknowledgements only once a reading is spooled (see `channel::Ack`).
     let mut mqtt_opts = mqtt::options(&cfg.mqtt, "bridge")?;
-    mqtt_opts.set_clean_session(false);
+    mqtt_opts.set_clean_session(false).set_manual_acks(true);
     let (client, eventloop) = AsyncClient::new(mqtt_opts, mqtt::REQUEST_CAPACITY);
     let mut driver = mqtt::Driver::new(eventloop, cfg.mqtt.reconnect_max.get());
     notify::ready();
@@ -140,6 +141,7 @@ pub async fn run_with(cfg: &Config, mut shutdown: Shutdown, opts: Options) -> an
                 }
                 Update::Disconnected(e) => tracing::warn!("broker connection lost: {e}"),
                 Update::Event(Event::Incoming(Packet::Publish(p))) => {
+                    let ack = Ack::new(client.clone(), p.clone());
                     // A retained message is an old value replayed on subscribing, not a new
                     // reading: forwarding it would add a stale entry on every restart.
                     if p.retain {
@@ -152,7 +154,8 @@ pub async fn run_with(cfg: &Config, mut shutdown: Shutdown, opts: Options) -> an
                         tracing::debug!("{}: payload rejected ({e}); {rejected} so far", p.topic);
                     }
                     for (i, value) in out.drain(..) {
-                        if senders[i].send(Reading { value, wall, at }).await.is_err() {
+                        let reading = Reading { value, wall, at, ack: ack.clone() };
+                        if senders[i].send(reading).await.is_err() {
                             anyhow::bail!("channel {} stopped unexpectedly", cfg.bridge.channel[i].id);
                         }
                     }
@@ -166,11 +169,40 @@ pub async fn run_with(cfg: &Config, mut shutdown: Shutdown, opts: Options) -> an
     }
     notify::stopping();
     drop(senders);
-    while let Some(done) = tasks.join_next().await {
-        done.map_err(|e| anyhow::anyhow!("a channel task failed: {e}"))?;
+    drain(tasks, client, driver).await
+}
+
+/// Let the channel tasks finish while the event loop keeps running, so that their last
+/// acknowledgements reach the broker before we disconnect. Messages arriving meanwhile are
+/// not acknowledged: the broker keeps them for the next start.
+async fn drain(
+    mut tasks: JoinSet<()>,
+    client: AsyncClient,
+    mut driver: mqtt::Driver,
+) -> anyhow::Result<()> {
+    /// How long the acknowledgements and the DISCONNECT may take once the channels are done.
+    const GOODBYE: std::time::Duration = std::time::Duration::from_secs(2);
+    let mut goodbye: Option<Instant> = None;
+    loop {
+        tokio::select! {
+            done = tasks.join_next(), if goodbye.is_none() => match done {
+                Some(done) => done.map_err(|e| anyhow::anyhow!("a channel task failed: {e}"))?,
+                None => {
+                    // Queued behind every acknowledgement.
+                    let _ = client.try_disconnect();
+                    goodbye = Some(Instant::now() + GOODBYE);
+                }
+            },
+            up = driver.next() => {
+                if let Update::Disconnected(_) = up && goodbye.is_some() {
+                    return Ok(());
+                }
+            }
+            _ = channel::sleep_until(goodbye) => {
+                return Ok(());
+            }
+        }
     }
-    let _ = client.try_disconnect();
-    Ok(())
 }
 
 /// For `check-config`: where each channel's write key comes from (never the key). Fails like
