@@ -9,8 +9,10 @@
 //! - [`thingspeak`]: the bulk-update request and what its answers mean;
 //! - [`channel`]: one task per channel tying the above together.
 //!
-//! [`run`] is the daemon: one MQTT task routes readings to the channel tasks; on shutdown it
-//! stops, the channels finish the request under way, and everything still waiting is on disk.
+//! [`run`] is the daemon: the MQTT loop routes readings to the channel tasks and acknowledges
+//! each message to the broker once the channels have spooled it; on shutdown it stops taking
+//! messages, the channels finish the request under way, the last acknowledgements go out, and
+//! everything still waiting is on disk.
 
 pub mod batch;
 pub mod channel;
