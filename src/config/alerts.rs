@@ -105,7 +105,7 @@ pub struct RuleConfig {
     /// No reading for this long turns the stale alert on; the next reading clears it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stale_after: Option<Dur>,
-    /// A command published to a device on each transition.
+    /// A command published to a device on each transition of a range alert.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub action: Option<ActionConfig>,
 }
@@ -136,7 +136,9 @@ impl TryFrom<RawRule> for RuleConfig {
 
     fn try_from(raw: RawRule) -> Result<Self, String> {
         let name = match raw.name {
-            Some(n) if n.trim().is_empty() => return Err("an alert rule name must not be empty".into()),
+            Some(n) if n.trim().is_empty() => {
+                return Err("an alert rule name must not be empty".into());
+            }
             Some(n) => n,
             None => raw
                 .topics
@@ -178,7 +180,10 @@ impl TryFrom<RawRule> for RuleConfig {
         if raw.stale_after.is_some_and(|d| d.get().is_zero()) {
             return Err(format!("{what}: stale_after must be longer than 0s"));
         }
-        if raw.low.is_none() && raw.high.is_none() && (raw.hysteresis > 0.0 || !raw.hold.get().is_zero()) {
+        if raw.low.is_none()
+            && raw.high.is_none()
+            && (raw.hysteresis > 0.0 || !raw.hold.get().is_zero())
+        {
             return Err(format!(
                 "{what}: hysteresis and hold apply to low and high, and the rule has neither"
             ));
@@ -205,7 +210,9 @@ impl TryFrom<RawRule> for RuleConfig {
 }
 
 /// `action = { topic, on, off }`: a command to a device, published (QoS 1, not retained:
-/// a command is an event, not a state a device should find again after a reboot).
+/// a command is an event, not a state a device should find again after a reboot) when a
+/// range alert (`high`/`low`) of the rule goes on or off. Stale alerts do not act: a silent
+/// sensor says nothing about the room.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ActionConfig {
@@ -278,7 +285,8 @@ action = { topic = "iotitan/home/fan/cmd", on = "1", off = "0" }
 
     #[test]
     fn the_name_defaults_to_the_topics() {
-        let c = parse("[[alerts.rule]]\ntopics = [\"a/b\", \"c/#\"]\nstale_after = \"1m\"\n").unwrap();
+        let c =
+            parse("[[alerts.rule]]\ntopics = [\"a/b\", \"c/#\"]\nstale_after = \"1m\"\n").unwrap();
         assert_eq!(c.alerts.rule[0].name, "a/b,c/#");
     }
 
@@ -290,11 +298,23 @@ action = { topic = "iotitan/home/fan/cmd", on = "1", off = "0" }
             ("topics = \"a\"\nlow = 10\nhigh = 3\n", "must be below high"),
             ("topics = \"a\"\nhigh = 3\nhysteresis = -1\n", "hysteresis"),
             ("topics = \"a\"\nhigh = nan\n", "finite"),
-            ("topics = \"a\"\nlow = 0\nhigh = 2\nhysteresis = 2\n", "smaller than high - low"),
+            (
+                "topics = \"a\"\nlow = 0\nhigh = 2\nhysteresis = 2\n",
+                "smaller than high - low",
+            ),
             ("topics = \"a\"\nstale_after = \"0s\"\n", "longer than 0s"),
-            ("topics = \"a\"\nstale_after = \"1m\"\nhold = \"1s\"\n", "neither"),
-            ("topics = \"a\"\nhigh = 1\naction = { topic = \"a/+\", on = \"1\" }\n", "wildcards"),
-            ("topics = \"a\"\nhigh = 1\naction = { topic = \"d\" }\n", "sends nothing"),
+            (
+                "topics = \"a\"\nstale_after = \"1m\"\nhold = \"1s\"\n",
+                "neither",
+            ),
+            (
+                "topics = \"a\"\nhigh = 1\naction = { topic = \"a/+\", on = \"1\" }\n",
+                "wildcards",
+            ),
+            (
+                "topics = \"a\"\nhigh = 1\naction = { topic = \"d\" }\n",
+                "sends nothing",
+            ),
             ("topics = \"a\"\nhigh = 1\nname = \" \"\n", "empty"),
             ("topics = \"a\"\nhigh = 1\nhigh_ = 2\n", "high_"),
             ("topics = \"a/#/b\"\nhigh = 1\n", "#"),
@@ -312,7 +332,9 @@ action = { topic = "iotitan/home/fan/cmd", on = "1", off = "0" }
         let (line, msg) = err("\n[alerts]\nevents_topic = \"a/#\"\n");
         assert!(msg.contains("wildcards"), "{msg}");
         assert!(line >= 2);
-        let (_, msg) = err("[[alerts.rule]]\nname = \"x\"\ntopics = \"a\"\nhigh = 1\n[[alerts.rule]]\nname = \"x\"\ntopics = \"b\"\nlow = 1\n");
+        let (_, msg) = err(
+            "[[alerts.rule]]\nname = \"x\"\ntopics = \"a\"\nhigh = 1\n[[alerts.rule]]\nname = \"x\"\ntopics = \"b\"\nlow = 1\n",
+        );
         assert!(msg.contains("unique"), "{msg}");
         let (line, msg) = err("[alerts]\nmin_intervall = \"1s\"\n");
         assert_eq!(line, 2);
