@@ -277,13 +277,12 @@ impl Daemon {
         if let Some((series, kind)) = split_output(topic) {
             // Only retained states are the broker's memory; a live one is our own echo (or
             // someone else's business).
-            if p.retain {
-                if let Some(on) = parse_state(&p.payload) {
-                    let now = Instant::now();
-                    if self.machine.restore(series, kind, on, now) && on {
-                        tracing::info!(series, kind = kind.as_str(), "active alert read back");
-                    }
-                }
+            if p.retain
+                && let Some(on) = parse_state(&p.payload)
+                && self.machine.restore(series, kind, on, Instant::now())
+                && on
+            {
+                tracing::info!(series, kind = kind.as_str(), "active alert read back");
             }
             return;
         }

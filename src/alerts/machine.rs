@@ -362,11 +362,11 @@ impl Machine {
             }
         }
 
-        if let Some(at) = next {
-            if a.armed.is_none_or(|armed| at < armed) {
-                a.armed = Some(at);
-                self.timers.push(Reverse((at, idx, kind)));
-            }
+        if let Some(at) = next
+            && a.armed.is_none_or(|armed| at < armed)
+        {
+            a.armed = Some(at);
+            self.timers.push(Reverse((at, idx, kind)));
         }
     }
 }
