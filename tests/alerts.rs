@@ -121,14 +121,24 @@ fn until(sub: &Subscriber, want: &str) -> Vec<String> {
     panic!("no {want:?} within {TIMEOUT:?}; saw {before:#?}");
 }
 
-fn config(m: &Mosquitto, dir: &Path, rules: &str) -> std::path::PathBuf {
-    write_config(
-        dir,
+/// A broker, and a config for it in a temp dir with events on `ev/alerts` and `rules`.
+struct Setup {
+    m: Mosquitto,
+    dir: tempfile::TempDir,
+    cfg: std::path::PathBuf,
+}
+
+fn setup(rules: &str) -> Setup {
+    let m = Mosquitto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(
+        dir.path(),
         &format!(
             "{}\n[alerts]\nevents_topic = \"ev/alerts\"\n{rules}",
             m.mqtt_toml("test")
         ),
-    )
+    );
+    Setup { m, dir, cfg }
 }
 
 fn event(line: &str) -> serde_json::Value {
@@ -142,11 +152,7 @@ fn pub_(m: &Mosquitto, topic: &str, payload: &str) {
 
 #[test]
 fn high_and_low_alerts_with_hysteresis_end_to_end() {
-    let m = Mosquitto::start();
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = config(
-        &m,
-        dir.path(),
+    let Setup { m, dir: _dir, cfg } = setup(
         "[[alerts.rule]]\nname = \"room\"\ntopics = \"iotitan/+/temperature\"\nlow = 10\nhigh = 30\nhysteresis = 1\n",
     );
     let mut alerts = Alerts::start(&cfg);
@@ -209,11 +215,7 @@ fn high_and_low_alerts_with_hysteresis_end_to_end() {
 
 #[test]
 fn stale_alert_starts_at_startup_and_clears_on_the_next_reading() {
-    let m = Mosquitto::start();
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = config(
-        &m,
-        dir.path(),
+    let Setup { m, dir: _dir, cfg } = setup(
         "[[alerts.rule]]\nname = \"quiet\"\ntopics = \"iotitan/garage/temperature\"\nstale_after = \"1s\"\n",
     );
     let sub = subscriber(&m, &["iotitan/#", "ev/#"]);
@@ -234,13 +236,8 @@ fn stale_alert_starts_at_startup_and_clears_on_the_next_reading() {
 
 #[test]
 fn hold_delays_the_alert_until_the_value_stayed_out() {
-    let m = Mosquitto::start();
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = config(
-        &m,
-        dir.path(),
-        "[[alerts.rule]]\ntopics = \"iotitan/+/co2\"\nhigh = 1000\nhold = \"1s\"\n",
-    );
+    let Setup { m, dir: _dir, cfg } =
+        setup("[[alerts.rule]]\ntopics = \"iotitan/+/co2\"\nhigh = 1000\nhold = \"1s\"\n");
     let alerts = Alerts::start(&cfg);
     let sub = subscriber(&m, &["iotitan/#"]);
     let sent = std::time::Instant::now();
@@ -255,11 +252,7 @@ fn hold_delays_the_alert_until_the_value_stayed_out() {
 
 #[test]
 fn a_restart_neither_repeats_nor_forgets_an_active_alert() {
-    let m = Mosquitto::start();
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = config(
-        &m,
-        dir.path(),
+    let Setup { m, dir: _dir, cfg } = setup(
         "[[alerts.rule]]\ntopics = \"iotitan/#\"\nhigh = 30\naction = { topic = \"dev/fan\", on = \"1\", off = \"0\" }\n",
     );
     let sub = subscriber(&m, &["iotitan/#", "ev/#", "dev/#"]);
@@ -298,11 +291,7 @@ fn a_restart_neither_repeats_nor_forgets_an_active_alert() {
 
 #[test]
 fn an_action_sends_a_command_the_device_receives() {
-    let m = Mosquitto::start();
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = config(
-        &m,
-        dir.path(),
+    let Setup { m, dir: _dir, cfg } = setup(
         "[[alerts.rule]]\nname = \"motion\"\ntopics = \"home/hall/motion\"\nhigh = 0.5\n\
          action = { topic = \"home/hall/camera/cmd\", on = \"snapshot\" }\n",
     );
@@ -401,13 +390,11 @@ fn junk_hostile_payloads_and_our_own_outputs_are_not_readings() {
 
 #[test]
 fn after_a_broker_restart_subscriptions_come_back_and_alerts_keep_working() {
-    let mut m = Mosquitto::start();
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = config(
-        &m,
-        dir.path(),
-        "[[alerts.rule]]\ntopics = \"iotitan/+/temperature\"\nhigh = 30\n",
-    );
+    let Setup {
+        mut m,
+        dir: _dir,
+        cfg,
+    } = setup("[[alerts.rule]]\ntopics = \"iotitan/+/temperature\"\nhigh = 30\n");
     let mut alerts = Alerts::start(&cfg);
     let sub = subscriber(&m, &["iotitan/#"]);
     pub_(&m, "iotitan/bed/temperature", "31");
@@ -423,6 +410,39 @@ fn after_a_broker_restart_subscriptions_come_back_and_alerts_keep_working() {
     until(&sub, "iotitan/bed/temperature_alert_hi off");
     pub_(&m, "iotitan/kitchen/temperature", "35");
     until(&sub, "iotitan/kitchen/temperature_alert_hi on");
+    alerts.stop();
+}
+
+#[test]
+fn a_dead_sensor_stays_stale_when_the_broker_replays_its_retained_value() {
+    let Setup {
+        mut m,
+        dir: _dir,
+        cfg,
+    } = setup("[[alerts.rule]]\ntopics = \"iotitan/+/t\"\nstale_after = \"1s\"\nhigh = 50\n");
+    let mut alerts = Alerts::start(&cfg);
+    let sub = subscriber(&m, &["iotitan/#"]);
+    m.publish(&["-r", "-q", "1", "-t", "iotitan/dead/t", "-m", "5"]);
+    until(&sub, "iotitan/dead/t_alert_stale on");
+    drop(sub);
+
+    m.restart();
+    alerts.wait_log("broker connection lost");
+    alerts.wait_log("subscribed;");
+    let sub = subscriber(&m, &["iotitan/+/t_alert_stale", "iotitan/+/t_alert_hi"]);
+    // The retained reading came back with the subscription: old news, not a sign of life.
+    pub_(&m, "iotitan/marker/t", "99");
+    let before = until(&sub, "iotitan/marker/t_alert_hi on");
+    assert!(
+        !before.contains(&"iotitan/dead/t_alert_stale off".to_owned()),
+        "{before:?}"
+    );
+    // The broker's retained state is the final word.
+    let state = m.subscribe(&["iotitan/dead/t_alert_stale"], &[]);
+    assert_eq!(
+        state.next_line(TIMEOUT).as_deref(),
+        Some("iotitan/dead/t_alert_stale on")
+    );
     alerts.stop();
 }
 

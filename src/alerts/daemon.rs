@@ -15,6 +15,10 @@
 //! before the SUBACK of (2). Readings that arrive before that SUBACK are held back, so the
 //! machine knows which alerts are on before it judges any value: a restart neither announces
 //! an active alert again nor forgets it.
+//!
+//! Retained sensor values count as readings only in the first session after start (they are
+//! the current values then); after a reconnect they are replays of what we already saw, and
+//! taking them as news would make a dead sensor look alive.
 
 use super::machine::checks;
 use super::{Kind, Machine, Observed, Transition, event::Event, parse_state, split_output};
@@ -165,6 +169,8 @@ struct Daemon {
     inputs: Vec<String>,
     /// SUBACKs still expected before the retained alert states are all in.
     restoring: Option<usize>,
+    /// Fresh sessions so far: retained readings are news only in the first one.
+    sessions: u32,
     held_back: Vec<Publish>,
     ready: bool,
     outbox: VecDeque<Queued>,
@@ -190,6 +196,7 @@ impl Daemon {
             outputs,
             inputs,
             restoring: None,
+            sessions: 0,
             held_back: Vec::new(),
             ready: false,
             outbox: VecDeque::new(),
@@ -204,6 +211,7 @@ impl Daemon {
             Update::Connected { fresh } => {
                 tracing::info!(fresh, "connected to the broker");
                 if fresh {
+                    self.sessions += 1;
                     self.subscribe();
                 }
             }
@@ -284,6 +292,11 @@ impl Daemon {
             {
                 tracing::info!(series, kind = kind.as_str(), "active alert read back");
             }
+            return;
+        }
+        // After a reconnect the broker replays retained sensor values we have already seen;
+        // taking them as new readings would make a dead sensor look alive again.
+        if p.retain && self.sessions > 1 {
             return;
         }
         if self.restoring.is_some() {
@@ -508,24 +521,9 @@ low = 0
 
     #[test]
     fn log_sentences() {
-        let t0 = Instant::now();
-        let t = Transition {
-            series: "s".into(),
-            rule: 0,
-            kind: Kind::Hi,
-            on: true,
-            value: Some(31.5),
-            threshold: 30.0,
-            since: t0,
-            at: t0,
-        };
+        let t = Transition::example("s", Kind::Hi, Some(31.5), 30.0);
         assert_eq!(describe(&t), "value 31.5 above 30");
-        let stale = Transition {
-            kind: Kind::Stale,
-            value: None,
-            threshold: 600.0,
-            ..t
-        };
+        let stale = Transition::example("s", Kind::Stale, None, 600.0);
         assert_eq!(describe(&stale), "no reading for 600s");
     }
 }

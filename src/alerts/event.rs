@@ -59,21 +59,12 @@ impl<'a> Event<'a> {
 mod tests {
     use super::*;
     use crate::alerts::Kind;
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
 
     #[test]
     fn an_event_as_json() {
-        let t0 = Instant::now();
-        let t = Transition {
-            series: "iotitan/a/temperature".into(),
-            rule: 0,
-            kind: Kind::Hi,
-            on: true,
-            value: Some(31.5),
-            threshold: 30.0,
-            since: t0,
-            at: t0 + Duration::from_millis(30_500),
-        };
+        let mut t = Transition::example("iotitan/a/temperature", Kind::Hi, Some(31.5), 30.0);
+        t.at = t.since + Duration::from_millis(30_500);
         let at = DateTime::parse_from_rfc3339("2026-11-22T05:00:30.500Z")
             .unwrap()
             .with_timezone(&Utc);
@@ -91,17 +82,7 @@ mod tests {
 
     #[test]
     fn a_sensor_never_heard_from_has_a_null_value() {
-        let t0 = Instant::now();
-        let t = Transition {
-            series: "s".into(),
-            rule: 0,
-            kind: Kind::Stale,
-            on: true,
-            value: None,
-            threshold: 600.0,
-            since: t0,
-            at: t0,
-        };
+        let t = Transition::example("s", Kind::Stale, None, 600.0);
         let json = Event::new(&t, "r", Utc::now()).to_json();
         assert!(json.contains(r#""value":null"#), "{json}");
         assert!(json.contains(r#""kind":"stale""#), "{json}");

@@ -48,6 +48,24 @@ pub struct Transition {
     pub at: Instant,
 }
 
+#[cfg(test)]
+impl Transition {
+    /// A hand-made transition for tests of what consumes them.
+    pub(crate) fn example(series: &str, kind: Kind, value: Option<f64>, threshold: f64) -> Self {
+        let now = Instant::now();
+        Transition {
+            series: series.to_owned(),
+            rule: 0,
+            kind,
+            on: true,
+            value,
+            threshold,
+            since: now,
+            at: now,
+        }
+    }
+}
+
 /// What [`Machine::observe`] did with a reading.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Observed {

@@ -342,6 +342,22 @@ action = { topic = "iotitan/home/fan/cmd", on = "1", off = "0" }
     }
 
     #[test]
+    fn the_commented_example_rules_are_valid() {
+        let text = include_str!("../../config/iotitan.toml");
+        let start = text.find("# [[alerts.rule]]").expect("an example rule");
+        let rules: String = text[start..]
+            .lines()
+            .take_while(|l| l.starts_with('#'))
+            .map(|l| l.strip_prefix('#').unwrap_or(l).trim_start())
+            .filter(|l| !l.starts_with('…'))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let c = parse(&rules).unwrap_or_else(|e| panic!("{e}\n{rules}"));
+        assert_eq!(c.alerts.rule.len(), 2);
+        assert_eq!(c.alerts.rule[0].hysteresis, 0.5);
+    }
+
+    #[test]
     fn defaults() {
         let c = parse("").unwrap();
         assert_eq!(c.alerts.events_topic, "iotitan/alerts/events");
