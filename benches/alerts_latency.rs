@@ -240,7 +240,7 @@ async fn main() {
             _ = tick.tick() => {
                 for _ in 0..per_tick {
                     n += 1;
-                    if n % PROBE_EVERY == 0 {
+                    if n.is_multiple_of(PROBE_EVERY) {
                         let k = probes % PROBES;
                         probes += 1;
                         state[k] = !state[k];
