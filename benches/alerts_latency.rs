@@ -1,6 +1,9 @@
 //! Publish → alert latency of `iotitan-alerts` under load, and its memory.
 //!
-//! `cargo bench --bench alerts_latency [-- --rate 10000 --secs 20 --series 1000]`
+//! `cargo bench --bench alerts_latency [-- --rate 10000 --secs 20 --series 1000 --qos 0]`
+//!
+//! The private broker runs with `set_tcp_nodelay true` (set `BENCH_NAGLE=1` to leave
+//! mosquitto's default, Nagle's algorithm on, and see what it costs).
 //!
 //! Starts a private mosquitto on a loopback port (or uses `--broker HOST:PORT`) and the
 //! release `iotitan-alerts` with one rule over every series, then publishes `--rate`
@@ -25,6 +28,7 @@ struct Args {
     rate: u64,
     secs: u64,
     series: u64,
+    qos: QoS,
     broker: Option<String>,
 }
 
@@ -33,6 +37,7 @@ fn args() -> Args {
         rate: 10_000,
         secs: 20,
         series: 1_000,
+        qos: QoS::AtMostOnce,
         broker: None,
     };
     let mut it = std::env::args().skip(1);
@@ -47,6 +52,13 @@ fn args() -> Args {
             "--secs" => a.secs = num("--secs"),
             "--series" => a.series = num("--series"),
             "--broker" => a.broker = it.next(),
+            "--qos" => {
+                a.qos = match num("--qos") {
+                    0 => QoS::AtMostOnce,
+                    1 => QoS::AtLeastOnce,
+                    _ => panic!("--qos 0 or 1"),
+                }
+            }
             _ => {} // cargo passes --bench
         }
     }
@@ -77,7 +89,14 @@ fn start_mosquitto(dir: &std::path::Path) -> (Proc, String, u16) {
     let conf = dir.join("mosquitto.conf");
     std::fs::write(
         &conf,
-        format!("listener {port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 0\n"),
+        format!(
+            "listener {port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 0\n{}",
+            if std::env::var_os("BENCH_NAGLE").is_some() {
+                ""
+            } else {
+                "set_tcp_nodelay true\n"
+            }
+        ),
     )
     .expect("write mosquitto.conf");
     let child = Command::new("mosquitto")
@@ -106,6 +125,25 @@ fn rss_kib(pid: u32) -> (u64, u64) {
             .unwrap_or(0)
     };
     (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// CPU time (user + system) a process used so far.
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let f: Vec<u64> = after
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0))
+        .collect();
+    let ticks = f.get(11).unwrap_or(&0) + f.get(12).unwrap_or(&0);
+    let hz: u64 = Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(100);
+    Duration::from_secs_f64(ticks as f64 / hz as f64)
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -158,8 +196,12 @@ async fn main() {
 
     let mut opts = MqttOptions::new("bench-load", host, port);
     opts.set_request_channel_capacity(100_000);
+    opts.set_inflight(1000);
     opts.set_max_packet_size(1 << 20, 1 << 20);
     let (client, mut eventloop) = AsyncClient::new(opts, 100_000);
+    let mut net = rumqttc::NetworkOptions::new();
+    net.set_tcp_nodelay(true);
+    eventloop.set_network_options(net);
     client
         .subscribe("bench/+/t_alert_hi", QoS::AtMostOnce)
         .await
@@ -223,16 +265,19 @@ async fn main() {
     while rx.try_recv().is_ok() {}
 
     println!(
-        "load: {} msg/s for {} s over {} series, 1 probe per {} messages",
-        a.rate, a.secs, a.series, PROBE_EVERY
+        "load: {} msg/s (QoS {}) for {} s over {} series, 1 probe per {} messages",
+        a.rate, a.qos as u8, a.secs, a.series, PROBE_EVERY
     );
-    let per_tick = (a.rate / 1000).max(1);
-    let mut tick = tokio::time::interval(Duration::from_millis(1));
+    // One tick per millisecond, or per message below 1000 msg/s.
+    let period = Duration::from_secs_f64((1.0 / a.rate.max(1) as f64).max(0.001));
+    let per_tick = ((a.rate as f64 * period.as_secs_f64()).round() as u64).max(1);
+    let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let mut sent: HashMap<(usize, bool), Instant> = HashMap::new();
     let mut latencies = Vec::new();
     let mut n: u64 = 0;
     let mut probes = 0usize;
+    let cpu_before = cpu_time(pid);
     let start = Instant::now();
     let end = start + Duration::from_secs(a.secs);
     while Instant::now() < end {
@@ -246,10 +291,10 @@ async fn main() {
                         state[k] = !state[k];
                         let v = if state[k] { "60" } else { "40" };
                         sent.insert((k, state[k]), Instant::now());
-                        client.publish(probe_topic(k), QoS::AtMostOnce, false, v).await.expect("publish");
+                        client.publish(probe_topic(k), a.qos, false, v).await.expect("publish");
                     } else {
                         let topic = format!("bench/s{}/t", n % a.series);
-                        client.publish(topic, QoS::AtMostOnce, false, "20.5").await.expect("publish");
+                        client.publish(topic, a.qos, false, "20.5").await.expect("publish");
                     }
                 }
             }
@@ -261,6 +306,7 @@ async fn main() {
         }
     }
     let elapsed = start.elapsed();
+    let cpu = cpu_time(pid) - cpu_before;
     let (rss_load, _) = rss_kib(pid);
     let drain = Instant::now() + Duration::from_secs(2);
     while let Ok(Some((k, on, at))) = tokio::time::timeout_at(drain.into(), rx.recv()).await {
@@ -282,6 +328,12 @@ async fn main() {
         ms(percentile(&latencies, 0.50)),
         ms(percentile(&latencies, 0.99)),
         ms(latencies.last().copied().unwrap_or_default())
+    );
+    println!(
+        "iotitan-alerts CPU: {:.2} s for {n} messages = {:.1} us/message ({:.0}% of one core)",
+        cpu.as_secs_f64(),
+        cpu.as_secs_f64() * 1e6 / n.max(1) as f64,
+        100.0 * cpu.as_secs_f64() / elapsed.as_secs_f64()
     );
     println!(
         "iotitan-alerts RSS: {:.1} MiB under load, {:.1} MiB at the end, peak (VmHWM) {:.1} MiB",
