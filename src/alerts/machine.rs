@@ -733,4 +733,83 @@ mod tests {
         }
         assert!(t.m.timers.len() < 10, "{} timers", t.m.timers.len());
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// A step of a random scenario: a reading (series 0..3, value) or a pause, in ms.
+        fn steps() -> impl Strategy<Value = Vec<(u64, Option<(usize, f64)>)>> {
+            prop::collection::vec(
+                (
+                    0u64..3_000,
+                    prop::option::weighted(0.8, (0usize..3, -10.0f64..60.0)),
+                ),
+                0..200,
+            )
+        }
+
+        proptest! {
+            /// Whatever happens: transitions of one alert alternate on/off starting with on,
+            /// are at least `min_interval` apart, and once things are quiet the published
+            /// state is the rule's verdict on the last value.
+            #[test]
+            fn transitions_alternate_are_spaced_and_end_right(steps in steps()) {
+                let mut t = machine(
+                    "[alerts]\nmin_interval = \"2s\"\n[[alerts.rule]]\ntopics = \"s/+\"\n\
+                     low = 0\nhigh = 40\nhysteresis = 5\nhold = \"1s\"\nstale_after = \"4s\"\n",
+                );
+                let mut now = 0u64;
+                let mut all = Vec::new();
+                let mut last = HashMap::new();
+                for (pause, reading) in steps {
+                    now += pause;
+                    let at = t.t0 + Duration::from_millis(now);
+                    t.m.tick(at, &mut all);
+                    if let Some((s, v)) = reading {
+                        t.m.observe(&format!("s/{s}"), v, at, &mut all);
+                        last.insert(s, v);
+                    }
+                }
+                // Quiet for long enough that every timer has run, readings included.
+                let end = t.t0 + Duration::from_millis(now + 60_000);
+                t.m.tick(end, &mut all);
+                let mut per: HashMap<(String, Kind), Vec<&Transition>> = HashMap::new();
+                for tr in &all {
+                    per.entry((tr.series.clone(), tr.kind)).or_default().push(tr);
+                }
+                for ((series, kind), trs) in &per {
+                    for (i, tr) in trs.iter().enumerate() {
+                        prop_assert_eq!(tr.on, i % 2 == 0, "{} {:?} alternates", series, kind);
+                        if i > 0 {
+                            prop_assert!(tr.at - trs[i - 1].at >= Duration::from_secs(2));
+                        }
+                        prop_assert!(tr.since <= tr.at);
+                    }
+                }
+                // After a minute of silence every series read is stale, and its range alerts
+                // show the verdict on its last value (inside the hysteresis band either is
+                // right, depending on where it came from).
+                for (s, v) in &last {
+                    for kind in Kind::ALL {
+                        let on = per
+                            .get(&(format!("s/{s}"), kind))
+                            .and_then(|trs| trs.last())
+                            .is_some_and(|tr| tr.on);
+                        let want = match kind {
+                            Kind::Stale => Some(true),
+                            Kind::Hi if *v > 40.0 => Some(true),
+                            Kind::Hi if *v <= 35.0 => Some(false),
+                            Kind::Lo if *v < 0.0 => Some(true),
+                            Kind::Lo if *v >= 5.0 => Some(false),
+                            _ => None,
+                        };
+                        if let Some(want) = want {
+                            prop_assert_eq!(on, want, "s/{} {:?} last value {}", s, kind, v);
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
