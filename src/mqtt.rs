@@ -163,7 +163,12 @@ pub fn qos(n: u8) -> rumqttc::QoS {
 /// Client and driver for `role`.
 pub fn connect(cfg: &MqttConfig, role: &str) -> anyhow::Result<(AsyncClient, Driver)> {
     let opts = options(cfg, role)?;
-    let (client, eventloop) = AsyncClient::new(opts, REQUEST_CAPACITY);
+    let (client, mut eventloop) = AsyncClient::new(opts, REQUEST_CAPACITY);
+    // MQTT messages are small and should leave at once: with Nagle's algorithm a publish can
+    // wait behind unacknowledged PUBACKs for a delayed-ACK period (tens of milliseconds).
+    let mut net = eventloop.network_options();
+    net.set_tcp_nodelay(true);
+    eventloop.set_network_options(net);
     Ok((client, Driver::new(eventloop, cfg.reconnect_max.get())))
 }
 
