@@ -158,8 +158,8 @@ impl<Z: Zone> Clock<Z> {
             }
             // In the gap a DST start leaves: read with the offset from before the gap.
             LocalResult::None => {
-                let later = local + chrono::Duration::hours(1);
-                self.zone.resolve(&later).earliest()? - chrono::Duration::hours(1)
+                let hour = chrono::Duration::hours(1);
+                self.zone.resolve(&(local - hour)).latest()? + hour
             }
         };
         self.seen(t)

@@ -58,7 +58,8 @@ impl Schedule {
     /// The latest fire time at or before `t`, in zone `z`.
     pub fn latest_at_or_before<Z: TimeZone>(&self, t: DateTime<Utc>, z: &Z) -> Option<DateTime<Utc>> {
         // Fire times are whole seconds; the crate's `prev_from` is strictly before.
-        self.before(t + chrono::Duration::seconds(1), z)
+        let whole = DateTime::from_timestamp(t.timestamp(), 0)?;
+        self.before(whole + chrono::Duration::seconds(1), z)
     }
 
     /// The latest fire time strictly before `t`, in zone `z`.
