@@ -105,7 +105,10 @@ impl<Z: Zone + Clone> Reader<Z> {
         if l.ident[..] != self.identifier[..] {
             return Seen::Skipped;
         }
-        let Ok(rec) = record::decode(&l.msg) else {
+        // Some templates put a space before MSG; our records never start with one (a topic's
+        // spaces are escaped), so leading spaces are dropped losslessly.
+        let start = l.msg.iter().take_while(|&&b| b == b' ').count();
+        let Ok(rec) = record::decode(&l.msg[start..]) else {
             return Seen::Skipped;
         };
         let Some(topic) = rec.topic_str() else {
