@@ -21,7 +21,9 @@ fn stats(config: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     for (k, v) in env {
         cmd.env(k, v);
     }
-    cmd.stdin(Stdio::null()).output().expect("run iotitan-stats")
+    cmd.stdin(Stdio::null())
+        .output()
+        .expect("run iotitan-stats")
 }
 
 fn ok(out: &Output) -> String {
@@ -161,7 +163,8 @@ fn replayed_weather_statistics_match_an_independent_computation() {
     let topic = "iotitan/adelaide/outside/bom/temperature";
     let mut f = std::io::BufWriter::new(std::fs::File::create(&log).unwrap());
     for (i, (t, v)) in rows.iter().enumerate() {
-        f.write_all(record(t, topic, &v.to_string()).as_bytes()).unwrap();
+        f.write_all(record(t, topic, &v.to_string()).as_bytes())
+            .unwrap();
         // Noise that must not count: other programs, junk, our own outputs, non-numbers.
         if i % 50 == 0 {
             writeln!(f, "{t} testhost sshd[9]: Accepted publickey for root").unwrap();
@@ -170,8 +173,10 @@ fn replayed_weather_statistics_match_an_independent_computation() {
             writeln!(f, "@@@ not a syslog line \u{1}").unwrap();
         }
         if i % 101 == 0 {
-            f.write_all(record(t, &format!("{topic}_mean"), "99").as_bytes()).unwrap();
-            f.write_all(record(t, topic, "unavailable").as_bytes()).unwrap();
+            f.write_all(record(t, &format!("{topic}_mean"), "99").as_bytes())
+                .unwrap();
+            f.write_all(record(t, topic, "unavailable").as_bytes())
+                .unwrap();
         }
     }
     drop(f);
@@ -195,7 +200,15 @@ fn replayed_weather_statistics_match_an_independent_computation() {
             .collect();
         let out = ok(&stats(
             &cfg,
-            &["--dry-run", "--format", "json", "--since", &since, "--until", &until],
+            &[
+                "--dry-run",
+                "--format",
+                "json",
+                "--since",
+                &since,
+                "--until",
+                &until,
+            ],
             &[],
         ));
         let objs = objects(&out);
@@ -221,7 +234,10 @@ fn replayed_weather_statistics_match_an_independent_computation() {
         );
         let l = &o["lines"];
         let sum = |k: &str| l[k].as_u64().unwrap();
-        assert_eq!(sum("read"), sum("matched") + sum("skipped") + sum("rejected"));
+        assert_eq!(
+            sum("read"),
+            sum("matched") + sum("skipped") + sum("rejected")
+        );
         assert_eq!(sum("matched"), e.n as u64);
         assert!(sum("rejected") > 0 && sum("skipped") > 0, "{l}");
         assert_eq!(o["window"]["start"], since);
@@ -319,8 +335,16 @@ fn outputs_are_published_retained_with_a_summary() {
     let mut text = String::new();
     for (i, v) in [20.0, 22.0, 24.0].iter().enumerate() {
         let t = format!("2026-11-22T05:0{i}:00Z");
-        text.push_str(&record(&t, "iotitan/home/bed/dht/temperature", &v.to_string()));
-        text.push_str(&record(&t, "iotitan/home/kitchen/dht/temperature", &(v + 1.0).to_string()));
+        text.push_str(&record(
+            &t,
+            "iotitan/home/bed/dht/temperature",
+            &v.to_string(),
+        ));
+        text.push_str(&record(
+            &t,
+            "iotitan/home/kitchen/dht/temperature",
+            &(v + 1.0).to_string(),
+        ));
     }
     std::fs::write(&log, text).unwrap();
     let cfg = config(
@@ -332,7 +356,12 @@ fn outputs_are_published_retained_with_a_summary() {
     );
     let out = stats(
         &cfg,
-        &["--since", "2026-11-22T05:00:00Z", "--until", "2026-11-22T05:05:00Z"],
+        &[
+            "--since",
+            "2026-11-22T05:00:00Z",
+            "--until",
+            "2026-11-22T05:05:00Z",
+        ],
         &[],
     );
     ok(&out);
@@ -374,7 +403,12 @@ fn an_unreachable_broker_exits_69_and_keeps_the_state() {
     std::fs::write(&log, record("2026-11-22T05:01:00Z", "iotitan/a/t", "1")).unwrap();
     let cfg = config(dir.path(), &no_broker(), &[log.to_str().unwrap()], "");
     let out = stats(&cfg, &["--now", "2026-11-22T05:05:10Z"], &[]);
-    assert_eq!(out.status.code(), Some(69), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(69),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("unreachable"));
     assert!(!dir.path().join("state/stats-window.json").exists());
 }
@@ -416,7 +450,10 @@ fn check_daemon_file(template: &str) {
     let args = window_args();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let o = &objects(&ok(&stats(&cfg, &args, &[])))[0];
-    assert_eq!(o["topics"]["iotitan/home/x/t"]["count"], 2, "{template}: {o}");
+    assert_eq!(
+        o["topics"]["iotitan/home/x/t"]["count"], 2,
+        "{template}: {o}"
+    );
     assert_eq!(o["topics"]["iotitan/home/x/t"]["mean"], 22.0);
     assert_eq!(o["lines"]["rejected"], 1);
     // Others: someone-else, our own output, and rsyslogd's own start message.
@@ -456,9 +493,7 @@ fn reads_a_journald_namespace() {
         .arg("--socket")
         .arg(j.socket())
         .args(["-t", ID, "--"])
-        .arg(std::ffi::OsString::from(
-            <std::ffi::OsString as std::os::unix::ffi::OsStringExt>::from_vec(bad),
-        ))
+        .arg(<std::ffi::OsString as std::os::unix::ffi::OsStringExt>::from_vec(bad))
         .status()
         .unwrap();
     assert!(st.success());
@@ -476,7 +511,9 @@ fn reads_a_journald_namespace() {
 // ---- traditional timestamps: New Year and DST, with TZ set ---------------------------------
 
 fn set_mtime(path: &Path, rfc3339: &str) {
-    let t: std::time::SystemTime = chrono::DateTime::parse_from_rfc3339(rfc3339).unwrap().into();
+    let t: std::time::SystemTime = chrono::DateTime::parse_from_rfc3339(rfc3339)
+        .unwrap()
+        .into();
     std::fs::File::options()
         .write(true)
         .open(path)
@@ -502,15 +539,29 @@ fn traditional_timestamps_across_new_year_in_the_local_zone() {
     .concat();
     std::fs::write(&log, text).unwrap();
     set_mtime(&log, "2027-01-01T00:30:00+01:00");
-    let cfg = config(dir.path(), &no_broker(), &[log.to_str().unwrap()], "statistics = [\"count\", \"first\", \"last\"]");
+    let cfg = config(
+        dir.path(),
+        &no_broker(),
+        &[log.to_str().unwrap()],
+        "statistics = [\"count\", \"first\", \"last\"]",
+    );
     // Berlin is UTC+1 in winter: the window is 23:50 to 00:10 local.
     let out = ok(&stats(
         &cfg,
-        &["--dry-run", "--since", "2026-12-31T22:50:00Z", "--until", "2026-12-31T23:10:00Z"],
+        &[
+            "--dry-run",
+            "--since",
+            "2026-12-31T22:50:00Z",
+            "--until",
+            "2026-12-31T23:10:00Z",
+        ],
         &[("TZ", "Europe/Berlin")],
     ));
     assert!(out.contains("iotitan/t_count 2\n"), "{out}");
-    assert!(out.contains("iotitan/t_first 2\n") && out.contains("iotitan/t_last 3\n"), "{out}");
+    assert!(
+        out.contains("iotitan/t_first 2\n") && out.contains("iotitan/t_last 3\n"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -519,25 +570,40 @@ fn traditional_timestamps_across_the_end_of_dst() {
     let log = dir.path().join("syslog");
     // 2026-10-25: 03:00 CEST becomes 02:00 CET, so 02:xx happens twice.
     let text = [
-        trad("Oct 25 01:50:00", "1"),  // 23:50Z
-        trad("Oct 25 02:10:00", "2"),  // 00:10Z
-        trad("Oct 25 02:50:00", "3"),  // 00:50Z
-        trad("Oct 25 02:10:00", "4"),  // 01:10Z
-        trad("Oct 25 02:50:00", "5"),  // 01:50Z
-        trad("Oct 25 03:10:00", "6"),  // 02:10Z
+        trad("Oct 25 01:50:00", "1"), // 23:50Z
+        trad("Oct 25 02:10:00", "2"), // 00:10Z
+        trad("Oct 25 02:50:00", "3"), // 00:50Z
+        trad("Oct 25 02:10:00", "4"), // 01:10Z
+        trad("Oct 25 02:50:00", "5"), // 01:50Z
+        trad("Oct 25 03:10:00", "6"), // 02:10Z
     ]
     .concat();
     std::fs::write(&log, text).unwrap();
     set_mtime(&log, "2026-10-25T12:00:00Z");
-    let cfg = config(dir.path(), &no_broker(), &[log.to_str().unwrap()], "statistics = [\"count\", \"mean\"]");
+    let cfg = config(
+        dir.path(),
+        &no_broker(),
+        &[log.to_str().unwrap()],
+        "statistics = [\"count\", \"mean\"]",
+    );
     let tz = [("TZ", "Europe/Berlin")];
     let run = |since: &str, until: &str| {
-        ok(&stats(&cfg, &["--dry-run", "--since", since, "--until", until], &tz))
+        ok(&stats(
+            &cfg,
+            &["--dry-run", "--since", since, "--until", until],
+            &tz,
+        ))
     };
     let first = run("2026-10-25T00:00:00Z", "2026-10-25T01:00:00Z");
-    assert!(first.contains("iotitan/t_count 2\n") && first.contains("iotitan/t_mean 2.5\n"), "{first}");
+    assert!(
+        first.contains("iotitan/t_count 2\n") && first.contains("iotitan/t_mean 2.5\n"),
+        "{first}"
+    );
     let second = run("2026-10-25T01:00:00Z", "2026-10-25T02:00:00Z");
-    assert!(second.contains("iotitan/t_count 2\n") && second.contains("iotitan/t_mean 4.5\n"), "{second}");
+    assert!(
+        second.contains("iotitan/t_count 2\n") && second.contains("iotitan/t_mean 4.5\n"),
+        "{second}"
+    );
 }
 
 // ---- awkward inputs -----------------------------------------------------------------------
@@ -548,8 +614,14 @@ fn a_truncated_archive_is_reported_and_the_rest_is_read() {
     let log = dir.path().join("syslog");
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     for i in 0..5000 {
-        let t = format!("2026-11-21T{:02}:{:02}:{:02}Z", i / 3600, i / 60 % 60, i % 60);
-        gz.write_all(record(&t, "iotitan/a/t", "1").as_bytes()).unwrap();
+        let t = format!(
+            "2026-11-21T{:02}:{:02}:{:02}Z",
+            i / 3600,
+            i / 60 % 60,
+            i % 60
+        );
+        gz.write_all(record(&t, "iotitan/a/t", "1").as_bytes())
+            .unwrap();
     }
     let data = gz.finish().unwrap();
     std::fs::write(dir.path().join("syslog.2.gz"), &data[..data.len() / 2]).unwrap();
@@ -559,14 +631,25 @@ fn a_truncated_archive_is_reported_and_the_rest_is_read() {
     let cfg = config(dir.path(), &no_broker(), &[log.to_str().unwrap()], "");
     let out = stats(
         &cfg,
-        &["--dry-run", "--format", "json", "--since", "2026-11-21T00:00:00Z", "--until", "2026-11-23T00:00:00Z"],
+        &[
+            "--dry-run",
+            "--format",
+            "json",
+            "--since",
+            "2026-11-21T00:00:00Z",
+            "--until",
+            "2026-11-23T00:00:00Z",
+        ],
         &[],
     );
     let o = &objects(&ok(&out))[0];
     let n = o["topics"]["iotitan/a/t"]["count"].as_u64().unwrap();
     assert!(n > 100 && n < 5001, "{n}");
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("syslog.2.gz") && err.contains("syslog.1.gz"), "{err}");
+    assert!(
+        err.contains("syslog.2.gz") && err.contains("syslog.1.gz"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -575,7 +658,10 @@ fn an_empty_window_prints_empty_topics_and_group_zeros() {
     let log = dir.path().join("syslog");
     std::fs::write(
         &log,
-        format!("junk\n{}", record("2026-11-22T01:00:00Z", "iotitan/a/t", "1")),
+        format!(
+            "junk\n{}",
+            record("2026-11-22T01:00:00Z", "iotitan/a/t", "1")
+        ),
     )
     .unwrap();
     let cfg = config(
@@ -584,16 +670,29 @@ fn an_empty_window_prints_empty_topics_and_group_zeros() {
         &[log.to_str().unwrap()],
         "[[stats.group]]\nname = \"house/t\"\ntopics = \"iotitan/+/t\"",
     );
-    let args = ["--dry-run", "--since", "2026-11-22T02:00:00Z", "--until", "2026-11-22T02:05:00Z"];
+    let args = [
+        "--dry-run",
+        "--since",
+        "2026-11-22T02:00:00Z",
+        "--until",
+        "2026-11-22T02:05:00Z",
+    ];
     let text = ok(&stats(&cfg, &args, &[]));
     assert_eq!(
         text,
         "# window 2026-11-22T02:00:00Z .. 2026-11-22T02:05:00Z: 0 lines read, 0 matched, 0 skipped, 0 rejected\nhouse/t_count 0\nhouse/t_devices 0\n"
     );
-    let json = ok(&stats(&cfg, &[&args[..], &["--format", "json"]].concat(), &[]));
+    let json = ok(&stats(
+        &cfg,
+        &[&args[..], &["--format", "json"]].concat(),
+        &[],
+    ));
     let o = &objects(&json)[0];
     assert_eq!(o["topics"], serde_json::json!({}));
-    assert_eq!(o["groups"]["house/t"], serde_json::json!({"count": 0, "devices": 0}));
+    assert_eq!(
+        o["groups"]["house/t"],
+        serde_json::json!({"count": 0, "devices": 0})
+    );
 }
 
 #[test]
@@ -603,7 +702,15 @@ fn stdin_is_a_source() {
     let mut child = Command::new(BIN)
         .arg("--config")
         .arg(&cfg)
-        .args(["--input", "-", "--dry-run", "--since", "2026-11-22T00:00:00Z", "--until", "2026-11-23T00:00:00Z"])
+        .args([
+            "--input",
+            "-",
+            "--dry-run",
+            "--since",
+            "2026-11-22T00:00:00Z",
+            "--until",
+            "2026-11-23T00:00:00Z",
+        ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -624,7 +731,10 @@ fn stdin_is_a_source() {
     let out = child.wait_with_output().unwrap();
     let text = ok(&out);
     assert!(text.contains("iotitan/a/t_mean 6\n"), "{text}");
-    assert!(text.contains("3 lines read, 2 matched, 1 skipped"), "{text}");
+    assert!(
+        text.contains("3 lines read, 2 matched, 1 skipped"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -634,7 +744,12 @@ fn bad_arguments_and_config_have_their_exit_codes() {
     let usage = stats(&cfg, &["--since", "tomorrow"], &[]);
     assert_eq!(usage.status.code(), Some(64));
     let missing = stats(&cfg, &["--dry-run", "--since", "-1h"], &[]);
-    assert_eq!(missing.status.code(), Some(74), "{}", String::from_utf8_lossy(&missing.stderr));
+    assert_eq!(
+        missing.status.code(),
+        Some(74),
+        "{}",
+        String::from_utf8_lossy(&missing.stderr)
+    );
     let bad = write_config(dir.path(), "[stats]\nschedule = \"*/5 * * * 9\"\n");
     let out = stats(&bad, &["--dry-run"], &[]);
     assert_eq!(out.status.code(), Some(78));
@@ -648,15 +763,29 @@ fn query_exports_history_across_rotated_files() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("syslog");
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    gz.write_all(record("2026-11-20T10:00:00Z", "iotitan/a/t", "1").as_bytes()).unwrap();
-    gz.write_all(record("2026-11-20T11:00:00Z", "other/x", "1").as_bytes()).unwrap();
+    gz.write_all(record("2026-11-20T10:00:00Z", "iotitan/a/t", "1").as_bytes())
+        .unwrap();
+    gz.write_all(record("2026-11-20T11:00:00Z", "other/x", "1").as_bytes())
+        .unwrap();
     std::fs::write(dir.path().join("syslog.2.gz"), gz.finish().unwrap()).unwrap();
-    std::fs::write(dir.path().join("syslog.1"), record("2026-11-21T10:00:00.5Z", "iotitan/a/t", "2")).unwrap();
+    std::fs::write(
+        dir.path().join("syslog.1"),
+        record("2026-11-21T10:00:00.5Z", "iotitan/a/t", "2"),
+    )
+    .unwrap();
     std::fs::write(&log, record("2026-11-22T10:00:00Z", "iotitan/b/t", "on")).unwrap();
     let cfg = config(dir.path(), &no_broker(), &[log.to_str().unwrap()], "");
     let out = ok(&stats(
         &cfg,
-        &["query", "--topics", "iotitan/#", "--since", "2026-11-19T00:00:00Z", "--until", "2026-11-23T00:00:00Z"],
+        &[
+            "query",
+            "--topics",
+            "iotitan/#",
+            "--since",
+            "2026-11-19T00:00:00Z",
+            "--until",
+            "2026-11-23T00:00:00Z",
+        ],
         &[],
     ));
     assert_eq!(
@@ -666,9 +795,20 @@ fn query_exports_history_across_rotated_files() {
     );
     let json = ok(&stats(
         &cfg,
-        &["query", "--topics", "iotitan/a/+", "--since", "2026-11-21T00:00:00Z", "--format", "json"],
+        &[
+            "query",
+            "--topics",
+            "iotitan/a/+",
+            "--since",
+            "2026-11-21T00:00:00Z",
+            "--format",
+            "json",
+        ],
         &[],
     ));
     let v: Value = serde_json::from_str(&json).unwrap();
-    assert_eq!(v, serde_json::json!([{"timestamp": "2026-11-21T10:00:00.500Z", "topic": "iotitan/a/t", "value": 2.0}]));
+    assert_eq!(
+        v,
+        serde_json::json!([{"timestamp": "2026-11-21T10:00:00.500Z", "topic": "iotitan/a/t", "value": 2.0}])
+    );
 }

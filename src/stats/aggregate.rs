@@ -178,9 +178,7 @@ impl Series {
             Statistic::Mean => Some(self.mean),
             Statistic::Min => Some(self.min),
             Statistic::Max => Some(self.max),
-            Statistic::Stddev if self.count > 1 => {
-                Some((self.m2 / (self.count - 1) as f64).sqrt())
-            }
+            Statistic::Stddev if self.count > 1 => Some((self.m2 / (self.count - 1) as f64).sqrt()),
             Statistic::Stddev => None,
             Statistic::Median => Some(Data::new(self.values.clone()?).median()),
             Statistic::Percentile(p) => {
@@ -348,8 +346,7 @@ mod tests {
     #[test]
     fn statistic_names_round_trip() {
         for s in [
-            "count", "mean", "min", "max", "stddev", "median", "p1", "p95", "p99", "first",
-            "last",
+            "count", "mean", "min", "max", "stddev", "median", "p1", "p95", "p99", "first", "last",
         ] {
             assert_eq!(s.parse::<Statistic>().unwrap().to_string(), s);
         }

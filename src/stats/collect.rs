@@ -209,8 +209,13 @@ impl<'s, Z: Zone + Clone> Collector<'s, Z> {
         }
         counts.matched += 1;
         for r in &self.readings {
-            self.summary
-                .push(&r.series, own, self.member_of.iter().copied(), time, r.value);
+            self.summary.push(
+                &r.series,
+                own,
+                self.member_of.iter().copied(),
+                time,
+                r.value,
+            );
         }
         ControlFlow::Continue(())
     }
@@ -251,7 +256,10 @@ impl<'s, Z: Zone + Clone> Batch<'s, Z> {
 
     /// The summaries, in window order.
     pub fn into_summaries(self) -> Vec<Summary> {
-        self.collectors.into_iter().map(|(c, _)| c.summary).collect()
+        self.collectors
+            .into_iter()
+            .map(|(c, _)| c.summary)
+            .collect()
     }
 }
 
@@ -347,7 +355,11 @@ mod tests {
         assert!(flows[..14].iter().all(|f| f.is_continue()));
         assert!(flows[14].is_break());
         let l = c.summary.lines;
-        assert_eq!((l.read, l.matched, l.skipped, l.rejected), (12, 4, 5, 3), "{l:?}");
+        assert_eq!(
+            (l.read, l.matched, l.skipped, l.rejected),
+            (12, 4, 5, 3),
+            "{l:?}"
+        );
         let s = &c.summary;
         assert_eq!(s.series["iotitan/a/t"].get(Statistic::Mean), Some(25.0));
         assert_eq!(s.series["iotitan/b/t"].count(), 1);

@@ -56,7 +56,8 @@ pub trait Zone {
 
 impl<Tz: TimeZone> Zone for Tz {
     fn resolve(&self, local: &NaiveDateTime) -> LocalResult<DateTime<Utc>> {
-        self.from_local_datetime(local).map(|d| d.with_timezone(&Utc))
+        self.from_local_datetime(local)
+            .map(|d| d.with_timezone(&Utc))
     }
     fn local(&self, t: DateTime<Utc>) -> NaiveDateTime {
         t.with_timezone(self).naive_local()
@@ -338,15 +339,17 @@ pub fn rfc3339(b: &[u8]) -> Option<(DateTime<Utc>, &[u8])> {
         _ => return None,
     };
     // A leap second is read as the last ordinary second of its minute.
-    let secs = days_from_civil(y, mo, d) * 86_400
-        + i64::from(h * 3600 + mi * 60 + s.min(59))
-        - offset;
+    let secs =
+        days_from_civil(y, mo, d) * 86_400 + i64::from(h * 3600 + mi * 60 + s.min(59)) - offset;
     let t = DateTime::from_timestamp_micros(secs * 1_000_000 + micros)?;
     Some((t, &b[i..]))
 }
 
 /// `Mmm dd HH:MM:SS` (day padded with a space) → instant and the rest of the line.
-fn traditional<'a, Z: Zone>(b: &'a [u8], clock: &mut Clock<Z>) -> Option<(DateTime<Utc>, &'a [u8])> {
+fn traditional<'a, Z: Zone>(
+    b: &'a [u8],
+    clock: &mut Clock<Z>,
+) -> Option<(DateTime<Utc>, &'a [u8])> {
     if b.len() < 15 || b[3] != b' ' || b[6] != b' ' || b[9] != b':' || b[12] != b':' {
         return None;
     }
@@ -571,7 +574,11 @@ mod tests {
             utc("2026-10-25T01:00:00Z").timestamp()
         }
         fn offset(t: i64) -> i64 {
-            if (Self::start()..Self::end()).contains(&t) { 7200 } else { 3600 }
+            if (Self::start()..Self::end()).contains(&t) {
+                7200
+            } else {
+                3600
+            }
         }
     }
     impl Zone for Cet {
@@ -660,7 +667,10 @@ mod tests {
             r#"{"__REALTIME_TIMESTAMP":"1795323614123456","SYSLOG_IDENTIFIER":"iotitan-logger","MESSAGE":"a/b 23.1","_PID":"1"}"#,
             &mut c,
         );
-        assert_eq!(l.time, DateTime::from_timestamp_micros(1795323614123456).unwrap());
+        assert_eq!(
+            l.time,
+            DateTime::from_timestamp_micros(1795323614123456).unwrap()
+        );
         assert_eq!(&l.msg[..], b"a/b 23.1");
         let l = p(
             r#"{"MESSAGE":[97,32,255],"SYSLOG_IDENTIFIER":"t","__REALTIME_TIMESTAMP":"1"}"#,
@@ -678,7 +688,11 @@ mod tests {
             r#"{"MESSAGE":"x","SYSLOG_IDENTIFIER":"t","__REALTIME_TIMESTAMP":"soon"}"#,
             r#"{"MESSAGE":"x""#,
         ] {
-            assert_eq!(parse(bad.as_bytes(), &mut c), Err(LineError::Journal), "{bad}");
+            assert_eq!(
+                parse(bad.as_bytes(), &mut c),
+                Err(LineError::Journal),
+                "{bad}"
+            );
         }
     }
 

@@ -49,7 +49,12 @@ pub struct Options {
     #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
     pub since: Option<String>,
     /// End of an explicit window (exclusive) [default: now].
-    #[arg(long, value_name = "TIME", allow_hyphen_values = true, requires = "since")]
+    #[arg(
+        long,
+        value_name = "TIME",
+        allow_hyphen_values = true,
+        requires = "since"
+    )]
     pub until: Option<String>,
     /// Read these sources instead of syslog.sources: a file, - for stdin, journal or
     /// journal:NAMESPACE (repeatable).
@@ -97,8 +102,9 @@ fn sources(cfg: &Config, inputs: &[String]) -> anyhow::Result<Vec<Source>> {
             .sources
             .iter()
             .map(|s| {
-                s.parse()
-                    .map_err(|e| ExitError::new(exit::CONFIG, format!("syslog.sources: {e}")).into())
+                s.parse().map_err(|e| {
+                    ExitError::new(exit::CONFIG, format!("syslog.sources: {e}")).into()
+                })
             })
             .collect()
     } else {
@@ -147,7 +153,8 @@ pub fn compute(
         groups: st.group.iter().map(|g| g.topics.clone()).collect(),
         extractor: cfg.payload.extractor(),
     };
-    let disorder = chrono::Duration::from_std(st.disorder.get()).unwrap_or(chrono::Duration::zero());
+    let disorder =
+        chrono::Duration::from_std(st.disorder.get()).unwrap_or(chrono::Duration::zero());
     let collectors = windows
         .iter()
         .map(|w| {
@@ -177,7 +184,11 @@ pub fn compute(
 }
 
 /// The windows of this run, and whether they advance the state file.
-fn windows(cfg: &Config, opts: &Options, now: DateTime<Utc>) -> anyhow::Result<(Vec<Window>, bool)> {
+fn windows(
+    cfg: &Config,
+    opts: &Options,
+    now: DateTime<Utc>,
+) -> anyhow::Result<(Vec<Window>, bool)> {
     if let Some(since) = &opts.since {
         let start = window::parse_time(since, now).map_err(usage)?;
         let end = match &opts.until {
@@ -185,7 +196,9 @@ fn windows(cfg: &Config, opts: &Options, now: DateTime<Utc>) -> anyhow::Result<(
             None => now,
         };
         if end <= start {
-            return Err(usage(format!("--until ({end}) is not after --since ({start})")));
+            return Err(usage(format!(
+                "--until ({end}) is not after --since ({start})"
+            )));
         }
         return Ok((vec![Window { start, end }], false));
     }
@@ -290,7 +303,8 @@ pub fn run_query(cfg: &Config, opts: &QueryOptions) -> anyhow::Result<()> {
         return Err(usage("--until is not after --since"));
     }
     let sources = sources(cfg, &opts.inputs)?;
-    let disorder = chrono::Duration::from_std(cfg.stats.disorder.get()).unwrap_or(chrono::Duration::zero());
+    let disorder =
+        chrono::Duration::from_std(cfg.stats.disorder.get()).unwrap_or(chrono::Duration::zero());
     let reader = Reader::new(
         query::window(since, until),
         disorder,
@@ -308,8 +322,7 @@ pub fn run_query(cfg: &Config, opts: &QueryOptions) -> anyhow::Result<()> {
     export.begin().context("cannot write to stdout")?;
     let bar = if std::io::stderr().is_terminal() {
         let bar = indicatif::ProgressBar::new_spinner();
-        if let Ok(style) =
-            indicatif::ProgressStyle::with_template("{spinner} {binary_bytes} read")
+        if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} {binary_bytes} read")
         {
             bar.set_style(style);
         }

@@ -26,7 +26,9 @@ pub enum StateError {
         source: std::io::Error,
     },
     /// The file exists but does not hold a state.
-    #[error("state file {path} is damaged ({message}); delete it to start over from the latest window")]
+    #[error(
+        "state file {path} is damaged ({message}); delete it to start over from the latest window"
+    )]
     Damaged {
         /// The state file.
         path: PathBuf,

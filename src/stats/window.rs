@@ -56,7 +56,11 @@ impl Schedule {
     }
 
     /// The latest fire time at or before `t`, in zone `z`.
-    pub fn latest_at_or_before<Z: TimeZone>(&self, t: DateTime<Utc>, z: &Z) -> Option<DateTime<Utc>> {
+    pub fn latest_at_or_before<Z: TimeZone>(
+        &self,
+        t: DateTime<Utc>,
+        z: &Z,
+    ) -> Option<DateTime<Utc>> {
         // Fire times are whole seconds; the crate's `prev_from` is strictly before.
         let whole = DateTime::from_timestamp(t.timestamp(), 0)?;
         self.before(whole + chrono::Duration::seconds(1), z)
@@ -162,7 +166,9 @@ pub fn parse_time(s: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, String> 
     DateTime::parse_from_rfc3339(s)
         .map(|d| d.with_timezone(&Utc))
         .map_err(|e| {
-            format!("invalid time {s:?} ({e}): use RFC 3339 like 2026-11-22T05:00:00Z, or -15m, or now")
+            format!(
+                "invalid time {s:?} ({e}): use RFC 3339 like 2026-11-22T05:00:00Z, or -15m, or now"
+            )
         })
 }
 
@@ -281,11 +287,17 @@ mod tests {
         assert_eq!(translate("*/5 * * * *").unwrap(), vec!["0 */5 * * * *"]);
         assert_eq!(translate("0 3 * * 0").unwrap(), vec!["0 0 3 * * 1"]);
         assert_eq!(translate("0 3 * * 7").unwrap(), vec!["0 0 3 * * 1"]);
-        assert_eq!(translate("0 3 * * 1-5").unwrap(), vec!["0 0 3 * * 2,3,4,5,6"]);
+        assert_eq!(
+            translate("0 3 * * 1-5").unwrap(),
+            vec!["0 0 3 * * 2,3,4,5,6"]
+        );
         assert_eq!(translate("0 3 * * 5-7").unwrap(), vec!["0 0 3 * * 1,6,7"]);
         assert_eq!(translate("0 3 * * 0-6").unwrap(), vec!["0 0 3 * * *"]);
         assert_eq!(translate("0 3 * * */2").unwrap(), vec!["0 0 3 * * 1,3,5,7"]);
-        assert_eq!(translate("0 3 * * Mon-FRI").unwrap(), vec!["0 0 3 * * 2,3,4,5,6"]);
+        assert_eq!(
+            translate("0 3 * * Mon-FRI").unwrap(),
+            vec!["0 0 3 * * 2,3,4,5,6"]
+        );
         assert_eq!(translate("0 3 * * sat,sun").unwrap(), vec!["0 0 3 * * 1,7"]);
         assert_eq!(translate("0 3 * * 1/2").unwrap(), vec!["0 0 3 * * 1,2,4,6"]);
         assert_eq!(translate("@hourly").unwrap(), vec!["0 0 * * * *"]);

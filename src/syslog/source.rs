@@ -373,7 +373,11 @@ fn for_each_line(
         };
         if chunk.is_empty() {
             if !long.is_empty() {
-                let line = if long.len() > MAX_LINE { &[][..] } else { &long[..] };
+                let line = if long.len() > MAX_LINE {
+                    &[][..]
+                } else {
+                    &long[..]
+                };
                 if f(line).is_break() {
                     return Ok((ControlFlow::Break(()), bytes));
                 }
@@ -390,7 +394,11 @@ fn for_each_line(
             } else {
                 let room = (MAX_LINE + 1).saturating_sub(long.len());
                 long.extend_from_slice(&chunk[start..end.min(start + room)]);
-                let line = if long.len() > MAX_LINE { &[][..] } else { &long[..] };
+                let line = if long.len() > MAX_LINE {
+                    &[][..]
+                } else {
+                    &long[..]
+                };
                 let flow = f(line);
                 long.clear();
                 flow
@@ -579,12 +587,22 @@ mod tests {
             stop_after: Some(150_010),
             ..Numbered::default()
         };
-        let report = scan(&Source::File(p), &range(150_000, 150_010), &mut n, &mut |_| {}).unwrap();
+        let report = scan(
+            &Source::File(p),
+            &range(150_000, 150_010),
+            &mut n,
+            &mut |_| {},
+        )
+        .unwrap();
         let first = secs(n.seen[0].as_bytes()).unwrap();
         assert!((149_000..=150_000).contains(&first), "started at {first}");
         assert!(n.seen.iter().any(|l| l.starts_with("150000 ")));
         // One read buffer of a 12 MB file.
-        assert!(report.bytes <= BUFFER as u64 * 2, "read {} bytes", report.bytes);
+        assert!(
+            report.bytes <= BUFFER as u64 * 2,
+            "read {} bytes",
+            report.bytes
+        );
         assert!(n.probes < 1000, "{} probes", n.probes);
     }
 
@@ -604,7 +622,13 @@ mod tests {
                 stop_after: Some(target + 2),
                 ..Numbered::default()
             };
-            scan(&Source::File(p.clone()), &range(target - 1, target + 2), &mut n, &mut |_| {}).unwrap();
+            scan(
+                &Source::File(p.clone()),
+                &range(target - 1, target + 2),
+                &mut n,
+                &mut |_| {},
+            )
+            .unwrap();
             assert!(
                 n.seen.iter().any(|l| secs(l.as_bytes()) == Some(target)),
                 "missed {target}"
@@ -641,8 +665,18 @@ mod tests {
             stop_after: Some(2100),
             ..Numbered::default()
         };
-        let report = scan(&Source::File(base.clone()), &range(1900, 2100), &mut n, &mut |_| {}).unwrap();
-        let files: Vec<_> = report.files.iter().map(|p| p.file_name().unwrap().to_owned()).collect();
+        let report = scan(
+            &Source::File(base.clone()),
+            &range(1900, 2100),
+            &mut n,
+            &mut |_| {},
+        )
+        .unwrap();
+        let files: Vec<_> = report
+            .files
+            .iter()
+            .map(|p| p.file_name().unwrap().to_owned())
+            .collect();
         assert_eq!(files, ["syslog.2.gz", "syslog.1"]);
         let times: Vec<_> = n.seen.iter().filter_map(|l| secs(l.as_bytes())).collect();
         assert!(times.contains(&1900) && times.contains(&2100));
@@ -701,12 +735,17 @@ mod tests {
         })
         .unwrap();
         assert!(flow.is_continue());
-        assert_eq!(seen, vec![b"1 a".to_vec(), vec![], b"2 b".to_vec(), b"3 c".to_vec()]);
+        assert_eq!(
+            seen,
+            vec![b"1 a".to_vec(), vec![], b"2 b".to_vec(), b"3 c".to_vec()]
+        );
     }
 
     #[test]
     fn journal_times_cover_the_range() {
-        let from = DateTime::parse_from_rfc3339("2026-11-22T05:00:00.5Z").unwrap().to_utc();
+        let from = DateTime::parse_from_rfc3339("2026-11-22T05:00:00.5Z")
+            .unwrap()
+            .to_utc();
         assert_eq!(journal_time(from, false), "2026-11-22 05:00:00 UTC");
         assert_eq!(journal_time(from, true), "2026-11-22 05:00:01 UTC");
     }
