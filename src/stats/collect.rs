@@ -13,11 +13,12 @@ use crate::stats::window::Window;
 use crate::syslog::source::Lines;
 use crate::topic::Filters;
 use chrono::{DateTime, Utc};
+use std::borrow::Cow;
 use std::ops::ControlFlow;
 
 /// What one line turned out to be.
 #[derive(Debug, PartialEq)]
-pub enum Seen {
+pub enum Seen<'a> {
     /// Before the window (or after it, within the disorder allowance): not counted.
     Outside,
     /// After the window by more than the disorder allowance: stop reading.
@@ -29,9 +30,9 @@ pub enum Seen {
         /// When it was logged.
         time: DateTime<Utc>,
         /// Its topic.
-        topic: String,
+        topic: Cow<'a, str>,
         /// Its payload; `Err(Cut)` when the logger cut it.
-        payload: Result<Vec<u8>, Rejected>,
+        payload: Result<Cow<'a, [u8]>, Rejected>,
     },
 }
 
@@ -81,7 +82,7 @@ impl<Z: Zone + Clone> Reader<Z> {
     }
 
     /// Classify one line.
-    pub fn read(&mut self, raw: &[u8]) -> Seen {
+    pub fn read<'a>(&mut self, raw: &'a [u8]) -> Seen<'a> {
         let parsed = line::parse(raw, &mut self.stream);
         let time = match &parsed {
             Ok(l) => {
@@ -105,26 +106,52 @@ impl<Z: Zone + Clone> Reader<Z> {
         if l.ident[..] != self.identifier[..] {
             return Seen::Skipped;
         }
-        // Some templates put a space before MSG; our records never start with one (a topic's
-        // spaces are escaped), so leading spaces are dropped losslessly.
-        let start = l.msg.iter().take_while(|&&b| b == b' ').count();
-        let Ok(rec) = record::decode(&l.msg[start..]) else {
-            return Seen::Skipped;
-        };
-        let Some(topic) = rec.topic_str() else {
-            return Seen::Skipped;
-        };
-        let topic = topic.to_owned();
-        let payload = if rec.cut_from.is_some() {
-            Err(Rejected::Cut)
-        } else {
-            Ok(rec.payload.into_owned())
-        };
-        Seen::Record {
-            time: l.time,
-            topic,
-            payload,
+        match l.msg {
+            // File lines: topic and payload borrow from the line, no copy.
+            Cow::Borrowed(msg) => record(l.time, msg),
+            // Journal entries with escapes in MESSAGE own their text.
+            Cow::Owned(msg) => match record(l.time, &msg) {
+                Seen::Record {
+                    time,
+                    topic,
+                    payload,
+                } => Seen::Record {
+                    time,
+                    topic: Cow::Owned(topic.into_owned()),
+                    payload: payload.map(|p| Cow::Owned(p.into_owned())),
+                },
+                _ => Seen::Skipped,
+            },
         }
+    }
+}
+
+/// The record in a message of ours.
+fn record(time: DateTime<Utc>, msg: &[u8]) -> Seen<'_> {
+    // Some templates put a space before MSG; our records never start with one (a topic's
+    // spaces are escaped), so leading spaces are dropped losslessly.
+    let start = msg.iter().take_while(|&&b| b == b' ').count();
+    let Ok(rec) = record::decode(&msg[start..]) else {
+        return Seen::Skipped;
+    };
+    let topic = match rec.topic {
+        Cow::Borrowed(t) => std::str::from_utf8(t).map(Cow::Borrowed),
+        Cow::Owned(t) => String::from_utf8(t)
+            .map(Cow::Owned)
+            .map_err(|e| e.utf8_error()),
+    };
+    let Ok(topic) = topic else {
+        return Seen::Skipped;
+    };
+    let payload = if rec.cut_from.is_some() {
+        Err(Rejected::Cut)
+    } else {
+        Ok(rec.payload)
+    };
+    Seen::Record {
+        time,
+        topic,
+        payload,
     }
 }
 
