@@ -165,6 +165,39 @@ pub struct Selection {
     pub extractor: Extractor,
 }
 
+/// Where a topic's values go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Wanted {
+    /// Into a series of its own (`stats.topics` matches).
+    pub own: bool,
+    /// Into these groups.
+    pub groups: std::rc::Rc<[usize]>,
+}
+
+impl Selection {
+    /// Where values of `topic` go; `None` when nowhere (not asked for, or one of our outputs).
+    pub fn wanted(&self, topic: &str) -> Option<Wanted> {
+        let own = self.topics.matches(topic);
+        let groups: Vec<usize> = self
+            .groups
+            .iter()
+            .enumerate()
+            .filter(|(_, g)| g.matches(topic))
+            .map(|(i, _)| i)
+            .collect();
+        if (!own && groups.is_empty()) || is_output(topic) {
+            return None;
+        }
+        Some(Wanted {
+            own,
+            groups: groups.into(),
+        })
+    }
+}
+
+/// Most topics whose filter decisions a collector remembers.
+const WANTED_CACHE: usize = 4096;
+
 /// Collects one window's statistics from a scan.
 pub struct Collector<'s, Z> {
     reader: Reader<Z>,
@@ -172,7 +205,8 @@ pub struct Collector<'s, Z> {
     /// The statistics so far.
     pub summary: Summary,
     readings: Vec<Reading>,
-    member_of: Vec<usize>,
+    /// Filter decisions by topic: matching filters per line was most of the per-line cost.
+    wanted: std::collections::HashMap<String, Option<Wanted>>,
 }
 
 impl<'s, Z: Zone + Clone> Collector<'s, Z> {
@@ -183,7 +217,7 @@ impl<'s, Z: Zone + Clone> Collector<'s, Z> {
             selection,
             summary,
             readings: Vec::new(),
-            member_of: Vec::new(),
+            wanted: std::collections::HashMap::new(),
         }
     }
 
@@ -210,20 +244,22 @@ impl<'s, Z: Zone + Clone> Collector<'s, Z> {
             } => (time, topic, payload),
         };
         counts.read += 1;
-        let own = self.selection.topics.matches(&topic);
-        self.member_of.clear();
-        self.member_of.extend(
-            self.selection
-                .groups
-                .iter()
-                .enumerate()
-                .filter(|(_, g)| g.matches(&topic))
-                .map(|(i, _)| i),
-        );
-        if (!own && self.member_of.is_empty()) || is_output(&topic) {
+        let wanted = match self.wanted.get(&*topic) {
+            Some(w) => w.clone(),
+            None => {
+                let w = self.selection.wanted(&topic);
+                // Topics repeat endlessly; a flood of distinct ones only stops the caching.
+                if self.wanted.len() < WANTED_CACHE {
+                    self.wanted.insert(topic.to_string(), w.clone());
+                }
+                w
+            }
+        };
+        let Some(Wanted { own, groups }) = wanted else {
             counts.skipped += 1;
             return ControlFlow::Continue(());
-        }
+        };
+
         self.readings.clear();
         let got = payload.and_then(|p| {
             self.selection
@@ -236,13 +272,8 @@ impl<'s, Z: Zone + Clone> Collector<'s, Z> {
         }
         counts.matched += 1;
         for r in &self.readings {
-            self.summary.push(
-                &r.series,
-                own,
-                self.member_of.iter().copied(),
-                time,
-                r.value,
-            );
+            self.summary
+                .push(&r.series, own, groups.iter().copied(), time, r.value);
         }
         ControlFlow::Continue(())
     }
