@@ -6,7 +6,7 @@ use iotitan::{cli, exit, logging, shutdown, stats};
 
 /// Statistics of syslog windows, published to MQTT (run by cron at each `stats.schedule` fire).
 #[derive(Parser)]
-#[command(version, about)]
+#[command(version)]
 struct Cli {
     #[command(flatten)]
     config: cli::ConfigArg,
