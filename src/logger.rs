@@ -169,7 +169,9 @@ impl Logger {
             .message(SystemTime::now(), &self.record, &mut self.message);
         let ack = (p.qos != QoS::AtMostOnce).then(|| ack_only(&p));
         if self.queue.is_empty() {
-            match self.sink.try_write(&self.message) {
+            let outcome = self.sink.try_write(&self.message);
+            self.requeue_replay();
+            match outcome {
                 Outcome::Done => {
                     self.counters.written += 1;
                     return self.ack_opt(ack).await;
@@ -191,7 +193,9 @@ impl Logger {
     /// Write queued records until the socket is full or the queue empty.
     async fn flush(&mut self) {
         while let Some(front) = self.queue.front() {
-            match self.sink.try_write(&front.message) {
+            let outcome = self.sink.try_write(&front.message);
+            self.requeue_replay();
+            match outcome {
                 Outcome::Done => {
                     self.counters.written += 1;
                     let p = self.queue.pop_front().and_then(|p| p.ack);
@@ -203,6 +207,23 @@ impl Logger {
                 }
                 Outcome::Later => break,
             }
+        }
+    }
+
+    /// Put records the syslog daemon lost in a restart back at the head of the queue. Their
+    /// messages were acknowledged already; only the records are owed.
+    fn requeue_replay(&mut self) {
+        let replay = self.sink.take_replay();
+        if replay.is_empty() {
+            return;
+        }
+        tracing::info!(
+            "sending {} records again that syslog may not have read",
+            replay.len()
+        );
+        self.counters.written -= replay.len() as u64;
+        for message in replay.into_iter().rev() {
+            self.queue.push_front(Pending { message, ack: None });
         }
     }
 

@@ -145,6 +145,10 @@ pub struct Sink {
     /// Scratch buffer for framing on stream transports.
     framed: Vec<u8>,
     last_error: Option<String>,
+    /// Unix datagram only: what the daemon may not have read yet (see [`Unread`]).
+    unread: Unread,
+    /// Messages to send again because the daemon went away before reading them.
+    replay: Vec<Vec<u8>>,
 }
 
 impl Sink {
@@ -158,6 +162,8 @@ impl Sink {
             partial: 0,
             framed: Vec::new(),
             last_error: None,
+            unread: Unread::new(max_dgram_qlen()),
+            replay: Vec::new(),
         }
     }
 
@@ -239,7 +245,17 @@ impl Sink {
         }
     }
 
+    /// Messages that were handed to a daemon which then went away before reading them (a
+    /// restart of rsyslogd or journald). The caller sends them again, ahead of anything new:
+    /// delivery is at least once, so a restart can duplicate a few records but loses none.
+    pub fn take_replay(&mut self) -> Vec<Vec<u8>> {
+        std::mem::take(&mut self.replay)
+    }
+
     fn fail(&mut self, e: io::Error) {
+        if matches!(self.conn, Some(Conn::UnixDgram(_))) {
+            self.replay.extend(self.unread.drain());
+        }
         let msg = e.to_string();
         if self.last_error.as_deref() != Some(msg.as_str()) {
             tracing::warn!(
@@ -259,7 +275,10 @@ impl Sink {
             return Outcome::Later;
         };
         let res = match conn {
-            Conn::UnixDgram(s) => s.try_send(msg).map(|_| true),
+            Conn::UnixDgram(s) => s.try_send(msg).map(|_| {
+                self.unread.sent(msg, || outq(s));
+                true
+            }),
             Conn::Udp(s) => s.try_send(msg).map(|_| true),
             Conn::UnixStream(s) => {
                 // glibc's syslog() ends each message with NUL on stream sockets.
@@ -294,11 +313,99 @@ impl Sink {
     }
 }
 
+/// Datagrams sent on a unix socket that the daemon may not have read yet.
+///
+/// A datagram sits in the daemon's receive queue until read; if the daemon exits first
+/// (a restart), the kernel discards it and the sender is never told. Two kernel facts bound
+/// the loss and let us undo it: the receive queue holds at most `net.unix.max_dgram_qlen` + 1
+/// datagrams (senders block beyond that), so the last that many sends are the only ones that
+/// can be unread; and an unread datagram is charged to the sender's socket, so `SIOCOUTQ` = 0
+/// means every datagram sent so far was read — provided the daemon was still alive, which
+/// a later successful send on the same connection proves (after the daemon closes, sends
+/// fail). Keeping that window and trimming it on proof costs a copy per record, recycled.
+struct Unread {
+    recent: std::collections::VecDeque<Vec<u8>>,
+    cap: usize,
+    /// Entries at the front known read once the next send succeeds.
+    read_mark: usize,
+    since_check: u32,
+    spare: Vec<Vec<u8>>,
+}
+
+impl Unread {
+    /// How often (in sends) to ask the kernel how much is still unread.
+    const CHECK_EVERY: u32 = 16;
+
+    fn new(cap: usize) -> Self {
+        Unread {
+            recent: std::collections::VecDeque::with_capacity(cap + 1),
+            cap,
+            read_mark: 0,
+            since_check: 0,
+            spare: Vec::new(),
+        }
+    }
+
+    /// Record a successful send of `msg`; `outq` asks the kernel for unread bytes.
+    fn sent(&mut self, msg: &[u8], outq: impl FnOnce() -> Option<usize>) {
+        // This send succeeded, so the daemon was alive at the last check: what it had read
+        // then is read for sure.
+        for _ in 0..self.read_mark {
+            if let Some(b) = self.recent.pop_front() {
+                self.spare.push(b);
+            }
+        }
+        self.read_mark = 0;
+        let mut b = self.spare.pop().unwrap_or_default();
+        b.clear();
+        b.extend_from_slice(msg);
+        self.recent.push_back(b);
+        if self.recent.len() > self.cap
+            && let Some(old) = self.recent.pop_front()
+        {
+            self.spare.push(old);
+        }
+        self.since_check += 1;
+        if self.since_check >= Self::CHECK_EVERY {
+            self.since_check = 0;
+            if outq() == Some(0) {
+                self.read_mark = self.recent.len();
+            }
+        }
+    }
+
+    /// Everything possibly unread, oldest first; the window starts over (new connection).
+    fn drain(&mut self) -> Vec<Vec<u8>> {
+        self.read_mark = 0;
+        self.since_check = 0;
+        self.recent.drain(..).collect()
+    }
+}
+
+/// `net.unix.max_dgram_qlen` + 1: the most datagrams a unix socket's receive queue holds.
+fn max_dgram_qlen() -> usize {
+    std::fs::read_to_string("/proc/sys/net/unix/max_dgram_qlen")
+        .ok()
+        .and_then(|s| s.trim().parse::<usize>().ok())
+        .unwrap_or(512)
+        + 1
+}
+
+/// Bytes sent on `s` and not yet read by the receiver (`SIOCOUTQ`, which is `TIOCOUTQ`).
+fn outq(s: &UnixDatagram) -> Option<usize> {
+    use std::os::fd::AsRawFd;
+    let mut n: libc::c_int = 0;
+    // SAFETY: SIOCOUTQ writes one c_int through the pointer, which points at `n`; the fd is
+    // owned by `s` and open for the duration of the call.
+    let rc = unsafe { libc::ioctl(s.as_raw_fd(), libc::TIOCOUTQ, &mut n) };
+    (rc == 0).then(|| usize::try_from(n).unwrap_or(0))
+}
+
 /// Linux errno EMSGSIZE: the datagram is bigger than the socket can ever carry (a unix
 /// datagram is capped by the send buffer, about 208 KiB by default; UDP by 64 KiB).
-const EMSGSIZE: i32 = 90;
+const EMSGSIZE: i32 = libc::EMSGSIZE;
 /// Linux errno EPROTOTYPE: connecting a datagram socket to a stream socket.
-const EPROTOTYPE: i32 = 91;
+const EPROTOTYPE: i32 = libc::EPROTOTYPE;
 
 /// Build the framed bytes for `msg` unless a partial write of it is in progress.
 fn frame_once(buf: &mut Vec<u8>, partial: usize, build: impl FnOnce(&mut Vec<u8>)) {
@@ -397,6 +504,24 @@ mod tests {
         let a = text(&mut f, t, "m");
         let b = text(&mut f, t + Duration::from_secs(1), "m");
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn unread_window_is_bounded_and_trimmed_on_proof() {
+        let mut u = Unread::new(4);
+        for i in 0..10u8 {
+            u.sent(&[i], || Some(1));
+        }
+        // Only the last `cap` sends can be unread.
+        assert_eq!(u.drain(), vec![vec![6], vec![7], vec![8], vec![9]]);
+        for i in 0..Unread::CHECK_EVERY as u8 {
+            u.sent(&[i], || Some(0));
+        }
+        // outq was 0 at the last check, but nothing proves the daemon was alive then.
+        assert_eq!(u.recent.len(), 4);
+        u.sent(b"next", || Some(0));
+        // The next successful send is the proof: only it remains.
+        assert_eq!(u.drain(), vec![b"next".to_vec()]);
     }
 
     #[test]
