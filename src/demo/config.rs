@@ -63,10 +63,10 @@ hysteresis = 2.0
 
 [[bridge.channel]]
 id = {channel}
-fields = {{ "{REPLAY_TOPIC}_mean" = 1, "iotitan/home/living/dht22/temperature_mean" = 2 }}
+fields = {{ "{REPLAY_TOPIC}" = 1, "{REPLAY_TOPIC}_mean" = 2, "iotitan/home/living/dht22/temperature_mean" = 3 }}
 status_topic = "iotitan/alerts/events"
 min_interval = {min_interval}
-max_interval = "1m"
+max_interval = {max_interval}
 "##,
         state = q(&dir.join("state").display().to_string()),
         host = q(&broker.host),
@@ -76,6 +76,7 @@ max_interval = "1m"
         channel = thingspeak.unwrap_or(DRY_RUN_CHANNEL),
         // A real channel gets ThingSpeak's free-account limit; a dry run shows batches sooner.
         min_interval = q(if thingspeak.is_some() { "15s" } else { "2s" }),
+        max_interval = q(if thingspeak.is_some() { "1m" } else { "5s" }),
     )
 }
 

@@ -13,6 +13,7 @@
 
 pub mod broker;
 pub mod config;
+mod pipeline;
 pub mod receiver;
 pub mod view;
 
@@ -29,7 +30,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::task::JoinHandle;
 use view::View;
 
 /// January 2024 in Adelaide, hourly (Open-Meteo, CC BY 4.0): the real series the demo replays.
@@ -75,6 +75,8 @@ pub struct Summary {
     pub records: u64,
     /// Messages the simulator published.
     pub published: u64,
+    /// Updates the bridge sent (printed, in a dry run).
+    pub bridge_sent: u64,
     /// What the view saw.
     pub view: View,
     /// Programs that ran in-process.
@@ -96,6 +98,7 @@ impl std::fmt::Display for Summary {
             "  simulator published {} messages; the pipeline saw {} (stats outputs {}, alert events {})",
             self.published, self.view.messages, self.view.stats_outputs, self.view.alert_events
         )?;
+        writeln!(f, "  bridge sent {} updates", self.bridge_sent)?;
         writeln!(
             f,
             "  programs run: {}",
@@ -247,16 +250,6 @@ fn simulation(seed: u64) -> anyhow::Result<Mix> {
         .with(Faulty::new(fleet, junk)))
 }
 
-type Part = (&'static str, JoinHandle<anyhow::Result<()>>);
-
-/// Start the pipeline's programs in-process. Each gets the demo config and a shutdown handle;
-/// a program whose module has no `run` yet is simply not part of the demo.
-fn start_pipeline(cfg: &Arc<Config>, stop: &shutdown::Trigger) -> Vec<Part> {
-    let parts: Vec<Part> = Vec::new();
-    let _ = (cfg, stop);
-    parts
-}
-
 /// Follow everything on the broker into the view.
 async fn watch(cfg: Arc<Config>, view: Arc<Mutex<View>>, mut stop: Shutdown) -> anyhow::Result<()> {
     let (client, mut driver) = mqtt::connect(&cfg.mqtt, "demo")?;
@@ -320,8 +313,8 @@ pub async fn run(opts: &DemoOptions, mut stop: Shutdown) -> anyhow::Result<Summa
     });
     let view = Arc::new(Mutex::new(View::new(&cfg.alerts.events_topic)));
     let watcher = tokio::spawn(watch(cfg.clone(), view.clone(), pipeline_shutdown.clone()));
-    let parts = start_pipeline(&cfg, &pipeline_stop);
-    let part_names: Vec<&'static str> = parts.iter().map(|p| p.0).collect();
+    let pipeline = pipeline::start(&cfg, &pipeline_stop, opts.thingspeak);
+    let part_names: Vec<&'static str> = pipeline.parts.iter().map(|p| p.0).collect();
     let mut mix = simulation(opts.seed)?;
     let sim_cfg = cfg.clone();
     let simulator = tokio::spawn(async move {
@@ -333,7 +326,16 @@ pub async fn run(opts: &DemoOptions, mut stop: Shutdown) -> anyhow::Result<Summa
             .as_ref()
             .map_or(0, |(c, _)| c.load(Ordering::Relaxed))
     };
-    show(opts, &view, &mut stop, started, &part_names, &record_count).await;
+    let extra = || {
+        let mut lines = vec![format!(
+            "records {} · programs: {}",
+            record_count(),
+            part_names.join(", ")
+        )];
+        lines.extend(pipeline.bridge_lines());
+        lines
+    };
+    show(opts, &view, &mut stop, started, &extra).await;
 
     sim_stop.trigger();
     let published = match tokio::time::timeout(STOP_TIMEOUT, simulator).await {
@@ -345,7 +347,8 @@ pub async fn run(opts: &DemoOptions, mut stop: Shutdown) -> anyhow::Result<Summa
     tokio::time::sleep(Duration::from_millis(500)).await;
     pipeline_stop.trigger();
     let mut failures = Vec::new();
-    for (name, task) in parts {
+    let bridge_sent = pipeline.bridge_sent();
+    for (name, task) in pipeline.parts {
         match tokio::time::timeout(STOP_TIMEOUT, task).await {
             Ok(Ok(Ok(()))) => {}
             Ok(Ok(Err(e))) => failures.push(format!("{name}: {e:#}")),
@@ -370,6 +373,7 @@ pub async fn run(opts: &DemoOptions, mut stop: Shutdown) -> anyhow::Result<Summa
         syslog_file: storage.file,
         records: records.load(Ordering::Relaxed),
         published,
+        bridge_sent,
         view,
         parts: part_names,
         failures,
@@ -383,8 +387,7 @@ async fn show(
     view: &Mutex<View>,
     stop: &mut Shutdown,
     started: Instant,
-    parts: &[&'static str],
-    records: &dyn Fn() -> u64,
+    extra: &dyn Fn() -> Vec<String>,
 ) {
     let tty = std::io::stdout().is_terminal();
     let mut tick = tokio::time::interval(if tty {
@@ -396,11 +399,6 @@ async fn show(
         .duration
         .map(|d| tokio::time::Instant::from(started + d));
     let mut drawn = 0usize;
-    let pipeline = if parts.is_empty() {
-        "none yet".into()
-    } else {
-        parts.join(", ")
-    };
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -411,26 +409,23 @@ async fn show(
         let elapsed = started.elapsed();
         let mut out = std::io::stdout().lock();
         if tty {
-            let extra = [
-                format!("records {} · programs: {pipeline}", records()),
-                format!(
-                    "files in {}/ · logs in {}/iotitan.log",
-                    opts.dir.display(),
-                    opts.dir.display()
-                ),
-            ];
-            let frame = v.render(elapsed, 16, &extra);
+            let mut lines = extra();
+            lines.push(format!(
+                "files in {}/ · logs in {}/iotitan.log",
+                opts.dir.display(),
+                opts.dir.display()
+            ));
+            let frame = v.render(elapsed, 16, &lines);
             if drawn > 0 {
                 let _ = write!(out, "\x1b[{drawn}A\x1b[J");
             }
             drawn = frame.lines().count();
             let _ = out.write_all(frame.as_bytes());
         } else {
-            let _ = writeln!(
-                out,
-                "{}",
-                v.status_line(elapsed, &format!(" · records {}", records()))
-            );
+            let _ = writeln!(out, "{}", v.status_line(elapsed, ""));
+            for line in extra() {
+                let _ = writeln!(out, "  {line}");
+            }
         }
         let _ = out.flush();
     }
