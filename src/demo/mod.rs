@@ -326,12 +326,13 @@ pub async fn run(opts: &DemoOptions, mut stop: Shutdown) -> anyhow::Result<Summa
             .as_ref()
             .map_or(0, |(c, _)| c.load(Ordering::Relaxed))
     };
+    let programs = if part_names.is_empty() {
+        "none".to_owned()
+    } else {
+        part_names.join(", ")
+    };
     let extra = || {
-        let mut lines = vec![format!(
-            "records {} · programs: {}",
-            record_count(),
-            part_names.join(", ")
-        )];
+        let mut lines = vec![format!("records {} · programs: {programs}", record_count())];
         lines.extend(pipeline.bridge_lines());
         lines
     };
