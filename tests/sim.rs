@@ -218,7 +218,7 @@ fn hostile_payloads_reach_the_broker() {
 #[test]
 fn exit_codes() {
     let missing = sim(None, &["replay", "--csv", "/nonexistent.csv"]);
-    assert_eq!(missing.status.code(), Some(70), "{missing:?}");
+    assert_eq!(missing.status.code(), Some(74), "{missing:?}");
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.csv");
     std::fs::write(&bad, "a,b\n1,2\n").unwrap();

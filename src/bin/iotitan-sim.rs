@@ -190,8 +190,9 @@ fn build(cli: &Cli) -> anyhow::Result<(Box<dyn Generator>, Option<u64>)> {
             limit,
             faults,
         } => {
-            let text = std::fs::read_to_string(csv)
-                .with_context(|| format!("cannot read {}", csv.display()))?;
+            let text = std::fs::read_to_string(csv).map_err(|e| {
+                exit::ExitError::new(exit::IOERR, format!("cannot read {}: {e}", csv.display()))
+            })?;
             let series = sim::Series::parse(&text, column.as_deref())
                 .map_err(|e| {
                     exit::ExitError::new(exit::DATAERR, format!("{}: {e}", csv.display()))
