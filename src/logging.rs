@@ -11,13 +11,13 @@ pub fn init(name: &str) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let registry = tracing_subscriber::registry().with(filter);
     // JOURNAL_STREAM is set by systemd when stderr goes to the journal.
-    if std::env::var_os("JOURNAL_STREAM").is_some() {
-        if let Ok(journald) = tracing_journald::layer() {
-            let _ = registry
-                .with(journald.with_syslog_identifier(name.to_owned()))
-                .try_init();
-            return;
-        }
+    if std::env::var_os("JOURNAL_STREAM").is_some()
+        && let Ok(journald) = tracing_journald::layer()
+    {
+        let _ = registry
+            .with(journald.with_syslog_identifier(name.to_owned()))
+            .try_init();
+        return;
     }
     let _ = registry
         .with(

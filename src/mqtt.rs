@@ -13,8 +13,12 @@
 
 use crate::config::MqttConfig;
 use anyhow::Context;
-use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, Transport};
+use rumqttc::{
+    AsyncClient, Event, EventLoop, MqttOptions, Outgoing, Packet, Publish, SubscribeFilter,
+    Transport,
+};
 use std::time::Duration;
+use tokio::sync::mpsc;
 
 /// Capacity of the request channel between clients and the event loop.
 pub const REQUEST_CAPACITY: usize = 4096;
@@ -93,6 +97,8 @@ pub enum Update {
     Event(Event),
     /// The connection failed; the driver waits before the next attempt.
     Disconnected(String),
+    /// Every client handle was dropped: nothing more will be asked of this connection.
+    Closed,
 }
 
 /// Polls an [`EventLoop`] forever, turning errors into backoff sleeps.
@@ -135,6 +141,7 @@ impl Driver {
                 }
             }
             Ok(ev) => Update::Event(ev),
+            Err(rumqttc::ConnectionError::RequestsDone) => Update::Closed,
             Err(e) => {
                 self.connected = false;
                 self.pending_delay = Some(self.backoff.delay());
@@ -144,11 +151,83 @@ impl Driver {
     }
 }
 
+/// The rumqttc QoS for a validated config number (0, 1, 2).
+pub fn qos(n: u8) -> rumqttc::QoS {
+    match n {
+        0 => rumqttc::QoS::AtMostOnce,
+        1 => rumqttc::QoS::AtLeastOnce,
+        _ => rumqttc::QoS::ExactlyOnce,
+    }
+}
+
 /// Client and driver for `role`.
 pub fn connect(cfg: &MqttConfig, role: &str) -> anyhow::Result<(AsyncClient, Driver)> {
     let opts = options(cfg, role)?;
-    let (client, eventloop) = AsyncClient::new(opts, REQUEST_CAPACITY);
+    let (client, mut eventloop) = AsyncClient::new(opts, REQUEST_CAPACITY);
+    // MQTT messages are small and should leave at once: with Nagle's algorithm a publish can
+    // wait behind unacknowledged PUBACKs for a delayed-ACK period (tens of milliseconds).
+    let mut net = eventloop.network_options();
+    net.set_tcp_nodelay(true);
+    eventloop.set_network_options(net);
     Ok((client, Driver::new(eventloop, cfg.reconnect_max.get())))
+}
+
+/// Poll `driver` in a task of its own until the client disconnects, subscribing to `filters`
+/// on every fresh session and forwarding incoming publishes into the returned channel.
+///
+/// This is the one place that polls: the event loop keeps moving (pings, acks, reconnects)
+/// whatever the consumer does. When the consumer is slower, `send` waits, which stops reading
+/// from the broker: TCP backpressure instead of unbounded memory. When the consumer closes
+/// the receiver (shutting down), publishes are dropped unacknowledged — the broker keeps QoS
+/// ≥ 1 messages for the persistent session — and polling goes on so that the consumer's
+/// last acks and its `disconnect()` still reach the broker. The task ends once the
+/// disconnect went out or every client handle is gone.
+pub fn spawn_poller(
+    client: AsyncClient,
+    mut driver: Driver,
+    filters: Vec<SubscribeFilter>,
+    capacity: usize,
+) -> (mpsc::Receiver<Publish>, tokio::task::JoinHandle<()>) {
+    let (tx, rx) = mpsc::channel(capacity.max(1));
+    let task = tokio::spawn(async move {
+        loop {
+            match driver.next().await {
+                Update::Connected { fresh } => {
+                    tracing::info!("connected to the MQTT broker (session present: {})", !fresh);
+                    if fresh && !filters.is_empty() {
+                        // Subscribing goes through the request channel that only this task
+                        // drains: ask from another task so this one keeps polling.
+                        let (c, f) = (client.clone(), filters.clone());
+                        tokio::spawn(async move {
+                            if let Err(e) = c.subscribe_many(f).await {
+                                tracing::error!("cannot subscribe: {e}");
+                            }
+                        });
+                    }
+                }
+                Update::Event(Event::Incoming(Packet::Publish(p))) => {
+                    if !tx.is_closed() {
+                        let _ = tx.send(p).await;
+                    }
+                }
+                Update::Event(Event::Incoming(Packet::SubAck(ack))) => {
+                    use rumqttc::SubscribeReasonCode as R;
+                    if ack.return_codes.iter().any(|c| matches!(c, R::Failure)) {
+                        tracing::error!(
+                            "the broker refused a subscription: {:?}",
+                            ack.return_codes
+                        );
+                    }
+                }
+                Update::Event(Event::Outgoing(Outgoing::Disconnect)) | Update::Closed => return,
+                Update::Event(_) => {}
+                Update::Disconnected(e) => {
+                    tracing::warn!("MQTT connection lost: {e}; reconnecting");
+                }
+            }
+        }
+    });
+    (rx, task)
 }
 
 #[cfg(test)]

@@ -1,31 +1,66 @@
 //! `[stats]`: windows, topics and statistics of `iotitan-stats`.
 
+use crate::config::Dur;
+use crate::stats::aggregate::Statistic;
 use crate::topic::Filters;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
+use std::path::PathBuf;
 
 /// Stats settings.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StatsConfig {
-    /// 5-field cron expression; the same as the crontab line that starts stats.
+    /// 5-field cron expression; the same as the crontab line that starts stats. Validated at
+    /// load, so a typo is reported with its line instead of at the first scheduled run.
+    #[serde(deserialize_with = "schedule")]
     pub schedule: String,
     /// Topics to compute statistics for.
     pub topics: Filters,
     /// Statistics to publish: count, mean, min, max, stddev, median, pNN, first, last.
-    pub statistics: Vec<String>,
+    pub statistics: Vec<Statistic>,
+    /// Where the end of the last window done is kept; default `<state_dir>/stats-window.json`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state_file: Option<PathBuf>,
+    /// Most windows computed by one run after missed runs (the oldest are dropped beyond it),
+    /// so a machine that was off for a month does not replay a month of windows at boot.
+    pub catch_up: usize,
+    /// How far out of order syslog timestamps may be (several writers, network sources) and
+    /// still be found by the binary search that locates a window in a file.
+    pub disorder: Dur,
+    /// Topic of a retained JSON summary of each window (the `--format json` object).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub summary_topic: Option<String>,
     /// Aggregates across several topics.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub group: Vec<GroupConfig>,
+}
+
+fn schedule<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let s = String::deserialize(d)?;
+    crate::stats::window::Schedule::parse(&s).map_err(serde::de::Error::custom)?;
+    Ok(s)
 }
 
 /// `[[stats.group]]`: one aggregate over several topics (e.g. the house's mean temperature).
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct GroupConfig {
-    /// The group's output topic prefix.
+    /// The group's output topic prefix: statistics go to `<name>_<stat>`, the number of
+    /// distinct series seen to `<name>_devices`.
+    #[serde(deserialize_with = "plain_topic")]
     pub name: String,
     /// Member topics.
     pub topics: Filters,
+}
+
+fn plain_topic<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let s = String::deserialize(d)?;
+    if s.is_empty() || s.contains(['+', '#', '\0']) {
+        return Err(serde::de::Error::custom(format!(
+            "{s:?} is not a topic to publish to (empty, or holds a wildcard)"
+        )));
+    }
+    Ok(s)
 }
 
 impl Default for StatsConfig {
@@ -33,8 +68,59 @@ impl Default for StatsConfig {
         StatsConfig {
             schedule: "*/5 * * * *".into(),
             topics: Filters::of(&["iotitan/#"]),
-            statistics: vec!["mean".into(), "min".into(), "max".into(), "count".into()],
+            statistics: vec![
+                Statistic::Mean,
+                Statistic::Min,
+                Statistic::Max,
+                Statistic::Count,
+            ],
+            state_file: None,
+            catch_up: 12,
+            disorder: Dur::secs(120),
+            summary_topic: None,
             group: Vec::new(),
         }
+    }
+}
+
+impl StatsConfig {
+    /// The state file: `state_file`, or `stats-window.json` in `state_dir`.
+    pub fn state_path(&self, state_dir: &std::path::Path) -> PathBuf {
+        self.state_file
+            .clone()
+            .unwrap_or_else(|| state_dir.join("stats-window.json"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+
+    #[test]
+    fn statistics_and_schedule_are_validated_at_load() {
+        let c = Config::parse(
+            "[stats]\nstatistics = [\"mean\", \"p95\", \"stddev\"]\nschedule = \"0 * * * 1-5\"\n",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(c.stats.statistics.len(), 3);
+        for bad in [
+            "[stats]\nstatistics = [\"average\"]\n",
+            "[stats]\nstatistics = [\"p100\"]\n",
+            "[stats]\nschedule = \"*/5 * * *\"\n",
+            "[stats]\nschedule = \"0 0 * * 8\"\n",
+            "[[stats.group]]\nname = \"a/+\"\ntopics = \"a/#\"\n",
+        ] {
+            assert!(Config::parse(bad, "t").is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn state_path_defaults_into_state_dir() {
+        let c = Config::default();
+        assert_eq!(
+            c.stats.state_path(&c.state_dir),
+            std::path::PathBuf::from("/var/lib/iotitan/stats-window.json")
+        );
     }
 }

@@ -1,3 +1,4 @@
-//! Syslog as our storage: [`sink`] writes records, the source side (stats) reads them back.
+//! Syslog as our storage: [`sink`] writes records, [`source`] reads them back (stats).
 
 pub mod sink;
+pub mod source;

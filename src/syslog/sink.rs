@@ -1,1 +1,427 @@
-//! Writing records to a syslog daemon.
+//! Writing records to a syslog daemon: unix datagram (stream as fallback), UDP, or TCP with
+//! RFC 6587 octet-counting framing; RFC 3164 or RFC 5424 headers.
+//!
+//! Why not the `syslog` crate's loggers: they write no framing on TCP, never reconnect after
+//! the daemon restarts (rust-syslog #21), block the caller, and its RFC 3164 formatter stamps
+//! UTC (receivers read 3164 times as local time) after re-parsing a time format for every
+//! message. We keep its `Facility` and `Severity` types and priority encoding, format headers
+//! ourselves with a per-second cache, and drive non-blocking sockets from the caller's event
+//! loop, so a stalled or restarting daemon never blocks MQTT.
+
+use crate::config::{SyslogConfig, SyslogFormat, SyslogTarget};
+use crate::mqtt::Backoff;
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::net::{TcpStream, UdpSocket, UnixDatagram, UnixStream};
+
+/// Formats syslog messages (header + record) for one program.
+pub struct Formatter {
+    format: SyslogFormat,
+    /// `<PRI>` for facility and severity info.
+    pri: String,
+    /// `host ` (with trailing space) or empty.
+    host: String,
+    /// `ident[pid]: ` (3164) or `ident pid - - ` (5424).
+    tag: String,
+    cache_sec: u64,
+    /// The header up to the end of the seconds of `cache_sec` (3164: whole timestamp + space).
+    cache: String,
+    /// 5424: the UTC offset suffix (`+00:00`).
+    offset: String,
+}
+
+impl Formatter {
+    /// A formatter for `cfg`; `with_host` puts the host name in 3164 headers (network
+    /// targets; local sockets, like glibc's syslog(), leave it to the daemon).
+    pub fn new(cfg: &SyslogConfig, with_host: bool) -> Self {
+        let pri = format!(
+            "<{}>",
+            cfg.facility() as u8 | ::syslog::Severity::LOG_INFO as u8
+        );
+        let pid = std::process::id();
+        let hostname = cfg.hostname.clone().unwrap_or_else(local_hostname);
+        let (host, tag) = match cfg.format {
+            SyslogFormat::Rfc3164 => (
+                if with_host {
+                    format!("{hostname} ")
+                } else {
+                    String::new()
+                },
+                format!("{}[{pid}]: ", cfg.identifier),
+            ),
+            SyslogFormat::Rfc5424 => (
+                format!("{hostname} "),
+                format!("{} {pid} - - ", cfg.identifier),
+            ),
+        };
+        Formatter {
+            format: cfg.format,
+            pri,
+            host,
+            tag,
+            cache_sec: u64::MAX,
+            cache: String::new(),
+            offset: String::new(),
+        }
+    }
+
+    /// Append the syslog message for `msg`, stamped `now`, to `out`.
+    pub fn message(&mut self, now: SystemTime, msg: &[u8], out: &mut Vec<u8>) {
+        let d = now.duration_since(UNIX_EPOCH).unwrap_or_default();
+        let sec = d.as_secs();
+        if sec != self.cache_sec {
+            self.refresh(sec);
+        }
+        out.extend_from_slice(self.pri.as_bytes());
+        out.extend_from_slice(self.cache.as_bytes());
+        if self.format == SyslogFormat::Rfc5424 {
+            // Microseconds, as RFC 5424 allows at most six digits.
+            let _ = write!(out, ".{:06}{} ", d.subsec_micros(), self.offset);
+        }
+        out.extend_from_slice(self.host.as_bytes());
+        out.extend_from_slice(self.tag.as_bytes());
+        out.extend_from_slice(msg);
+    }
+
+    fn refresh(&mut self, sec: u64) {
+        use chrono::{Local, TimeZone};
+        let t = Local
+            .timestamp_opt(i64::try_from(sec).unwrap_or(0), 0)
+            .single()
+            .unwrap_or_else(Local::now);
+        self.cache_sec = sec;
+        match self.format {
+            // RFC 3164: "Mmm dd hh:mm:ss", day padded with a space, local time.
+            SyslogFormat::Rfc3164 => self.cache = t.format("%b %e %H:%M:%S ").to_string(),
+            SyslogFormat::Rfc5424 => {
+                self.cache = format!("1 {}", t.format("%Y-%m-%dT%H:%M:%S"));
+                self.offset = t.format("%:z").to_string();
+            }
+        }
+    }
+}
+
+fn local_hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_owned())
+        .ok()
+        .filter(|s| !s.is_empty() && !s.contains(' '))
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// An open connection to the daemon.
+enum Conn {
+    UnixDgram(UnixDatagram),
+    UnixStream(UnixStream),
+    Udp(UdpSocket),
+    Tcp(TcpStream),
+}
+
+/// What happened to a write attempt.
+#[derive(Debug)]
+pub enum Outcome {
+    /// The whole message was handed to the socket.
+    Done,
+    /// The socket is full (or still reconnecting): call [`Sink::ready`], then try again.
+    Later,
+    /// The message can never be sent (too big for the transport): drop it.
+    Rejected(io::Error),
+}
+
+/// A reconnecting, non-blocking connection to a syslog daemon.
+///
+/// Messages are written one at a time with [`Sink::try_write`]; a failure drops the
+/// connection and schedules a reconnect with capped backoff, and the caller keeps the message
+/// to write it again. Stream transports may take a message in parts; the sink remembers how
+/// far it got.
+pub struct Sink {
+    target: SyslogTarget,
+    conn: Option<Conn>,
+    backoff: Backoff,
+    retry_at: Option<tokio::time::Instant>,
+    /// Bytes of the current message already written on a stream transport.
+    partial: usize,
+    /// Scratch buffer for framing on stream transports.
+    framed: Vec<u8>,
+    last_error: Option<String>,
+}
+
+impl Sink {
+    /// A sink for `target`; it connects on first use.
+    pub fn new(target: SyslogTarget) -> Self {
+        Sink {
+            target,
+            conn: None,
+            backoff: Backoff::new(Duration::from_secs(5)),
+            retry_at: None,
+            partial: 0,
+            framed: Vec::new(),
+            last_error: None,
+        }
+    }
+
+    /// Whether 3164 headers should carry the host name (network targets).
+    pub fn is_network(&self) -> bool {
+        !matches!(self.target, SyslogTarget::Unix(_))
+    }
+
+    /// The last connection error, for status messages.
+    pub fn last_error(&self) -> Option<&str> {
+        self.last_error.as_deref()
+    }
+
+    /// Whether a connection is open.
+    pub fn is_connected(&self) -> bool {
+        self.conn.is_some()
+    }
+
+    async fn connect(&mut self) -> io::Result<Conn> {
+        Ok(match &self.target {
+            SyslogTarget::Unix(path) => connect_unix(path.clone())?,
+            SyslogTarget::Udp(addr) => {
+                let peer = tokio::net::lookup_host(addr.as_str())
+                    .await?
+                    .next()
+                    .ok_or_else(|| io::Error::other(format!("{addr} resolves to nothing")))?;
+                let local = if peer.is_ipv4() {
+                    "0.0.0.0:0"
+                } else {
+                    "[::]:0"
+                };
+                let s = UdpSocket::bind(local).await?;
+                s.connect(peer).await?;
+                Conn::Udp(s)
+            }
+            SyslogTarget::Tcp(addr) => {
+                let s =
+                    tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(addr.as_str()))
+                        .await
+                        .map_err(|_| {
+                            io::Error::new(io::ErrorKind::TimedOut, "connect timed out")
+                        })??;
+                s.set_nodelay(true)?;
+                Conn::Tcp(s)
+            }
+        })
+    }
+
+    /// Wait until a write may make progress: the socket is writable, or the reconnect delay
+    /// has passed and a new connection was made (on failure another delay is scheduled and
+    /// this returns, so the caller's loop stays responsive).
+    pub async fn ready(&mut self) {
+        if self.conn.is_none() {
+            if let Some(at) = self.retry_at {
+                tokio::time::sleep_until(at).await;
+            }
+            match self.connect().await {
+                Ok(c) => {
+                    if self.last_error.take().is_some() {
+                        tracing::info!("reconnected to syslog at {}", self.target);
+                    }
+                    self.conn = Some(c);
+                    self.retry_at = None;
+                    self.partial = 0;
+                }
+                Err(e) => self.fail(e),
+            }
+            return;
+        }
+        let res = match &self.conn {
+            Some(Conn::UnixDgram(s)) => s.writable().await,
+            Some(Conn::UnixStream(s)) => s.writable().await,
+            Some(Conn::Udp(s)) => s.writable().await,
+            Some(Conn::Tcp(s)) => s.writable().await,
+            None => Ok(()),
+        };
+        if let Err(e) = res {
+            self.fail(e);
+        }
+    }
+
+    fn fail(&mut self, e: io::Error) {
+        let msg = e.to_string();
+        if self.last_error.as_deref() != Some(msg.as_str()) {
+            tracing::warn!(
+                "syslog at {} unavailable: {msg}; holding records",
+                self.target
+            );
+        }
+        self.last_error = Some(msg);
+        self.conn = None;
+        self.partial = 0;
+        self.retry_at = Some(tokio::time::Instant::now() + self.backoff.delay());
+    }
+
+    /// Try to write one message without blocking.
+    pub fn try_write(&mut self, msg: &[u8]) -> Outcome {
+        let Some(conn) = &self.conn else {
+            return Outcome::Later;
+        };
+        let res = match conn {
+            Conn::UnixDgram(s) => s.try_send(msg).map(|_| true),
+            Conn::Udp(s) => s.try_send(msg).map(|_| true),
+            Conn::UnixStream(s) => {
+                // glibc's syslog() ends each message with NUL on stream sockets.
+                frame_once(&mut self.framed, self.partial, |f| {
+                    f.extend_from_slice(msg);
+                    f.push(0)
+                });
+                write_part(&mut self.partial, &self.framed, |b| s.try_write(b))
+            }
+            Conn::Tcp(s) => {
+                // RFC 6587 octet counting: "LEN SP MSG".
+                frame_once(&mut self.framed, self.partial, |f| {
+                    let _ = write!(f, "{} ", msg.len());
+                    f.extend_from_slice(msg)
+                });
+                write_part(&mut self.partial, &self.framed, |b| s.try_write(b))
+            }
+        };
+        match res {
+            Ok(true) => {
+                self.backoff.reset();
+                Outcome::Done
+            }
+            Ok(false) => Outcome::Later,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Outcome::Later,
+            Err(e) if e.raw_os_error() == Some(EMSGSIZE) => Outcome::Rejected(e),
+            Err(e) => {
+                self.fail(e);
+                Outcome::Later
+            }
+        }
+    }
+}
+
+/// Linux errno EMSGSIZE: the datagram is bigger than the socket can ever carry (a unix
+/// datagram is capped by the send buffer, about 208 KiB by default; UDP by 64 KiB).
+const EMSGSIZE: i32 = 90;
+/// Linux errno EPROTOTYPE: connecting a datagram socket to a stream socket.
+const EPROTOTYPE: i32 = 91;
+
+/// Build the framed bytes for `msg` unless a partial write of it is in progress.
+fn frame_once(buf: &mut Vec<u8>, partial: usize, build: impl FnOnce(&mut Vec<u8>)) {
+    if partial == 0 {
+        buf.clear();
+        build(buf);
+    }
+}
+
+/// Write the rest of `framed` from `*partial`; `Ok(true)` once all of it is written.
+fn write_part(
+    partial: &mut usize,
+    framed: &[u8],
+    mut write: impl FnMut(&[u8]) -> io::Result<usize>,
+) -> io::Result<bool> {
+    while *partial < framed.len() {
+        match write(&framed[*partial..]) {
+            Ok(0) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::WriteZero,
+                    "connection closed",
+                ));
+            }
+            Ok(n) => *partial += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+            Err(e) => return Err(e),
+        }
+    }
+    *partial = 0;
+    Ok(true)
+}
+
+fn connect_unix(path: PathBuf) -> io::Result<Conn> {
+    let dgram = UnixDatagram::unbound()?;
+    match dgram.connect(&path) {
+        Ok(()) => Ok(Conn::UnixDgram(dgram)),
+        // EPROTOTYPE: the socket is a stream socket (some syslog daemons).
+        Err(e) if e.raw_os_error() == Some(EPROTOTYPE) => {
+            let s = std::os::unix::net::UnixStream::connect(&path)?;
+            s.set_nonblocking(true)?;
+            Ok(Conn::UnixStream(UnixStream::from_std(s)?))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(format: SyslogFormat) -> SyslogConfig {
+        SyslogConfig {
+            format,
+            hostname: Some("pi".into()),
+            ..SyslogConfig::default()
+        }
+    }
+
+    fn text(f: &mut Formatter, t: SystemTime, msg: &str) -> String {
+        let mut out = Vec::new();
+        f.message(t, msg.as_bytes(), &mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn rfc3164_header() {
+        let mut f = Formatter::new(&cfg(SyslogFormat::Rfc3164), false);
+        let t = UNIX_EPOCH + Duration::from_secs(1_795_000_000);
+        let s = text(&mut f, t, "a/b 1");
+        // local0.info = 16*8 + 6 = 134
+        let re = regex::Regex::new(
+            r"^<134>[A-Z][a-z]{2} [ 1-3][0-9] \d\d:\d\d:\d\d iotitan-logger\[\d+\]: a/b 1$",
+        )
+        .unwrap();
+        assert!(re.is_match(&s), "{s}");
+        let mut f = Formatter::new(&cfg(SyslogFormat::Rfc3164), true);
+        assert!(text(&mut f, t, "x").contains(" pi iotitan-logger["));
+    }
+
+    #[test]
+    fn rfc5424_header() {
+        let mut f = Formatter::new(&cfg(SyslogFormat::Rfc5424), true);
+        let t = UNIX_EPOCH + Duration::from_micros(1_795_000_000_123_456);
+        let s = text(&mut f, t, "a/b 1");
+        let re = regex::Regex::new(
+            r"^<134>1 \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.123456[+-]\d\d:\d\d pi iotitan-logger \d+ - - a/b 1$",
+        )
+        .unwrap();
+        assert!(re.is_match(&s), "{s}");
+    }
+
+    #[test]
+    fn header_cache_follows_the_clock() {
+        let mut f = Formatter::new(&cfg(SyslogFormat::Rfc5424), true);
+        let t = UNIX_EPOCH + Duration::from_secs(1_795_000_000);
+        let a = text(&mut f, t, "m");
+        let b = text(&mut f, t + Duration::from_secs(1), "m");
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn partial_writes_resume() {
+        let framed = b"5 hello".to_vec();
+        let mut partial = 0;
+        let mut sent = Vec::new();
+        let mut calls = 0;
+        let r = write_part(&mut partial, &framed, |b| {
+            calls += 1;
+            if calls == 2 {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            let n = b.len().min(3);
+            sent.extend_from_slice(&b[..n]);
+            Ok(n)
+        });
+        assert!(!r.unwrap());
+        assert_eq!(partial, 3);
+        let r = write_part(&mut partial, &framed, |b| {
+            sent.extend_from_slice(b);
+            Ok(b.len())
+        });
+        assert!(r.unwrap());
+        assert_eq!(sent, framed);
+        assert_eq!(partial, 0);
+    }
+}

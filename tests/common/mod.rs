@@ -174,6 +174,18 @@ impl Mosquitto {
         assert!(st.success(), "mosquitto_pub {args:?} failed");
     }
 
+    /// Run `mosquitto_pub -l` with `args`, one message per line of `lines`.
+    pub fn publish_lines(&self, args: &[&str], lines: &Path) {
+        let pubbin = require("mosquitto_pub", "mosquitto-clients");
+        let st = Command::new(pubbin)
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-l"])
+            .args(args)
+            .stdin(std::fs::File::open(lines).expect("open lines file"))
+            .status()
+            .expect("run mosquitto_pub");
+        assert!(st.success(), "mosquitto_pub -l {args:?} failed");
+    }
+
     /// Start `mosquitto_sub -v` on `topics`; lines come out of the returned reader.
     pub fn subscribe(&self, topics: &[&str], extra: &[&str]) -> Subscriber {
         let subbin = require("mosquitto_sub", "mosquitto-clients");
@@ -301,8 +313,8 @@ impl Rsyslogd {
 module(load="imuxsock" SysSock.Use="off")
 input(type="imuxsock" Socket="{d}/log.sock" UseSpecialParser="off" CreatePath="on")
 module(load="imudp")
-input(type="imudp" address="127.0.0.1" port="{udp}")
-module(load="imtcp")
+input(type="imudp" address="127.0.0.1" port="{udp}" rcvbufSize="16m")
+module(load="imtcp" MaxFrameSize="4000000")
 input(type="imtcp" address="127.0.0.1" port="{tcp}")
 action(type="omfile" file="{d}/syslog" template="{template}")
 "#,
@@ -500,4 +512,103 @@ pub fn write_config(dir: &Path, text: &str) -> PathBuf {
     let p = dir.join("iotitan.toml");
     std::fs::write(&p, text).expect("write config");
     p
+}
+
+/// A QoS 1 publisher with a persistent session (rumqttc), running on its own thread: it
+/// survives broker restarts by retransmitting what was not acknowledged.
+pub struct Publisher {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    sent: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Publisher {
+    /// Publish `messages` (topic, payload) at about `rate` per second with `qos`, in order.
+    pub fn start(
+        port: u16,
+        id: &str,
+        messages: Vec<(String, Vec<u8>)>,
+        rate: u32,
+        qos: u8,
+    ) -> Publisher {
+        use std::sync::atomic::Ordering;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let sent = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (stop2, sent2, id) = (stop.clone(), sent.clone(), id.to_owned());
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                let mut o = rumqttc::MqttOptions::new(id, "127.0.0.1", port);
+                o.set_clean_session(false);
+                o.set_keep_alive(Duration::from_secs(5));
+                o.set_max_packet_size(1 << 24, 1 << 24);
+                let (client, mut el) = rumqttc::AsyncClient::new(o, 1000);
+                let stop3 = stop2.clone();
+                let poller = tokio::spawn(async move {
+                    while !stop3.load(Ordering::SeqCst) {
+                        if el.poll().await.is_err() {
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                    }
+                });
+                let qos = match qos {
+                    0 => rumqttc::QoS::AtMostOnce,
+                    1 => rumqttc::QoS::AtLeastOnce,
+                    _ => rumqttc::QoS::ExactlyOnce,
+                };
+                let batch = (rate / 100).max(1) as usize;
+                let mut tick = tokio::time::interval(Duration::from_millis(10));
+                for chunk in messages.chunks(batch) {
+                    tick.tick().await;
+                    for (t, p) in chunk {
+                        if client
+                            .publish(t.clone(), qos, false, p.clone())
+                            .await
+                            .is_err()
+                        {
+                            return;
+                        }
+                        sent2.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+                // Keep polling (retransmissions after a restart) until told to stop.
+                let _ = poller.await;
+            });
+        });
+        Publisher {
+            stop,
+            sent,
+            thread: Some(thread),
+        }
+    }
+
+    /// How many messages were handed to the client so far.
+    pub fn sent(&self) -> usize {
+        self.sent.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for Publisher {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        // The poll loop may sit in a read; the thread ends with the process otherwise.
+        if let Some(t) = self.thread.take() {
+            let deadline = Instant::now() + Duration::from_secs(2);
+            while !t.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+}
+
+/// The MSG part of an rsyslog file line written by `ident` (RSYSLOG_FileFormat or the
+/// traditional format), or `None` for other lines.
+pub fn syslog_msg<'a>(line: &'a str, ident: &str) -> Option<&'a str> {
+    let start = line.find(&format!(" {ident}["))?;
+    let rest = &line[start..];
+    let end = rest.find("]: ")?;
+    Some(&rest[end + 3..])
 }

@@ -1,1 +1,0 @@
-//! `iotitan-alerts`: range, hysteresis, hold and stale-sensor alerts (to be built).

@@ -1,0 +1,45 @@
+//! `iotitan-stats`: statistics of the latest cron window (or `--since/--until`), read back
+//! from syslog and published to MQTT; `query` exports the raw history.
+
+use clap::{Parser, Subcommand};
+use iotitan::{cli, exit, logging, shutdown, stats};
+
+/// Statistics of syslog windows, published to MQTT (run by cron at each `stats.schedule` fire).
+#[derive(Parser)]
+#[command(version)]
+struct Cli {
+    #[command(flatten)]
+    config: cli::ConfigArg,
+    #[command(flatten)]
+    run: stats::Options,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate the config and print the effective values.
+    CheckConfig,
+    /// Export the history of topics as CSV or JSON.
+    Query(stats::QueryOptions),
+}
+
+fn main() -> std::process::ExitCode {
+    exit::main_with(|| {
+        let args: Cli = cli::parse();
+        logging::init("iotitan-stats");
+        match args.command {
+            Some(Command::CheckConfig) => cli::check_config(&args.config),
+            Some(Command::Query(q)) => stats::run_query(&args.config.load()?, &q),
+            None => {
+                let cfg = args.config.load()?;
+                let rt = tokio::runtime::Runtime::new()?;
+                rt.block_on(async {
+                    let (trigger, shutdown) = shutdown::channel();
+                    shutdown::on_signals(trigger)?;
+                    stats::run(&cfg, shutdown, &args.run).await
+                })
+            }
+        }
+    })
+}

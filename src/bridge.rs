@@ -1,1 +1,0 @@
-//! `iotitan-bridge`: forwarding readings to ThingSpeak (to be built).

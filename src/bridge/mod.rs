@@ -1,0 +1,222 @@
+//! `iotitan-bridge`: readings from MQTT to ThingSpeak channels, within ThingSpeak's rate
+//! limits and without losing anything to outages or restarts.
+//!
+//! The parts, from pure to I/O:
+//! - [`route`]: which channel field a message fills;
+//! - [`batch`]: readings → timestamped updates → bulk requests, and when to send them;
+//! - [`spool`]: the per-channel file that makes every pending update durable;
+//! - [`key`]: the write key, from a file, the environment or a systemd credential;
+//! - [`thingspeak`]: the bulk-update request and what its answers mean;
+//! - [`channel`]: one task per channel tying the above together.
+//!
+//! [`run`] is the daemon: the MQTT loop routes readings to the channel tasks and acknowledges
+//! each message to the broker once the channels have spooled it; on shutdown it stops taking
+//! messages, the channels finish the request under way, the last acknowledgements go out, and
+//! everything still waiting is on disk.
+
+pub mod batch;
+pub mod channel;
+pub mod key;
+pub mod route;
+pub mod spool;
+pub mod thingspeak;
+
+use crate::config::Config;
+use crate::exit::{self, ExitError};
+use crate::mqtt::{self, Update};
+use crate::notify;
+use crate::shutdown::Shutdown;
+use channel::{Ack, Channel, Reading};
+use route::Routes;
+use rumqttc::{AsyncClient, Event, Packet, QoS};
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+
+/// Readings buffered between the MQTT task and a channel task.
+const READING_QUEUE: usize = 1024;
+
+/// How the bridge runs, beyond the config.
+#[derive(Debug, Default)]
+pub struct Options {
+    /// Print each request (key masked) instead of sending it; the spool is left alone.
+    pub dry_run: bool,
+    /// Where to publish each channel's [`Status`] as it changes (the demo's live view).
+    pub status: Option<watch::Sender<Status>>,
+}
+
+/// What every channel is doing, in config order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Status {
+    /// One entry per `[[bridge.channel]]`.
+    pub channels: Vec<ChannelStatus>,
+}
+
+/// One channel's queue and counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChannelStatus {
+    /// The channel id.
+    pub id: u64,
+    /// Updates waiting (spooled), including those in a request under way.
+    pub waiting: usize,
+    /// Updates in the request under way.
+    pub in_flight: usize,
+    /// Updates delivered since start.
+    pub delivered: u64,
+    /// Updates refused by ThingSpeak (and dropped) since start.
+    pub refused: u64,
+    /// Updates dropped because the spool was full, since start.
+    pub dropped: u64,
+    /// Failed attempts in a row.
+    pub failures: u32,
+}
+
+/// Run the bridge until `shutdown`.
+pub async fn run(cfg: &Config, shutdown: Shutdown) -> anyhow::Result<()> {
+    run_with(cfg, shutdown, Options::default()).await
+}
+
+/// [`run`] with [`Options`].
+pub async fn run_with(cfg: &Config, mut shutdown: Shutdown, opts: Options) -> anyhow::Result<()> {
+    if cfg.bridge.channel.is_empty() {
+        return Err(ExitError::new(
+            exit::CONFIG,
+            "no [[bridge.channel]] in the config: nothing to forward",
+        )
+        .into());
+    }
+    let routes = Routes::new(cfg);
+    let status = Arc::new(
+        opts.status
+            .unwrap_or_else(|| watch::channel(Status::default()).0),
+    );
+    status.send_replace(Status {
+        channels: cfg
+            .bridge
+            .channel
+            .iter()
+            .map(|c| ChannelStatus {
+                id: c.id,
+                ..ChannelStatus::default()
+            })
+            .collect(),
+    });
+    // Keys and spools before the broker: a config problem exits 78 at once.
+    let mut senders = Vec::new();
+    let mut tasks = JoinSet::new();
+    for (i, ch) in cfg.bridge.channel.iter().enumerate() {
+        let channel = Channel::prepare(ch, i, &cfg.state_dir, opts.dry_run, status.clone())?;
+        let (tx, rx) = mpsc::channel(READING_QUEUE);
+        senders.push(tx);
+        tasks.spawn(channel.run(rx));
+    }
+
+    // A persistent session: while the bridge restarts, the broker keeps its messages; and
+    // acknowledgements only once a reading is spooled (see `channel::Ack`).
+    let mut mqtt_opts = mqtt::options(&cfg.mqtt, "bridge")?;
+    mqtt_opts.set_clean_session(false).set_manual_acks(true);
+    let (client, eventloop) = AsyncClient::new(mqtt_opts, mqtt::REQUEST_CAPACITY);
+    let mut driver = mqtt::Driver::new(eventloop, cfg.mqtt.reconnect_max.get());
+    notify::ready();
+    let mut watchdog = notify::Watchdog::new();
+    let mut out = Vec::new();
+    let mut rejected: u64 = 0;
+    loop {
+        tokio::select! {
+            _ = shutdown.recv() => break,
+            _ = watchdog.tick() => {}
+            Some(done) = tasks.join_next() => {
+                // Channel tasks only end once their readings are closed.
+                done.map_err(|e| anyhow::anyhow!("a channel task failed: {e}"))?;
+            }
+            up = driver.next() => match up {
+                Update::Connected { fresh } => {
+                    tracing::info!("connected to the broker");
+                    if fresh {
+                        let subs = routes
+                            .subscriptions()
+                            .iter()
+                            .map(|t| rumqttc::SubscribeFilter::new(t.clone(), QoS::AtLeastOnce));
+                        client.subscribe_many(subs).await?;
+                    }
+                }
+                Update::Disconnected(e) => tracing::warn!("broker connection lost: {e}"),
+                Update::Event(Event::Incoming(Packet::Publish(p))) => {
+                    let ack = Ack::new(client.clone(), p.clone());
+                    // A retained message is an old value replayed on subscribing, not a new
+                    // reading: forwarding it would add a stale entry on every restart.
+                    if p.retain {
+                        continue;
+                    }
+                    let (wall, at) = (chrono::Utc::now(), Instant::now());
+                    out.clear();
+                    if let Err(e) = routes.route(&p.topic, &p.payload, &mut out) {
+                        rejected += 1;
+                        tracing::debug!("{}: payload rejected ({e}); {rejected} so far", p.topic);
+                    }
+                    for (i, value) in out.drain(..) {
+                        let reading = Reading { value, wall, at, ack: ack.clone() };
+                        if senders[i].send(reading).await.is_err() {
+                            anyhow::bail!("channel {} stopped unexpectedly", cfg.bridge.channel[i].id);
+                        }
+                    }
+                }
+                Update::Event(Event::Incoming(Packet::SubAck(_))) => {
+                    tracing::info!("subscribed: {}", routes.subscriptions().join(", "));
+                }
+                Update::Event(_) => {}
+            }
+        }
+    }
+    notify::stopping();
+    drop(senders);
+    drain(tasks, client, driver).await
+}
+
+/// Let the channel tasks finish while the event loop keeps running, so that their last
+/// acknowledgements reach the broker before we disconnect. Messages arriving meanwhile are
+/// not acknowledged: the broker keeps them for the next start.
+async fn drain(
+    mut tasks: JoinSet<()>,
+    client: AsyncClient,
+    mut driver: mqtt::Driver,
+) -> anyhow::Result<()> {
+    /// How long the acknowledgements and the DISCONNECT may take once the channels are done.
+    const GOODBYE: std::time::Duration = std::time::Duration::from_secs(2);
+    let mut goodbye: Option<Instant> = None;
+    loop {
+        tokio::select! {
+            done = tasks.join_next(), if goodbye.is_none() => match done {
+                Some(done) => done.map_err(|e| anyhow::anyhow!("a channel task failed: {e}"))?,
+                None => {
+                    // Queued behind every acknowledgement.
+                    let _ = client.try_disconnect();
+                    goodbye = Some(Instant::now() + GOODBYE);
+                }
+            },
+            up = driver.next() => {
+                if let Update::Disconnected(_) = up && goodbye.is_some() {
+                    return Ok(());
+                }
+            }
+            _ = channel::sleep_until(goodbye) => {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// For `check-config`: where each channel's write key comes from (never the key). Fails like
+/// the daemon would when a key is missing or unreadable.
+pub fn describe_keys(cfg: &Config) -> anyhow::Result<Vec<String>> {
+    cfg.bridge
+        .channel
+        .iter()
+        .map(|ch| {
+            let (_, source) =
+                key::load(ch).map_err(|e| ExitError::new(exit::CONFIG, e.to_string()))?;
+            Ok(format!("channel {}: write key from {source}", ch.id))
+        })
+        .collect()
+}

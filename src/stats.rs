@@ -1,1 +1,0 @@
-//! `iotitan-stats`: statistics of syslog windows (to be built).

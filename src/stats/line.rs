@@ -1,0 +1,740 @@
+//! Syslog lines as stats reads them back: a time, an identifier (tag) and the message.
+//!
+//! Formats, told apart by their first bytes:
+//! - RFC 3339, rsyslog's `RSYSLOG_FileFormat` and Debian 12's default:
+//!   `2026-11-22T05:00:14.123456+01:00 host tag[pid]: msg`;
+//! - traditional (`RSYSLOG_TraditionalFileFormat`): `Nov 22 05:00:14 host tag[pid]: msg`, in
+//!   local time without a year. The year comes from a reference time (the file's last
+//!   modification: no line of a file is newer than that), so December lines read in January
+//!   land in the right year; local times are resolved in the local zone, and the hour that
+//!   repeats when DST ends is told apart by the order of lines;
+//! - RFC 5424: `<PRI>1 2026-11-22T05:00:14Z host app procid msgid [sd] msg`, with or without
+//!   `<PRI>`;
+//! - `journalctl -o json`: one object per line with `__REALTIME_TIMESTAMP`,
+//!   `SYSLOG_IDENTIFIER` and `MESSAGE` (a string, or an array of bytes when the message is not
+//!   valid UTF-8).
+//!
+//! The timestamp parsers are written by hand: chrono's generic parsers cost several times
+//! more per line, and parsing is most of the work of reading a window.
+
+use chrono::{DateTime, Datelike, LocalResult, NaiveDate, NaiveDateTime, TimeZone, Utc};
+use std::borrow::Cow;
+
+/// One parsed line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Line<'a> {
+    /// When the line was logged.
+    pub time: DateTime<Utc>,
+    /// The syslog identifier (tag, APP-NAME, `SYSLOG_IDENTIFIER`).
+    pub ident: Cow<'a, [u8]>,
+    /// The message (MSG, `MESSAGE`).
+    pub msg: Cow<'a, [u8]>,
+}
+
+/// Why a line could not be parsed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum LineError {
+    /// No timestamp in a known format at the start of the line.
+    #[error("no timestamp")]
+    Timestamp,
+    /// A timestamp, but no `host tag:` header after it.
+    #[error("no syslog header")]
+    Header,
+    /// A line starting with `{` that is not a journal entry we can read.
+    #[error("not a journal entry")]
+    Journal,
+}
+
+/// A time zone that maps local wall-clock times to instants: the local zone in production,
+/// any zone in tests.
+pub trait Zone {
+    /// The instants a local time means (none in a DST gap, two in the repeated hour).
+    fn resolve(&self, local: &NaiveDateTime) -> LocalResult<DateTime<Utc>>;
+    /// The local wall-clock time of an instant.
+    fn local(&self, t: DateTime<Utc>) -> NaiveDateTime;
+}
+
+impl<Tz: TimeZone> Zone for Tz {
+    fn resolve(&self, local: &NaiveDateTime) -> LocalResult<DateTime<Utc>> {
+        self.from_local_datetime(local)
+            .map(|d| d.with_timezone(&Utc))
+    }
+    fn local(&self, t: DateTime<Utc>) -> NaiveDateTime {
+        t.with_timezone(self).naive_local()
+    }
+}
+
+/// How a repeated local time (the hour DST ends) is resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ambiguity {
+    /// Follow the order of lines: the earlier instant unless it would go back in time.
+    Stream,
+    /// Take the later instant: a seek that lands too early only reads more, never misses.
+    Seek,
+}
+
+/// State for turning traditional timestamps into instants: the zone, the year reference,
+/// the last instant seen and a cache of the current hour's UTC offset.
+#[derive(Debug, Clone)]
+pub struct Clock<Z> {
+    zone: Z,
+    reference: NaiveDateTime,
+    ambiguity: Ambiguity,
+    last: Option<DateTime<Utc>>,
+    /// The last repeated local time was read as its second occurrence: the ones after it
+    /// are too, until an unambiguous time ends the repeated hour.
+    second_pass: bool,
+    /// (local hour as seconds since the epoch, offset seconds) when the whole hour has one
+    /// unambiguous offset.
+    hour: Option<(i64, i64)>,
+}
+
+/// How far back a repeated local time may step before it is read as the second occurrence.
+const BACKSTEP: i64 = 600;
+
+impl<Z: Zone> Clock<Z> {
+    /// A clock for lines written no later than `reference`.
+    pub fn new(zone: Z, reference: DateTime<Utc>, ambiguity: Ambiguity) -> Self {
+        let reference = zone.local(reference);
+        Clock {
+            zone,
+            reference,
+            ambiguity,
+            last: None,
+            second_pass: false,
+            hour: None,
+        }
+    }
+
+    /// Change the reference (a new file) and forget the line order.
+    pub fn set_reference(&mut self, reference: DateTime<Utc>) {
+        self.reference = self.zone.local(reference);
+        self.last = None;
+        self.second_pass = false;
+    }
+
+    /// The year of a month and day, as seen from the reference: the latest such date not
+    /// more than a day after the reference.
+    fn year_of(&self, month: u32, day: u32, time: (u32, u32, u32)) -> Option<NaiveDateTime> {
+        let year = self.reference.year();
+        let limit = self.reference + chrono::Duration::days(1);
+        for y in [year + 1, year, year - 1, year - 2, year - 3, year - 4] {
+            if let Some(d) = NaiveDate::from_ymd_opt(y, month, day)
+                .and_then(|d| d.and_hms_opt(time.0, time.1, time.2))
+                .filter(|d| *d <= limit)
+            {
+                return Some(d);
+            }
+        }
+        None
+    }
+
+    /// The instant of a local time.
+    fn instant(&mut self, local: NaiveDateTime) -> Option<DateTime<Utc>> {
+        let secs = local.and_utc().timestamp();
+        let hour = secs.div_euclid(3600);
+        if let Some((h, off)) = self.hour
+            && h == hour
+        {
+            return self.seen(DateTime::from_timestamp(secs - off, 0)?);
+        }
+        let t = match self.zone.resolve(&local) {
+            LocalResult::Single(t) => {
+                self.second_pass = false;
+                self.cache_hour(hour, secs - t.timestamp());
+                t
+            }
+            LocalResult::Ambiguous(a, b) => {
+                let (early, late) = if a <= b { (a, b) } else { (b, a) };
+                let back = |last: DateTime<Utc>| early.timestamp() < last.timestamp() - BACKSTEP;
+                match (self.ambiguity, self.last) {
+                    (Ambiguity::Seek, _) => late,
+                    (Ambiguity::Stream, _) if self.second_pass => late,
+                    (Ambiguity::Stream, Some(last)) if back(last) => {
+                        self.second_pass = true;
+                        late
+                    }
+                    (Ambiguity::Stream, _) => early,
+                }
+            }
+            // In the gap a DST start leaves: read with the offset from before the gap.
+            LocalResult::None => {
+                let hour = chrono::Duration::hours(1);
+                self.zone.resolve(&(local - hour)).latest()? + hour
+            }
+        };
+        self.seen(t)
+    }
+
+    /// Cache `offset` for local `hour` if both ends of the hour agree on it.
+    fn cache_hour(&mut self, hour: i64, offset: i64) {
+        let at = |s: i64| DateTime::from_timestamp(s, 0).map(|d| d.naive_utc());
+        let (Some(start), Some(end)) = (at(hour * 3600), at(hour * 3600 + 3599)) else {
+            return;
+        };
+        let same = |l: NaiveDateTime| match self.zone.resolve(&l) {
+            LocalResult::Single(t) => l.and_utc().timestamp() - t.timestamp() == offset,
+            _ => false,
+        };
+        if same(start) && same(end) {
+            self.hour = Some((hour, offset));
+        }
+    }
+
+    fn seen(&mut self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        if self.ambiguity == Ambiguity::Stream {
+            self.last = Some(t);
+        }
+        Some(t)
+    }
+}
+
+/// Parse one line (without its newline).
+pub fn parse<'a, Z: Zone>(line: &'a [u8], clock: &mut Clock<Z>) -> Result<Line<'a>, LineError> {
+    match line.first() {
+        Some(b'{') => journal(line),
+        Some(b'<') => {
+            let close = line
+                .iter()
+                .take(5)
+                .position(|&b| b == b'>')
+                .ok_or(LineError::Timestamp)?;
+            let rest = &line[close + 1..];
+            if rest.starts_with(b"1 ") {
+                rfc5424(&rest[2..])
+            } else {
+                after_pri(rest, clock)
+            }
+        }
+        Some(b'1') if line.get(1) == Some(&b' ') => rfc5424(&line[2..]),
+        _ => after_pri(line, clock),
+    }
+}
+
+/// Only the time of a line: what a seek needs.
+pub fn time_of<Z: Zone>(line: &[u8], clock: &mut Clock<Z>) -> Option<DateTime<Utc>> {
+    parse(line, clock).ok().map(|l| l.time)
+}
+
+/// RFC 3339 or traditional timestamp, then the BSD header.
+fn after_pri<'a, Z: Zone>(line: &'a [u8], clock: &mut Clock<Z>) -> Result<Line<'a>, LineError> {
+    let (time, rest) = match line.first() {
+        Some(b'0'..=b'9') => rfc3339(line).ok_or(LineError::Timestamp)?,
+        Some(_) => traditional(line, clock).ok_or(LineError::Timestamp)?,
+        None => return Err(LineError::Timestamp),
+    };
+    let (ident, msg) = bsd_header(rest).ok_or(LineError::Header)?;
+    Ok(Line {
+        time,
+        ident: Cow::Borrowed(ident),
+        msg: Cow::Borrowed(msg),
+    })
+}
+
+/// ` host tag[pid]: msg` → (tag, msg). The tag ends at `[`, `:` or a space.
+fn bsd_header(rest: &[u8]) -> Option<(&[u8], &[u8])> {
+    let rest = rest.strip_prefix(b" ")?;
+    let host_end = memchr::memchr(b' ', rest)?;
+    let rest = &rest[host_end + 1..];
+    let tag_end = rest.iter().position(|&b| matches!(b, b'[' | b':' | b' '))?;
+    let tag = &rest[..tag_end];
+    let mut after = &rest[tag_end..];
+    if after.first() == Some(&b'[') {
+        let close = memchr::memchr(b']', after)?;
+        after = &after[close + 1..];
+    }
+    let msg = after.strip_prefix(b":")?;
+    let msg = msg.strip_prefix(b" ").unwrap_or(msg);
+    if tag.is_empty() {
+        return None;
+    }
+    Some((tag, msg))
+}
+
+fn digits(b: &[u8], n: usize) -> Option<u32> {
+    if b.len() < n {
+        return None;
+    }
+    let mut v = 0u32;
+    for &c in &b[..n] {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        v = v * 10 + u32::from(c - b'0');
+    }
+    Some(v)
+}
+
+/// Days from 1970-01-01 to a civil date (Howard Hinnant's algorithm).
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let m = i64::from(m);
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+fn days_in_month(y: i64, m: u32) -> u32 {
+    match m {
+        2 if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)` → instant and the rest of the line.
+pub fn rfc3339(b: &[u8]) -> Option<(DateTime<Utc>, &[u8])> {
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
+        return None;
+    }
+    if b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let y = i64::from(digits(b, 4)?);
+    let mo = digits(&b[5..], 2)?;
+    let d = digits(&b[8..], 2)?;
+    let h = digits(&b[11..], 2)?;
+    let mi = digits(&b[14..], 2)?;
+    let s = digits(&b[17..], 2)?;
+    if !(1..=12).contains(&mo) || d == 0 || d > days_in_month(y, mo) || h > 23 || mi > 59 || s > 60
+    {
+        return None;
+    }
+    let mut i = 19;
+    let mut micros = 0i64;
+    if b.get(i) == Some(&b'.') {
+        i += 1;
+        let start = i;
+        while i < b.len() && b[i].is_ascii_digit() {
+            if i - start < 6 {
+                micros = micros * 10 + i64::from(b[i] - b'0');
+            }
+            i += 1;
+        }
+        if i == start {
+            return None;
+        }
+        for _ in (i - start)..6 {
+            micros *= 10;
+        }
+    }
+    let offset = match b.get(i)? {
+        b'Z' | b'z' => {
+            i += 1;
+            0
+        }
+        &sign @ (b'+' | b'-') => {
+            let oh = digits(&b[i + 1..], 2)?;
+            if b.get(i + 3) != Some(&b':') {
+                return None;
+            }
+            let om = digits(&b[i + 4..], 2)?;
+            i += 6;
+            let o = i64::from(oh * 3600 + om * 60);
+            if sign == b'-' { -o } else { o }
+        }
+        _ => return None,
+    };
+    // A leap second is read as the last ordinary second of its minute.
+    let secs =
+        days_from_civil(y, mo, d) * 86_400 + i64::from(h * 3600 + mi * 60 + s.min(59)) - offset;
+    let t = DateTime::from_timestamp_micros(secs * 1_000_000 + micros)?;
+    Some((t, &b[i..]))
+}
+
+/// `Mmm dd HH:MM:SS` (day padded with a space) → instant and the rest of the line.
+fn traditional<'a, Z: Zone>(
+    b: &'a [u8],
+    clock: &mut Clock<Z>,
+) -> Option<(DateTime<Utc>, &'a [u8])> {
+    if b.len() < 15 || b[3] != b' ' || b[6] != b' ' || b[9] != b':' || b[12] != b':' {
+        return None;
+    }
+    const MONTHS: [&[u8; 3]; 12] = [
+        b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov",
+        b"Dec",
+    ];
+    let month = MONTHS.iter().position(|m| m[..] == b[..3])? as u32 + 1;
+    let day = match b[4] {
+        b' ' => digits(&b[5..], 1)?,
+        _ => digits(&b[4..], 2)?,
+    };
+    let h = digits(&b[7..], 2)?;
+    let mi = digits(&b[10..], 2)?;
+    let s = digits(&b[13..], 2)?;
+    let local = clock.year_of(month, day, (h, mi, s.min(59)))?;
+    Some((clock.instant(local)?, &b[15..]))
+}
+
+/// RFC 5424 after `1 `: `TIMESTAMP HOST APP PROCID MSGID SD [MSG]`.
+fn rfc5424(b: &[u8]) -> Result<Line<'_>, LineError> {
+    let (time, rest) = rfc3339(b).ok_or(LineError::Timestamp)?;
+    let mut fields = rest;
+    let mut next = || -> Option<&[u8]> {
+        let r = fields.strip_prefix(b" ")?;
+        let end = memchr::memchr(b' ', r).unwrap_or(r.len());
+        fields = &r[end..];
+        Some(&r[..end])
+    };
+    let _host = next().ok_or(LineError::Header)?;
+    let app = next().ok_or(LineError::Header)?;
+    let _procid = next().ok_or(LineError::Header)?;
+    let _msgid = next().ok_or(LineError::Header)?;
+    let rest = fields.strip_prefix(b" ").ok_or(LineError::Header)?;
+    let rest = skip_structured_data(rest).ok_or(LineError::Header)?;
+    let msg = rest.strip_prefix(b" ").unwrap_or(rest);
+    let msg = msg.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(msg);
+    if app == b"-" {
+        return Err(LineError::Header);
+    }
+    Ok(Line {
+        time,
+        ident: Cow::Borrowed(app),
+        msg: Cow::Borrowed(msg),
+    })
+}
+
+/// Skip `-` or `[id k="v"]…` (values may hold `\]` and `\"`).
+fn skip_structured_data(b: &[u8]) -> Option<&[u8]> {
+    if let Some(rest) = b.strip_prefix(b"-") {
+        return Some(rest);
+    }
+    let mut i = 0;
+    while b.get(i) == Some(&b'[') {
+        let mut quoted = false;
+        i += 1;
+        loop {
+            match *b.get(i)? {
+                b'\\' if quoted => i += 1,
+                b'"' => quoted = !quoted,
+                b']' if !quoted => break,
+                _ => {}
+            }
+            i += 1;
+        }
+        i += 1;
+    }
+    (i > 0).then(|| &b[i..])
+}
+
+/// A `journalctl -o json` entry.
+fn journal(line: &[u8]) -> Result<Line<'_>, LineError> {
+    #[derive(serde::Deserialize)]
+    struct Entry<'a> {
+        #[serde(rename = "__REALTIME_TIMESTAMP", borrow)]
+        realtime: Cow<'a, str>,
+        #[serde(rename = "SYSLOG_IDENTIFIER", borrow, default)]
+        ident: Option<Text<'a>>,
+        #[serde(rename = "MESSAGE", borrow, default)]
+        message: Option<Text<'a>>,
+    }
+    /// journald gives a field as a string when it is valid UTF-8, as an array of bytes
+    /// otherwise (and null when it is too large to show).
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum Text<'a> {
+        Str(#[serde(borrow)] Cow<'a, str>),
+        Bytes(Vec<u8>),
+        Null(()),
+    }
+    fn bytes(t: Option<Text<'_>>) -> Option<Cow<'_, [u8]>> {
+        match t? {
+            Text::Str(Cow::Borrowed(s)) => Some(Cow::Borrowed(s.as_bytes())),
+            Text::Str(Cow::Owned(s)) => Some(Cow::Owned(s.into_bytes())),
+            Text::Bytes(b) => Some(Cow::Owned(b)),
+            Text::Null(()) => None,
+        }
+    }
+    let e: Entry<'_> = serde_json::from_slice(line).map_err(|_| LineError::Journal)?;
+    let micros: i64 = e.realtime.parse().map_err(|_| LineError::Journal)?;
+    let time = DateTime::from_timestamp_micros(micros).ok_or(LineError::Journal)?;
+    Ok(Line {
+        time,
+        ident: bytes(e.ident).ok_or(LineError::Journal)?,
+        msg: bytes(e.message).ok_or(LineError::Journal)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{FixedOffset, NaiveDate};
+
+    fn utc(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    fn clock_at(reference: &str) -> Clock<Utc> {
+        Clock::new(Utc, utc(reference), Ambiguity::Stream)
+    }
+
+    fn p<'a>(line: &'a str, clock: &mut Clock<impl Zone>) -> Line<'a> {
+        parse(line.as_bytes(), clock).unwrap()
+    }
+
+    #[test]
+    fn rfc3339_lines() {
+        let mut c = clock_at("2026-11-22T06:00:00Z");
+        let l = p(
+            "2026-11-22T05:00:14.123456+01:00 host iotitan-logger[42]: a/b 23.1",
+            &mut c,
+        );
+        assert_eq!(l.time, utc("2026-11-22T04:00:14.123456Z"));
+        assert_eq!(&l.ident[..], b"iotitan-logger");
+        assert_eq!(&l.msg[..], b"a/b 23.1");
+        let l = p("2026-11-22T05:00:14Z h tag: x", &mut c);
+        assert_eq!(l.time, utc("2026-11-22T05:00:14Z"));
+        assert_eq!(&l.ident[..], b"tag");
+        assert_eq!(&l.msg[..], b"x");
+        let l = p("2026-11-22T05:00:14.5-03:30 h t[1]:", &mut c);
+        assert_eq!(l.time, utc("2026-11-22T08:30:14.5Z"));
+        assert_eq!(&l.msg[..], b"");
+        // Nanoseconds are cut to microseconds.
+        let l = p("2026-11-22T05:00:14.123456789Z h t: m", &mut c);
+        assert_eq!(l.time, utc("2026-11-22T05:00:14.123456Z"));
+    }
+
+    #[test]
+    fn rfc3339_agrees_with_chrono() {
+        for s in [
+            "1970-01-01T00:00:00Z",
+            "2000-02-29T23:59:59.999999+14:00",
+            "2024-12-31T23:59:59-12:00",
+            "2100-03-01T00:00:00.000001Z",
+            "1999-12-31T23:59:59.1+05:45",
+        ] {
+            let (t, rest) = rfc3339(s.as_bytes()).unwrap();
+            assert_eq!(t, utc(s), "{s}");
+            assert!(rest.is_empty());
+        }
+        for bad in [
+            "2026-13-01T00:00:00Z",
+            "2026-02-29T00:00:00Z",
+            "2026-11-22T24:00:00Z",
+            "2026-11-22T05:00:00",
+            "2026-11-22T05:00:00.Z",
+            "2026-11-22T05:00:00+0100",
+            "2026-1-22T05:00:00Z",
+        ] {
+            assert!(rfc3339(bad.as_bytes()).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn traditional_lines_take_the_year_from_the_reference() {
+        let mut c = clock_at("2026-11-22T06:00:00Z");
+        let l = p("Nov 22 05:00:14 host iotitan-logger[7]: a/b 1", &mut c);
+        assert_eq!(l.time, utc("2026-11-22T05:00:14Z"));
+        let l = p("Nov  2 05:00:14 host t: x", &mut c);
+        assert_eq!(l.time, utc("2026-11-02T05:00:14Z"));
+        // Across New Year: read on Jan 1st, December is last year.
+        let mut c = clock_at("2027-01-01T00:10:00Z");
+        assert_eq!(
+            p("Dec 31 23:59:59 h t: x", &mut c).time,
+            utc("2026-12-31T23:59:59Z")
+        );
+        assert_eq!(
+            p("Jan  1 00:00:01 h t: x", &mut c).time,
+            utc("2027-01-01T00:00:01Z")
+        );
+        // A clock a little ahead of the reference is still this year.
+        assert_eq!(
+            p("Jan  1 12:00:00 h t: x", &mut c).time,
+            utc("2027-01-01T12:00:00Z")
+        );
+        // Feb 29 goes back to the last leap year.
+        let mut c = clock_at("2027-03-01T00:00:00Z");
+        assert_eq!(
+            p("Feb 29 10:00:00 h t: x", &mut c).time,
+            utc("2024-02-29T10:00:00Z")
+        );
+    }
+
+    #[test]
+    fn traditional_lines_use_the_zone() {
+        let zone = FixedOffset::east_opt(10 * 3600 + 1800).unwrap();
+        let mut c = Clock::new(zone, utc("2026-11-22T06:00:00Z"), Ambiguity::Stream);
+        assert_eq!(
+            p("Nov 22 15:30:00 h t: x", &mut c).time,
+            utc("2026-11-22T05:00:00Z")
+        );
+    }
+
+    /// A zone with European DST rules in 2026 for UTC+1/+2 (CET/CEST).
+    #[derive(Clone, Copy)]
+    struct Cet;
+    impl Cet {
+        fn start() -> i64 {
+            utc("2026-03-29T01:00:00Z").timestamp()
+        }
+        fn end() -> i64 {
+            utc("2026-10-25T01:00:00Z").timestamp()
+        }
+        fn offset(t: i64) -> i64 {
+            if (Self::start()..Self::end()).contains(&t) {
+                7200
+            } else {
+                3600
+            }
+        }
+    }
+    impl Zone for Cet {
+        fn resolve(&self, l: &NaiveDateTime) -> LocalResult<DateTime<Utc>> {
+            let s = l.and_utc().timestamp();
+            let cands: Vec<_> = [s - 3600, s - 7200]
+                .into_iter()
+                .filter(|&t| s - Self::offset(t) == t)
+                .filter_map(|t| DateTime::from_timestamp(t, 0))
+                .collect();
+            match cands[..] {
+                [a] => LocalResult::Single(a),
+                [a, b] => LocalResult::Ambiguous(a.min(b), a.max(b)),
+                _ => LocalResult::None,
+            }
+        }
+        fn local(&self, t: DateTime<Utc>) -> NaiveDateTime {
+            (t + chrono::Duration::seconds(Self::offset(t.timestamp()))).naive_utc()
+        }
+    }
+
+    #[test]
+    fn the_repeated_hour_follows_line_order() {
+        let mut c = Clock::new(Cet, utc("2026-10-26T00:00:00Z"), Ambiguity::Stream);
+        let lines = [
+            ("Oct 25 01:59:00 h t: x", "2026-10-24T23:59:00Z"),
+            ("Oct 25 02:10:00 h t: x", "2026-10-25T00:10:00Z"),
+            ("Oct 25 02:50:00 h t: x", "2026-10-25T00:50:00Z"),
+            ("Oct 25 02:05:00 h t: x", "2026-10-25T01:05:00Z"),
+            ("Oct 25 02:55:00 h t: x", "2026-10-25T01:55:00Z"),
+            ("Oct 25 03:00:00 h t: x", "2026-10-25T02:00:00Z"),
+        ];
+        for (line, want) in lines {
+            assert_eq!(p(line, &mut c).time, utc(want), "{line}");
+        }
+        // A seek, without line order, takes the later reading.
+        let mut s = Clock::new(Cet, utc("2026-10-26T00:00:00Z"), Ambiguity::Seek);
+        assert_eq!(
+            p("Oct 25 02:10:00 h t: x", &mut s).time,
+            utc("2026-10-25T01:10:00Z")
+        );
+        // DST start: 02:30 does not exist; it is read with the winter offset.
+        let mut c = Clock::new(Cet, utc("2026-03-30T00:00:00Z"), Ambiguity::Stream);
+        assert_eq!(
+            p("Mar 29 01:59:59 h t: x", &mut c).time,
+            utc("2026-03-29T00:59:59Z")
+        );
+        assert_eq!(
+            p("Mar 29 03:00:00 h t: x", &mut c).time,
+            utc("2026-03-29T01:00:00Z")
+        );
+        assert_eq!(
+            p("Mar 29 02:30:00 h t: x", &mut c).time,
+            utc("2026-03-29T01:30:00Z")
+        );
+    }
+
+    #[test]
+    fn rfc5424_lines() {
+        let mut c = clock_at("2026-11-22T06:00:00Z");
+        let l = p(
+            "<134>1 2026-11-22T05:00:14.5Z host iotitan-logger 42 - - a/b 23.1",
+            &mut c,
+        );
+        assert_eq!(l.time, utc("2026-11-22T05:00:14.5Z"));
+        assert_eq!(&l.ident[..], b"iotitan-logger");
+        assert_eq!(&l.msg[..], b"a/b 23.1");
+        let l = p(
+            "1 2026-11-22T05:00:14Z h app - id [x@1 a=\"q\\]\" b=\"2\"][y@2] \u{feff}m 1",
+            &mut c,
+        );
+        assert_eq!(&l.ident[..], b"app");
+        assert_eq!(&l.msg[..], b"m 1");
+        let l = p("<13>1 2026-11-22T05:00:14Z h app - - -", &mut c);
+        assert_eq!(&l.msg[..], b"");
+        assert!(parse(b"<13>1 2026-11-22T05:00:14Z h - - - - m", &mut c).is_err());
+        // <PRI> before a BSD line.
+        let l = p("<13>Nov 22 05:00:14 h t[1]: m", &mut c);
+        assert_eq!(&l.msg[..], b"m");
+    }
+
+    #[test]
+    fn journal_entries() {
+        let mut c = clock_at("2026-11-22T06:00:00Z");
+        let l = p(
+            r#"{"__REALTIME_TIMESTAMP":"1795323614123456","SYSLOG_IDENTIFIER":"iotitan-logger","MESSAGE":"a/b 23.1","_PID":"1"}"#,
+            &mut c,
+        );
+        assert_eq!(
+            l.time,
+            DateTime::from_timestamp_micros(1795323614123456).unwrap()
+        );
+        assert_eq!(&l.msg[..], b"a/b 23.1");
+        let l = p(
+            r#"{"MESSAGE":[97,32,255],"SYSLOG_IDENTIFIER":"t","__REALTIME_TIMESTAMP":"1"}"#,
+            &mut c,
+        );
+        assert_eq!(&l.msg[..], b"a \xff");
+        let l = p(
+            r#"{"MESSAGE":"q\"\\","SYSLOG_IDENTIFIER":"t","__REALTIME_TIMESTAMP":"1"}"#,
+            &mut c,
+        );
+        assert_eq!(&l.msg[..], b"q\"\\");
+        for bad in [
+            r#"{"MESSAGE":"x","__REALTIME_TIMESTAMP":"1"}"#,
+            r#"{"MESSAGE":null,"SYSLOG_IDENTIFIER":"t","__REALTIME_TIMESTAMP":"1"}"#,
+            r#"{"MESSAGE":"x","SYSLOG_IDENTIFIER":"t","__REALTIME_TIMESTAMP":"soon"}"#,
+            r#"{"MESSAGE":"x""#,
+        ] {
+            assert_eq!(
+                parse(bad.as_bytes(), &mut c),
+                Err(LineError::Journal),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn junk_is_an_error_not_a_panic() {
+        let mut c = clock_at("2026-11-22T06:00:00Z");
+        for junk in [
+            "",
+            "hello",
+            "Nov 22 05:00:14",
+            "Nov 22 05:00:14 hostonly",
+            "Nov 22 05:00:14 host tag no colon",
+            "Foo 22 05:00:14 h t: x",
+            "Nov 32 05:00:14 h t: x",
+            "2026-11-22T05:00:14Z",
+            "2026-11-22T05:00:14Z h [1]: x",
+            "<999999",
+            "<13>",
+            "1 ",
+            "{",
+            "\u{0}\u{1}",
+        ] {
+            assert!(parse(junk.as_bytes(), &mut c).is_err(), "{junk:?}");
+        }
+    }
+
+    #[test]
+    fn days_from_civil_matches_chrono() {
+        let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).unwrap();
+        let mut d = NaiveDate::from_ymd_opt(1899, 12, 25).unwrap();
+        while d.year() < 2401 {
+            let want = (d - epoch).num_days();
+            assert_eq!(days_from_civil(d.year().into(), d.month(), d.day()), want);
+            d += chrono::Duration::days(13);
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn never_panics(line in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..80)) {
+            let mut c = clock_at("2026-11-22T06:00:00Z");
+            let _ = parse(&line, &mut c);
+        }
+    }
+}

@@ -1,0 +1,505 @@
+//! `iotitan-bridge` end to end: real mosquitto, the real binary, and a ThingSpeak stand-in
+//! (tests/thingspeak) with intervals shortened to fractions of a second.
+
+mod common;
+mod thingspeak;
+
+use common::*;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use thingspeak::{Mode, ThingSpeak};
+
+const CHANNEL: u64 = 7;
+const KEY: &str = "K3YSECRET0123456";
+const MIN: Duration = Duration::from_millis(300);
+
+/// A broker, a ThingSpeak stand-in and a temp dir for one test.
+struct Setup {
+    m: Mosquitto,
+    ts: ThingSpeak,
+    dir: tempfile::TempDir,
+}
+
+impl Setup {
+    fn new() -> Setup {
+        Setup {
+            m: Mosquitto::start(),
+            ts: ThingSpeak::start(CHANNEL, KEY, MIN),
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// A config file for one channel on the stand-in, mapping `fields`, plus `extra` keys.
+    fn config(&self, fields: &str, extra: &str) -> std::path::PathBuf {
+        let dir = self.dir.path();
+        write_config(
+            dir,
+            &format!(
+                "state_dir = \"{state}\"\n{mqtt}\n[[bridge.channel]]\nid = {CHANNEL}\nurl = \"{url}\"\n\
+                 fields = {{ {fields} }}\nmin_interval = \"300ms\"\nmax_interval = \"2s\"\ntimeout = \"1s\"\n{extra}",
+                state = dir.join("state").display(),
+                mqtt = self.m.mqtt_toml("bridge-test"),
+                url = self.ts.url,
+            ),
+        )
+    }
+
+    /// Publish `value` on `topic` at QoS 1.
+    fn publish(&self, topic: &str, value: &str) {
+        self.m.publish(&["-q", "1", "-t", topic, "-m", value]);
+    }
+}
+
+/// `iotitan-bridge --config <config> <args>`, with the key in the environment (or none).
+fn bridge_command(config: &Path, key: Option<&str>, args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_iotitan-bridge"));
+    cmd.arg("--config").arg(config).args(args);
+    cmd.env("RUST_LOG", "debug").env_remove("JOURNAL_STREAM");
+    cmd.env_remove("CREDENTIALS_DIRECTORY");
+    let var = format!("IOTITAN_THINGSPEAK_KEY_{CHANNEL}");
+    match key {
+        Some(k) => cmd.env(var, k),
+        None => cmd.env_remove(var),
+    };
+    cmd
+}
+
+/// A running `iotitan-bridge` with its stderr (the log) and stdout collected.
+struct Bridge {
+    child: Child,
+    log: Arc<Mutex<Vec<String>>>,
+    out: Arc<Mutex<Vec<String>>>,
+}
+
+fn collect(stream: impl std::io::Read + Send + 'static) -> Arc<Mutex<Vec<String>>> {
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let l = lines.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines() {
+            let Ok(line) = line else { break };
+            l.lock().unwrap().push(line);
+        }
+    });
+    lines
+}
+
+impl Bridge {
+    fn start(config: &Path, key: Option<&str>, args: &[&str]) -> Bridge {
+        let mut cmd = bridge_command(config, key, args);
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start iotitan-bridge");
+        let log = collect(child.stderr.take().unwrap());
+        let out = collect(child.stdout.take().unwrap());
+        Bridge { child, log, out }
+    }
+
+    fn log(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Wait for a log line containing `needle`.
+    fn wait_log(&self, needle: &str) -> String {
+        let mut found = None;
+        let ok = wait_until(TIMEOUT, || {
+            found = self.log().into_iter().find(|l| l.contains(needle));
+            found.is_some()
+        });
+        assert!(
+            ok,
+            "no log line with {needle:?}:\n{}",
+            self.log().join("\n")
+        );
+        found.unwrap()
+    }
+
+    /// SIGTERM and wait; the exit must be clean.
+    fn stop(mut self) -> Vec<String> {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let st = wait_exit(&mut self.child, TIMEOUT).expect("the bridge stops on SIGTERM");
+        let log = self.log();
+        assert!(st.success(), "exit {st:?}; log:\n{}", log.join("\n"));
+        assert_key_never_logged(&log);
+        log
+    }
+}
+
+impl Drop for Bridge {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn assert_key_never_logged(log: &[String]) {
+    for line in log {
+        assert!(!line.contains(KEY), "the key leaked into the log: {line}");
+    }
+}
+
+fn field1_values(entries: &[serde_json::Value]) -> Vec<f64> {
+    entries
+        .iter()
+        .map(|e| e["field1"].as_f64().unwrap())
+        .collect()
+}
+
+/// created_at of each entry, which must strictly increase in the order stored.
+fn assert_created_at_increasing(entries: &[serde_json::Value]) {
+    let stamps: Vec<chrono::DateTime<chrono::Utc>> = entries
+        .iter()
+        .map(|e| e["created_at"].as_str().unwrap().parse().unwrap())
+        .collect();
+    for w in stamps.windows(2) {
+        assert!(w[0] < w[1], "created_at not increasing: {w:?}");
+    }
+}
+
+/// No two requests closer than min_interval (measured at the server, with a little slack
+/// for the network), and none answered 429.
+fn assert_never_too_fast(ts: &ThingSpeak) {
+    let reqs = ts.requests();
+    for w in reqs.windows(2) {
+        let gap = w[1].at - w[0].at;
+        assert!(gap >= MIN.mul_f64(0.9), "two requests {gap:?} apart");
+    }
+    assert!(reqs.iter().all(|r| !r.too_fast), "{reqs:#?}");
+}
+
+#[test]
+fn sends_the_exact_json_with_created_at_and_user_agent() {
+    let s = Setup::new();
+    let ts = &s.ts;
+    let cfg = s.config("\"t/a\" = 1, \"t/b\" = 2", "status_topic = \"t/s\"\n");
+    // An old retained value is replayed on subscribing: not a new reading, not forwarded.
+    s.m.publish(&["-q", "1", "-r", "-t", "t/a", "-m", "99"]);
+    let bridge = Bridge::start(&cfg, Some(KEY), &[]);
+    bridge.wait_log("subscribed: t/a, t/b, t/s");
+    let before = chrono::Utc::now();
+    s.publish("t/s", "all good");
+    s.publish("t/a", "21.5");
+    // Retained, as stats publishes: live messages are forwarded all the same.
+    s.m.publish(&["-q", "1", "-r", "-t", "t/b", "-m", "40"]);
+    let after = chrono::Utc::now();
+    ts.wait_entries(1, TIMEOUT);
+    let req = &ts.requests()[0];
+    assert_eq!(req.path, format!("/channels/{CHANNEL}/bulk_update.json"));
+    assert_eq!(
+        req.user_agent.as_deref(),
+        Some(concat!("iotitan/", env!("CARGO_PKG_VERSION")))
+    );
+    assert_eq!(req.content_type.as_deref(), Some("application/json"));
+    let doc: serde_json::Value = serde_json::from_str(&req.body).unwrap();
+    let created = doc["updates"][0]["created_at"].as_str().unwrap().to_owned();
+    assert_eq!(
+        req.body,
+        format!(
+            r#"{{"write_api_key":"{KEY}","updates":[{{"created_at":"{created}","field1":21.5,"field2":40.0,"status":"all good"}}]}}"#
+        )
+    );
+    // The arrival time, in whole seconds, UTC.
+    let t: chrono::DateTime<chrono::Utc> = created.parse().unwrap();
+    assert!(
+        created.ends_with('Z') && !created.contains('.'),
+        "{created}"
+    );
+    assert!(
+        // (The broker may hand the last message over a moment after mosquitto_pub returned.)
+        t.timestamp() >= before.timestamp() && t <= after + chrono::TimeDelta::seconds(1),
+        "{t} not in [{before}, {after}]"
+    );
+    let log = bridge.stop();
+    assert_eq!(ts.requests().len(), 1, "{log:#?}");
+}
+
+#[test]
+fn an_outage_of_several_intervals_delivers_every_update_exactly_once() {
+    let s = Setup::new();
+    let ts = &s.ts;
+    let cfg = s.config("\"t/a\" = 1", "");
+    let bridge = Bridge::start(&cfg, Some(KEY), &[]);
+    bridge.wait_log("subscribed: t/a");
+    // Every kind of failure in turn, with readings arriving throughout.
+    let mut value: u32 = 0;
+    for mode in [
+        Mode::Fail(503),
+        Mode::Zero,
+        Mode::Hang,
+        Mode::Drop,
+        Mode::Fail(429),
+        Mode::Fail(500),
+    ] {
+        ts.set_mode(mode);
+        for _ in 0..3 {
+            value += 1;
+            s.publish("t/a", &value.to_string());
+        }
+        // Two attempts fail this way (the first may have started in the previous mode).
+        let n = ts.requests().len();
+        ts.wait_requests(n + 2, TIMEOUT);
+    }
+    assert!(ts.entries().is_empty());
+    ts.set_mode(Mode::Normal);
+    let entries = ts.wait_entries(value as usize, TIMEOUT);
+    let expected: Vec<f64> = (1..=value).map(f64::from).collect();
+    assert_eq!(field1_values(&entries), expected, "in order, each once");
+    assert_created_at_increasing(&entries);
+    assert_never_too_fast(ts);
+    let log = bridge.stop();
+    assert_eq!(
+        ts.entries().len(),
+        value as usize,
+        "nothing twice after recovery"
+    );
+    assert!(log.iter().any(|l| l.contains("HTTP 503")), "{log:#?}");
+    assert!(
+        log.iter().any(|l| l.contains("no answer in time")),
+        "{log:#?}"
+    );
+    assert!(
+        log.iter()
+            .any(|l| l.contains("delivered") && l.contains("after")),
+        "{log:#?}"
+    );
+}
+
+#[test]
+fn a_restart_during_an_outage_loses_nothing_and_sends_nothing_twice() {
+    let s = Setup::new();
+    let ts = &s.ts;
+    let cfg = s.config("\"t/a\" = 1", "");
+    ts.set_mode(Mode::Fail(502));
+    let bridge = Bridge::start(&cfg, Some(KEY), &[]);
+    bridge.wait_log("subscribed: t/a");
+    for v in 1..=5 {
+        s.publish("t/a", &v.to_string());
+    }
+    ts.wait_requests(2, TIMEOUT);
+    bridge.stop();
+    // Published while the bridge is down: the broker keeps them for its session.
+    for v in 6..=8 {
+        s.publish("t/a", &v.to_string());
+    }
+    let bridge = Bridge::start(&cfg, Some(KEY), &[]);
+    bridge.wait_log("5 updates waiting from the spool");
+    ts.set_mode(Mode::Normal);
+    let entries = ts.wait_entries(8, TIMEOUT);
+    assert_eq!(
+        field1_values(&entries),
+        (1..=8).map(f64::from).collect::<Vec<_>>()
+    );
+    assert_created_at_increasing(&entries);
+    // And once more: a restart after recovery resends nothing.
+    bridge.stop();
+    let bridge = Bridge::start(&cfg, Some(KEY), &[]);
+    bridge.wait_log("connected to the broker");
+    s.publish("t/a", "9");
+    let entries = ts.wait_entries(9, TIMEOUT);
+    assert_eq!(
+        field1_values(&entries),
+        (1..=9).map(f64::from).collect::<Vec<_>>()
+    );
+    bridge.stop();
+    assert_never_too_fast(ts);
+}
+
+#[test]
+fn a_crash_during_an_outage_loses_nothing() {
+    let s = Setup::new();
+    let ts = &s.ts;
+    let cfg = s.config("\"t/a\" = 1", "");
+    ts.set_mode(Mode::Fail(500));
+    let mut bridge = Bridge::start(&cfg, Some(KEY), &[]);
+    bridge.wait_log("subscribed: t/a");
+    for v in 1..=4 {
+        s.publish("t/a", &v.to_string());
+    }
+    ts.wait_requests(2, TIMEOUT);
+    bridge.child.kill().unwrap();
+    bridge.child.wait().unwrap();
+    s.publish("t/a", "5");
+    let bridge = Bridge::start(&cfg, Some(KEY), &[]);
+    bridge.wait_log("updates waiting from the spool");
+    ts.set_mode(Mode::Normal);
+    let entries = ts.wait_entries(5, TIMEOUT);
+    assert_eq!(field1_values(&entries), [1.0, 2.0, 3.0, 4.0, 5.0]);
+    assert_created_at_increasing(&entries);
+    bridge.stop();
+}
+
+#[test]
+fn a_bad_key_gives_one_clear_error_per_batch_and_no_retry_storm() {
+    let s = Setup::new();
+    let ts = &s.ts;
+    let cfg = s.config("\"t/a\" = 1", "");
+    let wrong = "WR0NGKEY99999999";
+    let bridge = Bridge::start(&cfg, Some(wrong), &[]);
+    bridge.wait_log("subscribed: t/a");
+    s.publish("t/a", "1");
+    let line = bridge.wait_log("refused");
+    assert!(
+        line.contains("HTTP 401") && line.contains("write API key"),
+        "{line}"
+    );
+    // Longer than max_interval and several backoff caps: nothing is retried.
+    assert!(!ts.try_wait_requests(2, Duration::from_secs(5)));
+    // A new reading is a new batch: one more request, one more line.
+    s.publish("t/a", "2");
+    ts.wait_requests(2, TIMEOUT);
+    bridge.wait_log("HTTP 401");
+    let log = bridge.stop();
+    let errors: Vec<_> = log.iter().filter(|l| l.contains("refused")).collect();
+    assert_eq!(errors.len(), 2, "{errors:#?}");
+    assert_eq!(ts.requests().len(), 2);
+    for l in &log {
+        assert!(!l.contains(wrong), "the key leaked: {l}");
+    }
+    // The stand-in echoed the wrong key in its answer; the log shows it masked.
+    assert!(
+        errors[0].contains("key ******** is not valid"),
+        "{}",
+        errors[0]
+    );
+}
+
+#[test]
+fn dry_run_prints_the_json_with_the_key_masked_and_sends_nothing() {
+    let s = Setup::new();
+    let ts = &s.ts;
+    let cfg = s.config("\"t/a\" = 1, \"t/b\" = 2", "");
+    let bridge = Bridge::start(&cfg, Some(KEY), &["--dry-run"]);
+    bridge.wait_log("subscribed: t/a, t/b");
+    s.publish("t/a", "1.25");
+    s.publish("t/b", "2");
+    let mut text = String::new();
+    let ok = wait_until(TIMEOUT, || {
+        text = bridge.out.lock().unwrap().join("\n");
+        text.contains("\"field2\": 2.0")
+    });
+    assert!(ok, "no JSON printed: {text}");
+    assert!(text.contains("\"write_api_key\": \"********\""), "{text}");
+    assert!(text.contains("\"field1\": 1.25"), "{text}");
+    assert!(!text.contains(KEY));
+    let doc: serde_json::Value = serde_json::from_str(&text).expect("one JSON document");
+    assert_eq!(doc["updates"].as_array().unwrap().len(), 1);
+    bridge.stop();
+    assert!(ts.requests().is_empty());
+    assert!(
+        !s.dir.path().join("state/bridge").exists(),
+        "a dry run leaves the spool alone"
+    );
+}
+
+#[test]
+fn check_config_names_the_key_source_never_the_key() {
+    let s = Setup::new();
+    let cfg = s.config("\"t/a\" = 1", "");
+    let run = |key: Option<&str>, cfg: &Path| {
+        let mut cmd = bridge_command(cfg, key, &["check-config"]);
+        let out = cmd.output().unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!text.contains(KEY), "{text}");
+        (out.status.code(), text)
+    };
+    let (code, text) = run(Some(KEY), &cfg);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains("# channel 7: write key from environment variable IOTITAN_THINGSPEAK_KEY_7"),
+        "{text}"
+    );
+    assert!(text.contains("min_interval = \"300ms\""), "{text}");
+    let (code, text) = run(None, &cfg);
+    assert_eq!(code, Some(78), "{text}");
+    assert!(text.contains("no write key"), "{text}");
+    // A key file works too, and a bad mapping is a located config error.
+    let key_file = s.dir.path().join("key");
+    std::fs::write(&key_file, format!("{KEY}\n")).unwrap();
+    let cfg = s.config(
+        "\"t/a\" = 1",
+        &format!("write_key_file = \"{}\"\n", key_file.display()),
+    );
+    let (code, text) = run(None, &cfg);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("write key from file"), "{text}");
+    let cfg = s.config("\"t/a\" = 1, \"t/b\" = 1", "");
+    let (code, text) = run(Some(KEY), &cfg);
+    assert_eq!(code, Some(78), "{text}");
+    assert!(
+        text.contains("iotitan.toml:") && text.contains("field1 is mapped twice"),
+        "{text}"
+    );
+}
+
+#[test]
+fn in_process_callers_see_each_channel_queue() {
+    use iotitan::bridge::{Options, Status};
+    let s = Setup::new();
+    let ts = &s.ts;
+    let key_file = s.dir.path().join("key");
+    std::fs::write(&key_file, KEY).unwrap();
+    let extra = format!("write_key_file = \"{}\"\n", key_file.display());
+    let cfg = iotitan::config::Config::load(&s.config("\"t/a\" = 1", &extra)).unwrap();
+    ts.set_mode(Mode::Fail(503));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (trigger, shutdown) = iotitan::shutdown::channel();
+    let (tx, mut rx) = tokio::sync::watch::channel(Status::default());
+    let opts = Options {
+        dry_run: false,
+        status: Some(tx),
+    };
+    let daemon = rt.spawn(async move { iotitan::bridge::run_with(&cfg, shutdown, opts).await });
+    let mut wait = |pred: &dyn Fn(&Status) -> bool, limit: Duration| {
+        rt.block_on(async { tokio::time::timeout(limit, rx.wait_for(|s| pred(s))).await })
+            .is_ok_and(|r| r.is_ok())
+    };
+    // Publish until the subscription is in place and the reading shows up as waiting.
+    assert!(wait_until(TIMEOUT, || {
+        s.publish("t/a", "1");
+        wait(&|s| s.channels[0].waiting > 0, Duration::from_millis(200))
+    }));
+    assert!(wait(&|s| s.channels[0].failures >= 2, TIMEOUT));
+    ts.set_mode(Mode::Normal);
+    assert!(wait(
+        &|s| s.channels[0].waiting == 0 && s.channels[0].delivered > 0,
+        TIMEOUT
+    ));
+    let st = rx.borrow().channels[0].clone();
+    assert_eq!(st.id, CHANNEL);
+    assert_eq!(st.delivered as usize, ts.entries().len());
+    assert_eq!(
+        (st.failures, st.in_flight, st.dropped, st.refused),
+        (0, 0, 0, 0)
+    );
+    trigger.trigger();
+    rt.block_on(daemon).unwrap().unwrap();
+}
+
+#[test]
+fn refuses_to_start_without_channels_or_beside_another_bridge() {
+    let s = Setup::new();
+    let empty = write_config(s.dir.path(), &s.m.mqtt_toml("bridge-test"));
+    let out = bridge_command(&empty, Some(KEY), &[]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{err}");
+    assert!(err.contains("no [[bridge.channel]]"), "{err}");
+    let cfg = s.config("\"t/a\" = 1", "");
+    let first = Bridge::start(&cfg, Some(KEY), &[]);
+    first.wait_log("subscribed: t/a");
+    let out = bridge_command(&cfg, Some(KEY), &[]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(74), "{err}");
+    assert!(err.contains("another iotitan-bridge"), "{err}");
+    first.stop();
+}

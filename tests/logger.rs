@@ -1,0 +1,420 @@
+//! iotitan-logger end to end: the real binary between a real mosquitto and a real rsyslogd or
+//! journald. Every test checks exact record content by decoding it back.
+
+mod common;
+use common::*;
+use iotitan::record;
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const LOGGER: &str = env!("CARGO_BIN_EXE_iotitan-logger");
+
+/// A running iotitan-logger with its stderr captured in a file.
+struct Logger {
+    child: Child,
+    stderr: std::path::PathBuf,
+}
+
+impl Logger {
+    fn start(config: &Path) -> Logger {
+        let stderr = config.with_file_name(format!(
+            "logger-{}.log",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
+        let child = Command::new(LOGGER)
+            .arg("--config")
+            .arg(config)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .spawn()
+            .expect("start iotitan-logger");
+        Logger { child, stderr }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    fn signal(&self, sig: &str) {
+        Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+    }
+}
+
+impl Drop for Logger {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn config(dir: &Path, m: &Mosquitto, target: &str, extra: &str) -> std::path::PathBuf {
+    write_config(
+        dir,
+        &format!(
+            "{}\n[syslog]\ntarget = \"{target}\"\n{extra}",
+            m.mqtt_toml(&format!("t{}", free_port()))
+        ),
+    )
+}
+
+/// Decoded (topic, payload) of every record in rsyslog's output.
+fn rsyslog_records(r: &Rsyslogd) -> Vec<(Vec<u8>, Vec<u8>, Option<u64>)> {
+    r.lines()
+        .iter()
+        .filter_map(|l| syslog_msg(l, "iotitan-logger"))
+        .map(|m| {
+            let rec = record::decode(m.as_bytes()).expect("every record decodes");
+            (
+                rec.topic.into_owned(),
+                rec.payload.into_owned(),
+                rec.cut_from,
+            )
+        })
+        .collect()
+}
+
+fn journal_records(j: &Journald) -> Vec<(Vec<u8>, Vec<u8>, Option<u64>)> {
+    j.messages("iotitan-logger")
+        .iter()
+        .map(|v| {
+            let m = v["MESSAGE"].as_str().expect("MESSAGE is text");
+            let rec = record::decode(m.as_bytes()).expect("every record decodes");
+            (
+                rec.topic.into_owned(),
+                rec.payload.into_owned(),
+                rec.cut_from,
+            )
+        })
+        .collect()
+}
+
+/// Publish probes until one shows up, so the logger's subscription is known to be active.
+fn wait_subscribed(m: &Mosquitto, count: impl Fn() -> usize) {
+    let ok = wait_until(TIMEOUT, || {
+        m.publish(&["-t", "probe/up", "-m", "1", "-q", "1"]);
+        let deadline = Instant::now() + Duration::from_millis(300);
+        while Instant::now() < deadline {
+            if count() > 0 {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    });
+    assert!(ok, "the logger never wrote a probe record");
+}
+
+fn probes_in(recs: &[(Vec<u8>, Vec<u8>, Option<u64>)]) -> usize {
+    recs.iter().filter(|r| r.0 == b"probe/up").count()
+}
+
+/// 10 000 messages, QoS 0 and 1 mixed, through the given sink; every one arrives exactly once
+/// with exact content.
+fn ten_thousand(target: impl Fn(&Rsyslogd, Option<&Journald>) -> String, journal: bool) {
+    let m = Mosquitto::start();
+    let r = Rsyslogd::start();
+    let j = journal.then(|| Journald::start("itlog"));
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), &m, &target(&r, j.as_ref()), "");
+    let _logger = Logger::start(&cfg);
+    let records = || match &j {
+        Some(j) => journal_records(j),
+        None => rsyslog_records(&r),
+    };
+    wait_subscribed(&m, || probes_in(&records()));
+    // Two publishers, one per QoS, 5 000 lines each.
+    let mut expected = HashSet::new();
+    for qos in ["0", "1"] {
+        let lines: String = (0..5000)
+            .map(|i| {
+                expected.insert((format!("load/q{qos}"), format!("{qos}-{i} value {i}.5")));
+                format!("{qos}-{i} value {i}.5\n")
+            })
+            .collect();
+        let file = dir.path().join(format!("q{qos}.txt"));
+        std::fs::write(&file, lines).unwrap();
+        m.publish_lines(&["-t", &format!("load/q{qos}"), "-q", qos], &file);
+    }
+    let mut got = Vec::new();
+    let complete = wait_until(Duration::from_secs(60), || {
+        got = records();
+        got.iter().filter(|r| r.0.starts_with(b"load/")).count() >= 10_000
+    });
+    let load: Vec<_> = got
+        .into_iter()
+        .filter(|r| r.0.starts_with(b"load/"))
+        .map(|(t, p, c)| {
+            assert_eq!(c, None);
+            (String::from_utf8(t).unwrap(), String::from_utf8(p).unwrap())
+        })
+        .collect();
+    assert!(complete, "only {} of 10000 records arrived", load.len());
+    assert_eq!(load.len(), 10_000, "no duplicates");
+    let got: HashSet<_> = load.into_iter().collect();
+    assert_eq!(got, expected);
+}
+
+#[test]
+fn ten_thousand_unix_to_rsyslog() {
+    ten_thousand(|r, _| format!("unix:{}", r.socket.display()), false);
+}
+
+#[test]
+fn ten_thousand_udp_to_rsyslog() {
+    ten_thousand(|r, _| format!("udp:127.0.0.1:{}", r.udp_port), false);
+}
+
+#[test]
+fn ten_thousand_tcp_to_rsyslog() {
+    ten_thousand(|r, _| format!("tcp:127.0.0.1:{}", r.tcp_port), false);
+}
+
+#[test]
+fn ten_thousand_unix_to_journald() {
+    ten_thousand(
+        |_, j| format!("unix:{}", j.unwrap().socket().display()),
+        true,
+    );
+}
+
+/// Hostile topics and payloads: each gives exactly one record that decodes back exactly.
+fn hostile_messages() -> Vec<(String, Vec<u8>)> {
+    let pattern = b"ab\\c d\n\x00\xff";
+    let big: Vec<u8> = pattern.iter().copied().cycle().take(200 * 1024).collect();
+    vec![
+        ("h/newline".into(), b"line1\nline2\n".to_vec()),
+        ("h/cr".into(), b"a\rb\r\n".to_vec()),
+        ("h/nul".into(), b"a\x00b\x00".to_vec()),
+        ("h/invalid-utf8".into(), b"\xff\xfe\xc3(".to_vec()),
+        ("h/backslash".into(), b"\\n \\x41 \\\\ \\[cut 5]".to_vec()),
+        (
+            "h/forge".into(),
+            b"1\n<134>Nov 22 05:00:14 iotitan-logger[1]: forged/topic 666".to_vec(),
+        ),
+        ("h/with space/and more".into(), b"v".to_vec()),
+        (
+            "h/küche/température/日本".into(),
+            "23,5 °C".as_bytes().to_vec(),
+        ),
+        ("h/empty".into(), Vec::new()),
+        ("h/trailing".into(), b"x  ".to_vec()),
+        ("h/big".into(), big),
+    ]
+}
+
+fn check_hostile(recs: &[(Vec<u8>, Vec<u8>, Option<u64>)], max_payload: Option<usize>) {
+    let msgs = hostile_messages();
+    let hostile: Vec<_> = recs.iter().filter(|r| r.0.starts_with(b"h/")).collect();
+    assert_eq!(hostile.len(), msgs.len(), "one record per message");
+    assert!(
+        !recs.iter().any(|r| r.0 == b"forged/topic"),
+        "a payload forged a record"
+    );
+    let by_topic: HashMap<&[u8], _> = hostile.iter().map(|r| (r.0.as_slice(), *r)).collect();
+    for (t, p) in &msgs {
+        let (_, payload, cut) = by_topic[t.as_bytes()];
+        match max_payload {
+            Some(_) if p.len() > 100_000 => {
+                assert_eq!(*cut, Some(p.len() as u64), "{t}: the cut is marked");
+                assert!(p.starts_with(payload), "{t}: the kept part is a prefix");
+            }
+            _ => {
+                assert_eq!(*cut, None, "{t}");
+                assert_eq!(payload, p, "{t}: exact payload");
+            }
+        }
+    }
+}
+
+fn hostile_case(target: impl Fn(&Rsyslogd) -> String, extra: &str, max_payload: Option<usize>) {
+    let m = Mosquitto::start();
+    let r = Rsyslogd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), &m, &target(&r), extra);
+    let _logger = Logger::start(&cfg);
+    wait_subscribed(&m, || probes_in(&rsyslog_records(&r)));
+    let msgs = hostile_messages();
+    let n = msgs.len();
+    let _p = Publisher::start(m.port, &format!("hostile{}", free_port()), msgs, 1000, 1);
+    let mut recs = Vec::new();
+    assert!(
+        wait_until(TIMEOUT, || {
+            recs = rsyslog_records(&r);
+            recs.iter().filter(|r| r.0.starts_with(b"h/")).count() >= n
+        }),
+        "hostile records missing: {:?}",
+        recs.iter()
+            .map(|r| String::from_utf8_lossy(&r.0))
+            .collect::<Vec<_>>()
+    );
+    check_hostile(&recs, max_payload);
+}
+
+#[test]
+fn hostile_input_default_limits_cut_big_payloads() {
+    hostile_case(|r| format!("unix:{}", r.socket.display()), "", Some(7680));
+}
+
+#[test]
+fn hostile_input_raised_limits_round_trip_exactly() {
+    // rsyslogd in the harness takes 1 MiB messages; TCP has no datagram limit.
+    hostile_case(
+        |r| format!("tcp:127.0.0.1:{}", r.tcp_port),
+        "[logger]\nmax_payload_bytes = 1000000\n",
+        None,
+    );
+}
+
+/// Messages numbered 0..n on `stream/<i % 10>`, for the restart tests.
+fn numbered(n: usize) -> Vec<(String, Vec<u8>)> {
+    (0..n)
+        .map(|i| (format!("stream/{}", i % 10), i.to_string().into_bytes()))
+        .collect()
+}
+
+/// The distinct numbers seen in `stream/` records, and how many records there were.
+fn seen(recs: &[(Vec<u8>, Vec<u8>, Option<u64>)]) -> (HashSet<usize>, usize) {
+    let mut set = HashSet::new();
+    let mut total = 0;
+    for r in recs.iter().filter(|r| r.0.starts_with(b"stream/")) {
+        total += 1;
+        set.insert(String::from_utf8_lossy(&r.1).parse::<usize>().unwrap());
+    }
+    (set, total)
+}
+
+/// Stream `n` QoS 1 messages at 2 000 msg/s; `disrupt` runs once a fifth has been logged;
+/// then every message must be in syslog (duplicates are allowed: at-least-once).
+fn zero_lost(disrupt: impl FnOnce(&mut Mosquitto, &mut Rsyslogd, &mut Logger, &Path)) {
+    let mut m = Mosquitto::start();
+    let mut r = Rsyslogd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let target = format!("unix:{}", r.socket.display());
+    let cfg = config(dir.path(), &m, &target, "");
+    let mut logger = Logger::start(&cfg);
+    wait_subscribed(&m, || probes_in(&rsyslog_records(&r)));
+    let n = 6000;
+    let publisher = Publisher::start(m.port, &format!("pub{}", free_port()), numbered(n), 2000, 1);
+    assert!(wait_until(TIMEOUT, || seen(&rsyslog_records(&r)).0.len() >= n / 5));
+    disrupt(&mut m, &mut r, &mut logger, &cfg);
+    let mut got = (HashSet::new(), 0);
+    let all = wait_until(Duration::from_secs(90), || {
+        got = seen(&rsyslog_records(&r));
+        got.0.len() >= n
+    });
+    let missing: Vec<_> = (0..n).filter(|i| !got.0.contains(i)).take(20).collect();
+    assert!(
+        all,
+        "{} of {n} arrived (sent {}); first missing: {missing:?}\nlogger log:\n{}",
+        got.0.len(),
+        publisher.sent(),
+        logger.log()
+    );
+    eprintln!("{n} messages, {} records ({} duplicates)", got.1, got.1 - n);
+}
+
+#[test]
+fn broker_restart_mid_stream_loses_nothing() {
+    zero_lost(|m, _, _, _| m.restart());
+}
+
+#[test]
+fn logger_sigkill_mid_stream_loses_nothing() {
+    zero_lost(|_, _, logger, cfg| {
+        logger.signal("-KILL");
+        wait_exit(&mut logger.child, TIMEOUT).expect("killed");
+        *logger = Logger::start(cfg);
+    });
+}
+
+#[test]
+fn rsyslogd_restart_mid_stream_loses_nothing() {
+    zero_lost(|_, r, _, _| r.restart());
+}
+
+#[test]
+fn sigterm_exits_zero_within_a_second_with_everything_written() {
+    let m = Mosquitto::start();
+    let r = Rsyslogd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), &m, &format!("unix:{}", r.socket.display()), "");
+    let mut logger = Logger::start(&cfg);
+    wait_subscribed(&m, || probes_in(&rsyslog_records(&r)));
+    let lines: String = (0..3000).map(|i| format!("{i}\n")).collect();
+    let file = dir.path().join("lines.txt");
+    std::fs::write(&file, lines).unwrap();
+    m.publish_lines(&["-t", "term/x", "-q", "1"], &file);
+    let sent = Instant::now();
+    logger.signal("-TERM");
+    let status = wait_exit(&mut logger.child, Duration::from_secs(5)).expect("logger exits");
+    let took = sent.elapsed();
+    assert!(status.success(), "exit status {status:?}\n{}", logger.log());
+    assert!(took < Duration::from_secs(1), "took {took:?} to exit");
+    // Everything the logger says it received was written: its own counts match syslog.
+    let log = logger.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("stopped:"))
+        .unwrap_or_else(|| panic!("no summary in {log}"));
+    let nums: Vec<u64> = line
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse().unwrap())
+        .collect();
+    let (received, written, excluded) = (
+        nums[nums.len() - 5],
+        nums[nums.len() - 4],
+        nums[nums.len() - 3],
+    );
+    assert_eq!(received, written + excluded, "{line}");
+    let records = r.wait_lines("iotitan-logger", written as usize, TIMEOUT);
+    assert_eq!(records.len() as u64, written, "{line}");
+}
+
+#[test]
+fn bad_config_exits_78_with_location() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), "[mqtt]\nhost = \"x\"\nprot = 1883\n");
+    let out = Command::new(LOGGER)
+        .arg("--config")
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("{}:3:1:", cfg.display())), "{err}");
+    assert!(err.contains("prot"), "{err}");
+    let missing = Command::new(LOGGER)
+        .args(["--config", "/nonexistent/x.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(78));
+}
+
+#[test]
+fn check_config_prints_the_effective_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), "[mqtt]\nhost = \"broker.lan\"\n");
+    let out = Command::new(LOGGER)
+        .arg("--config")
+        .arg(&cfg)
+        .arg("check-config")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("host = \"broker.lan\""), "{text}");
+    assert!(text.contains("identifier = \"iotitan-logger\""), "{text}");
+    let bad = Command::new(LOGGER).arg("--bogus").output().unwrap();
+    assert_eq!(bad.status.code(), Some(64));
+}
