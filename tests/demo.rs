@@ -33,13 +33,46 @@ fn short_demo_runs_the_pipeline_and_exits_cleanly() {
         .unwrap_or_else(|| panic!("no count in {stdout}"));
     assert!(published > 50, "{stdout}");
     assert!(stdout.contains("demo/syslog"), "{stdout}");
+
+    // The spike tripped the alert, on and off again: two transitions.
+    assert!(stdout.contains("alert events 2)"), "{stdout}");
+    // The bridge ran dry: it printed bulk updates with the key masked and counted them.
+    assert!(
+        stdout.contains(r#""write_api_key": "********""#),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("bridge sent 0 updates"), "{stdout}");
+    assert!(
+        stdout.contains("programs run: logger, alerts, stats, bridge"),
+        "{stdout}"
+    );
+    // Stats windows ran on the records and published their outputs.
+    assert!(!stdout.contains("stats outputs 0,"), "{stdout}");
     assert!(stdout.contains("grep "), "{stdout}");
 
     // The config it wrote is valid for every program, and the socket is gone.
     let demo = dir.path().join("demo");
     let text = std::fs::read_to_string(demo.join("iotitan.toml")).unwrap();
     iotitan::config::Config::parse(&text, "demo").expect("valid demo config");
-    assert!(demo.join("syslog").exists());
+    // The logger's records reached the demo's syslog file as RFC 3339 lines, spike included.
+    let records = std::fs::read_to_string(demo.join("syslog")).unwrap();
+    let spike = records
+        .lines()
+        .find(|l| l.ends_with(" iotitan/adelaide/outdoor/openmeteo/temperature 85.0"))
+        .unwrap_or_else(|| panic!("no spike record in\n{records}"));
+    let time = spike.split(' ').next().unwrap();
+    assert!(
+        chrono::DateTime::parse_from_rfc3339(time).is_ok(),
+        "{spike}"
+    );
+    assert!(spike.contains(" iotitan-logger["), "{spike}");
+    // Stats outputs are published, and logged like any other message.
+    assert!(
+        records
+            .lines()
+            .any(|l| l.contains(" iotitan/home/living/dht22/temperature_mean ")),
+        "{records}"
+    );
     assert!(!demo.join("log.sock").exists());
 }
 

@@ -272,6 +272,7 @@ async fn watch(cfg: Arc<Config>, view: Arc<Mutex<View>>, mut stop: Shutdown) -> 
             }
             Update::Event(_) => {}
             Update::Disconnected(e) => tracing::warn!("view lost the broker: {e}"),
+            Update::Closed => break,
         }
     }
     let _ = client.disconnect().await;

@@ -155,7 +155,7 @@ async fn poll(mut driver: mqtt::Driver, qos: QoS, tx: watch::Sender<Progress>) {
             Update::Event(Event::Incoming(Packet::PubAck(_))) if qos != QoS::AtMostOnce => {
                 tx.send_modify(|p| p.completed += 1)
             }
-            Update::Event(Event::Outgoing(Outgoing::Disconnect)) => return,
+            Update::Event(Event::Outgoing(Outgoing::Disconnect)) | Update::Closed => return,
             Update::Event(_) => {}
             Update::Disconnected(e) => tx.send_modify(|p| {
                 if p.last_error.is_none() && p.connected {
