@@ -216,6 +216,8 @@ impl Daemon {
                 }
             }
             Update::Disconnected(e) => tracing::warn!("broker connection lost: {e}"),
+            // Never seen: the daemon holds its client until it returns.
+            Update::Closed => {}
             Update::Event(MqttEvent::Incoming(Packet::Publish(p))) => self.on_publish(p),
             Update::Event(MqttEvent::Incoming(Packet::SubAck(ack))) => {
                 if ack

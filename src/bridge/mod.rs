@@ -142,6 +142,7 @@ pub async fn run_with(cfg: &Config, mut shutdown: Shutdown, opts: Options) -> an
                     }
                 }
                 Update::Disconnected(e) => tracing::warn!("broker connection lost: {e}"),
+                Update::Closed => break,
                 Update::Event(Event::Incoming(Packet::Publish(p))) => {
                     let ack = Ack::new(client.clone(), p.clone());
                     // A retained message is an old value replayed on subscribing, not a new

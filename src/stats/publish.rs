@@ -89,7 +89,7 @@ pub async fn publish(
             Update::Event(Event::Incoming(Packet::PubAck(ack))) => {
                 unacked.remove(&ack.pkid);
             }
-            Update::Event(Event::Outgoing(Outgoing::Disconnect)) => break,
+            Update::Event(Event::Outgoing(Outgoing::Disconnect)) | Update::Closed => break,
             Update::Event(_) => {}
         }
         if !disconnecting && sent >= total && unacked.is_empty() && sender.is_finished() {
