@@ -129,11 +129,13 @@ pub fn file_line(datagram: &[u8], now: DateTime<Local>, hostname: &str, out: &mu
         // A host is there when the first word is not a tag (`tag:` or `tag[pid]:`) but the
         // second one is.
         let mut words = rest.splitn(3, |b| *b == b' ');
-        if let (Some(first), Some(second)) = (words.next(), words.next()) {
-            if !first.ends_with(b":") && second.ends_with(b":") && !first.is_empty() {
-                host = first;
-                rest = &rest[first.len() + 1..];
-            }
+        if let (Some(first), Some(second)) = (words.next(), words.next())
+            && !first.ends_with(b":")
+            && second.ends_with(b":")
+            && !first.is_empty()
+        {
+            host = first;
+            rest = &rest[first.len() + 1..];
         }
         tag_and_msg.extend_from_slice(rest);
     }
