@@ -82,7 +82,12 @@ impl View {
             self.stats_outputs += 1;
             if *stat == MEAN_SUFFIX {
                 let series = &topic[..topic.len() - MEAN_SUFFIX.len()];
-                self.row(series).mean = Some(text);
+                // Means carry full float precision; two decimals are what fits the table.
+                let mean = text
+                    .trim()
+                    .parse::<f64>()
+                    .map_or(text, |v| format!("{v:.2}"));
+                self.row(series).mean = Some(mean);
             }
             return;
         }
@@ -220,7 +225,7 @@ mod tests {
         v.observe("iotitan/home/kitchen/dht22/status/LWT", b"Connection Lost");
         v.observe(T, b"25.3");
         v.observe(T, b"85.0");
-        v.observe(&format!("{T}_mean"), b"26.12");
+        v.observe(&format!("{T}_mean"), b"26.119999999999997");
         v.observe(&format!("{T}_count"), b"60");
         v.observe(&format!("{T}_alert_hi"), b"on");
         v.observe(&format!("{T}_alert_stale"), b"off");
