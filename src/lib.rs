@@ -14,12 +14,13 @@
 //!
 //! Programs: [`logger`] (MQTT → syslog), [`stats`] (syslog windows → statistics → MQTT),
 //! [`alerts`] (ranges and staleness → alert topics), [`bridge`] (MQTT → ThingSpeak),
-//! [`sim`] (a sensor fleet for demos and load).
+//! [`sim`] (a sensor fleet for demos and load), [`demo`] (all of it on one machine).
 
 pub mod alerts;
 pub mod bridge;
 pub mod cli;
 pub mod config;
+pub mod demo;
 pub mod exit;
 pub mod logger;
 pub mod logging;

@@ -203,11 +203,15 @@ impl Mosquitto {
         let out = child.stdout.take().expect("stdout");
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
-            for line in BufReader::new(out).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
+            // Lines are read as bytes: a binary payload must not end the subscription.
+            let mut reader = BufReader::new(out);
+            let mut buf = Vec::new();
+            while matches!(reader.read_until(b'\n', &mut buf), Ok(n) if n > 0) {
+                let line = String::from_utf8_lossy(&buf);
+                if tx.send(line.trim_end_matches('\n').to_owned()).is_err() {
                     break;
                 }
+                buf.clear();
             }
         });
         Subscriber { child, rx }

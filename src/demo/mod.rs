@@ -1,0 +1,434 @@
+//! `iotitan-demo`: the whole pipeline on one machine, in one process, with one command.
+//!
+//! The demo brings its own MQTT broker (rumqttd, see [`broker`]) and its own syslog receiver
+//! (see [`receiver`]) unless told to use real ones, writes a config for them
+//! (`./demo/iotitan.toml`), then runs the pipeline's programs in-process through their
+//! library `run` functions, feeds them with the simulator (a real replayed series with a spike
+//! that trips an alert, plus a small ESPEasy fleet), and shows what comes out in a live
+//! [`view`]. Everything it writes stays under `./demo/`.
+//!
+//! Stopping (Ctrl+C or `--duration`) goes from the source to the sinks: the simulator first
+//! (its devices say goodbye), then the programs (they drain and flush), then the syslog
+//! receiver (it writes what is still queued), so nothing published is lost on the way out.
+
+pub mod broker;
+pub mod config;
+mod pipeline;
+pub mod receiver;
+pub mod view;
+
+use crate::config::Config;
+use crate::mqtt::{self, Update};
+use crate::shutdown::{self, Shutdown};
+use crate::sim::{
+    self, BrokerAddr, FaultOptions, Faulty, Fleet, FleetOptions, Mix, ScheduledSpike,
+};
+use anyhow::Context;
+use rumqttc::{Event, Packet, QoS};
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use view::View;
+
+/// January 2024 in Adelaide, hourly (Open-Meteo, CC BY 4.0): the real series the demo replays.
+const ADELAIDE: &str = include_str!("adelaide-2024-01.csv");
+
+/// The spike that trips the demo's alert: four hours of replayed data at 85 °C, soon after
+/// the start.
+const SPIKE_FROM: Duration = Duration::from_secs(6);
+const SPIKE_UNTIL: Duration = Duration::from_secs(10);
+const SPIKE_VALUE: f64 = 85.0;
+
+/// How long stopping programs may take to drain before the demo stops waiting for them.
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What the user asked for.
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    /// Where everything is written (`./demo`).
+    pub dir: PathBuf,
+    /// An existing broker instead of the embedded one.
+    pub broker: Option<BrokerAddr>,
+    /// Send records to the system's syslog (`/dev/log`) instead of the demo receiver.
+    pub system_syslog: bool,
+    /// Stop after this long.
+    pub duration: Option<Duration>,
+    /// Seed of the simulator.
+    pub seed: u64,
+    /// A ThingSpeak channel to really write to; its key comes from
+    /// `IOTITAN_THINGSPEAK_KEY_<ID>`. Without it the bridge runs dry.
+    pub thingspeak: Option<u64>,
+}
+
+/// What a demo run produced, printed at the end.
+#[derive(Debug, Clone)]
+pub struct Summary {
+    /// How long it ran.
+    pub elapsed: Duration,
+    /// The demo directory.
+    pub dir: PathBuf,
+    /// The records file, when the demo receiver was used.
+    pub syslog_file: Option<PathBuf>,
+    /// Records the demo receiver wrote.
+    pub records: u64,
+    /// Messages the simulator published.
+    pub published: u64,
+    /// Updates the bridge sent (printed, in a dry run).
+    pub bridge_sent: u64,
+    /// What the view saw.
+    pub view: View,
+    /// Programs that ran in-process.
+    pub parts: Vec<&'static str>,
+    /// Programs that failed, with their error.
+    pub failures: Vec<String>,
+}
+
+impl std::fmt::Display for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let dir = self.dir.display();
+        writeln!(
+            f,
+            "iotitan demo stopped after {:.0} s.",
+            self.elapsed.as_secs_f64()
+        )?;
+        writeln!(
+            f,
+            "  simulator published {} messages; the pipeline saw {} (stats outputs {}, alert events {})",
+            self.published, self.view.messages, self.view.stats_outputs, self.view.alert_events
+        )?;
+        writeln!(f, "  bridge sent {} updates", self.bridge_sent)?;
+        writeln!(
+            f,
+            "  programs run: {}",
+            if self.parts.is_empty() {
+                "none".into()
+            } else {
+                self.parts.join(", ")
+            }
+        )?;
+        for failure in &self.failures {
+            writeln!(f, "  FAILED: {failure}")?;
+        }
+        writeln!(f, "Files:")?;
+        writeln!(
+            f,
+            "  {dir}/iotitan.toml   the config every program can use (--config)"
+        )?;
+        writeln!(f, "  {dir}/iotitan.log    the programs' own logs")?;
+        writeln!(
+            f,
+            "  {dir}/state/         stats' window state, the bridge's spool"
+        )?;
+        match &self.syslog_file {
+            Some(p) => {
+                writeln!(
+                    f,
+                    "  {}          {} records, one line per MQTT message",
+                    p.display(),
+                    self.records
+                )?;
+                writeln!(f, "Look further:")?;
+                writeln!(
+                    f,
+                    "  grep ' {} ' {} | tail",
+                    config::REPLAY_TOPIC,
+                    p.display()
+                )?;
+                writeln!(f, "  grep -c 'iotitan/home/' {}", p.display())?;
+            }
+            None => {
+                writeln!(f, "Look further (records went to the system log):")?;
+                writeln!(f, "  journalctl -t iotitan-logger --since -10m")?;
+                writeln!(f, "  grep iotitan-logger /var/log/syslog | tail")?;
+            }
+        }
+        writeln!(
+            f,
+            "  cargo run --bin iotitan-stats -- --config {dir}/iotitan.toml --since -10m --dry-run"
+        )
+    }
+}
+
+/// Send the programs' own logs to `path`, so they do not scroll over the live view.
+/// `RUST_LOG` overrides the default `info`; the embedded broker is kept quiet.
+pub fn log_to_file(path: &Path) -> anyhow::Result<()> {
+    use tracing_subscriber::{EnvFilter, layer::SubscriberExt, util::SubscriberInitExt};
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,rumqttd=off"));
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(Mutex::new(file))
+                .with_ansi(false),
+        )
+        .try_init();
+    Ok(())
+}
+
+/// Where records go and where stats reads them back.
+struct Storage {
+    target: String,
+    sources: Vec<String>,
+    receiver: Option<receiver::Receiver>,
+    file: Option<PathBuf>,
+}
+
+fn storage(opts: &DemoOptions) -> anyhow::Result<Storage> {
+    if opts.system_syslog {
+        let dev_log = Path::new("/dev/log");
+        std::os::unix::net::UnixDatagram::unbound()
+            .and_then(|s| s.connect(dev_log))
+            .map_err(|e| {
+                crate::exit::ExitError::new(
+                    crate::exit::UNAVAILABLE,
+                    format!("--system-syslog: /dev/log does not answer ({e}); run without it to use the demo's own receiver"),
+                )
+            })?;
+        let sources = if Path::new("/var/log/syslog").exists() {
+            vec!["/var/log/syslog".into()]
+        } else {
+            vec!["journal".into()]
+        };
+        return Ok(Storage {
+            target: "unix:/dev/log".into(),
+            sources,
+            receiver: None,
+            file: None,
+        });
+    }
+    let socket = opts.dir.join("log.sock");
+    let file = opts.dir.join("syslog");
+    Ok(Storage {
+        target: format!("unix:{}", socket.display()),
+        sources: vec![file.display().to_string()],
+        receiver: Some(receiver::Receiver::bind(&socket, &file)?),
+        file: Some(file),
+    })
+}
+
+/// The demo's input: the replayed series with its spike, and a small fleet with a little junk.
+fn simulation(seed: u64) -> anyhow::Result<Mix> {
+    let series = sim::Series::parse(ADELAIDE, None).context("the embedded series")?;
+    let replay = sim::Replay::new(
+        &series,
+        config::REPLAY_TOPIC,
+        sim::Speed::new(3600.0).unwrap_or(sim::Speed::REAL_TIME),
+    );
+    let spike = FaultOptions {
+        scheduled: vec![ScheduledSpike {
+            topic: config::REPLAY_TOPIC.into(),
+            from: SPIKE_FROM,
+            until: SPIKE_UNTIL,
+            value: SPIKE_VALUE,
+        }],
+        seed,
+        ..FaultOptions::default()
+    };
+    let fleet = Fleet::new(FleetOptions {
+        devices: 6,
+        rooms: 3,
+        interval: Duration::from_secs(2),
+        speed: sim::Speed::new(600.0).unwrap_or(sim::Speed::REAL_TIME),
+        seed,
+        ..FleetOptions::default()
+    });
+    let junk = FaultOptions {
+        junk: 0.01,
+        seed,
+        ..FaultOptions::default()
+    };
+    Ok(Mix::new()
+        .with(Faulty::new(replay, spike))
+        .with(Faulty::new(fleet, junk)))
+}
+
+/// Follow everything on the broker into the view.
+async fn watch(cfg: Arc<Config>, view: Arc<Mutex<View>>, mut stop: Shutdown) -> anyhow::Result<()> {
+    let (client, mut driver) = mqtt::connect(&cfg.mqtt, "demo")?;
+    loop {
+        let update = tokio::select! {
+            u = driver.next() => u,
+            _ = stop.recv() => break,
+        };
+        match update {
+            Update::Connected { .. } => {
+                client
+                    .subscribe("#", QoS::AtMostOnce)
+                    .await
+                    .context("subscribe")?;
+            }
+            Update::Event(Event::Incoming(Packet::Publish(p))) => {
+                if let Ok(mut v) = view.lock() {
+                    v.observe(&p.topic, &p.payload);
+                }
+            }
+            Update::Event(_) => {}
+            Update::Disconnected(e) => tracing::warn!("view lost the broker: {e}"),
+            Update::Closed => break,
+        }
+    }
+    let _ = client.disconnect().await;
+    Ok(())
+}
+
+/// Run the demo until `stop` fires or the duration is over.
+pub async fn run(opts: &DemoOptions, mut stop: Shutdown) -> anyhow::Result<Summary> {
+    let started = Instant::now();
+    std::fs::create_dir_all(opts.dir.join("state"))
+        .with_context(|| format!("cannot create {}", opts.dir.display()))?;
+    let broker = match &opts.broker {
+        Some(b) => b.clone(),
+        None => broker::start()?,
+    };
+    let mut storage = storage(opts)?;
+    let text = config::render(
+        &opts.dir,
+        &broker,
+        &storage.target,
+        &storage.sources,
+        opts.thingspeak,
+    );
+    let config_path = opts.dir.join("iotitan.toml");
+    std::fs::write(&config_path, &text)
+        .with_context(|| format!("cannot write {}", config_path.display()))?;
+    let cfg = Arc::new(Config::parse(&text, &config_path.display().to_string())?);
+
+    // Stopping order: simulator, then programs and view, then the receiver.
+    let (sim_stop, sim_shutdown) = shutdown::channel();
+    let (pipeline_stop, pipeline_shutdown) = shutdown::channel();
+    let (receiver_stop, receiver_shutdown) = shutdown::channel();
+
+    let records = Arc::new(AtomicU64::new(0));
+    let receiver_task = storage.receiver.take().map(|r| {
+        let counter = r.records.clone();
+        let task = tokio::spawn(r.run(receiver_shutdown));
+        (counter, task)
+    });
+    let view = Arc::new(Mutex::new(View::new(&cfg.alerts.events_topic)));
+    let watcher = tokio::spawn(watch(cfg.clone(), view.clone(), pipeline_shutdown.clone()));
+    let pipeline = pipeline::start(&cfg, &pipeline_stop, opts.thingspeak);
+    let part_names: Vec<&'static str> = pipeline.parts.iter().map(|p| p.0).collect();
+    let mut mix = simulation(opts.seed)?;
+    let sim_cfg = cfg.clone();
+    let simulator = tokio::spawn(async move {
+        sim::run(&sim_cfg.mqtt, &mut mix, QoS::AtLeastOnce, sim_shutdown).await
+    });
+
+    let record_count = || {
+        receiver_task
+            .as_ref()
+            .map_or(0, |(c, _)| c.load(Ordering::Relaxed))
+    };
+    let programs = if part_names.is_empty() {
+        "none".to_owned()
+    } else {
+        part_names.join(", ")
+    };
+    let extra = || {
+        let mut lines = vec![format!("records {} · programs: {programs}", record_count())];
+        lines.extend(pipeline.bridge_lines());
+        lines
+    };
+    show(opts, &view, &mut stop, started, &extra).await;
+
+    sim_stop.trigger();
+    let published = match tokio::time::timeout(STOP_TIMEOUT, simulator).await {
+        Ok(Ok(Ok(report))) => report.published,
+        Ok(Ok(Err(e))) => return Err(e.context("simulator")),
+        _ => 0,
+    };
+    // Give the programs a moment to receive the simulator's last messages before they stop.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    pipeline_stop.trigger();
+    let mut failures = Vec::new();
+    let bridge_sent = pipeline.bridge_sent();
+    for (name, task) in pipeline.parts {
+        match tokio::time::timeout(STOP_TIMEOUT, task).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => failures.push(format!("{name}: {e:#}")),
+            Ok(Err(e)) => failures.push(format!("{name}: {e}")),
+            Err(_) => failures.push(format!("{name}: did not stop within {STOP_TIMEOUT:?}")),
+        }
+    }
+    let _ = tokio::time::timeout(STOP_TIMEOUT, watcher).await;
+    receiver_stop.trigger();
+    if let Some((counter, task)) = receiver_task {
+        match tokio::time::timeout(STOP_TIMEOUT, task).await {
+            Ok(Ok(Err(e))) => failures.push(format!("syslog receiver: {e:#}")),
+            Ok(Err(e)) => failures.push(format!("syslog receiver: {e}")),
+            _ => {}
+        }
+        records.store(counter.load(Ordering::Relaxed), Ordering::Relaxed);
+    }
+    let view = view.lock().map(|v| v.clone()).unwrap_or_default();
+    Ok(Summary {
+        elapsed: started.elapsed(),
+        dir: opts.dir.clone(),
+        syslog_file: storage.file,
+        records: records.load(Ordering::Relaxed),
+        published,
+        bridge_sent,
+        view,
+        parts: part_names,
+        failures,
+    })
+}
+
+/// Draw the live view until stopped: in place on a terminal, a status line every 5 s
+/// otherwise.
+async fn show(
+    opts: &DemoOptions,
+    view: &Mutex<View>,
+    stop: &mut Shutdown,
+    started: Instant,
+    extra: &dyn Fn() -> Vec<String>,
+) {
+    let tty = std::io::stdout().is_terminal();
+    let mut tick = tokio::time::interval(if tty {
+        Duration::from_secs(1)
+    } else {
+        Duration::from_secs(5)
+    });
+    let deadline = opts
+        .duration
+        .map(|d| tokio::time::Instant::from(started + d));
+    let mut drawn = 0usize;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.recv() => break,
+            _ = async { match deadline { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => break,
+        }
+        let Ok(v) = view.lock() else { break };
+        let elapsed = started.elapsed();
+        let mut out = std::io::stdout().lock();
+        if tty {
+            let mut lines = extra();
+            lines.push(format!(
+                "files in {}/ · logs in {}/iotitan.log",
+                opts.dir.display(),
+                opts.dir.display()
+            ));
+            let frame = v.render(elapsed, 16, &lines);
+            if drawn > 0 {
+                let _ = write!(out, "\x1b[{drawn}A\x1b[J");
+            }
+            drawn = frame.lines().count();
+            let _ = out.write_all(frame.as_bytes());
+        } else {
+            let _ = writeln!(out, "{}", v.status_line(elapsed, ""));
+            for line in extra() {
+                let _ = writeln!(out, "  {line}");
+            }
+        }
+        let _ = out.flush();
+    }
+}

@@ -1,1 +1,0 @@
-//! `iotitan-sim`: a simulated sensor fleet (to be built).

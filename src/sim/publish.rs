@@ -1,0 +1,168 @@
+//! The publishing edge: drives a [`Generator`] against the broker and reports what the broker
+//! took.
+//!
+//! One task polls the MQTT event loop and counts completions (a PUBACK at QoS 1, the write to
+//! the socket at QoS 0); the caller's task paces the generator and publishes. On stop the
+//! devices' last wills are sent, and the run waits (bounded) until the broker has everything.
+
+use super::load::Achieved;
+use super::{Generator, Message, Next};
+use crate::config::MqttConfig;
+use crate::exit::{ExitError, UNAVAILABLE};
+use crate::mqtt::{self, Update};
+use crate::shutdown::Shutdown;
+use anyhow::Context;
+use rumqttc::{AsyncClient, Event, Outgoing, Packet, QoS};
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+/// How long to wait for the broker at start before giving up.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long to wait at the end for the broker to take what was published.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What a run did.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Report {
+    /// Messages handed to the MQTT client.
+    pub published: u64,
+    /// Messages the broker took (acknowledged at QoS 1, written at QoS 0).
+    pub completed: u64,
+    /// From the first publish to the last completion.
+    pub elapsed: Duration,
+}
+
+impl Report {
+    /// The achieved rate.
+    pub fn achieved(&self) -> Achieved {
+        Achieved {
+            messages: self.completed,
+            elapsed: self.elapsed,
+        }
+    }
+}
+
+#[derive(Debug, Default, Clone)]
+struct Progress {
+    connected: bool,
+    completed: u64,
+    last_error: Option<String>,
+}
+
+/// Publish everything `generator` produces until it is done or `shutdown` fires.
+///
+/// Fails with exit code 69 when the broker cannot be reached within 10 s.
+pub async fn run(
+    cfg: &MqttConfig,
+    generator: &mut dyn Generator,
+    qos: QoS,
+    mut shutdown: Shutdown,
+) -> anyhow::Result<Report> {
+    let (client, driver) = mqtt::connect(cfg, "sim")?;
+    let (tx, mut progress) = watch::channel(Progress::default());
+    let poller = tokio::spawn(poll(driver, qos, tx));
+
+    let connected = tokio::select! {
+        r = tokio::time::timeout(CONNECT_TIMEOUT, progress.wait_for(|p| p.connected)) => r.is_ok(),
+        _ = shutdown.recv() => false,
+    };
+    if !connected {
+        poller.abort();
+        if shutdown.is_shutdown() {
+            return Ok(Report {
+                published: 0,
+                completed: 0,
+                elapsed: Duration::ZERO,
+            });
+        }
+        let why = progress.borrow().last_error.clone().unwrap_or_default();
+        return Err(ExitError::new(
+            UNAVAILABLE,
+            format!(
+                "cannot reach the MQTT broker at {}:{}: {why}",
+                cfg.host, cfg.port
+            ),
+        )
+        .into());
+    }
+
+    let start = Instant::now();
+    let mut out: Vec<Message> = Vec::new();
+    let mut published = 0u64;
+    loop {
+        let next = generator.poll(start.elapsed(), &mut out);
+        published += send(&client, qos, &mut out).await?;
+        let Next::At(at) = next else { break };
+        tokio::select! {
+            _ = tokio::time::sleep_until((start + at).into()) => {}
+            _ = shutdown.recv() => break,
+        }
+    }
+    generator.finish(&mut out);
+    published += send(&client, qos, &mut out).await?;
+
+    let drained = tokio::time::timeout(
+        DRAIN_TIMEOUT,
+        progress.wait_for(|p| p.completed >= published),
+    )
+    .await
+    .is_ok();
+    let elapsed = start.elapsed();
+    let completed = progress.borrow().completed;
+    if !drained {
+        tracing::warn!(
+            "the broker took {completed} of {published} messages within {DRAIN_TIMEOUT:?}"
+        );
+    }
+    let _ = client.disconnect().await;
+    if tokio::time::timeout(Duration::from_secs(2), poller)
+        .await
+        .is_err()
+    {
+        tracing::debug!("event loop did not finish after disconnect");
+    }
+    Ok(Report {
+        published,
+        completed,
+        elapsed,
+    })
+}
+
+async fn send(client: &AsyncClient, qos: QoS, out: &mut Vec<Message>) -> anyhow::Result<u64> {
+    let n = out.len() as u64;
+    for m in out.drain(..) {
+        client
+            .publish(m.topic, qos, m.retain, m.payload)
+            .await
+            .context("the MQTT event loop stopped")?;
+    }
+    Ok(n)
+}
+
+/// Poll the event loop, counting completions, until our DISCONNECT went out.
+async fn poll(mut driver: mqtt::Driver, qos: QoS, tx: watch::Sender<Progress>) {
+    loop {
+        match driver.next().await {
+            Update::Connected { .. } => tx.send_modify(|p| {
+                if p.last_error.take().is_some() {
+                    tracing::info!("connected to the broker again");
+                }
+                p.connected = true;
+            }),
+            Update::Event(Event::Outgoing(Outgoing::Publish(_))) if qos == QoS::AtMostOnce => {
+                tx.send_modify(|p| p.completed += 1)
+            }
+            Update::Event(Event::Incoming(Packet::PubAck(_))) if qos != QoS::AtMostOnce => {
+                tx.send_modify(|p| p.completed += 1)
+            }
+            Update::Event(Event::Outgoing(Outgoing::Disconnect)) | Update::Closed => return,
+            Update::Event(_) => {}
+            Update::Disconnected(e) => tx.send_modify(|p| {
+                if p.last_error.is_none() && p.connected {
+                    tracing::warn!("lost the broker: {e}; reconnecting");
+                }
+                p.last_error = Some(e);
+            }),
+        }
+    }
+}

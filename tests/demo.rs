@@ -1,0 +1,139 @@
+//! `iotitan-demo` end to end: a short run with the embedded broker and the demo's syslog
+//! receiver produces what the README promises, and stops cleanly.
+
+mod common;
+use common::*;
+use std::process::Command;
+
+#[test]
+fn short_demo_runs_the_pipeline_and_exits_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_iotitan-demo"))
+        .current_dir(dir.path())
+        .args(["--duration", "15s"])
+        .env_remove("IOTITAN_CONFIG")
+        .output()
+        .expect("run iotitan-demo");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+
+    // Not a terminal: periodic status lines, then the summary.
+    assert!(stdout.contains("[00:00:05] messages "), "{stdout}");
+    assert!(stdout.contains("iotitan demo stopped after"), "{stdout}");
+    let published: u64 = stdout
+        .split("simulator published ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no count in {stdout}"));
+    assert!(published > 50, "{stdout}");
+    assert!(stdout.contains("demo/syslog"), "{stdout}");
+
+    // The spike tripped the alert, on and off again: two transitions.
+    assert!(stdout.contains("alert events 2)"), "{stdout}");
+    // The bridge ran dry: it printed bulk updates with the key masked and counted them.
+    assert!(
+        stdout.contains(r#""write_api_key": "********""#),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("bridge sent 0 updates"), "{stdout}");
+    assert!(
+        stdout.contains("programs run: logger, alerts, stats, bridge"),
+        "{stdout}"
+    );
+    // Stats windows ran on the records and published their outputs.
+    assert!(!stdout.contains("stats outputs 0,"), "{stdout}");
+    assert!(stdout.contains("grep "), "{stdout}");
+
+    // The config it wrote is valid for every program, and the socket is gone.
+    let demo = dir.path().join("demo");
+    let text = std::fs::read_to_string(demo.join("iotitan.toml")).unwrap();
+    iotitan::config::Config::parse(&text, "demo").expect("valid demo config");
+    // The logger's records reached the demo's syslog file as RFC 3339 lines, spike included.
+    let records = std::fs::read_to_string(demo.join("syslog")).unwrap();
+    let spike = records
+        .lines()
+        .find(|l| l.ends_with(" iotitan/adelaide/outdoor/openmeteo/temperature 85.0"))
+        .unwrap_or_else(|| panic!("no spike record in\n{records}"));
+    let time = spike.split(' ').next().unwrap();
+    assert!(
+        chrono::DateTime::parse_from_rfc3339(time).is_ok(),
+        "{spike}"
+    );
+    assert!(spike.contains(" iotitan-logger["), "{spike}");
+    // Stats outputs are published, and logged like any other message.
+    assert!(
+        records
+            .lines()
+            .any(|l| l.contains(" iotitan/home/living/dht22/temperature_mean ")),
+        "{records}"
+    );
+    assert!(!demo.join("log.sock").exists());
+}
+
+#[test]
+fn external_broker() {
+    let m = Mosquitto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let sub = m.subscribe(&["iotitan/adelaide/#"], &[]);
+    let out = Command::new(env!("CARGO_BIN_EXE_iotitan-demo"))
+        .current_dir(dir.path())
+        .args(["--broker", &m.addr(), "--duration", "9s"])
+        .output()
+        .expect("run iotitan-demo");
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    // The replayed series and its spike went through the given broker.
+    sub.wait_for(TIMEOUT, |l| {
+        l == "iotitan/adelaide/outdoor/openmeteo/temperature 85.0"
+    });
+}
+
+/// The demo's syslog receiver writes what a real client (util-linux `logger`) sends as RFC 3339
+/// lines, in both wire formats, and drains on shutdown.
+#[tokio::test(flavor = "multi_thread")]
+async fn receiver_writes_rfc3339_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let (sock, file) = (dir.path().join("log.sock"), dir.path().join("syslog"));
+    let r = iotitan::demo::receiver::Receiver::bind(&sock, &file).unwrap();
+    let records = r.records.clone();
+    let (stop, shutdown) = iotitan::shutdown::channel();
+    let task = tokio::spawn(r.run(shutdown));
+    let logger = require("logger", "bsdutils");
+    for format in ["--rfc3164", "--rfc5424"] {
+        let st = Command::new(&logger)
+            .arg("--socket")
+            .arg(&sock)
+            .args([
+                format,
+                "--id=4242",
+                "-t",
+                "iotitan-logger",
+                "iotitan/a/b 21.5",
+            ])
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+    let counted = tokio::task::spawn_blocking(move || {
+        wait_until(TIMEOUT, || {
+            records.load(std::sync::atomic::Ordering::Relaxed) == 2
+        })
+    });
+    assert!(counted.await.unwrap());
+    stop.trigger();
+    task.await.unwrap().unwrap();
+    let text = std::fs::read_to_string(&file).unwrap();
+    let re = regex::Regex::new(
+        r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}[+-]\d\d:\d\d \S+ iotitan-logger\[4242\]: iotitan/a/b 21\.5$",
+    )
+    .unwrap();
+    let lines: Vec<_> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(lines.iter().all(|l| re.is_match(l)), "{text}");
+    assert!(!sock.exists());
+}
