@@ -95,7 +95,7 @@ pub enum KeyError {
     /// No place holds a key.
     #[error(
         "channel {id}: no write key: set write_key_file, or the environment variable {env}, \
-         or provide the systemd credential thingspeak-{id}.key (LoadCredential=)"
+         or put it in /etc/iotitan/credentials/thingspeak-{id}.key (a systemd credential)"
     )]
     Missing {
         /// The channel.
@@ -104,6 +104,10 @@ pub enum KeyError {
         env: String,
     },
 }
+
+/// How systemd names the files of the credential directory the shipped unit loads
+/// (`LoadCredential=iotitan:/etc/iotitan/credentials`): the ID, `_`, the file name.
+pub const CREDENTIAL_PREFIX: &str = "iotitan_";
 
 /// The environment variable holding channel `id`'s key.
 pub fn env_name(id: u64) -> String {
@@ -116,7 +120,8 @@ pub fn load(ch: &ChannelConfig) -> Result<(WriteKey, KeySource), KeyError> {
 }
 
 /// Load the key of `ch`, looking variables up with `env`. In order: `write_key_file`, then
-/// `IOTITAN_THINGSPEAK_KEY_<ID>`, then `$CREDENTIALS_DIRECTORY/thingspeak-<ID>.key`.
+/// `IOTITAN_THINGSPEAK_KEY_<ID>`, then `$CREDENTIALS_DIRECTORY/thingspeak-<ID>.key` or
+/// `$CREDENTIALS_DIRECTORY/iotitan_thingspeak-<ID>.key`.
 pub fn load_with(
     ch: &ChannelConfig,
     env: impl Fn(&str) -> Option<OsString>,
@@ -153,9 +158,18 @@ pub fn load_with(
         return Ok((key, source_of));
     }
     if let Some(dir) = env("CREDENTIALS_DIRECTORY") {
-        let path = PathBuf::from(dir).join(format!("thingspeak-{id}.key"));
-        if path.exists() {
-            return from_file(KeySource::Credential(path.clone()), &path);
+        let dir = PathBuf::from(dir);
+        // A credential named on its own (`LoadCredential=thingspeak-<ID>.key:…`), or one of the
+        // directory the shipped unit loads (`LoadCredential=iotitan:/etc/iotitan/credentials`),
+        // which systemd names `iotitan_<file name>`.
+        for name in [
+            format!("thingspeak-{id}.key"),
+            format!("{CREDENTIAL_PREFIX}thingspeak-{id}.key"),
+        ] {
+            let path = dir.join(name);
+            if path.exists() {
+                return from_file(KeySource::Credential(path.clone()), &path);
+            }
         }
     }
     Err(KeyError::Missing { id, env: name })
@@ -211,6 +225,19 @@ mod tests {
         );
         let (k, s) = load_with(&channel(None), env(&[("CREDENTIALS_DIRECTORY", d)])).unwrap();
         assert_eq!((k.expose(), s), ("CRED", KeySource::Credential(cred)));
+    }
+
+    #[test]
+    fn credential_from_the_units_credential_directory() {
+        // systemd names the files of `LoadCredential=iotitan:/etc/iotitan/credentials`
+        // `iotitan_<file name>`.
+        let dir = tempfile::tempdir().unwrap();
+        let cred = dir.path().join("iotitan_thingspeak-42.key");
+        std::fs::write(&cred, format!("{SECRET}\n")).unwrap();
+        std::fs::write(dir.path().join("iotitan_thingspeak-43.key"), "OTHER").unwrap();
+        let d = dir.path().to_str().unwrap();
+        let (k, s) = load_with(&channel(None), env(&[("CREDENTIALS_DIRECTORY", d)])).unwrap();
+        assert_eq!((k.expose(), s), (SECRET, KeySource::Credential(cred)));
     }
 
     #[test]
