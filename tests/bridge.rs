@@ -400,6 +400,48 @@ fn dry_run_prints_the_json_with_the_key_masked_and_sends_nothing() {
 }
 
 #[test]
+fn a_dry_run_beside_a_running_bridge_takes_none_of_its_readings() {
+    let s = Setup::new();
+    let cfg = s.config("\"t/a\" = 1", "");
+    let live = Bridge::start(&cfg, Some(KEY), &[]);
+    live.wait_log("subscribed: t/a");
+    let dry = Bridge::start(&cfg, None, &["--dry-run"]);
+    dry.wait_log("subscribed: t/a");
+    // Each reading closes an update (one field); the live bridge must deliver them all,
+    // however the broker shares them out, and the dry run sees them too.
+    let n = 6;
+    for i in 0..n {
+        s.publish("t/a", &format!("{i}.5"));
+    }
+    let entries = s.ts.wait_entries(n, TIMEOUT);
+    let values: Vec<f64> = entries
+        .iter()
+        .map(|e| e["field1"].as_f64().unwrap())
+        .collect();
+    assert_eq!(values, (0..n).map(|i| i as f64 + 0.5).collect::<Vec<_>>());
+    let printed = wait_until(TIMEOUT, || {
+        dry.out
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains("\"field1\""))
+            .count()
+            == n
+    });
+    assert!(printed, "{}", dry.out.lock().unwrap().join("\n"));
+    // Neither took the other's session over.
+    let dry_log = dry.stop();
+    let live_log = live.stop();
+    for log in [&dry_log, &live_log] {
+        assert!(
+            !log.iter().any(|l| l.contains("connection lost")),
+            "{}",
+            log.join("\n")
+        );
+    }
+}
+
+#[test]
 fn check_config_names_the_key_source_never_the_key() {
     let s = Setup::new();
     let cfg = s.config("\"t/a\" = 1", "");
@@ -457,8 +499,8 @@ fn in_process_callers_see_each_channel_queue() {
     let (trigger, shutdown) = iotitan::shutdown::channel();
     let (tx, mut rx) = tokio::sync::watch::channel(Status::default());
     let opts = Options {
-        dry_run: false,
         status: Some(tx),
+        ..Options::default()
     };
     let daemon = rt.spawn(async move { iotitan::bridge::run_with(&cfg, shutdown, opts).await });
     let mut wait = |pred: &dyn Fn(&Status) -> bool, limit: Duration| {

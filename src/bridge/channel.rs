@@ -81,7 +81,42 @@ impl Drop for AckOnDrop {
 enum Sink {
     Http(Client),
     /// `--dry-run`: print the request (key masked) and count it as delivered.
-    Print,
+    Print(Printer),
+}
+
+/// Where a dry run prints its requests.
+#[derive(Debug, Clone)]
+pub enum Printer {
+    /// Standard output (`iotitan-bridge --dry-run`).
+    Stdout,
+    /// Appended to a file shared by every channel (the demo).
+    File(Arc<std::sync::Mutex<std::fs::File>>),
+}
+
+impl Printer {
+    /// A printer appending to `path`, created if need be.
+    pub fn file(path: &Path) -> anyhow::Result<Printer> {
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        Ok(Printer::File(Arc::new(std::sync::Mutex::new(f))))
+    }
+
+    fn print(&self, text: &str) {
+        match self {
+            Printer::Stdout => println!("{text}"),
+            Printer::File(f) => {
+                use std::io::Write;
+                // A poisoned lock only means another channel panicked mid-write.
+                let mut f = f.lock().unwrap_or_else(|p| p.into_inner());
+                if let Err(e) = writeln!(f, "{text}") {
+                    tracing::warn!("dry run: cannot write the request: {e}");
+                }
+            }
+        }
+    }
 }
 
 type Request = Pin<Box<dyn Future<Output = Answer> + Send>>;
@@ -100,20 +135,20 @@ pub struct Channel {
 }
 
 impl Channel {
-    /// Load the key and the spool of `ch`, the `index`-th channel. Without `dry_run` a
-    /// missing key is a config error; with it nothing is read from or written to the spool,
-    /// so a dry run never disturbs a running bridge.
+    /// Load the key and the spool of `ch`, the `index`-th channel. Without a `dry_run`
+    /// printer a missing key is a config error; with one nothing is read from or written to
+    /// the spool, so a dry run never disturbs a running bridge.
     pub fn prepare(
         ch: &ChannelConfig,
         index: usize,
         state_dir: &Path,
-        dry_run: bool,
+        dry_run: Option<Printer>,
         status: Arc<watch::Sender<Status>>,
     ) -> anyhow::Result<Channel> {
         let id = ch.id;
         let mut batcher = Batcher::new(Limits::from(ch), ch.fields.iter().map(|(_, n)| n));
-        let (sink, spool) = if dry_run {
-            (Sink::Print, None)
+        let (sink, spool) = if let Some(printer) = dry_run {
+            (Sink::Print(printer), None)
         } else {
             let (key, source) =
                 key::load(ch).map_err(|e| ExitError::new(exit::CONFIG, e.to_string()))?;
@@ -217,8 +252,8 @@ impl Channel {
                 let client = client.clone();
                 Box::pin(async move { client.send(&batch).await })
             }
-            Sink::Print => {
-                println!("{}", thingspeak::masked_body(&batch));
+            Sink::Print(printer) => {
+                printer.print(&thingspeak::masked_body(&batch));
                 Box::pin(std::future::ready(Answer::Delivered))
             }
         }

@@ -40,8 +40,12 @@ const READING_QUEUE: usize = 1024;
 /// How the bridge runs, beyond the config.
 #[derive(Debug, Default)]
 pub struct Options {
-    /// Print each request (key masked) instead of sending it; the spool is left alone.
+    /// Print each request (key masked) instead of sending it; the spool is left alone, and so
+    /// is the broker session of a bridge that may be running beside it.
     pub dry_run: bool,
+    /// With `dry_run`, append the requests to this file instead of stdout (the demo's live
+    /// view owns the terminal).
+    pub dry_run_to: Option<std::path::PathBuf>,
     /// Where to publish each channel's [`Status`] as it changes (the demo's live view).
     pub status: Option<watch::Sender<Status>>,
 }
@@ -103,19 +107,33 @@ pub async fn run_with(cfg: &Config, mut shutdown: Shutdown, opts: Options) -> an
             .collect(),
     });
     // Keys and spools before the broker: a config problem exits 78 at once.
+    let printer = match (opts.dry_run, &opts.dry_run_to) {
+        (false, _) => None,
+        (true, None) => Some(channel::Printer::Stdout),
+        (true, Some(path)) => Some(channel::Printer::file(path)?),
+    };
     let mut senders = Vec::new();
     let mut tasks = JoinSet::new();
     for (i, ch) in cfg.bridge.channel.iter().enumerate() {
-        let channel = Channel::prepare(ch, i, &cfg.state_dir, opts.dry_run, status.clone())?;
+        let channel = Channel::prepare(ch, i, &cfg.state_dir, printer.clone(), status.clone())?;
         let (tx, rx) = mpsc::channel(READING_QUEUE);
         senders.push(tx);
         tasks.spawn(channel.run(rx));
     }
 
     // A persistent session: while the bridge restarts, the broker keeps its messages; and
-    // acknowledgements only once a reading is spooled (see `channel::Ack`).
-    let mut mqtt_opts = mqtt::options(&cfg.mqtt, "bridge")?;
-    mqtt_opts.set_clean_session(false).set_manual_acks(true);
+    // acknowledgements only once a reading is spooled (see `channel::Ack`). A dry run has a
+    // client id and a clean session of its own: taking over the real bridge's session would
+    // disconnect it, and acknowledge readings that then never reach ThingSpeak.
+    let role = if opts.dry_run {
+        "bridge-dry-run"
+    } else {
+        "bridge"
+    };
+    let mut mqtt_opts = mqtt::options(&cfg.mqtt, role)?;
+    mqtt_opts
+        .set_clean_session(opts.dry_run)
+        .set_manual_acks(true);
     let (client, eventloop) = AsyncClient::new(mqtt_opts, mqtt::REQUEST_CAPACITY);
     let mut driver = mqtt::Driver::new(eventloop, cfg.mqtt.reconnect_max.get());
     notify::ready();

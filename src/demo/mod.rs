@@ -75,8 +75,10 @@ pub struct Summary {
     pub records: u64,
     /// Messages the simulator published.
     pub published: u64,
-    /// Updates the bridge sent (printed, in a dry run).
+    /// Updates the bridge sent (written to the requests file, in a dry run).
     pub bridge_sent: u64,
+    /// Whether the bridge ran dry.
+    pub bridge_dry_run: bool,
     /// What the view saw.
     pub view: View,
     /// Programs that ran in-process.
@@ -117,6 +119,13 @@ impl std::fmt::Display for Summary {
             "  {dir}/iotitan.toml   the config every program can use (--config)"
         )?;
         writeln!(f, "  {dir}/iotitan.log    the programs' own logs")?;
+        if self.bridge_dry_run {
+            writeln!(
+                f,
+                "  {dir}/{}  what the bridge would have sent to ThingSpeak",
+                pipeline::BRIDGE_REQUESTS
+            )?;
+        }
         writeln!(
             f,
             "  {dir}/state/         stats' window state, the bridge's spool"
@@ -314,7 +323,7 @@ pub async fn run(opts: &DemoOptions, mut stop: Shutdown) -> anyhow::Result<Summa
     });
     let view = Arc::new(Mutex::new(View::new(&cfg.alerts.events_topic)));
     let watcher = tokio::spawn(watch(cfg.clone(), view.clone(), pipeline_shutdown.clone()));
-    let pipeline = pipeline::start(&cfg, &pipeline_stop, opts.thingspeak);
+    let pipeline = pipeline::start(&cfg, &pipeline_stop, opts.thingspeak, &opts.dir);
     let part_names: Vec<&'static str> = pipeline.parts.iter().map(|p| p.0).collect();
     let mut mix = simulation(opts.seed)?;
     let sim_cfg = cfg.clone();
@@ -376,6 +385,7 @@ pub async fn run(opts: &DemoOptions, mut stop: Shutdown) -> anyhow::Result<Summa
         records: records.load(Ordering::Relaxed),
         published,
         bridge_sent,
+        bridge_dry_run: opts.thingspeak.is_none(),
         view,
         parts: part_names,
         failures,

@@ -51,9 +51,19 @@ impl Pipeline {
     }
 }
 
+/// The file, in the demo directory, where the dry-run bridge writes the requests it would send
+/// (stdout belongs to the live view).
+pub(super) const BRIDGE_REQUESTS: &str = "bridge-requests.json";
+
 /// Start alerts, stats (on a fast schedule) and the bridge (dry unless `thingspeak` names a
-/// channel). The logger is started first, so that records are written from the start.
-pub(super) fn start(cfg: &Arc<Config>, stop: &Trigger, thingspeak: Option<u64>) -> Pipeline {
+/// channel, writing its requests to [`BRIDGE_REQUESTS`] in `dir`). The logger is started
+/// first, so that records are written from the start.
+pub(super) fn start(
+    cfg: &Arc<Config>,
+    stop: &Trigger,
+    thingspeak: Option<u64>,
+    dir: &std::path::Path,
+) -> Pipeline {
     let mut parts: Vec<Part> = Vec::new();
 
     let (c, s) = (cfg.clone(), stop.subscribe());
@@ -75,6 +85,7 @@ pub(super) fn start(cfg: &Arc<Config>, stop: &Trigger, thingspeak: Option<u64>) 
     let dry_run = thingspeak.is_none();
     let opts = crate::bridge::Options {
         dry_run,
+        dry_run_to: Some(dir.join(BRIDGE_REQUESTS)),
         status: Some(status),
     };
     let (c, s) = (cfg.clone(), stop.subscribe());
