@@ -77,6 +77,7 @@ fn parse(c: &mut Criterion) {
         topics: Filters::of(&["iotitan/#"]),
         groups: vec![Filters::of(&["iotitan/home/+/+/temperature"])],
         extractor: Default::default(),
+        summary_topic: None,
     };
     let stats = [
         Statistic::Count,

@@ -25,7 +25,8 @@ pub struct StatsConfig {
     /// so a machine that was off for a month does not replay a month of windows at boot.
     pub catch_up: usize,
     /// How far out of order syslog timestamps may be (several writers, network sources) and
-    /// still be found by the binary search that locates a window in a file.
+    /// still be found by the binary search that locates a window in a file. At most a day.
+    #[serde(deserialize_with = "disorder")]
     pub disorder: Dur,
     /// Topic of a retained JSON summary of each window (the `--format json` object).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -39,6 +40,20 @@ fn schedule<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     let s = String::deserialize(d)?;
     crate::stats::window::Schedule::parse(&s).map_err(serde::de::Error::custom)?;
     Ok(s)
+}
+
+/// The most `disorder` accepted: syslog is nearly ordered, and a window widened by more
+/// than this would no longer be a window of it.
+pub const MAX_DISORDER: Dur = Dur::secs(24 * 3600);
+
+fn disorder<'de, D: Deserializer<'de>>(d: D) -> Result<Dur, D::Error> {
+    let v = Dur::deserialize(d)?;
+    if v > MAX_DISORDER {
+        return Err(serde::de::Error::custom(format!(
+            "disorder {v} is more than {MAX_DISORDER}: syslog timestamps are nearly in order"
+        )));
+    }
+    Ok(v)
 }
 
 /// `[[stats.group]]`: one aggregate over several topics (e.g. the house's mean temperature).
@@ -104,12 +119,16 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.stats.statistics.len(), 3);
+        let day = Config::parse("[stats]\ndisorder = \"1day\"\n", "t").unwrap();
+        assert_eq!(day.stats.disorder, super::MAX_DISORDER);
         for bad in [
             "[stats]\nstatistics = [\"average\"]\n",
             "[stats]\nstatistics = [\"p100\"]\n",
             "[stats]\nschedule = \"*/5 * * *\"\n",
             "[stats]\nschedule = \"0 0 * * 8\"\n",
             "[[stats.group]]\nname = \"a/+\"\ntopics = \"a/#\"\n",
+            "[stats]\ndisorder = \"2d\"\n",
+            "[stats]\ndisorder = \"100000000y\"\n",
         ] {
             assert!(Config::parse(bad, "t").is_err(), "{bad}");
         }

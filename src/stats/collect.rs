@@ -163,6 +163,9 @@ pub struct Selection {
     pub groups: Vec<Filters>,
     /// Payloads to numbers.
     pub extractor: Extractor,
+    /// `stats.summary_topic`: our own JSON summary, never an input even where a filter
+    /// (`iotitan/#`) matches it.
+    pub summary_topic: Option<String>,
 }
 
 /// Where a topic's values go.
@@ -185,7 +188,10 @@ impl Selection {
             .filter(|(_, g)| g.matches(topic))
             .map(|(i, _)| i)
             .collect();
-        if (!own && groups.is_empty()) || is_output(topic) {
+        if (!own && groups.is_empty())
+            || is_output(topic)
+            || self.summary_topic.as_deref() == Some(topic)
+        {
             return None;
         }
         Some(Wanted {
@@ -379,6 +385,7 @@ mod tests {
                 topics: Filters::of(&["zigbee2mqtt/+"]),
                 fields: vec![FieldPath::new("temperature").unwrap()],
             }]),
+            summary_topic: Some("iotitan/stats/summary".into()),
         }
     }
 
@@ -398,6 +405,7 @@ mod tests {
                 "2026-11-22T05:00:01Z h iotitan-logger[1]: iotitan/b/t 22",
                 "2026-11-22T05:00:02Z h iotitan-logger[1]: iotitan/b/t junk",
                 "2026-11-22T05:00:03Z h iotitan-logger[1]: iotitan/b/t_mean 21",
+                "2026-11-22T05:00:03Z h iotitan-logger[1]: iotitan/stats/summary 3",
                 "2026-11-22T05:00:04Z h iotitan-logger[1]: other/topic 1",
                 "2026-11-22T05:00:05Z h sshd[9]: iotitan/a/t 1000",
                 "garbage without a time",
@@ -410,12 +418,12 @@ mod tests {
                 "2026-11-22T05:06:00Z h iotitan-logger[1]: iotitan/a/t 1000",
             ],
         );
-        assert!(flows[..14].iter().all(|f| f.is_continue()));
-        assert!(flows[14].is_break());
+        assert!(flows[..15].iter().all(|f| f.is_continue()));
+        assert!(flows[15].is_break());
         let l = c.summary.lines;
         assert_eq!(
             (l.read, l.matched, l.skipped, l.rejected),
-            (12, 4, 5, 3),
+            (13, 4, 6, 3),
             "{l:?}"
         );
         let s = &c.summary;
@@ -426,6 +434,7 @@ mod tests {
             Some(27.5)
         );
         assert!(!s.series.contains_key("iotitan/b/t_mean"));
+        assert!(!s.series.keys().any(|k| k.starts_with("iotitan/stats")));
         let (_, g) = &s.groups[0];
         assert_eq!(g.values.count(), 3);
         assert_eq!(g.members.len(), 2);

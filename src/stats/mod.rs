@@ -152,6 +152,7 @@ pub fn compute(
         topics: st.topics.clone(),
         groups: st.group.iter().map(|g| g.topics.clone()).collect(),
         extractor: cfg.payload.extractor(),
+        summary_topic: st.summary_topic.clone(),
     };
     let disorder =
         chrono::Duration::from_std(st.disorder.get()).unwrap_or(chrono::Duration::zero());

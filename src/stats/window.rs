@@ -160,8 +160,14 @@ pub fn parse_time(s: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, String> 
     {
         let d = humantime::parse_duration(rest)
             .map_err(|e| format!("invalid relative time {s:?}: {e}"))?;
-        let d = chrono::Duration::from_std(d).map_err(|e| format!("{s:?}: {e}"))?;
-        return Ok(if sign < 0 { now - d } else { now + d });
+        let t = chrono::Duration::from_std(d).ok().and_then(|d| {
+            if sign < 0 {
+                now.checked_sub_signed(d)
+            } else {
+                now.checked_add_signed(d)
+            }
+        });
+        return t.ok_or_else(|| format!("invalid relative time {s:?}: too far from now"));
     }
     DateTime::parse_from_rfc3339(s)
         .map(|d| d.with_timezone(&Utc))
@@ -430,6 +436,10 @@ mod tests {
         );
         assert!(parse_time("yesterday", now).is_err());
         assert!(parse_time("-15", now).is_err());
+        // Beyond what a date can hold: an error, not an overflow panic.
+        let e = parse_time("-200000000y", now).unwrap_err();
+        assert!(e.contains("too far"), "{e}");
+        assert!(parse_time("+200000000y", now).is_err());
         let _ = now.hour();
     }
 }
