@@ -36,7 +36,7 @@ impl Load {
 
     fn due_at(&self, i: u64) -> Duration {
         match self.rate {
-            Some(r) => Duration::from_secs_f64(i as f64 / r),
+            Some(r) => super::saturating_secs(i as f64 / r),
             None => Duration::ZERO,
         }
     }
@@ -151,6 +151,14 @@ mod tests {
         assert_eq!(l.poll(Duration::ZERO, &mut out), Next::Done);
         assert_eq!(out.len(), 3);
         assert_eq!(out[2].topic, "p/0");
+    }
+
+    #[test]
+    fn a_tiny_rate_waits_instead_of_overflowing() {
+        let mut l = Load::new("p", 1, Some(1e-300), 3);
+        let mut out = Vec::new();
+        assert_eq!(l.poll(Duration::ZERO, &mut out), Next::At(Duration::MAX));
+        assert_eq!(out.len(), 1);
     }
 
     #[test]

@@ -189,9 +189,17 @@ impl Speed {
     /// Real time.
     pub const REAL_TIME: Speed = Speed(1.0);
 
-    /// Simulated seconds per wall-clock second; must be finite and positive.
+    /// The slowest speed: a second of data per 11.6 days.
+    pub const MIN: f64 = 1e-6;
+    /// The fastest: 11.6 days of data per second. Faster would leave the calendar (year
+    /// 262 143, chrono's last) within weeks, and says nothing more about a sensor.
+    pub const MAX: f64 = 1e6;
+
+    /// Simulated seconds per wall-clock second, from [`Speed::MIN`] to [`Speed::MAX`].
     pub fn new(factor: f64) -> Option<Speed> {
-        (factor.is_finite() && factor > 0.0).then_some(Speed(factor))
+        (Speed::MIN..=Speed::MAX)
+            .contains(&factor)
+            .then_some(Speed(factor))
     }
 
     /// The factor.
@@ -201,13 +209,18 @@ impl Speed {
 
     /// Wall-clock time for `simulated` time.
     pub fn wall(self, simulated: Duration) -> Duration {
-        Duration::from_secs_f64(simulated.as_secs_f64() / self.0)
+        saturating_secs(simulated.as_secs_f64() / self.0)
     }
 
     /// Simulated time for `wall` time.
     pub fn simulated(self, wall: Duration) -> Duration {
-        Duration::from_secs_f64(wall.as_secs_f64() * self.0)
+        saturating_secs(wall.as_secs_f64() * self.0)
     }
+}
+
+/// `secs` as a duration, `Duration::MAX` beyond it (never a panic on overflow).
+pub(crate) fn saturating_secs(secs: f64) -> Duration {
+    Duration::try_from_secs_f64(secs.max(0.0)).unwrap_or(Duration::MAX)
 }
 
 impl std::str::FromStr for Speed {
@@ -220,7 +233,13 @@ impl std::str::FromStr for Speed {
                 .map_err(|e| format!("invalid speed {s:?} ({e}): write e.g. \"1h\" or \"3600\""))?
                 .as_secs_f64(),
         };
-        Speed::new(factor).ok_or_else(|| format!("invalid speed {s:?}: must be above zero"))
+        Speed::new(factor).ok_or_else(|| {
+            format!(
+                "invalid speed {s:?}: from {} to {} simulated seconds per second",
+                Speed::MIN,
+                Speed::MAX
+            )
+        })
     }
 }
 
@@ -337,6 +356,17 @@ mod tests {
         assert!("0".parse::<Speed>().is_err());
         assert!("-1".parse::<Speed>().is_err());
         assert!("fast".parse::<Speed>().is_err());
+        // Past the bounds: refused with them named, never an overflow later.
+        for absurd in ["1e300", "1e-300", "inf", "NaN", "1000000000y"] {
+            let e = absurd.parse::<Speed>().unwrap_err();
+            assert!(e.contains("from 0.000001 to 1000000"), "{absurd}: {e}");
+        }
+        let fastest = Speed::new(Speed::MAX).unwrap();
+        assert_eq!(
+            fastest.simulated(Duration::MAX),
+            Duration::MAX,
+            "saturates instead of panicking"
+        );
         let s = Speed::new(3600.0).unwrap();
         assert_eq!(s.wall(Duration::from_secs(7200)), Duration::from_secs(2));
         assert_eq!(

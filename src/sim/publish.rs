@@ -94,7 +94,8 @@ pub async fn run(
         published += send(&client, qos, &mut out).await?;
         let Next::At(at) = next else { break };
         tokio::select! {
-            _ = tokio::time::sleep_until((start + at).into()) => {}
+            // A time past what an Instant holds (a rate of one message a century) is never.
+            _ = sleep_until(start.checked_add(at)) => {}
             _ = shutdown.recv() => break,
         }
     }
@@ -164,5 +165,13 @@ async fn poll(mut driver: mqtt::Driver, qos: QoS, tx: watch::Sender<Progress>) {
                 p.last_error = Some(e);
             }),
         }
+    }
+}
+
+/// Sleep until `at`, or forever when there is no such instant.
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
     }
 }
