@@ -180,10 +180,15 @@ fn high_and_low_alerts_with_hysteresis_end_to_end() {
         before.contains(&"iotitan/bed/temperature 29.5".to_owned()),
         "{before:?}"
     );
+    // The value that cleared it is 28.5, below the band, not 29.5 inside it.
     let ev = event(&sub.wait_for(TIMEOUT, |l| l.starts_with("ev/alerts ")));
     assert_eq!(
-        (ev["state"].as_str(), ev["threshold"].as_f64()),
-        (Some("off"), Some(29.0))
+        (
+            ev["state"].as_str(),
+            ev["threshold"].as_f64(),
+            ev["value"].as_f64()
+        ),
+        (Some("off"), Some(29.0), Some(28.5))
     );
 
     pub_(&m, "iotitan/bed/temperature", "9");
