@@ -165,6 +165,24 @@ fn assert_created_at_increasing(entries: &[serde_json::Value]) {
 
 /// No two requests closer than min_interval (measured at the server, with a little slack
 /// for the network), and none answered 429.
+/// Nothing was refused as a duplicate or otherwise: the stand-in answers 400 to a
+/// `created_at` it stored already, so a resent update would be dropped, not stored twice,
+/// and counting entries alone could not see it.
+fn assert_nothing_refused(ts: &ThingSpeak, log: &[String]) {
+    let refused: Vec<_> = ts
+        .requests()
+        .into_iter()
+        .filter(|r| r.status == 400)
+        .map(|r| r.body)
+        .collect();
+    assert!(refused.is_empty(), "refused: {refused:#?}");
+    assert!(
+        !log.iter().any(|l| l.contains("refused")),
+        "{}",
+        log.join("\n")
+    );
+}
+
 fn assert_never_too_fast(ts: &ThingSpeak) {
     let reqs = ts.requests();
     for w in reqs.windows(2) {
@@ -269,6 +287,7 @@ fn an_outage_of_several_intervals_delivers_every_update_exactly_once() {
             .any(|l| l.contains("delivered") && l.contains("after")),
         "{log:#?}"
     );
+    assert_nothing_refused(ts, &log);
 }
 
 #[test]
@@ -283,7 +302,7 @@ fn a_restart_during_an_outage_loses_nothing_and_sends_nothing_twice() {
         s.publish("t/a", &v.to_string());
     }
     ts.wait_requests(2, TIMEOUT);
-    bridge.stop();
+    let mut log = bridge.stop();
     // Published while the bridge is down: the broker keeps them for its session.
     for v in 6..=8 {
         s.publish("t/a", &v.to_string());
@@ -298,7 +317,7 @@ fn a_restart_during_an_outage_loses_nothing_and_sends_nothing_twice() {
     );
     assert_created_at_increasing(&entries);
     // And once more: a restart after recovery resends nothing.
-    bridge.stop();
+    log.extend(bridge.stop());
     let bridge = Bridge::start(&cfg, Some(KEY), &[]);
     bridge.wait_log("connected to the broker");
     s.publish("t/a", "9");
@@ -307,8 +326,9 @@ fn a_restart_during_an_outage_loses_nothing_and_sends_nothing_twice() {
         field1_values(&entries),
         (1..=9).map(f64::from).collect::<Vec<_>>()
     );
-    bridge.stop();
+    log.extend(bridge.stop());
     assert_never_too_fast(ts);
+    assert_nothing_refused(ts, &log);
 }
 
 #[test]
@@ -332,7 +352,8 @@ fn a_crash_during_an_outage_loses_nothing() {
     let entries = ts.wait_entries(5, TIMEOUT);
     assert_eq!(field1_values(&entries), [1.0, 2.0, 3.0, 4.0, 5.0]);
     assert_created_at_increasing(&entries);
-    bridge.stop();
+    let log = bridge.stop();
+    assert_nothing_refused(ts, &log);
 }
 
 #[test]

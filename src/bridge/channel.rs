@@ -153,6 +153,9 @@ impl Channel {
             let (key, source) =
                 key::load(ch).map_err(|e| ExitError::new(exit::CONFIG, e.to_string()))?;
             tracing::info!("channel {id}: write key from {source}");
+            if let Some(why) = ch.cleartext_url() {
+                tracing::warn!("channel {id}: {why}");
+            }
             let client = Client::new(ch, key).context("cannot set up the HTTP client")?;
             let dir = spool_dir(state_dir);
             let (mut spool, loaded) = Spool::open(&dir, id).map_err(|e| {

@@ -109,6 +109,27 @@ fn default_max_spool() -> usize {
 }
 
 impl ChannelConfig {
+    /// Why `url` would send the write key unencrypted: `http://` to anything but this machine
+    /// (a local proxy or a test server is fine).
+    pub fn cleartext_url(&self) -> Option<String> {
+        let rest = self.url.strip_prefix("http://")?;
+        let host = rest.split(['/', '?']).next().unwrap_or("");
+        let host = match host.rsplit_once(':') {
+            Some((h, port)) if !h.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => h,
+            _ => host,
+        };
+        let local = matches!(host, "localhost" | "[::1]")
+            || host
+                .parse::<std::net::Ipv4Addr>()
+                .is_ok_and(|a| a.is_loopback());
+        (!local).then(|| {
+            format!(
+                "url {} is http://: the write key goes over the network unencrypted (use https://)",
+                self.url
+            )
+        })
+    }
+
     /// The checks that involve more than one key of the channel.
     fn validate(&self) -> Result<(), String> {
         let id = self.id;
@@ -220,6 +241,32 @@ mod tests {
             ConfigError::Invalid { line, message, .. } => format!("{line}: {message}"),
             other => other.to_string(),
         })
+    }
+
+    #[test]
+    fn plain_http_is_flagged_unless_it_stays_on_this_machine() {
+        let with = |url: &str| {
+            let mut c = parse(BASE).unwrap().bridge.channel.remove(0);
+            c.url = url.into();
+            c.cleartext_url()
+        };
+        assert_eq!(with("https://api.thingspeak.com"), None);
+        for local in [
+            "http://127.0.0.1:8080",
+            "http://localhost/",
+            "http://[::1]:3000",
+            "http://127.0.0.2",
+        ] {
+            assert_eq!(with(local), None, "{local}");
+        }
+        for remote in [
+            "http://api.thingspeak.com",
+            "http://192.168.1.5:80/x",
+            "http://localhost.example.com",
+        ] {
+            let why = with(remote).unwrap_or_else(|| panic!("{remote}"));
+            assert!(why.contains("unencrypted"), "{why}");
+        }
     }
 
     #[test]
