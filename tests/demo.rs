@@ -162,3 +162,27 @@ async fn receiver_writes_rfc3339_lines() {
     assert!(lines.iter().all(|l| re.is_match(l)), "{text}");
     assert!(!sock.exists());
 }
+
+#[test]
+fn an_unreachable_broker_stops_the_demo_early_and_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let started = std::time::Instant::now();
+    // Port 1 on loopback: nothing listens there.
+    let out = Command::new(env!("CARGO_BIN_EXE_iotitan-demo"))
+        .current_dir(dir.path())
+        .args(["--broker", "127.0.0.1:1", "--duration", "10m"])
+        .env_remove("IOTITAN_CONFIG")
+        .output()
+        .expect("run iotitan-demo");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_ne!(out.status.code(), Some(0), "{stdout}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(120),
+        "it waited for --duration instead of stopping: {stdout}"
+    );
+    assert!(
+        stdout.contains("FAILED: simulator: cannot reach the MQTT broker at 127.0.0.1:1"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("iotitan demo stopped after"), "{stdout}");
+}

@@ -241,8 +241,9 @@ fn simulation(seed: u64) -> anyhow::Result<Mix> {
         seed,
         ..FaultOptions::default()
     };
+    // Seven devices in three rooms: a DHT22 and a BME280 in each, and a PIR in the kitchen.
     let fleet = Fleet::new(FleetOptions {
-        devices: 6,
+        devices: 7,
         rooms: 3,
         interval: Duration::from_secs(2),
         speed: sim::Speed::new(600.0).unwrap_or(sim::Speed::REAL_TIME),
@@ -325,10 +326,22 @@ pub async fn run(opts: &DemoOptions, mut stop: Shutdown) -> anyhow::Result<Summa
     let watcher = tokio::spawn(watch(cfg.clone(), view.clone(), pipeline_shutdown.clone()));
     let pipeline = pipeline::start(&cfg, &pipeline_stop, opts.thingspeak, &opts.dir);
     let part_names: Vec<&'static str> = pipeline.parts.iter().map(|p| p.0).collect();
+    // The view runs until Ctrl+C, the duration, or the simulator failing (a broker that
+    // cannot be reached): then there is nothing to watch, and the summary says why.
+    let (halt, mut halted) = shutdown::channel();
+    let on_stop = halt.clone();
+    tokio::spawn(async move {
+        stop.recv().await;
+        on_stop.trigger();
+    });
     let mut mix = simulation(opts.seed)?;
     let sim_cfg = cfg.clone();
     let simulator = tokio::spawn(async move {
-        sim::run(&sim_cfg.mqtt, &mut mix, QoS::AtLeastOnce, sim_shutdown).await
+        let out = sim::run(&sim_cfg.mqtt, &mut mix, QoS::AtLeastOnce, sim_shutdown).await;
+        if out.is_err() {
+            halt.trigger();
+        }
+        out
     });
 
     let record_count = || {
@@ -346,18 +359,28 @@ pub async fn run(opts: &DemoOptions, mut stop: Shutdown) -> anyhow::Result<Summa
         lines.extend(pipeline.bridge_lines());
         lines
     };
-    show(opts, &view, &mut stop, started, &extra).await;
+    show(opts, &view, &mut halted, started, &extra).await;
 
     sim_stop.trigger();
+    let mut failures = Vec::new();
     let published = match tokio::time::timeout(STOP_TIMEOUT, simulator).await {
         Ok(Ok(Ok(report))) => report.published,
-        Ok(Ok(Err(e))) => return Err(e.context("simulator")),
-        _ => 0,
+        Ok(Ok(Err(e))) => {
+            failures.push(format!("simulator: {e:#}"));
+            0
+        }
+        Ok(Err(e)) => {
+            failures.push(format!("simulator: {e}"));
+            0
+        }
+        Err(_) => {
+            failures.push(format!("simulator: did not stop within {STOP_TIMEOUT:?}"));
+            0
+        }
     };
     // Give the programs a moment to receive the simulator's last messages before they stop.
     tokio::time::sleep(Duration::from_millis(500)).await;
     pipeline_stop.trigger();
-    let mut failures = Vec::new();
     let bridge_sent = pipeline.bridge_sent();
     for (name, task) in pipeline.parts {
         match tokio::time::timeout(STOP_TIMEOUT, task).await {
