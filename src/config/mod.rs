@@ -217,6 +217,54 @@ mod tests {
         assert_eq!(c.to_toml(), again.to_toml());
     }
 
+    /// The example is the reference of every key: with its commented-out examples switched
+    /// on it is still valid, and every key the programs know (with those examples, defaults
+    /// included) is written in it, set or commented.
+    #[test]
+    fn the_example_config_documents_every_key() {
+        let text = include_str!("../../config/iotitan.toml");
+        let example = regex::Regex::new(r"^# (\[\[?[a-z.]+\]\]?(\s|$)|[a-z_]+ = )").unwrap();
+        let switched_on: String = text
+            .lines()
+            .map(|l| if example.is_match(l) { &l[2..] } else { l })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let c = Config::parse(&switched_on, "config/iotitan.toml, examples on")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let printed: toml::Value = toml::from_str(&c.to_toml()).unwrap();
+        let mut keys = Vec::new();
+        fn walk(v: &toml::Value, path: &str, keys: &mut Vec<(String, String)>) {
+            let table = match v {
+                toml::Value::Table(t) => t,
+                toml::Value::Array(a) => {
+                    a.iter().for_each(|v| walk(v, path, keys));
+                    return;
+                }
+                _ => return,
+            };
+            for (k, v) in table {
+                // Maps keyed by topics (`fields`) hold data, not keys.
+                if k.contains('/') {
+                    continue;
+                }
+                keys.push((path.to_owned(), k.clone()));
+                walk(v, &format!("{path}.{k}"), keys);
+            }
+        }
+        walk(&printed, "", &mut keys);
+        assert!(keys.len() > 50, "{keys:?}");
+        for (path, key) in keys {
+            let written = regex::Regex::new(&format!(
+                r"(?m)(^#?\s*|[{{,]\s*|\[\[?[a-z.]*){key}(\s*=|\]|\.)"
+            ))
+            .unwrap();
+            assert!(
+                written.is_match(text),
+                "{path}.{key} is not documented in config/iotitan.toml"
+            );
+        }
+    }
+
     #[test]
     fn line_col_counts_characters() {
         assert_eq!(line_col("ab\ncé d", 7), (2, 4));

@@ -28,6 +28,11 @@ pub struct StatsConfig {
     /// still be found by the binary search that locates a window in a file. At most a day.
     #[serde(deserialize_with = "disorder")]
     pub disorder: Dur,
+    /// How long a scheduled run waits after its window's end before reading it: records of
+    /// the window's last moments may still be on their way into the syslog files (rsyslog
+    /// writes asynchronously). At most ten minutes.
+    #[serde(deserialize_with = "settle")]
+    pub settle: Dur,
     /// Topic of a retained JSON summary of each window (the `--format json` object).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub summary_topic: Option<String>,
@@ -51,6 +56,19 @@ fn disorder<'de, D: Deserializer<'de>>(d: D) -> Result<Dur, D::Error> {
     if v > MAX_DISORDER {
         return Err(serde::de::Error::custom(format!(
             "disorder {v} is more than {MAX_DISORDER}: syslog timestamps are nearly in order"
+        )));
+    }
+    Ok(v)
+}
+
+/// The most `settle` accepted: a scheduled run must end long before the next one starts.
+pub const MAX_SETTLE: Dur = Dur::secs(600);
+
+fn settle<'de, D: Deserializer<'de>>(d: D) -> Result<Dur, D::Error> {
+    let v = Dur::deserialize(d)?;
+    if v > MAX_SETTLE {
+        return Err(serde::de::Error::custom(format!(
+            "settle {v} is more than {MAX_SETTLE}: a few seconds let the last records arrive"
         )));
     }
     Ok(v)
@@ -92,6 +110,7 @@ impl Default for StatsConfig {
             state_file: None,
             catch_up: 12,
             disorder: Dur::secs(120),
+            settle: Dur::secs(5),
             summary_topic: None,
             group: Vec::new(),
         }
@@ -129,6 +148,7 @@ mod tests {
             "[[stats.group]]\nname = \"a/+\"\ntopics = \"a/#\"\n",
             "[stats]\ndisorder = \"2d\"\n",
             "[stats]\ndisorder = \"100000000y\"\n",
+            "[stats]\nsettle = \"11m\"\n",
         ] {
             assert!(Config::parse(bad, "t").is_err(), "{bad}");
         }

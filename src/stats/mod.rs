@@ -233,9 +233,23 @@ pub async fn run(cfg: &Config, shutdown: Shutdown, opts: &Options) -> anyhow::Re
     };
     let sources = sources(cfg, &opts.inputs)?;
     let (windows, scheduled) = windows(cfg, opts, now)?;
-    if windows.is_empty() {
+    let Some(last) = windows.last() else {
         tracing::info!("nothing to do: the latest window is done already");
         return Ok(());
+    };
+    // Cron and the timer start us right at the window's end, when its last records may still
+    // be on their way into syslog; they would be in no window. (Replays with --now read old
+    // files: nothing to wait for.)
+    if scheduled
+        && opts.now.is_none()
+        && let Some(wait) = window::settle_wait(last.end, cfg.stats.settle.get(), now)
+    {
+        tracing::debug!("waiting {wait:?} for the window's last records");
+        let mut shutdown = shutdown.clone();
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = shutdown.recv() => return Ok(()),
+        }
     }
     let summaries = {
         let (cfg, sources, windows) = (cfg.clone(), sources.clone(), windows.clone());

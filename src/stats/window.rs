@@ -146,6 +146,17 @@ pub fn plan<Z: TimeZone>(
     Plan { windows, dropped }
 }
 
+/// How long a scheduled run at `now` waits before reading a window that ends at `end`, so
+/// that records of the window's last moments have reached syslog: until `end + settle`.
+pub fn settle_wait(
+    end: DateTime<Utc>,
+    settle: std::time::Duration,
+    now: DateTime<Utc>,
+) -> Option<std::time::Duration> {
+    let ready = end + chrono::Duration::from_std(settle).ok()?;
+    (ready > now).then(|| (ready - now).to_std().ok()).flatten()
+}
+
 /// A time on the command line: RFC 3339 (`2026-11-22T05:00:00Z`), `now`, or relative to
 /// `now` with a sign and a unit (`-15m`, `-2h`, `+5m`).
 pub fn parse_time(s: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
@@ -436,6 +447,15 @@ mod tests {
         );
         assert!(parse_time("yesterday", now).is_err());
         assert!(parse_time("-15", now).is_err());
+        let five = std::time::Duration::from_secs(5);
+        let end = utc("2026-11-22T05:00:00Z");
+        assert_eq!(
+            settle_wait(end, five, utc("2026-11-22T05:00:01.5Z")),
+            Some(std::time::Duration::from_millis(3500))
+        );
+        assert_eq!(settle_wait(end, five, utc("2026-11-22T05:00:05Z")), None);
+        assert_eq!(settle_wait(end, five, utc("2026-11-22T05:03:00Z")), None);
+        assert_eq!(settle_wait(end, std::time::Duration::ZERO, end), None);
         // Beyond what a date can hold: an error, not an overflow panic.
         let e = parse_time("-200000000y", now).unwrap_err();
         assert!(e.contains("too far"), "{e}");
