@@ -26,12 +26,26 @@ pub fn status(text: &str) {
 /// The interval at which to send watchdog pings: half of `WATCHDOG_USEC`, or `None` when the
 /// watchdog is off.
 pub fn watchdog_interval() -> Option<Duration> {
-    let mut usec = 0;
-    if sd_notify::watchdog_enabled(false, &mut usec) && usec > 0 {
-        Some(Duration::from_micros(usec / 2))
-    } else {
-        None
+    let var = |k| std::env::var(k).ok();
+    watchdog_interval_from(
+        var("WATCHDOG_USEC").as_deref(),
+        var("WATCHDOG_PID").as_deref(),
+        std::process::id(),
+    )
+}
+
+/// The rule of sd_watchdog_enabled(3): the watchdog is on when `WATCHDOG_USEC` is a positive
+/// number and `WATCHDOG_PID` is unset or names this process (so a child that inherited the
+/// variables does not ping for its parent). The `sd-notify` crate's version also turns it off
+/// when `WATCHDOG_PID` is unset, which systemd's documentation does not.
+fn watchdog_interval_from(usec: Option<&str>, pid: Option<&str>, me: u32) -> Option<Duration> {
+    let usec = usec?.trim().parse::<u64>().ok().filter(|&u| u > 0)?;
+    match pid.map(|p| p.trim().parse::<u32>()) {
+        None => {}
+        Some(Ok(p)) if p == me => {}
+        Some(_) => return None,
     }
+    Some(Duration::from_micros(usec / 2))
 }
 
 /// Send one watchdog ping.
@@ -67,5 +81,25 @@ impl Watchdog {
 impl Default for Watchdog {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn watchdog_follows_sd_watchdog_enabled() {
+        let ms = |m| Some(Duration::from_millis(m));
+        assert_eq!(
+            watchdog_interval_from(Some("200000"), Some("42"), 42),
+            ms(100)
+        );
+        assert_eq!(watchdog_interval_from(Some("200000"), None, 42), ms(100));
+        assert_eq!(watchdog_interval_from(Some("200000"), Some("43"), 42), None);
+        assert_eq!(watchdog_interval_from(Some("200000"), Some("x"), 42), None);
+        assert_eq!(watchdog_interval_from(Some("0"), None, 42), None);
+        assert_eq!(watchdog_interval_from(Some("soon"), None, 42), None);
+        assert_eq!(watchdog_interval_from(None, Some("42"), 42), None);
     }
 }
