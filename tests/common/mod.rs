@@ -91,19 +91,41 @@ pub struct Mosquitto {
     pub port: u16,
     pub dir: tempfile::TempDir,
     child: Option<Child>,
+    extra: String,
 }
 
 impl Mosquitto {
     /// Start a broker and wait until it accepts connections.
     pub fn start() -> Mosquitto {
+        Self::start_with("")
+    }
+
+    /// Start a broker with `extra` lines appended to its config (e.g. `log_type subscribe`).
+    pub fn start_with(extra: &str) -> Mosquitto {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut m = Mosquitto {
             port: free_port(),
             dir,
             child: None,
+            extra: extra.to_owned(),
         };
         m.spawn();
         m
+    }
+
+    /// The broker's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("mosquitto.log")).unwrap_or_default()
+    }
+
+    /// Wait until the broker's log has a line containing `needle` (with
+    /// `log_type subscribe`, `CLIENT-ID QOS FILTER` shows a subscription was processed).
+    pub fn wait_log(&self, needle: &str) {
+        assert!(
+            wait_until(TIMEOUT, || self.log().lines().any(|l| l.contains(needle))),
+            "no {needle:?} in the broker log:\n{}",
+            self.log()
+        );
     }
 
     fn spawn(&mut self) {
@@ -119,6 +141,8 @@ impl Mosquitto {
         if is_root() {
             text.push_str("user root\n");
         }
+        text.push_str(&self.extra);
+        text.push('\n');
         std::fs::write(&conf, text).expect("write mosquitto.conf");
         let child = Command::new(bin)
             .arg("-c")
@@ -290,10 +314,32 @@ impl Rsyslogd {
 
     /// Start with another file template (`RSYSLOG_TraditionalFileFormat` for the old format).
     pub fn start_with_template(template: &str) -> Rsyslogd {
+        let mut r = Self::not_started(template, "");
+        r.spawn();
+        r
+    }
+
+    /// Start with a file template defined here: `string` is an rsyslog template string in
+    /// rsyslog's syntax (properties such as `%APP-NAME%`, `%PROCID%`, `%msg%`; end it with the
+    /// two characters `\n`; no double quotes).
+    pub fn start_with_template_string(string: &str) -> Rsyslogd {
+        let def = format!("template(name=\"testTemplate\" type=\"string\" string=\"{string}\")\n");
+        let mut r = Self::not_started("testTemplate", &def);
+        r.spawn();
+        r
+    }
+
+    /// Configured (ports, socket and output path chosen) but not running: the target of a
+    /// syslog daemon that is down. [`Rsyslogd::restart`] starts it.
+    pub fn stopped() -> Rsyslogd {
+        Self::not_started("RSYSLOG_FileFormat", "")
+    }
+
+    fn not_started(template: &str, template_def: &str) -> Rsyslogd {
         let dir = tempfile::tempdir().expect("tempdir");
         let socket = dir.path().join("log.sock");
         let output = dir.path().join("syslog");
-        let mut r = Rsyslogd {
+        let r = Rsyslogd {
             socket,
             output,
             udp_port: free_port(),
@@ -301,15 +347,14 @@ impl Rsyslogd {
             dir,
             child: None,
         };
-        r.write_conf(template);
-        r.spawn();
+        r.write_conf(template, template_def);
         r
     }
 
-    fn write_conf(&self, template: &str) {
+    fn write_conf(&self, template: &str, template_def: &str) {
         let d = self.dir.path().display();
         let conf = format!(
-            r#"global(workDirectory="{d}" maxMessageSize="1m")
+            r#"{template_def}global(workDirectory="{d}" maxMessageSize="1m")
 module(load="imuxsock" SysSock.Use="off")
 input(type="imuxsock" Socket="{d}/log.sock" UseSpecialParser="off" CreatePath="on")
 module(load="imudp")
@@ -357,7 +402,7 @@ action(type="omfile" file="{d}/syslog" template="{template}")
         }
     }
 
-    /// Stop and start again with the same sockets and output file.
+    /// Stop (if running) and start again with the same sockets and output file.
     pub fn restart(&mut self) {
         self.stop();
         self.spawn();
@@ -611,4 +656,102 @@ pub fn syslog_msg<'a>(line: &'a str, ident: &str) -> Option<&'a str> {
     let rest = &line[start..];
     let end = rest.find("]: ")?;
     Some(&rest[end + 3..])
+}
+
+/// A systemd notification socket (`NOTIFY_SOCKET`): a unix datagram socket in a temp dir,
+/// read by the test like systemd reads it.
+pub struct NotifySocket {
+    pub path: PathBuf,
+    socket: std::os::unix::net::UnixDatagram,
+    _dir: tempfile::TempDir,
+    /// Every datagram received so far, in order.
+    pub seen: std::cell::RefCell<Vec<String>>,
+}
+
+impl NotifySocket {
+    /// Bind a fresh socket.
+    pub fn new() -> NotifySocket {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("notify.sock");
+        let socket = std::os::unix::net::UnixDatagram::bind(&path).expect("bind notify socket");
+        NotifySocket {
+            path,
+            socket,
+            _dir: dir,
+            seen: Default::default(),
+        }
+    }
+
+    /// The next datagram, or `None` after `timeout`.
+    pub fn recv(&self, timeout: Duration) -> Option<String> {
+        self.socket
+            .set_read_timeout(Some(timeout.max(Duration::from_millis(1))))
+            .expect("set timeout");
+        let mut buf = vec![0u8; 4096];
+        let n = self.socket.recv(&mut buf).ok()?;
+        let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+        self.seen.borrow_mut().push(msg.clone());
+        Some(msg)
+    }
+
+    /// Datagrams until one has a line equal to `line` (returned with when it arrived);
+    /// panics with everything seen after `timeout`.
+    pub fn wait_for(&self, line: &str, timeout: Duration) -> (String, Instant) {
+        let deadline = Instant::now() + timeout;
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.recv(left) {
+                Some(m) if m.lines().any(|l| l == line) => return (m, Instant::now()),
+                Some(_) => {}
+                None => break,
+            }
+        }
+        panic!(
+            "no {line:?} from the notify socket within {timeout:?}; got {:#?}",
+            self.seen.borrow()
+        );
+    }
+
+    /// How many datagrams seen so far have a line equal to `line`.
+    pub fn count(&self, line: &str) -> usize {
+        self.seen
+            .borrow()
+            .iter()
+            .filter(|m| m.lines().any(|l| l == line))
+            .count()
+    }
+}
+
+/// A command that runs `program` as systemd runs a `Type=notify` unit with `WatchdogSec=`:
+/// `NOTIFY_SOCKET`, `WATCHDOG_USEC` and `WATCHDOG_PID` set to the program's own pid (hence
+/// the `exec` through `sh`, whose pid the program keeps). Add the program's arguments.
+pub fn systemd_command(program: &str, notify: &NotifySocket, watchdog_usec: u64) -> Command {
+    let mut cmd = Command::new("sh");
+    cmd.args(["-c", "WATCHDOG_PID=$$ exec \"$0\" \"$@\"", program])
+        .env("NOTIFY_SOCKET", &notify.path)
+        .env("WATCHDOG_USEC", watchdog_usec.to_string())
+        .env_remove("WATCHDOG_PID")
+        .env_remove("JOURNAL_STREAM");
+    cmd
+}
+
+/// The counters of a daemon's `stopped: 5 received, 5 written, …` log line, by label
+/// (`"received"`, `"dropped (queue full)"`, …).
+pub fn stopped_counters(log: &str) -> std::collections::HashMap<String, u64> {
+    let line = log
+        .lines()
+        .rev()
+        .find_map(|l| l.split_once("stopped: ").map(|(_, rest)| rest.to_owned()))
+        .unwrap_or_else(|| panic!("no \"stopped:\" line in:\n{log}"));
+    line.split(", ")
+        .map(|part| {
+            let (n, label) = part
+                .trim()
+                .split_once(' ')
+                .unwrap_or_else(|| panic!("bad counter {part:?} in {line:?}"));
+            let n = n
+                .parse()
+                .unwrap_or_else(|_| panic!("bad number {n:?} in {line:?}"));
+            (label.to_owned(), n)
+        })
+        .collect()
 }
