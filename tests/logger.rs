@@ -441,6 +441,35 @@ fn sigterm_mid_stream_exits_zero_within_a_second_and_loses_nothing() {
 }
 
 #[test]
+fn tells_systemd_ready_then_watchdog_pings_then_stopping() {
+    let m = Mosquitto::start();
+    let r = Rsyslogd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), &m, &format!("unix:{}", r.socket.display()), "");
+    let notify = NotifySocket::new();
+    // WatchdogSec=200ms: pings are due every 100 ms.
+    let mut logger = Logger::start_with(systemd_command(LOGGER, &notify, 200_000), &cfg);
+    notify.wait_for("READY=1", TIMEOUT);
+    // Pings after READY=1 (systemd arms the watchdog once start-up is complete).
+    let (_, first) = notify.wait_for("WATCHDOG=1", Duration::from_secs(1));
+    for _ in 0..4 {
+        notify.wait_for("WATCHDOG=1", Duration::from_millis(500));
+    }
+    let took = first.elapsed();
+    assert!(
+        took < Duration::from_millis(800),
+        "4 more pings took {took:?}, half of WATCHDOG_USEC is 100 ms"
+    );
+    // Still logging while it pings.
+    wait_subscribed(&m, || probes_in(&rsyslog_records(&r)));
+    logger.signal("-TERM");
+    notify.wait_for("STOPPING=1", Duration::from_secs(1));
+    let status = wait_exit(&mut logger.child, Duration::from_secs(5)).expect("logger exits");
+    assert!(status.success(), "{status:?}\n{}", logger.log());
+    assert_eq!(notify.count("READY=1"), 1, "{:#?}", notify.seen.borrow());
+}
+
+#[test]
 fn bad_config_exits_78_with_location() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(dir.path(), "[mqtt]\nhost = \"x\"\nprot = 1883\n");

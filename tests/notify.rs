@@ -1,0 +1,83 @@
+//! systemd notifications of the `Type=notify` daemons other than the logger (whose test is in
+//! `tests/logger.rs`): `READY=1`, then `WATCHDOG=1` at half of `WATCHDOG_USEC`, then
+//! `STOPPING=1` on SIGTERM and exit 0 — read from a real `NOTIFY_SOCKET`, the way systemd
+//! starts them (`WATCHDOG_PID` set to the daemon's pid).
+
+mod common;
+use common::*;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+/// Run `program --config config` under a notify socket and check the sequence.
+fn notifies_systemd(program: &str, config: &Path, env: &[(&str, &str)]) {
+    let notify = NotifySocket::new();
+    let log = config.with_file_name("daemon.log");
+    let mut cmd = systemd_command(program, &notify, 200_000);
+    cmd.arg("--config")
+        .arg(config)
+        .envs(env.iter().copied())
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap());
+    let mut child = cmd.spawn().expect("start the daemon");
+    let log = || std::fs::read_to_string(&log).unwrap_or_default();
+    notify.wait_for("READY=1", TIMEOUT);
+    // Pings after READY=1 (systemd arms the watchdog once start-up is complete).
+    let (_, first) = notify.wait_for("WATCHDOG=1", Duration::from_secs(1));
+    for _ in 0..4 {
+        notify.wait_for("WATCHDOG=1", Duration::from_millis(500));
+    }
+    let took = first.elapsed();
+    assert!(
+        took < Duration::from_millis(800),
+        "4 more pings took {took:?}, half of WATCHDOG_USEC is 100 ms"
+    );
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    notify.wait_for("STOPPING=1", Duration::from_secs(1));
+    let status = wait_exit(&mut child, Duration::from_secs(5));
+    let _ = child.kill();
+    let status = status.unwrap_or_else(|| panic!("no exit after SIGTERM\n{}", log()));
+    assert!(status.success(), "{status:?}\n{}", log());
+    assert_eq!(notify.count("READY=1"), 1, "{:#?}", notify.seen.borrow());
+}
+
+#[test]
+fn alerts_tells_systemd_ready_watchdog_and_stopping() {
+    let m = Mosquitto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(
+        dir.path(),
+        &format!(
+            "{}\n[[alerts.rule]]\ntopics = \"iotitan/+/temperature\"\nhigh = 30\n",
+            m.mqtt_toml("notify-alerts")
+        ),
+    );
+    notifies_systemd(env!("CARGO_BIN_EXE_iotitan-alerts"), &cfg, &[]);
+}
+
+#[test]
+fn bridge_tells_systemd_ready_watchdog_and_stopping() {
+    let m = Mosquitto::start();
+    let dir = tempfile::tempdir().unwrap();
+    // Nothing is published, so the (closed) ThingSpeak URL is never used.
+    let cfg = write_config(
+        dir.path(),
+        &format!(
+            "state_dir = \"{}\"\n{}\n[[bridge.channel]]\nid = 4242\nurl = \"http://127.0.0.1:{}\"\n\
+             fields = {{ \"t/a\" = 1 }}\n",
+            dir.path().join("state").display(),
+            m.mqtt_toml("notify-bridge"),
+            free_port()
+        ),
+    );
+    notifies_systemd(
+        env!("CARGO_BIN_EXE_iotitan-bridge"),
+        &cfg,
+        &[("IOTITAN_THINGSPEAK_KEY_4242", "NOTIFYTESTKEY0000")],
+    );
+}
