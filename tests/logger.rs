@@ -440,6 +440,78 @@ fn sigterm_mid_stream_exits_zero_within_a_second_and_loses_nothing() {
     assert!((0..n).all(|i| counts.contains_key(&i)));
 }
 
+/// Publish `messages` (QoS 1, in order, one connection) then a sentinel; once the sentinel's
+/// record is there, every earlier message was handled. Returns the records and counters.
+fn exclude_case(
+    extra: &str,
+    messages: &[(&str, &str)],
+) -> (Vec<(Vec<u8>, Vec<u8>, Option<u64>)>, HashMap<String, u64>) {
+    let m = Mosquitto::start();
+    let r = Rsyslogd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), &m, &format!("unix:{}", r.socket.display()), extra);
+    let mut logger = Logger::start(&cfg);
+    wait_subscribed(&m, || probes_in(&rsyslog_records(&r)));
+    let mut msgs: Vec<_> = messages
+        .iter()
+        .map(|(t, p)| (t.to_string(), p.as_bytes().to_vec()))
+        .collect();
+    msgs.push(("sentinel/end".into(), b"1".to_vec()));
+    let _p = Publisher::start(m.port, &format!("ex{}", free_port()), msgs, 1000, 1);
+    let mut recs = Vec::new();
+    assert!(wait_until(TIMEOUT, || {
+        recs = rsyslog_records(&r);
+        recs.iter().any(|r| r.0 == b"sentinel/end")
+    }));
+    let c = terminate_cleanly(&mut logger, &r);
+    (rsyslog_records(&r), c)
+}
+
+fn topics(recs: &[(Vec<u8>, Vec<u8>, Option<u64>)]) -> Vec<String> {
+    recs.iter()
+        .map(|r| String::from_utf8_lossy(&r.0).into_owned())
+        .filter(|t| t != "probe/up")
+        .collect()
+}
+
+#[test]
+fn default_exclude_keeps_sys_topics_out() {
+    // `#` never matches `$SYS/…` (MQTT 4.7.2): subscribe to it explicitly; the broker sends
+    // its retained `$SYS/broker/version` on subscribing, then updates every 10 s.
+    let (recs, c) = exclude_case(
+        "[logger]\nsubscribe = [\"#\", \"$SYS/#\"]\n",
+        &[("a/b", "1")],
+    );
+    assert_eq!(topics(&recs), ["a/b", "sentinel/end"]);
+    assert!(c["excluded"] >= 1, "the broker's $SYS messages came: {c:?}");
+}
+
+#[test]
+fn excluded_filters_produce_no_record() {
+    let (recs, c) = exclude_case(
+        "[logger]\nexclude = [\"$SYS/#\", \"secret/#\", \"+/+/password\"]\n",
+        &[
+            ("secret/a", "1"),
+            ("home/door/password", "hunter2"),
+            ("home/door/state", "open"),
+            ("secret", "top"),
+            ("secrets/x", "not excluded"),
+            ("home/door/password/old", "deeper: not excluded"),
+        ],
+    );
+    assert_eq!(
+        topics(&recs),
+        [
+            "home/door/state",
+            "secrets/x",
+            "home/door/password/old",
+            "sentinel/end"
+        ]
+    );
+    // `secret/#` matches `secret` itself (MQTT 4.7.1.2).
+    assert_eq!(c["excluded"], 3, "{c:?}");
+}
+
 #[test]
 fn tells_systemd_ready_then_watchdog_pings_then_stopping() {
     let m = Mosquitto::start();
