@@ -449,7 +449,12 @@ fn exclude_case(
     let m = Mosquitto::start();
     let r = Rsyslogd::start();
     let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path(), &m, &format!("unix:{}", r.socket.display()), extra);
+    let cfg = config(
+        dir.path(),
+        &m,
+        &format!("unix:{}", r.socket.display()),
+        extra,
+    );
     let mut logger = Logger::start(&cfg);
     wait_subscribed(&m, || probes_in(&rsyslog_records(&r)));
     let mut msgs: Vec<_> = messages
