@@ -5,6 +5,15 @@ mod common;
 use common::*;
 use std::process::Command;
 
+/// The number printed right after `label` in the summary.
+fn number_after(text: &str, label: &str) -> usize {
+    text.split(label)
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no number after {label:?} in {text}"))
+}
+
 #[test]
 fn short_demo_runs_the_pipeline_and_exits_cleanly() {
     let dir = tempfile::tempdir().unwrap();
@@ -25,12 +34,7 @@ fn short_demo_runs_the_pipeline_and_exits_cleanly() {
     // Not a terminal: periodic status lines, then the summary.
     assert!(stdout.contains("[00:00:05] messages "), "{stdout}");
     assert!(stdout.contains("iotitan demo stopped after"), "{stdout}");
-    let published: u64 = stdout
-        .split("simulator published ")
-        .nth(1)
-        .and_then(|s| s.split(' ').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no count in {stdout}"));
+    let published = number_after(&stdout, "simulator published ");
     assert!(published > 50, "{stdout}");
     assert!(stdout.contains("demo/syslog"), "{stdout}");
 
@@ -40,12 +44,7 @@ fn short_demo_runs_the_pipeline_and_exits_cleanly() {
     // terminal belongs to the view), and counted them.
     assert!(!stdout.contains("write_api_key"), "{stdout}");
     assert!(stdout.contains("demo/bridge-requests.json"), "{stdout}");
-    let sent: usize = stdout
-        .split("bridge sent ")
-        .nth(1)
-        .and_then(|s| s.split(' ').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no bridge count in {stdout}"));
+    let sent = number_after(&stdout, "bridge sent ");
     assert!(sent > 0, "{stdout}");
     let requests = std::fs::read_to_string(dir.path().join("demo/bridge-requests.json")).unwrap();
     let docs: Vec<serde_json::Value> = serde_json::Deserializer::from_str(&requests)

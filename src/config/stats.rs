@@ -52,10 +52,25 @@ fn schedule<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
 pub const MAX_DISORDER: Dur = Dur::secs(24 * 3600);
 
 fn disorder<'de, D: Deserializer<'de>>(d: D) -> Result<Dur, D::Error> {
+    at_most(
+        d,
+        "disorder",
+        MAX_DISORDER,
+        "syslog timestamps are nearly in order",
+    )
+}
+
+/// A duration of at most `max`; beyond it an error naming `key` and saying `why`.
+fn at_most<'de, D: Deserializer<'de>>(
+    d: D,
+    key: &str,
+    max: Dur,
+    why: &str,
+) -> Result<Dur, D::Error> {
     let v = Dur::deserialize(d)?;
-    if v > MAX_DISORDER {
+    if v > max {
         return Err(serde::de::Error::custom(format!(
-            "disorder {v} is more than {MAX_DISORDER}: syslog timestamps are nearly in order"
+            "{key} {v} is more than {max}: {why}"
         )));
     }
     Ok(v)
@@ -65,13 +80,12 @@ fn disorder<'de, D: Deserializer<'de>>(d: D) -> Result<Dur, D::Error> {
 pub const MAX_SETTLE: Dur = Dur::secs(600);
 
 fn settle<'de, D: Deserializer<'de>>(d: D) -> Result<Dur, D::Error> {
-    let v = Dur::deserialize(d)?;
-    if v > MAX_SETTLE {
-        return Err(serde::de::Error::custom(format!(
-            "settle {v} is more than {MAX_SETTLE}: a few seconds let the last records arrive"
-        )));
-    }
-    Ok(v)
+    at_most(
+        d,
+        "settle",
+        MAX_SETTLE,
+        "a few seconds let the last records arrive",
+    )
 }
 
 /// `[[stats.group]]`: one aggregate over several topics (e.g. the house's mean temperature).
