@@ -135,7 +135,9 @@ impl Logger {
                     notify::stopping();
                     break;
                 }
-                _ = self.sink.ready(), if !self.queue.is_empty() => self.flush().await,
+                // Also returns when a stream connection was closed by the daemon, so that
+                // the next record goes to a new connection rather than into a dead one.
+                _ = self.sink.ready(!self.queue.is_empty()) => self.flush().await,
                 _ = watchdog.tick() => {}
                 _ = report.tick() => self.report(),
                 p = inbox.recv() => match p {
@@ -262,7 +264,10 @@ impl Logger {
             let Some(left) = deadline.checked_duration_since(Instant::now()) else {
                 break;
             };
-            if tokio::time::timeout(left, self.sink.ready()).await.is_err() {
+            if tokio::time::timeout(left, self.sink.ready(true))
+                .await
+                .is_err()
+            {
                 break;
             }
             self.flush().await;

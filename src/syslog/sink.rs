@@ -7,6 +7,26 @@
 //! message. We keep its `Facility` and `Severity` types and priority encoding, format headers
 //! ourselves with a per-second cache, and drive non-blocking sockets from the caller's event
 //! loop, so a stalled or restarting daemon never blocks MQTT.
+//!
+//! What a daemon restart costs depends on the transport, because "handed to the socket" is
+//! not "read by the daemon", and only the unix datagram socket lets us tell the difference:
+//!
+//! - `unix:` (datagram, the default): nothing is lost. Datagrams the daemon had not read when
+//!   it exited are sent again once it is back (see [`Unread`]); at most
+//!   `net.unix.max_dgram_qlen` + 1 records can be written twice.
+//! - `tcp:` (and a unix stream socket): a restart while the connection is idle loses nothing,
+//!   as the daemon's close is seen ([`Sink::ready`] watches for it) and the next record goes
+//!   to a new connection. A restart under traffic can lose the records the daemon had
+//!   received into its socket buffer but not read when it exited (the kernel discards them,
+//!   and TCP acknowledges receipt by the kernel, not by the daemon), and those written in the
+//!   moment between its close and our noticing it. Either way the connection ends in a reset
+//!   rather than a clean close, and the warning says records may be lost; after a clean
+//!   close none were. Nothing is written twice. Making this lossless needs acknowledgements
+//!   from the daemon itself (RELP), which we do not speak.
+//! - `udp:`: fire and forget. Records sent while the daemon is down or its buffer is full are
+//!   lost without notice.
+//!
+//! Queued records (the daemon unreachable) are kept by the caller on every transport.
 
 use crate::config::{SyslogConfig, SyslogFormat, SyslogTarget};
 use crate::mqtt::Backoff;
@@ -149,6 +169,8 @@ pub struct Sink {
     unread: Unread,
     /// Messages to send again because the daemon went away before reading them.
     replay: Vec<Vec<u8>>,
+    /// The connection attempt in progress, if any.
+    connecting: Option<Connecting>,
 }
 
 impl Sink {
@@ -164,6 +186,7 @@ impl Sink {
             last_error: None,
             unread: Unread::new(max_dgram_qlen()),
             replay: Vec::new(),
+            connecting: None,
         }
     }
 
@@ -182,45 +205,33 @@ impl Sink {
         self.conn.is_some()
     }
 
-    async fn connect(&mut self) -> io::Result<Conn> {
-        Ok(match &self.target {
-            SyslogTarget::Unix(path) => connect_unix(path.clone())?,
-            SyslogTarget::Udp(addr) => {
-                let peer = tokio::net::lookup_host(addr.as_str())
-                    .await?
-                    .next()
-                    .ok_or_else(|| io::Error::other(format!("{addr} resolves to nothing")))?;
-                let local = if peer.is_ipv4() {
-                    "0.0.0.0:0"
-                } else {
-                    "[::]:0"
-                };
-                let s = UdpSocket::bind(local).await?;
-                s.connect(peer).await?;
-                Conn::Udp(s)
-            }
-            SyslogTarget::Tcp(addr) => {
-                let s =
-                    tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(addr.as_str()))
-                        .await
-                        .map_err(|_| {
-                            io::Error::new(io::ErrorKind::TimedOut, "connect timed out")
-                        })??;
-                s.set_nodelay(true)?;
-                Conn::Tcp(s)
-            }
-        })
+    /// The connection attempt in progress, started if there is none. It lives in the sink,
+    /// so a caller that drops [`Sink::ready`] (a `select!` taking another branch) resumes the
+    /// same attempt next time instead of starting a new one: under a steady flow of messages
+    /// a fresh attempt per message would never complete.
+    fn connecting(&mut self) -> &mut Connecting {
+        let target = self.target.clone();
+        self.connecting
+            .get_or_insert_with(|| Box::pin(connect(target)))
     }
 
-    /// Wait until a write may make progress: the socket is writable, or the reconnect delay
-    /// has passed and a new connection was made (on failure another delay is scheduled and
-    /// this returns, so the caller's loop stays responsive).
-    pub async fn ready(&mut self) {
+    /// Wait until a write may make progress (when `want_write`): the socket is writable, or
+    /// the reconnect delay has passed and a new connection was made (on failure another delay
+    /// is scheduled and this returns, so the caller's loop stays responsive). On stream
+    /// transports it also returns once the daemon closed the connection, which then counts
+    /// as a failure: a restarted daemon is noticed before the next record is written into a
+    /// dead connection. Without `want_write` and without a connection it never returns.
+    pub async fn ready(&mut self, want_write: bool) {
         if self.conn.is_none() {
+            if !want_write {
+                return std::future::pending().await;
+            }
             if let Some(at) = self.retry_at {
                 tokio::time::sleep_until(at).await;
             }
-            match self.connect().await {
+            let result = self.connecting().await;
+            self.connecting = None;
+            match result {
                 Ok(c) => {
                     if self.last_error.take().is_some() {
                         tracing::info!("reconnected to syslog at {}", self.target);
@@ -233,14 +244,24 @@ impl Sink {
             }
             return;
         }
-        let res = match &self.conn {
-            Some(Conn::UnixDgram(s)) => s.writable().await,
-            Some(Conn::UnixStream(s)) => s.writable().await,
-            Some(Conn::Udp(s)) => s.writable().await,
-            Some(Conn::Tcp(s)) => s.writable().await,
-            None => Ok(()),
+        let closed = match &self.conn {
+            Some(Conn::Tcp(s)) => {
+                tokio::select! {
+                    r = s.writable(), if want_write => r.err(),
+                    r = s.readable() => r.err().or_else(|| peer_closed(|b| s.try_read(b))),
+                }
+            }
+            Some(Conn::UnixStream(s)) => {
+                tokio::select! {
+                    r = s.writable(), if want_write => r.err(),
+                    r = s.readable() => r.err().or_else(|| peer_closed(|b| s.try_read(b))),
+                }
+            }
+            Some(Conn::UnixDgram(s)) if want_write => s.writable().await.err(),
+            Some(Conn::Udp(s)) if want_write => s.writable().await.err(),
+            _ => return std::future::pending().await,
         };
-        if let Err(e) = res {
+        if let Some(e) = closed {
             self.fail(e);
         }
     }
@@ -257,7 +278,21 @@ impl Sink {
             self.replay.extend(self.unread.drain());
         }
         let msg = e.to_string();
-        if self.last_error.as_deref() != Some(msg.as_str()) {
+        let stream = matches!(self.conn, Some(Conn::Tcp(_) | Conn::UnixStream(_)));
+        if stream
+            && matches!(
+                e.kind(),
+                io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe
+            )
+        {
+            // A daemon that closes with unread data resets the connection (a clean close
+            // means it read everything); writing after its close also ends in a reset.
+            tracing::warn!(
+                "syslog at {} reset the connection ({msg}): records written just before may \
+                 be lost (the daemon exited without reading them); holding records",
+                self.target
+            );
+        } else if self.last_error.as_deref() != Some(msg.as_str()) {
             tracing::warn!(
                 "syslog at {} unavailable: {msg}; holding records",
                 self.target
@@ -310,6 +345,53 @@ impl Sink {
                 Outcome::Later
             }
         }
+    }
+}
+
+/// A connection attempt, kept across calls of [`Sink::ready`].
+type Connecting = std::pin::Pin<Box<dyn std::future::Future<Output = io::Result<Conn>> + Send>>;
+
+/// Open a connection to `target`.
+async fn connect(target: SyslogTarget) -> io::Result<Conn> {
+    Ok(match &target {
+        SyslogTarget::Unix(path) => connect_unix(path.clone())?,
+        SyslogTarget::Udp(addr) => {
+            let peer = tokio::net::lookup_host(addr.as_str())
+                .await?
+                .next()
+                .ok_or_else(|| io::Error::other(format!("{addr} resolves to nothing")))?;
+            let local = if peer.is_ipv4() {
+                "0.0.0.0:0"
+            } else {
+                "[::]:0"
+            };
+            let s = UdpSocket::bind(local).await?;
+            s.connect(peer).await?;
+            Conn::Udp(s)
+        }
+        SyslogTarget::Tcp(addr) => {
+            let s = tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(addr.as_str()))
+                .await
+                .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
+            s.set_nodelay(true)?;
+            Conn::Tcp(s)
+        }
+    })
+}
+
+/// After a stream socket turned readable: the error that ended the connection, if it ended.
+/// A syslog daemon never sends anything, so readable means closed (EOF or an error); anything
+/// it does send is read and ignored.
+fn peer_closed(mut read: impl FnMut(&mut [u8]) -> io::Result<usize>) -> Option<io::Error> {
+    let mut buf = [0u8; 512];
+    match read(&mut buf) {
+        Ok(0) => Some(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "the daemon closed the connection",
+        )),
+        Ok(_) => None,
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => None,
+        Err(e) => Some(e),
     }
 }
 
