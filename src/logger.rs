@@ -5,9 +5,12 @@
 //! turns each message into a record ([`record::encode`]) and writes it to a non-blocking
 //! [`Sink`]. A QoS ≥ 1 message is acknowledged only after its record was handed to the syslog
 //! socket (manual acks), so a crash loses nothing the broker still holds. While syslog is
-//! unreachable, records wait in a bounded queue; past the bound, QoS 0 messages are dropped
-//! and counted, while QoS ≥ 1 messages stay unacknowledged at the broker, whose in-flight
-//! window bounds them.
+//! unreachable, records wait in a queue bounded in records (`logger.queue`) and in bytes
+//! (`logger.queue_bytes`, so the daemon stays small whatever the payload size); past either
+//! bound, QoS 0 messages are dropped, counted and logged (at once, then once a second while
+//! it lasts, and a total when syslog has caught up), while QoS ≥ 1 messages stay
+//! unacknowledged at the broker, whose in-flight window bounds them. What a syslog restart
+//! can cost depends on the transport: see [`crate::syslog::sink`].
 
 use crate::config::Config;
 use crate::mqtt::{self, Driver, REQUEST_CAPACITY, Update};
@@ -23,10 +26,16 @@ use std::time::{Duration, Instant, SystemTime};
 const DRAIN_BUDGET: Duration = Duration::from_millis(500);
 /// How long a shutdown waits for the disconnect to reach the broker.
 const DISCONNECT_BUDGET: Duration = Duration::from_millis(200);
-/// Messages buffered between the poller and the writer.
-const INBOX: usize = 1024;
+/// Messages buffered between the poller and the writer. The writer never waits for syslog
+/// (it queues or drops), so this only fills when the CPU is short; it is kept small because
+/// it is bounded in messages, not bytes (256 of the largest are 2 MiB).
+const INBOX: usize = 256;
+/// What a queued record costs besides its bytes: its queue slot and the allocator's header.
+const RECORD_OVERHEAD: usize = std::mem::size_of::<Pending>() + 16;
+/// How often drops are summarised while they go on.
+const DROP_REPORT: Duration = Duration::from_secs(1);
 
-/// What the logger did, reported at exit and when drops happen.
+/// What the logger did, reported at exit.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Counters {
     /// Messages received from the broker.
@@ -45,6 +54,13 @@ pub struct Counters {
 struct Pending {
     message: Vec<u8>,
     ack: Option<Publish>,
+}
+
+impl Pending {
+    /// Memory the record holds while queued, for `logger.queue_bytes`.
+    fn cost(&self) -> usize {
+        self.message.capacity() + RECORD_OVERHEAD
+    }
 }
 
 /// Run the logger until `shutdown`, then write what was received and disconnect.
@@ -71,11 +87,13 @@ pub async fn run(cfg: &Config, shutdown: Shutdown) -> anyhow::Result<Counters> {
         exclude: cfg.logger.exclude.clone(),
         max_payload: cfg.logger.max_payload_bytes,
         queue_cap: cfg.logger.queue.max(1),
+        queue_bytes_cap: cfg.logger.queue_bytes,
         queue: VecDeque::new(),
+        queued_bytes: 0,
+        outage: None,
         record: Vec::with_capacity(512),
         message: Vec::with_capacity(1024),
         counters: Counters::default(),
-        reported: Counters::default(),
     };
     tracing::info!(
         "logging {} from {}:{} to {}",
@@ -104,6 +122,13 @@ pub async fn run(cfg: &Config, shutdown: Shutdown) -> anyhow::Result<Counters> {
     Ok(c)
 }
 
+/// Drops since the queue last overflowed, for the log.
+#[derive(Clone, Copy)]
+struct Outage {
+    dropped_before: u64,
+    logged: u64,
+}
+
 struct Logger {
     client: AsyncClient,
     sink: Sink,
@@ -111,13 +136,18 @@ struct Logger {
     exclude: Filters,
     max_payload: usize,
     queue_cap: usize,
+    queue_bytes_cap: usize,
     queue: VecDeque<Pending>,
+    /// Sum of [`Pending::cost`] over `queue`.
+    queued_bytes: usize,
+    /// While QoS 0 messages are being dropped: the drop count when it began and when it was
+    /// last logged.
+    outage: Option<Outage>,
     /// Scratch: the record of the current message.
     record: Vec<u8>,
     /// Scratch: the syslog message of the current record.
     message: Vec<u8>,
     counters: Counters,
-    reported: Counters,
 }
 
 impl Logger {
@@ -128,6 +158,8 @@ impl Logger {
     ) {
         let mut watchdog = notify::Watchdog::new();
         let mut report = tokio::time::interval(Duration::from_secs(10));
+        let mut drop_report = tokio::time::interval(DROP_REPORT);
+        drop_report.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 biased;
@@ -139,6 +171,7 @@ impl Logger {
                 // the next record goes to a new connection rather than into a dead one.
                 _ = self.sink.ready(!self.queue.is_empty()) => self.flush().await,
                 _ = watchdog.tick() => {}
+                _ = drop_report.tick(), if self.outage.is_some() => self.report_drops(),
                 _ = report.tick() => self.report(),
                 p = inbox.recv() => match p {
                     Some(p) => self.handle(p).await,
@@ -185,14 +218,84 @@ impl Logger {
                 Outcome::Later => {}
             }
         }
-        if ack.is_none() && self.queue.len() >= self.queue_cap {
-            self.counters.dropped_queue_full += 1;
-            return;
-        }
-        self.queue.push_back(Pending {
+        let pending = Pending {
             message: self.message.clone(),
             ack,
+        };
+        if pending.ack.is_none()
+            && (self.queue.len() >= self.queue_cap
+                || self.queued_bytes + pending.cost() > self.queue_bytes_cap)
+        {
+            self.drop_qos0();
+            return;
+        }
+        self.push_back(pending);
+    }
+
+    fn push_back(&mut self, p: Pending) {
+        self.queued_bytes += p.cost();
+        self.queue.push_back(p);
+    }
+
+    fn push_front(&mut self, p: Pending) {
+        self.queued_bytes += p.cost();
+        self.queue.push_front(p);
+    }
+
+    fn pop_front(&mut self) -> Option<Publish> {
+        let p = self.queue.pop_front()?;
+        self.queued_bytes -= p.cost();
+        p.ack
+    }
+
+    /// Count a QoS 0 message dropped for want of queue space; the first of an outage is
+    /// logged at once, the rest by [`Logger::report_drops`].
+    fn drop_qos0(&mut self) {
+        let before = self.counters.dropped_queue_full;
+        self.counters.dropped_queue_full += 1;
+        if self.outage.is_some() {
+            return;
+        }
+        self.outage = Some(Outage {
+            dropped_before: before,
+            logged: before + 1,
         });
+        tracing::warn!(
+            "dropping QoS 0 messages: syslog is {} and the queue is full ({} records, {} bytes; \
+             logger.queue = {}, logger.queue_bytes = {}); QoS 1/2 messages wait at the broker",
+            match self.sink.last_error() {
+                Some(e) => format!("unavailable ({e})"),
+                None if !self.sink.is_connected() => "not connected yet".into(),
+                None => "too slow".into(),
+            },
+            self.queue.len(),
+            self.queued_bytes,
+            self.queue_cap,
+            self.queue_bytes_cap,
+        );
+    }
+
+    /// While drops go on: how many since the last report. Once the queue is empty again
+    /// (syslog caught up): the outage's total.
+    fn report_drops(&mut self) {
+        let Some(o) = &mut self.outage else { return };
+        let total = self.counters.dropped_queue_full;
+        if total > o.logged {
+            tracing::warn!(
+                "dropped {} more QoS 0 messages ({} in this outage; {} records queued)",
+                total - o.logged,
+                total - o.dropped_before,
+                self.queue.len()
+            );
+            o.logged = total;
+        }
+        if self.queue.is_empty() {
+            tracing::info!(
+                "syslog caught up: {} QoS 0 messages were dropped in this outage",
+                total - o.dropped_before
+            );
+            self.outage = None;
+        }
     }
 
     /// Write queued records until the socket is full or the queue empty.
@@ -203,11 +306,11 @@ impl Logger {
             match outcome {
                 Outcome::Done => {
                     self.counters.written += 1;
-                    let p = self.queue.pop_front().and_then(|p| p.ack);
+                    let p = self.pop_front();
                     self.ack_opt(p).await;
                 }
                 Outcome::Rejected(e) => {
-                    let p = self.queue.pop_front().and_then(|p| p.ack);
+                    let p = self.pop_front();
                     self.reject(e, p).await;
                 }
                 Outcome::Later => break,
@@ -228,7 +331,7 @@ impl Logger {
         );
         self.counters.written -= replay.len() as u64;
         for message in replay.into_iter().rev() {
-            self.queue.push_front(Pending { message, ack: None });
+            self.push_front(Pending { message, ack: None });
         }
     }
 
@@ -293,14 +396,6 @@ impl Logger {
 
     fn report(&mut self) {
         let c = self.counters;
-        let new_drops = c.dropped_queue_full - self.reported.dropped_queue_full;
-        if new_drops > 0 {
-            tracing::warn!(
-                "dropped {new_drops} QoS 0 messages: syslog unavailable ({}) and {} records queued",
-                self.sink.last_error().unwrap_or("busy"),
-                self.queue.len()
-            );
-        }
         notify::status(&format!(
             "{} received, {} written, {} queued, {} dropped",
             c.received,
@@ -308,7 +403,6 @@ impl Logger {
             self.queue.len(),
             c.dropped_queue_full + c.dropped_too_big
         ));
-        self.reported = c;
     }
 }
 

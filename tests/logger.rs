@@ -519,6 +519,29 @@ fn sigterm_mid_stream_exits_zero_within_a_second_and_loses_nothing() {
     assert!((0..n).all(|i| counts.contains_key(&i)));
 }
 
+/// A logger subscribed at QoS 0 (`extra` adds `[logger]` keys) to a broker that logs
+/// subscriptions, writing to an rsyslogd over TCP that is not running yet. Returns once the
+/// broker has the subscription.
+fn logger_with_syslog_down(
+    dir: &Path,
+    extra: &str,
+) -> (Mosquitto, Rsyslogd, Logger, std::path::PathBuf) {
+    let m = Mosquitto::start_with("log_type subscribe");
+    let r = Rsyslogd::stopped();
+    let id = format!("down{}", free_port());
+    let cfg = write_config(
+        dir,
+        &format!(
+            "{}\n[syslog]\ntarget = \"tcp:127.0.0.1:{}\"\n[logger]\nqos = 0\n{extra}",
+            m.mqtt_toml(&id),
+            r.tcp_port
+        ),
+    );
+    let logger = Logger::start(&cfg);
+    m.wait_log(&format!("{id}-logger 0 #"));
+    (m, r, logger, cfg)
+}
+
 /// Wait for a line with `needle` in the logger's log; returns it.
 fn wait_log(logger: &Logger, needle: &str) -> String {
     let mut line = None;
@@ -532,6 +555,116 @@ fn wait_log(logger: &Logger, needle: &str) -> String {
     });
     assert!(ok, "no {needle:?} in the log:\n{}", logger.log());
     line.unwrap_or_default()
+}
+
+#[test]
+fn qos0_beyond_the_queue_is_dropped_counted_and_logged_and_the_queue_arrives() {
+    let dir = tempfile::tempdir().unwrap();
+    let (m, mut r, mut logger, _) = logger_with_syslog_down(dir.path(), "queue = 100\n");
+    let lines: String = (0..300).map(|i| format!("{i}\n")).collect();
+    let file = dir.path().join("lines.txt");
+    std::fs::write(&file, lines).unwrap();
+    m.publish_lines(&["-t", "drop/x", "-q", "0"], &file);
+    // Logged at once, then summed up each second: all 300 handled, 100 queued.
+    let first = wait_log(&logger, "dropping QoS 0 messages");
+    assert!(
+        first.contains("syslog is unavailable (Connection refused")
+            && first.contains("queue is full (100 records")
+            && first.contains("logger.queue = 100"),
+        "{first}"
+    );
+    wait_log(&logger, "(200 in this outage");
+    r.restart();
+    let mut got = Vec::new();
+    assert!(wait_until(TIMEOUT, || {
+        got = rsyslog_records(&r);
+        got.len() >= 100
+    }));
+    let payloads: Vec<_> = got
+        .iter()
+        .filter(|r| r.0 == b"drop/x")
+        .map(|r| String::from_utf8_lossy(&r.1).into_owned())
+        .collect();
+    let oldest: Vec<_> = (0..100).map(|i| i.to_string()).collect();
+    assert_eq!(payloads, oldest, "the queue keeps the oldest, in order");
+    wait_log(&logger, "syslog caught up: 200 QoS 0 messages were dropped");
+    m.publish(&["-t", "after/x", "-m", "1", "-q", "0"]);
+    assert!(wait_until(TIMEOUT, || rsyslog_records(&r)
+        .iter()
+        .any(|r| r.0 == b"after/x")));
+    let (status, _) = logger.terminate();
+    assert!(status.success());
+    let c = stopped_counters(&logger.log());
+    assert_eq!(c["dropped (queue full)"], 200, "{c:?}");
+    assert_eq!(c["received"], 301, "{c:?}");
+    assert_eq!(c["written"], 101, "{c:?}");
+}
+
+/// A field of `/proc/PID/status` in KiB (`VmRSS`, `VmHWM`).
+fn vm_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches(" kB").parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in {status}"))
+}
+
+#[test]
+fn an_outage_holds_at_most_queue_bytes_of_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let (m, mut r, mut logger, _) = logger_with_syslog_down(dir.path(), "");
+    let pid = logger.child.id();
+    let before = vm_kib(pid, "VmRSS");
+    // 3 000 records of 7 000 bytes: 21 MB, five times the default logger.queue_bytes.
+    let payload = "x".repeat(7000);
+    let lines: String = (0..3000).map(|i| format!("{i:04}{payload}\n")).collect();
+    let file = dir.path().join("lines.txt");
+    std::fs::write(&file, lines).unwrap();
+    m.publish_lines(&["-t", "big/x", "-q", "0"], &file);
+    let first = wait_log(&logger, "dropping QoS 0 messages");
+    assert!(first.contains("logger.queue_bytes = 4194304"), "{first}");
+    // "the queue is full (N records, B bytes; …": B within a record of the bound.
+    let full: Vec<u64> = first
+        .split("queue is full (")
+        .nth(1)
+        .and_then(|rest| rest.split(';').next())
+        .map(|counts| {
+            counts
+                .split(", ")
+                .filter_map(|c| c.split(' ').next()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    let [records, bytes] = full[..] else {
+        panic!("no queue size in {first}")
+    };
+    assert!(bytes <= 4 << 20 && bytes > (4 << 20) - 7300, "{first}");
+    assert!(records * 7000 <= bytes, "{first}");
+    r.restart();
+    let line = wait_log(&logger, "syslog caught up: ");
+    m.publish(&["-t", "after/x", "-m", "1", "-q", "0"]);
+    let mut got = Vec::new();
+    assert!(wait_until(TIMEOUT, || {
+        got = rsyslog_records(&r);
+        got.iter().any(|r| r.0 == b"after/x")
+    }));
+    let peak = vm_kib(pid, "VmHWM");
+    let (status, _) = logger.terminate();
+    assert!(status.success());
+    let c = stopped_counters(&logger.log());
+    let written = got.iter().filter(|r| r.0 == b"big/x").count() as u64;
+    eprintln!(
+        "{records} records queued at most, {written} written, {} dropped; RSS {before} KiB \
+         before, peak {peak} KiB; {line}",
+        c["dropped (queue full)"]
+    );
+    assert_eq!(written + c["dropped (queue full)"], 3000, "{c:?}");
+    assert!(
+        peak - before < 8 << 10,
+        "memory grew by {} KiB for a 4 MiB queue",
+        peak - before
+    );
 }
 
 /// Publish `messages` (QoS 1, in order, one connection) then a sentinel; once the sentinel's

@@ -23,6 +23,10 @@ pub struct LoggerConfig {
     /// Records held in memory while the syslog daemon is unreachable; beyond it, QoS 0
     /// messages are dropped (and counted) while QoS 1/2 wait at the broker.
     pub queue: usize,
+    /// The same bound in bytes (record bytes plus about 100 bytes of bookkeeping each), so
+    /// that an outage cannot grow the daemon past its memory budget whatever the payload
+    /// size: the default holds 4 MiB, 500 maximal records or some 20 000 typical ones.
+    pub queue_bytes: usize,
 }
 
 fn qos<'de, D: Deserializer<'de>>(d: D) -> Result<u8, D::Error> {
@@ -42,6 +46,7 @@ impl Default for LoggerConfig {
             exclude: Filters::of(&["$SYS/#"]),
             max_payload_bytes: 7680,
             queue: 65_536,
+            queue_bytes: 4 << 20,
         }
     }
 }
