@@ -771,6 +771,107 @@ fn tells_systemd_ready_then_watchdog_pings_then_stopping() {
 }
 
 #[test]
+fn rfc5424_records_reach_rsyslog_field_by_field() {
+    let m = Mosquitto::start();
+    // rsyslog's own RFC 5424 parse of each field, one line per record.
+    let r = Rsyslogd::start_with_template_string(
+        "%PROTOCOL-VERSION%|%PRI%|%TIMESTAMP:::date-rfc3339%|%HOSTNAME%|%APP-NAME%|%PROCID%|%MSGID%|%STRUCTURED-DATA%|%msg%\\n",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    // One logger per transport; the host name tells their records apart.
+    let targets = [
+        ("unixhost", format!("unix:{}", r.socket.display())),
+        ("tcphost", format!("tcp:127.0.0.1:{}", r.tcp_port)),
+    ];
+    let loggers: Vec<_> = targets
+        .iter()
+        .map(|(host, target)| {
+            let sub = dir.path().join(host);
+            std::fs::create_dir(&sub).unwrap();
+            let cfg = config(
+                &sub,
+                &m,
+                target,
+                &format!("format = \"rfc5424\"\nhostname = \"{host}\"\nidentifier = \"it5424\"\n"),
+            );
+            Logger::start(&cfg)
+        })
+        .collect();
+    let fields = || -> Vec<Vec<String>> {
+        r.lines()
+            .iter()
+            .map(|l| l.splitn(9, '|').map(str::to_owned).collect())
+            .collect()
+    };
+    // Both loggers have subscribed once each has written a probe.
+    let ok = wait_until(TIMEOUT, || {
+        m.publish(&["-t", "probe/up", "-m", "1", "-q", "1"]);
+        wait_until(Duration::from_millis(300), || {
+            let f = fields();
+            targets
+                .iter()
+                .all(|(h, _)| f.iter().any(|f| f.len() == 9 && f[3] == *h))
+        })
+    });
+    assert!(ok, "no probe records: {:?}", r.lines());
+    let messages: Vec<(&str, &[u8])> = vec![
+        ("iotitan/home/up_bed1/dht11/temperature", b"23.1"),
+        ("tele/x/SENSOR", br#"{"T":1,"s":"a b"}"#),
+        ("h/newline and space", b"a\nb\\c"),
+        ("h/utf8", "23,5 °C".as_bytes()),
+    ];
+    let _p = Publisher::start(
+        m.port,
+        &format!("p5424{}", free_port()),
+        messages
+            .iter()
+            .map(|(t, p)| (t.to_string(), p.to_vec()))
+            .collect(),
+        1000,
+        1,
+    );
+    let is_probe = |f: &Vec<String>| f[8].starts_with("probe/up ");
+    let mut got = Vec::new();
+    assert!(
+        wait_until(TIMEOUT, || {
+            got = fields().into_iter().filter(|f| !is_probe(f)).collect();
+            got.len() >= 2 * messages.len()
+        }),
+        "{:?}",
+        r.lines()
+    );
+    assert_eq!(got.len(), 2 * messages.len(), "{got:?}");
+    let stamp = regex::Regex::new(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}[+-]\d\d:\d\d$").unwrap();
+    let now = chrono::Utc::now();
+    for ((host, _), logger) in targets.iter().zip(&loggers) {
+        let mine: Vec<_> = got.iter().filter(|f| f[3] == *host).collect();
+        assert_eq!(mine.len(), messages.len(), "{host}: {got:?}");
+        for (f, (topic, payload)) in mine.iter().zip(&messages) {
+            let mut record = Vec::new();
+            record::encode(topic.as_bytes(), payload, 7680, &mut record);
+            let pid = logger.child.id().to_string();
+            assert_eq!(
+                [&f[0], &f[1], &f[4], &f[5], &f[6], &f[7], &f[8]],
+                [
+                    "1",
+                    "134",
+                    "it5424",
+                    &pid,
+                    "-",
+                    "-",
+                    &String::from_utf8(record).unwrap()
+                ],
+                "{host}: {f:?}"
+            );
+            assert!(stamp.is_match(&f[2]), "microseconds and offset kept: {f:?}");
+            let t = chrono::DateTime::parse_from_rfc3339(&f[2]).unwrap();
+            let age = now.signed_duration_since(t).num_seconds().abs();
+            assert!(age < 60, "{f:?} is {age} s from now");
+        }
+    }
+}
+
+#[test]
 fn bad_config_exits_78_with_location() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(dir.path(), "[mqtt]\nhost = \"x\"\nprot = 1883\n");
