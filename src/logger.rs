@@ -218,18 +218,18 @@ impl Logger {
                 Outcome::Later => {}
             }
         }
-        let pending = Pending {
-            message: self.message.clone(),
-            ack,
-        };
-        if pending.ack.is_none()
+        // A copy of the message is exactly as big as the message (see `Pending::cost`).
+        if ack.is_none()
             && (self.queue.len() >= self.queue_cap
-                || self.queued_bytes + pending.cost() > self.queue_bytes_cap)
+                || self.queued_bytes + self.message.len() + RECORD_OVERHEAD > self.queue_bytes_cap)
         {
             self.drop_qos0();
             return;
         }
-        self.push_back(pending);
+        self.push_back(Pending {
+            message: self.message.clone(),
+            ack,
+        });
     }
 
     fn push_back(&mut self, p: Pending) {
