@@ -1,7 +1,7 @@
 //! `iotitan-logger`: every MQTT message into syslog as one record, nothing lost, nothing
 //! forged.
 //!
-//! Shape: a poller task keeps the MQTT event loop moving ([`spawn_poller`]); this task
+//! Shape: a poller task keeps the MQTT event loop moving ([`mqtt::spawn_poller`]); this task
 //! turns each message into a record ([`record::encode`]) and writes it to a non-blocking
 //! [`Sink`]. A QoS ≥ 1 message is acknowledged only after its record was handed to the syslog
 //! socket (manual acks), so a crash loses nothing the broker still holds. While syslog is
@@ -13,12 +13,12 @@
 //! can cost depends on the transport: see [`crate::syslog::sink`].
 
 use crate::config::Config;
-use crate::mqtt::{self, Driver, REQUEST_CAPACITY, Update};
+use crate::mqtt::{self, Driver, REQUEST_CAPACITY};
 use crate::shutdown::Shutdown;
 use crate::syslog::sink::{Formatter, Outcome, Sink};
 use crate::topic::Filters;
 use crate::{notify, record};
-use rumqttc::{AsyncClient, Event, Outgoing, Packet, Publish, QoS, SubscribeFilter};
+use rumqttc::{AsyncClient, Publish, QoS, SubscribeFilter};
 use std::collections::VecDeque;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -77,7 +77,7 @@ pub async fn run(cfg: &Config, shutdown: Shutdown) -> anyhow::Result<Counters> {
         .iter()
         .map(|f| SubscribeFilter::new(f.to_string(), qos))
         .collect();
-    let (inbox, poller) = spawn_poller(client.clone(), driver, filters, INBOX);
+    let (inbox, poller) = mqtt::spawn_poller(client.clone(), driver, filters, INBOX);
     let sink = Sink::new(cfg.syslog.target.clone());
     let formatter = Formatter::new(&cfg.syslog, sink.is_network());
     let mut logger = Logger {
@@ -404,73 +404,6 @@ impl Logger {
             c.dropped_queue_full + c.dropped_too_big
         ));
     }
-}
-
-/// Poll the broker in a task of its own, subscribing to `filters` on every fresh session and
-/// forwarding publishes into the returned channel, like [`mqtt::spawn_poller`] — except at
-/// the end: once our DISCONNECT went out, it reads on until the broker closes the connection.
-///
-/// Closing first is what loses acknowledgements: with the broker's publishes still arriving,
-/// closing a socket with unread data makes the kernel reset the connection, and a broker that
-/// hits the reset while writing (mosquitto: "disconnected: Broken pipe") drops the
-/// connection without reading what we sent last — the final acknowledgements and the
-/// DISCONNECT. Those messages would then be delivered again and written twice. The broker
-/// closing the connection proves it read everything before the DISCONNECT.
-fn spawn_poller(
-    client: AsyncClient,
-    mut driver: Driver,
-    filters: Vec<SubscribeFilter>,
-    capacity: usize,
-) -> (
-    tokio::sync::mpsc::Receiver<Publish>,
-    tokio::task::JoinHandle<()>,
-) {
-    let (tx, rx) = tokio::sync::mpsc::channel(capacity.max(1));
-    let task = tokio::spawn(async move {
-        let mut disconnecting = false;
-        loop {
-            match driver.next().await {
-                Update::Connected { fresh } => {
-                    tracing::info!("connected to the MQTT broker (session present: {})", !fresh);
-                    if fresh && !filters.is_empty() {
-                        // Subscribing goes through the request channel that only this task
-                        // drains: ask from another task so this one keeps polling.
-                        let (c, f) = (client.clone(), filters.clone());
-                        tokio::spawn(async move {
-                            if let Err(e) = c.subscribe_many(f).await {
-                                tracing::error!("cannot subscribe: {e}");
-                            }
-                        });
-                    }
-                }
-                Update::Event(Event::Incoming(Packet::Publish(p))) => {
-                    // After `close()` (shutting down), publishes stay unacknowledged: the
-                    // broker keeps QoS ≥ 1 ones for the persistent session.
-                    if !tx.is_closed() {
-                        let _ = tx.send(p).await;
-                    }
-                }
-                Update::Event(Event::Incoming(Packet::SubAck(ack))) => {
-                    use rumqttc::SubscribeReasonCode as R;
-                    if ack.return_codes.iter().any(|c| matches!(c, R::Failure)) {
-                        tracing::error!(
-                            "the broker refused a subscription: {:?}",
-                            ack.return_codes
-                        );
-                    }
-                }
-                Update::Event(Event::Outgoing(Outgoing::Disconnect)) => disconnecting = true,
-                Update::Event(_) => {}
-                Update::Closed => return,
-                // The broker closed the connection after our DISCONNECT: done.
-                Update::Disconnected(_) if disconnecting => return,
-                Update::Disconnected(e) => {
-                    tracing::warn!("MQTT connection lost: {e}; reconnecting");
-                }
-            }
-        }
-    });
-    (rx, task)
 }
 
 /// A copy of `p` with only what an acknowledgement needs (no payload kept in memory).

@@ -180,8 +180,15 @@ pub fn connect(cfg: &MqttConfig, role: &str) -> anyhow::Result<(AsyncClient, Dri
 /// from the broker: TCP backpressure instead of unbounded memory. When the consumer closes
 /// the receiver (shutting down), publishes are dropped unacknowledged — the broker keeps QoS
 /// ≥ 1 messages for the persistent session — and polling goes on so that the consumer's
-/// last acks and its `disconnect()` still reach the broker. The task ends once the
-/// disconnect went out or every client handle is gone.
+/// last acks and its `disconnect()` still reach the broker.
+///
+/// Once our DISCONNECT went out it reads on until the broker closes the connection. Closing
+/// first is what loses acknowledgements: with the broker's publishes still arriving, closing
+/// a socket with unread data makes the kernel reset the connection, and a broker that hits the
+/// reset while writing (mosquitto: "disconnected: Broken pipe") drops the connection without
+/// reading what we sent last — the final acknowledgements and the DISCONNECT. Those messages
+/// would then be delivered again. The broker closing the connection proves it read everything
+/// before the DISCONNECT. The task also ends when every client handle is gone.
 pub fn spawn_poller(
     client: AsyncClient,
     mut driver: Driver,
@@ -190,6 +197,7 @@ pub fn spawn_poller(
 ) -> (mpsc::Receiver<Publish>, tokio::task::JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(capacity.max(1));
     let task = tokio::spawn(async move {
+        let mut disconnecting = false;
         loop {
             match driver.next().await {
                 Update::Connected { fresh } => {
@@ -206,6 +214,8 @@ pub fn spawn_poller(
                     }
                 }
                 Update::Event(Event::Incoming(Packet::Publish(p))) => {
+                    // After `close()` (shutting down), publishes stay unacknowledged: the
+                    // broker keeps QoS ≥ 1 ones for the persistent session.
                     if !tx.is_closed() {
                         let _ = tx.send(p).await;
                     }
@@ -219,8 +229,11 @@ pub fn spawn_poller(
                         );
                     }
                 }
-                Update::Event(Event::Outgoing(Outgoing::Disconnect)) | Update::Closed => return,
+                Update::Event(Event::Outgoing(Outgoing::Disconnect)) => disconnecting = true,
                 Update::Event(_) => {}
+                Update::Closed => return,
+                // The broker closed the connection after our DISCONNECT: done.
+                Update::Disconnected(_) if disconnecting => return,
                 Update::Disconnected(e) => {
                     tracing::warn!("MQTT connection lost: {e}; reconnecting");
                 }
