@@ -379,6 +379,9 @@ action(type="omfile" file="{d}/syslog" template="{template}")
             .arg(d.join("rsyslog.conf"))
             .arg("-i")
             .arg(d.join("rsyslogd.pid"))
+            // Its traditional and RFC 3339 timestamps are in local time: the same zone the
+            // tests give the programs that read them back, whatever the machine's zone.
+            .env("TZ", "UTC")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(d.join("rsyslogd.err")).expect("stderr file"))
