@@ -714,6 +714,21 @@ impl NotifySocket {
         );
     }
 
+    /// `READY=1`, then five `WATCHDOG=1` pings at half of a 200 ms `WATCHDOG_USEC` (the one
+    /// [`systemd_command`] was given): systemd arms the watchdog once start-up is complete.
+    pub fn expect_ready_then_pings(&self) {
+        self.wait_for("READY=1", TIMEOUT);
+        let (_, first) = self.wait_for("WATCHDOG=1", Duration::from_secs(1));
+        for _ in 0..4 {
+            self.wait_for("WATCHDOG=1", Duration::from_millis(500));
+        }
+        let took = first.elapsed();
+        assert!(
+            took < Duration::from_millis(800),
+            "4 more pings took {took:?}, half of WATCHDOG_USEC is 100 ms"
+        );
+    }
+
     /// How many datagrams seen so far have a line equal to `line`.
     pub fn count(&self, line: &str) -> usize {
         self.seen
