@@ -148,7 +148,7 @@ fn ten_thousand(target: impl Fn(&Rsyslogd, Option<&Journald>) -> String, journal
     let j = journal.then(|| Journald::start("itlog"));
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path(), &m, &target(&r, j.as_ref()), "");
-    let _logger = Logger::start(&cfg);
+    let logger = Logger::start(&cfg);
     let records = || match &j {
         Some(j) => journal_records(j),
         None => rsyslog_records(&r),
@@ -180,7 +180,12 @@ fn ten_thousand(target: impl Fn(&Rsyslogd, Option<&Journald>) -> String, journal
             (String::from_utf8(t).unwrap(), String::from_utf8(p).unwrap())
         })
         .collect();
-    assert!(complete, "only {} of 10000 records arrived", load.len());
+    assert!(
+        complete,
+        "only {} of 10000 records arrived\n{}",
+        load.len(),
+        logger.log()
+    );
     assert_eq!(load.len(), 10_000, "no duplicates");
     let got: HashSet<_> = load.into_iter().collect();
     assert_eq!(got, expected);
