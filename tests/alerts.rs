@@ -497,3 +497,72 @@ fn check_config_prints_the_rules() {
     assert!(text.contains("name = \"a/+\""), "{text}");
     assert!(text.contains("hold = \"30s\""), "{text}");
 }
+
+/// The shell side of [`transitions_are_warnings_in_the_journal`]: in a mount namespace of its
+/// own (so the system's journal is not touched), a real systemd-journald on fresh tmpfs
+/// mounts at the default paths, iotitan-alerts logging to it as under systemd
+/// (`JOURNAL_STREAM` set), and, once the test creates `$DIR/go`, the warnings read back with
+/// journalctl. Every wait is bounded.
+const JOURNAL_SCRIPT: &str = r#"set -eu
+trap 'kill $A $J 2>/dev/null || true' EXIT
+A=""; J=""
+for d in /run/systemd/journal /run/log /var/log/journal; do
+  mkdir -p "$d"; mount -t tmpfs tmpfs "$d"
+done
+"$JOURNALD" & J=$!
+n=0; until [ -S /run/systemd/journal/socket ]; do n=$((n+1)); [ $n -lt 200 ] || exit 3; sleep 0.05; done
+JOURNAL_STREAM=0:0 RUST_LOG=info "$ALERTS" --config "$CFG" & A=$!
+n=0; until [ -e "$DIR/go" ]; do n=$((n+1)); [ $n -lt 1200 ] || exit 4; sleep 0.05; done
+kill -TERM $A; wait $A
+journalctl -t iotitan-alerts -p warning -o json --no-pager > "$DIR/journal.json"
+"#;
+
+#[test]
+fn transitions_are_warnings_in_the_journal() {
+    let journald = require("systemd-journald", "systemd");
+    require("unshare", "util-linux");
+    let Setup { m, dir, cfg } =
+        setup("[[alerts.rule]]\nname = \"room\"\ntopics = \"iotitan/+/temperature\"\nhigh = 30\n");
+    let script = dir.path().join("journal.sh");
+    std::fs::write(&script, JOURNAL_SCRIPT).unwrap();
+    let mut sh = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh"])
+        .arg(&script)
+        .env("JOURNALD", &journald)
+        .env("ALERTS", env!("CARGO_BIN_EXE_iotitan-alerts"))
+        .env("CFG", &cfg)
+        .env("DIR", dir.path())
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("run unshare (needs root)");
+    // The daemon's log goes to the journal, so readiness is seen on MQTT: a reading that
+    // arrives once it has subscribed turns the alert on.
+    let sub = subscriber(&m, &["iotitan/#"]);
+    let on = wait_until(TIMEOUT, || {
+        pub_(&m, "iotitan/bed/temperature", "31.5");
+        sub.next_line(Duration::from_millis(300))
+            .is_some_and(|l| l == "iotitan/bed/temperature_alert_hi on")
+    });
+    std::fs::write(dir.path().join("go"), "").unwrap();
+    let status = wait_exit(&mut sh, TIMEOUT);
+    let _ = sh.kill();
+    assert!(on, "the alert never went on");
+    assert_eq!(
+        status.map(|s| s.code()),
+        Some(Some(0)),
+        "the journal script failed"
+    );
+    let text = std::fs::read_to_string(dir.path().join("journal.json")).unwrap();
+    let warnings: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("journalctl -o json lines"))
+        .collect();
+    let hit = warnings.iter().find(|e| {
+        e["MESSAGE"]
+            .as_str()
+            .is_some_and(|m| m.contains("alert hi on for iotitan/bed/temperature"))
+    });
+    let hit = hit.unwrap_or_else(|| panic!("no transition among the warnings: {text}"));
+    assert_eq!(hit["PRIORITY"], "4", "{hit}");
+    assert_eq!(hit["SYSLOG_IDENTIFIER"], "iotitan-alerts", "{hit}");
+}
