@@ -53,15 +53,22 @@ pub fn check_config(arg: &ConfigArg) -> anyhow::Result<()> {
 
 /// Run a daemon body on a single-threaded runtime with SIGTERM/SIGINT wired to its
 /// [`crate::shutdown::Shutdown`]. A single thread is plenty for our I/O-bound daemons and
-/// keeps their CPU and memory small on a Raspberry Pi.
-pub fn run_daemon<F, Fut, T>(cfg: Config, body: F) -> anyhow::Result<T>
+/// keeps their CPU and memory small on a Raspberry Pi. With `linger`, the runtime runs its
+/// hook before each park (see [`crate::linger`]).
+pub fn run_daemon<F, Fut, T>(
+    cfg: Config,
+    linger: Option<crate::linger::Linger>,
+    body: F,
+) -> anyhow::Result<T>
 where
     F: FnOnce(Config, crate::shutdown::Shutdown) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<T>>,
 {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let mut builder = tokio::runtime::Builder::new_current_thread();
+    if let Some(l) = linger {
+        builder.on_thread_park(move || l.before_park());
+    }
+    let rt = builder.enable_all().build()?;
     rt.block_on(async move {
         let (trigger, shutdown) = crate::shutdown::channel();
         crate::shutdown::on_signals(trigger)?;

@@ -10,7 +10,7 @@
 //! - [`record`] — the one-line `topic payload` syslog record format;
 //! - [`mqtt`] — broker options and a reconnecting event loop driver;
 //! - [`syslog`] — writing records to syslog ([`syslog::sink`]) and reading them back;
-//! - [`shutdown`], [`notify`], [`logging`], [`cli`], [`exit`] — daemon plumbing.
+//! - [`shutdown`], [`notify`], [`logging`], [`cli`], [`exit`], [`linger`] — daemon plumbing.
 //!
 //! Programs: [`logger`] (MQTT → syslog), [`stats`] (syslog windows → statistics → MQTT),
 //! [`alerts`] (ranges and staleness → alert topics), [`bridge`] (MQTT → ThingSpeak),
@@ -22,6 +22,7 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod exit;
+pub mod linger;
 pub mod logger;
 pub mod logging;
 pub mod mqtt;

@@ -2,6 +2,7 @@
 //! `topic payload` record. See `iotitan::logger`.
 
 use clap::{Parser, Subcommand};
+use iotitan::linger::Linger;
 use iotitan::{cli, exit, logger, logging};
 
 /// Write every MQTT message to syslog as one `topic payload` record.
@@ -28,8 +29,9 @@ fn main() -> std::process::ExitCode {
             return cli::check_config(&cli.config);
         }
         let cfg = cli.config.load()?;
-        cli::run_daemon(cfg, |cfg, shutdown| async move {
-            logger::run(&cfg, shutdown).await.map(drop)
+        let linger = Linger::new(logger::LINGER);
+        cli::run_daemon(cfg, Some(linger.clone()), |cfg, shutdown| async move {
+            logger::run(&cfg, shutdown, Some(linger)).await.map(drop)
         })
     })
 }

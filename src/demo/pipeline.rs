@@ -69,7 +69,7 @@ pub(super) fn start(
     let (c, s) = (cfg.clone(), stop.subscribe());
     parts.push((
         "logger",
-        tokio::spawn(async move { crate::logger::run(&c, s).await.map(drop) }),
+        tokio::spawn(async move { crate::logger::run(&c, s, None).await.map(drop) }),
     ));
 
     let (c, s) = (cfg.clone(), stop.subscribe());

@@ -31,9 +31,13 @@
 use crate::config::{SyslogConfig, SyslogFormat, SyslogTarget};
 use crate::mqtt::Backoff;
 use std::io::{self, Write};
+use std::net::UdpSocket;
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixDatagram;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio::net::{TcpStream, UdpSocket, UnixDatagram, UnixStream};
+use tokio::io::unix::AsyncFd;
+use tokio::net::{TcpStream, UnixStream};
 
 /// Formats syslog messages (header + record) for one program.
 pub struct Formatter {
@@ -131,10 +135,16 @@ fn local_hostname() -> String {
 }
 
 /// An open connection to the daemon.
+///
+/// The datagram sockets are non-blocking std sockets, not registered with the runtime's
+/// epoll: a registered datagram socket wakes the event loop every time the daemon reads one
+/// of our datagrams (the kernel then frees its buffer and signals write space), which under
+/// load was one wake-up per record. They are registered only while a write waits for room
+/// ([`Dgram`]).
 enum Conn {
-    UnixDgram(UnixDatagram),
+    UnixDgram(Dgram<UnixDatagram>),
     UnixStream(UnixStream),
-    Udp(UdpSocket),
+    Udp(Dgram<UdpSocket>),
     Tcp(TcpStream),
 }
 
@@ -200,6 +210,16 @@ impl Sink {
         self.last_error.as_deref()
     }
 
+    /// On a unix datagram connection, what the daemon has not read yet, in the kernel's
+    /// accounting (`SIOCOUTQ`: each datagram counts its buffer, about 1 KiB for a short
+    /// record). `None` on other transports.
+    pub fn unread_bytes(&self) -> Option<usize> {
+        match &self.conn {
+            Some(Conn::UnixDgram(s)) => outq(s.socket()),
+            _ => None,
+        }
+    }
+
     /// Whether a connection is open.
     pub fn is_connected(&self) -> bool {
         self.conn.is_some()
@@ -244,7 +264,7 @@ impl Sink {
             }
             return;
         }
-        let closed = match &self.conn {
+        let closed = match &mut self.conn {
             Some(Conn::Tcp(s)) => {
                 tokio::select! {
                     r = s.writable(), if want_write => r.err(),
@@ -259,7 +279,15 @@ impl Sink {
             }
             Some(Conn::UnixDgram(s)) if want_write => s.writable().await.err(),
             Some(Conn::Udp(s)) if want_write => s.writable().await.err(),
-            _ => return std::future::pending().await,
+            Some(Conn::UnixDgram(s)) => {
+                s.unregister();
+                return std::future::pending().await;
+            }
+            Some(Conn::Udp(s)) => {
+                s.unregister();
+                return std::future::pending().await;
+            }
+            None => return std::future::pending().await,
         };
         if let Some(e) = closed {
             self.fail(e);
@@ -304,17 +332,94 @@ impl Sink {
         self.retry_at = Some(tokio::time::Instant::now() + self.backoff.delay());
     }
 
+    /// Try to write messages from the front of `msgs` without blocking. Returns how many
+    /// were handed to the socket and, when that is not all of them, what happened to the
+    /// next one: [`Outcome::Later`] (the socket is full or the connection gone; write it
+    /// again after [`Sink::ready`]) or [`Outcome::Rejected`] (it can never be sent: drop it
+    /// and go on with the one after).
+    ///
+    /// Datagram transports hand a run of messages to the kernel in one `sendmmsg` call: one
+    /// system call per datagram was the largest cost per record left after the datagram
+    /// itself (see BENCHMARKS.md).
+    pub fn try_write_many(&mut self, msgs: &[&[u8]]) -> (usize, Outcome) {
+        let mut n = 0;
+        while n < msgs.len() {
+            let k = match self.send_run(&msgs[n..]) {
+                Some(Ok(k)) => k,
+                Some(Err(e)) => return (n, self.write_error(e)),
+                // Not a run: one message at a time.
+                None => match self.try_write(msgs[n]) {
+                    Outcome::Done => 1,
+                    outcome => return (n, outcome),
+                },
+            };
+            if k == 0 {
+                return (n, Outcome::Later);
+            }
+            n += k;
+        }
+        if n > 0 {
+            self.backoff.reset();
+        }
+        (n, Outcome::Done)
+    }
+
+    /// On a datagram connection, send the longest run of small messages at the front of
+    /// `msgs` (at most [`RUN`]) with one `sendmmsg`: `Some(Ok(k))` for the first `k` sent.
+    /// `None` when there is no such run (a stream transport, or a big message first).
+    ///
+    /// Big messages go alone through [`Sink::try_write`]: when one datagram of a run fails
+    /// after others were sent, `sendmmsg` returns the count and leaves the error pending on
+    /// the socket, where it would fail the next, innocent, datagram. EAGAIN is the exception
+    /// (the kernel drops it), and the other errors close the connection anyway; only
+    /// EMSGSIZE would be misreported, and a message below [`RUN_MAX_BYTES`] cannot cause it.
+    fn send_run(&mut self, msgs: &[&[u8]]) -> Option<io::Result<usize>> {
+        let run = msgs
+            .iter()
+            .take(RUN)
+            .take_while(|m| m.len() < RUN_MAX_BYTES)
+            .count();
+        if run < 2 {
+            return None;
+        }
+        let msgs = &msgs[..run];
+        let res = match self.conn.as_ref()? {
+            Conn::UnixDgram(s) => s.send(|s| send_mmsg(s.as_raw_fd(), msgs)),
+            Conn::Udp(s) => s.send(|s| send_mmsg(s.as_raw_fd(), msgs)),
+            Conn::Tcp(_) | Conn::UnixStream(_) => return None,
+        };
+        if let (Ok(k), Some(Conn::UnixDgram(s))) = (&res, &self.conn) {
+            for m in &msgs[..*k] {
+                self.unread.sent(m, || outq(s.socket()));
+            }
+        }
+        Some(res)
+    }
+
+    /// What a failed write means: [`Outcome::Later`] (WouldBlock, or a broken connection,
+    /// which is dropped and rebuilt) or [`Outcome::Rejected`] (too big); never `Done`.
+    fn write_error(&mut self, e: io::Error) -> Outcome {
+        if e.kind() == io::ErrorKind::WouldBlock {
+            Outcome::Later
+        } else if e.raw_os_error() == Some(EMSGSIZE) {
+            Outcome::Rejected(e)
+        } else {
+            self.fail(e);
+            Outcome::Later
+        }
+    }
+
     /// Try to write one message without blocking.
     pub fn try_write(&mut self, msg: &[u8]) -> Outcome {
         let Some(conn) = &self.conn else {
             return Outcome::Later;
         };
         let res = match conn {
-            Conn::UnixDgram(s) => s.try_send(msg).map(|_| {
-                self.unread.sent(msg, || outq(s));
+            Conn::UnixDgram(s) => s.send(|s| s.send(msg)).map(|_| {
+                self.unread.sent(msg, || outq(s.socket()));
                 true
             }),
-            Conn::Udp(s) => s.try_send(msg).map(|_| true),
+            Conn::Udp(s) => s.send(|s| s.send(msg)).map(|_| true),
             Conn::UnixStream(s) => {
                 // glibc's syslog() ends each message with NUL on stream sockets.
                 frame_once(&mut self.framed, self.partial, |f| {
@@ -338,13 +443,103 @@ impl Sink {
                 Outcome::Done
             }
             Ok(false) => Outcome::Later,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Outcome::Later,
-            Err(e) if e.raw_os_error() == Some(EMSGSIZE) => Outcome::Rejected(e),
-            Err(e) => {
-                self.fail(e);
-                Outcome::Later
+            Err(e) => self.write_error(e),
+        }
+    }
+}
+
+/// A non-blocking datagram socket, registered with the runtime only while a write waits
+/// for room (see [`Conn`]): exactly one of the two fields is set.
+struct Dgram<S: AsRawFd> {
+    idle: Option<S>,
+    waiting: Option<AsyncFd<S>>,
+}
+
+impl<S: AsRawFd> Dgram<S> {
+    fn new(socket: S) -> Self {
+        Dgram {
+            idle: Some(socket),
+            waiting: None,
+        }
+    }
+
+    fn socket(&self) -> &S {
+        match (&self.idle, &self.waiting) {
+            (Some(s), _) => s,
+            (None, Some(a)) => a.get_ref(),
+            (None, None) => unreachable!("a Dgram always holds its socket"),
+        }
+    }
+
+    /// Run the non-blocking send `f`. While registered, a WouldBlock clears the readiness
+    /// the runtime saw, so that the next [`Dgram::writable`] really waits.
+    fn send<R>(&self, f: impl FnOnce(&S) -> io::Result<R>) -> io::Result<R> {
+        match &self.waiting {
+            Some(a) => a.try_io(tokio::io::Interest::WRITABLE, f),
+            None => f(self.socket()),
+        }
+    }
+
+    /// Wait until the socket has room, registering it for as long as writes wait.
+    async fn writable(&mut self) -> io::Result<()> {
+        if let Some(s) = self.idle.take() {
+            // SAFETY: the AsyncFd owns the socket, so its descriptor stays open and the same
+            // for the registration's whole life.
+            match unsafe { AsyncFd::register_with_interest(s, tokio::io::Interest::WRITABLE) } {
+                Ok(a) => self.waiting = Some(a),
+                Err(e) => {
+                    let (s, e) = e.into_parts();
+                    self.idle = Some(s);
+                    return Err(e);
+                }
             }
         }
+        if let Some(a) = &self.waiting {
+            a.writable().await?.retain_ready();
+        }
+        Ok(())
+    }
+
+    /// Stop listening for room: nothing waits to be written.
+    fn unregister(&mut self) {
+        if let Some(a) = self.waiting.take() {
+            self.idle = Some(a.into_inner());
+        }
+    }
+}
+
+/// Most datagrams handed to one `sendmmsg` call.
+const RUN: usize = 64;
+/// Messages this big or bigger are sent alone (see [`Sink::send_run`]).
+const RUN_MAX_BYTES: usize = 16 * 1024;
+
+/// Send each of `msgs` (at most [`RUN`]) as one datagram on the connected socket `fd` with
+/// one system call; the number sent, which is less than asked when the socket filled up.
+///
+/// By hand, as the socket crates (socket2, tokio) have no `sendmmsg`, and nix's wants its
+/// headers prepared in a type of its own; this is the one call we need.
+fn send_mmsg(fd: std::os::fd::RawFd, msgs: &[&[u8]]) -> io::Result<usize> {
+    let n = msgs.len().min(RUN);
+    // SAFETY: iovec and mmsghdr are plain C structs for which all zeroes is a valid value
+    // (null pointers, zero lengths).
+    let mut iov: [libc::iovec; RUN] = unsafe { std::mem::zeroed() };
+    let mut hdr: [libc::mmsghdr; RUN] = unsafe { std::mem::zeroed() };
+    for i in 0..n {
+        iov[i] = libc::iovec {
+            iov_base: msgs[i].as_ptr() as *mut libc::c_void,
+            iov_len: msgs[i].len(),
+        };
+        hdr[i].msg_hdr.msg_iov = &mut iov[i];
+        hdr[i].msg_hdr.msg_iovlen = 1;
+    }
+    // SAFETY: `hdr[..n]` are valid headers, each pointing at one iovec in `iov`, which points
+    // into a message of `msgs`; all of them outlive the call, and the kernel only reads
+    // them (and writes `msg_len`). `n` ≤ RUN fits a c_uint.
+    let rc = unsafe { libc::sendmmsg(fd, hdr.as_mut_ptr(), n as libc::c_uint, 0) };
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(rc as usize)
     }
 }
 
@@ -365,9 +560,10 @@ async fn connect(target: SyslogTarget) -> io::Result<Conn> {
             } else {
                 "[::]:0"
             };
-            let s = UdpSocket::bind(local).await?;
-            s.connect(peer).await?;
-            Conn::Udp(s)
+            let s = UdpSocket::bind(local)?;
+            s.connect(peer)?;
+            s.set_nonblocking(true)?;
+            Conn::Udp(Dgram::new(s))
         }
         SyslogTarget::Tcp(addr) => {
             let s = tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(addr.as_str()))
@@ -475,7 +671,6 @@ fn max_dgram_qlen() -> usize {
 
 /// Bytes sent on `s` and not yet read by the receiver (`SIOCOUTQ`, which is `TIOCOUTQ`).
 fn outq(s: &UnixDatagram) -> Option<usize> {
-    use std::os::fd::AsRawFd;
     let mut n: libc::c_int = 0;
     // SAFETY: SIOCOUTQ writes one c_int through the pointer, which points at `n`; the fd is
     // owned by `s` and open for the duration of the call.
@@ -523,7 +718,10 @@ fn write_part(
 fn connect_unix(path: PathBuf) -> io::Result<Conn> {
     let dgram = UnixDatagram::unbound()?;
     match dgram.connect(&path) {
-        Ok(()) => Ok(Conn::UnixDgram(dgram)),
+        Ok(()) => {
+            dgram.set_nonblocking(true)?;
+            Ok(Conn::UnixDgram(Dgram::new(dgram)))
+        }
         // EPROTOTYPE: the socket is a stream socket (some syslog daemons).
         Err(e) if e.raw_os_error() == Some(EPROTOTYPE) => {
             let s = std::os::unix::net::UnixStream::connect(&path)?;
