@@ -18,8 +18,15 @@
 # generator sent, and how long after it finished the last record arrived. The whole set is
 # repeated RUNS times; with RUNS > 1 it ends with the median (min–max) of each row.
 #
+# The syslog socket's queue: the kernel lets a unix datagram socket queue
+# net.unix.max_dgram_qlen + 1 datagrams, 11 by the kernel's default. systemd raises it to 512
+# early at boot, so every systemd host (a Raspberry Pi with Debian included) runs with 512;
+# containers and machines not booted by systemd keep the default. The script measures with
+# QLEN (default 512): it sets the sysctl for the run if it may (root) and restores it at
+# exit; otherwise it measures with what it finds. The header line says which it used.
+#
 # Usage: benches/logger-load.sh [COUNT [RUNS]]      (default 200000 1)
-# Env:   GENERATORS="pub sim"  CONSUMERS="a b c"  SIM_RATE=0
+# Env:   GENERATORS="pub sim"  CONSUMERS="a b c"  SIM_RATE=0  QLEN=512
 # Needs: mosquitto, mosquitto-clients, rsyslog, bsdutils (logger), python3, cargo; root or a
 # user allowed to run mosquitto and rsyslogd on private files and a loopback port.
 set -euo pipefail
@@ -35,8 +42,16 @@ TARGET=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,s
 LOGGER=$TARGET/release/iotitan-logger
 SIM=$TARGET/release/iotitan-sim
 
+QLEN=${QLEN:-512}
+QLEN_FILE=/proc/sys/net/unix/max_dgram_qlen
+QLEN_WAS=$(cat "$QLEN_FILE")
 D=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$D"' EXIT
+trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$D";
+      [ "$(cat "$QLEN_FILE")" = "$QLEN_WAS" ] || echo "$QLEN_WAS" > "$QLEN_FILE"' EXIT
+# Before rsyslogd starts: a socket keeps the queue length it was created with.
+if [ "$QLEN" != "$QLEN_WAS" ] && ! { echo "$QLEN" > "$QLEN_FILE"; } 2>/dev/null; then
+  echo "# cannot set net.unix.max_dgram_qlen to $QLEN (not root?): measuring with $QLEN_WAS" >&2
+fi
 PORT=$((20000 + RANDOM % 20000))
 cat > "$D/mosquitto.conf" <<CONF
 listener $PORT 127.0.0.1

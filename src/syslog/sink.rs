@@ -220,6 +220,13 @@ impl Sink {
         }
     }
 
+    /// How many datagrams the daemon's unix socket queues before writes must wait
+    /// (`net.unix.max_dgram_qlen` + 1); `None` on other transports, whose buffers are
+    /// measured in hundreds of kilobytes.
+    pub fn socket_queue(&self) -> Option<usize> {
+        matches!(self.target, SyslogTarget::Unix(_)).then_some(self.unread.cap)
+    }
+
     /// Whether a connection is open.
     pub fn is_connected(&self) -> bool {
         self.conn.is_some()
@@ -802,6 +809,87 @@ mod tests {
         u.sent(b"next", || Some(0));
         // The next successful send is the proof: only it remains.
         assert_eq!(u.drain(), vec![b"next".to_vec()]);
+    }
+
+    /// A connected sink on a fresh unix datagram socket, and that socket.
+    fn unix_pair(dir: &std::path::Path) -> (Sink, UnixDatagram) {
+        let path = dir.join("log.sock");
+        let rx = UnixDatagram::bind(&path).unwrap();
+        let mut sink = Sink::new(SyslogTarget::Unix(path));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(sink.ready(true));
+        assert!(sink.is_connected());
+        (sink, rx)
+    }
+
+    fn read_all(rx: &UnixDatagram, got: &mut Vec<Vec<u8>>) {
+        rx.set_nonblocking(true).unwrap();
+        let mut buf = vec![0u8; 512 * 1024];
+        while let Ok(n) = rx.recv(&mut buf) {
+            got.push(buf[..n].to_vec());
+        }
+    }
+
+    #[test]
+    fn runs_of_datagrams_arrive_whole_and_in_order_across_a_full_socket() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut sink, rx) = unix_pair(dir.path());
+        // Small records around one bigger than a run may hold, many more than the
+        // receiving socket queues (net.unix.max_dgram_qlen + 1), so writes stop and resume.
+        let msgs: Vec<Vec<u8>> = (0..2000)
+            .map(|i| {
+                if i == 700 {
+                    vec![b'x'; RUN_MAX_BYTES + 1]
+                } else {
+                    format!("<134>a/b {i}").into_bytes()
+                }
+            })
+            .collect();
+        let mut sent = 0;
+        let mut got = Vec::new();
+        let mut stops = 0;
+        while sent < msgs.len() {
+            let rest: Vec<&[u8]> = msgs[sent..].iter().map(|m| m.as_slice()).collect();
+            let (n, outcome) = sink.try_write_many(&rest);
+            sent += n;
+            match outcome {
+                Outcome::Done => assert_eq!(sent, msgs.len()),
+                Outcome::Later => stops += 1,
+                Outcome::Rejected(e) => panic!("message {sent} rejected: {e}"),
+            }
+            read_all(&rx, &mut got);
+        }
+        assert!(stops > 0, "the receiving socket never filled up");
+        assert_eq!(got, msgs);
+    }
+
+    #[test]
+    fn a_datagram_too_big_is_rejected_alone_and_the_rest_still_goes() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut sink, rx) = unix_pair(dir.path());
+        // Bigger than any default socket send buffer (EMSGSIZE), between small ones.
+        let big = vec![b'x'; 4 * 1024 * 1024];
+        let msgs: Vec<&[u8]> = vec![b"one", b"two", &big, b"three", b"four"];
+        let (n, outcome) = sink.try_write_many(&msgs);
+        assert_eq!(n, 2);
+        assert!(matches!(outcome, Outcome::Rejected(_)), "{outcome:?}");
+        let (n, outcome) = sink.try_write_many(&msgs[3..]);
+        assert_eq!(n, 2);
+        assert!(matches!(outcome, Outcome::Done), "{outcome:?}");
+        let mut got = Vec::new();
+        read_all(&rx, &mut got);
+        assert_eq!(
+            got,
+            vec![
+                b"one".to_vec(),
+                b"two".into(),
+                b"three".into(),
+                b"four".into()
+            ]
+        );
     }
 
     #[test]
