@@ -161,10 +161,10 @@ pub enum Outcome {
 
 /// A reconnecting, non-blocking connection to a syslog daemon.
 ///
-/// Messages are written one at a time with [`Sink::try_write`]; a failure drops the
-/// connection and schedules a reconnect with capped backoff, and the caller keeps the message
-/// to write it again. Stream transports may take a message in parts; the sink remembers how
-/// far it got.
+/// Messages are written with [`Sink::try_write_many`], which says how many the socket took;
+/// a failure drops the connection and schedules a reconnect with capped backoff, and the
+/// caller keeps the messages not taken to write them again. Stream transports may take a
+/// message in parts; the sink remembers how far it got.
 pub struct Sink {
     target: SyslogTarget,
     conn: Option<Conn>,
@@ -416,8 +416,8 @@ impl Sink {
         }
     }
 
-    /// Try to write one message without blocking.
-    pub fn try_write(&mut self, msg: &[u8]) -> Outcome {
+    /// Try to write one message without blocking: the path of streams and big datagrams.
+    fn try_write(&mut self, msg: &[u8]) -> Outcome {
         let Some(conn) = &self.conn else {
             return Outcome::Later;
         };
