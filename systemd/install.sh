@@ -1,6 +1,7 @@
 #!/bin/sh
 # Install (or remove) the iotitan services on a system without the .deb: the binaries, the
-# systemd units and timer, the cron file (off), the example config and the iotitan user.
+# systemd units and timer, the cron file (it steps aside where systemd runs), the example
+# config and the iotitan user.
 #
 #   cargo install --locked --path . --root "$HOME/.local"       # as yourself
 #   sudo systemd/install.sh --from "$HOME/.local/bin"             # copies to /usr/local/bin
