@@ -227,6 +227,9 @@ pub fn spawn_poller(
                             "the broker refused a subscription: {:?}",
                             ack.return_codes
                         );
+                    } else {
+                        let names: Vec<&str> = filters.iter().map(|f| f.path.as_str()).collect();
+                        tracing::info!("subscribed: {}", names.join(", "));
                     }
                 }
                 Update::Event(Event::Outgoing(Outgoing::Disconnect)) => disconnecting = true,

@@ -319,7 +319,7 @@ fn a_restart_during_an_outage_loses_nothing_and_sends_nothing_twice() {
     // And once more: a restart after recovery resends nothing.
     log.extend(bridge.stop());
     let bridge = Bridge::start(&cfg, Some(KEY), &[]);
-    bridge.wait_log("connected to the broker");
+    bridge.wait_log("connected to the MQTT broker");
     s.publish("t/a", "9");
     let entries = ts.wait_entries(9, TIMEOUT);
     assert_eq!(

@@ -23,12 +23,12 @@ pub mod thingspeak;
 
 use crate::config::Config;
 use crate::exit::{self, ExitError};
-use crate::mqtt::{self, Update};
+use crate::mqtt;
 use crate::notify;
 use crate::shutdown::Shutdown;
 use channel::{Ack, Channel, Reading};
 use route::Routes;
-use rumqttc::{AsyncClient, Event, Packet, QoS};
+use rumqttc::{AsyncClient, QoS, SubscribeFilter};
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::{mpsc, watch};
@@ -36,6 +36,8 @@ use tokio::task::JoinSet;
 
 /// Readings buffered between the MQTT task and a channel task.
 const READING_QUEUE: usize = 1024;
+/// Messages buffered between the MQTT poller and the routing loop.
+const INBOX: usize = 256;
 
 /// How the bridge runs, beyond the config.
 #[derive(Debug, Default)]
@@ -135,7 +137,17 @@ pub async fn run_with(cfg: &Config, mut shutdown: Shutdown, opts: Options) -> an
         .set_clean_session(opts.dry_run)
         .set_manual_acks(true);
     let (client, eventloop) = AsyncClient::new(mqtt_opts, mqtt::REQUEST_CAPACITY);
-    let mut driver = mqtt::Driver::new(eventloop, cfg.mqtt.reconnect_max.get());
+    // The event loop runs in a task of its own (`spawn_poller`), never inside the `select!`
+    // below: a poll cancelled by the watchdog's tick in the middle of connecting made the
+    // client connect twice, and the second connection found the session the first had just
+    // made (without our subscriptions), so the bridge never subscribed at all.
+    let driver = mqtt::Driver::new(eventloop, cfg.mqtt.reconnect_max.get());
+    let filters = routes
+        .subscriptions()
+        .iter()
+        .map(|t| SubscribeFilter::new(t.clone(), QoS::AtLeastOnce))
+        .collect();
+    let (mut inbox, poller) = mqtt::spawn_poller(client.clone(), driver, filters, INBOX);
     notify::ready();
     let mut watchdog = notify::Watchdog::new();
     let mut out = Vec::new();
@@ -148,82 +160,54 @@ pub async fn run_with(cfg: &Config, mut shutdown: Shutdown, opts: Options) -> an
                 // Channel tasks only end once their readings are closed.
                 done.map_err(|e| anyhow::anyhow!("a channel task failed: {e}"))?;
             }
-            up = driver.next() => match up {
-                Update::Connected { fresh } => {
-                    tracing::info!("connected to the broker");
-                    if fresh {
-                        let subs = routes
-                            .subscriptions()
-                            .iter()
-                            .map(|t| rumqttc::SubscribeFilter::new(t.clone(), QoS::AtLeastOnce));
-                        client.subscribe_many(subs).await?;
+            p = inbox.recv() => {
+                // The poller ends only when every client handle is gone.
+                let Some(p) = p else { break };
+                let ack = Ack::new(client.clone(), p.clone());
+                // A retained message is an old value replayed on subscribing, not a new
+                // reading: forwarding it would add a stale entry on every restart.
+                if p.retain {
+                    continue;
+                }
+                let (wall, at) = (chrono::Utc::now(), Instant::now());
+                out.clear();
+                if let Err(e) = routes.route(&p.topic, &p.payload, &mut out) {
+                    rejected += 1;
+                    tracing::debug!("{}: payload rejected ({e}); {rejected} so far", p.topic);
+                }
+                for (i, value) in out.drain(..) {
+                    let reading = Reading { value, wall, at, ack: ack.clone() };
+                    if senders[i].send(reading).await.is_err() {
+                        anyhow::bail!("channel {} stopped unexpectedly", cfg.bridge.channel[i].id);
                     }
                 }
-                Update::Disconnected(e) => tracing::warn!("broker connection lost: {e}"),
-                Update::Closed => break,
-                Update::Event(Event::Incoming(Packet::Publish(p))) => {
-                    let ack = Ack::new(client.clone(), p.clone());
-                    // A retained message is an old value replayed on subscribing, not a new
-                    // reading: forwarding it would add a stale entry on every restart.
-                    if p.retain {
-                        continue;
-                    }
-                    let (wall, at) = (chrono::Utc::now(), Instant::now());
-                    out.clear();
-                    if let Err(e) = routes.route(&p.topic, &p.payload, &mut out) {
-                        rejected += 1;
-                        tracing::debug!("{}: payload rejected ({e}); {rejected} so far", p.topic);
-                    }
-                    for (i, value) in out.drain(..) {
-                        let reading = Reading { value, wall, at, ack: ack.clone() };
-                        if senders[i].send(reading).await.is_err() {
-                            anyhow::bail!("channel {} stopped unexpectedly", cfg.bridge.channel[i].id);
-                        }
-                    }
-                }
-                Update::Event(Event::Incoming(Packet::SubAck(_))) => {
-                    tracing::info!("subscribed: {}", routes.subscriptions().join(", "));
-                }
-                Update::Event(_) => {}
             }
         }
     }
     notify::stopping();
+    // Messages arriving from now on are not acknowledged: the broker keeps them for the next
+    // start.
+    inbox.close();
     drop(senders);
-    drain(tasks, client, driver).await
+    drain(tasks, client, poller).await
 }
 
-/// Let the channel tasks finish while the event loop keeps running, so that their last
-/// acknowledgements reach the broker before we disconnect. Messages arriving meanwhile are
-/// not acknowledged: the broker keeps them for the next start.
+/// Let the channel tasks finish while the poller keeps the event loop running, so that their
+/// last acknowledgements reach the broker before we disconnect.
 async fn drain(
     mut tasks: JoinSet<()>,
     client: AsyncClient,
-    mut driver: mqtt::Driver,
+    poller: tokio::task::JoinHandle<()>,
 ) -> anyhow::Result<()> {
     /// How long the acknowledgements and the DISCONNECT may take once the channels are done.
     const GOODBYE: std::time::Duration = std::time::Duration::from_secs(2);
-    let mut goodbye: Option<Instant> = None;
-    loop {
-        tokio::select! {
-            done = tasks.join_next(), if goodbye.is_none() => match done {
-                Some(done) => done.map_err(|e| anyhow::anyhow!("a channel task failed: {e}"))?,
-                None => {
-                    // Queued behind every acknowledgement.
-                    let _ = client.try_disconnect();
-                    goodbye = Some(Instant::now() + GOODBYE);
-                }
-            },
-            up = driver.next() => {
-                if let Update::Disconnected(_) = up && goodbye.is_some() {
-                    return Ok(());
-                }
-            }
-            _ = channel::sleep_until(goodbye) => {
-                return Ok(());
-            }
-        }
+    while let Some(done) = tasks.join_next().await {
+        done.map_err(|e| anyhow::anyhow!("a channel task failed: {e}"))?;
     }
+    // Queued behind every acknowledgement; the poller ends when the broker closes.
+    let _ = client.try_disconnect();
+    let _ = tokio::time::timeout(GOODBYE, poller).await;
+    Ok(())
 }
 
 /// For `check-config`: where each channel's write key comes from (never the key). Fails like
