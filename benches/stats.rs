@@ -98,7 +98,7 @@ fn parse(c: &mut Criterion) {
             for l in &lines {
                 let _ = black_box(c.line(l.as_bytes()));
             }
-            black_box(c.summary.lines.matched)
+            black_box(c.lines().matched)
         })
     });
     g.finish();
