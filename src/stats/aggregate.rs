@@ -353,27 +353,6 @@ impl Summary {
         )
     }
 
-    /// Add the results of `later`, a summary of the lines that follow this one's.
-    pub fn merge(&mut self, later: Summary) {
-        let l = later.lines;
-        self.lines.read += l.read;
-        self.lines.matched += l.matched;
-        self.lines.skipped += l.skipped;
-        self.lines.rejected += l.rejected;
-        for (name, s) in later.series {
-            match self.series.get_mut(&name) {
-                Some(mine) => mine.merge(s),
-                None => {
-                    self.series.insert(name, s);
-                }
-            }
-        }
-        for ((_, mine), (_, theirs)) in self.groups.iter_mut().zip(later.groups) {
-            mine.values.merge(theirs.values);
-            mine.members.extend(theirs.members);
-        }
-    }
-
     /// The statistics of one series, in config order, leaving out undefined ones.
     pub fn values_of(&self, s: &Series) -> Vec<(Statistic, f64)> {
         self.statistics
