@@ -1,6 +1,7 @@
 //! Stats benchmarks: line parsing (goal ≥ 3 M lines/s on one core), the whole per-line path
-//! (parse, decode, payload, aggregate), and the cost of a 5-minute window at the end of a
-//! small and a large file (goal: the large file costs ≤ 2× the small one).
+//! (parse, decode, payload, aggregate), a catch-up of 12 windows next to one window over the
+//! same lines, and the cost of a 5-minute window at the end of a small and a large file (goal:
+//! the large file costs ≤ 2× the small one).
 //!
 //! The window benchmark writes its files to `$IOTITAN_BENCH_DIR` (default
 //! `/tmp/iotitan-bench`) once and reuses them; `IOTITAN_BENCH_BIG_MB` sets the large file's
@@ -10,9 +11,10 @@ use chrono::{DateTime, Utc};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use iotitan::config::Config;
 use iotitan::stats::aggregate::{Statistic, Summary};
-use iotitan::stats::collect::{Collector, Reader, Selection};
+use iotitan::stats::collect::{Batch, Collector, Reader, Selection};
 use iotitan::stats::line::{self, Ambiguity, Clock};
 use iotitan::stats::window::Window;
+use iotitan::syslog::source::Lines;
 use iotitan::syslog::source::Source;
 use iotitan::topic::Filters;
 use std::hint::black_box;
@@ -98,9 +100,34 @@ fn parse(c: &mut Criterion) {
             for l in &lines {
                 let _ = black_box(c.line(l.as_bytes()));
             }
-            black_box(c.summary.lines.matched)
+            black_box(c.lines().matched)
         })
     });
+    // A catch-up: the same lines as twelve consecutive windows, and as one window.
+    for n in [1i64, 12] {
+        g.bench_function(format!("catch_up_{n}_windows"), |b| {
+            b.iter(|| {
+                let step = N as i64 / n;
+                let collectors = (0..n)
+                    .map(|k| {
+                        let w = Window {
+                            start: DateTime::from_timestamp(START + k * step, 0).unwrap(),
+                            end: DateTime::from_timestamp(START + (k + 1) * step, 0).unwrap(),
+                        };
+                        let reader =
+                            Reader::new(w, chrono::Duration::seconds(120), "iotitan-logger", Utc);
+                        let summary = Summary::new(w.start, w.end, &stats, ["g".to_owned()]);
+                        Collector::new(reader, &selection, summary)
+                    })
+                    .collect();
+                let mut batch = Batch::new(collectors);
+                for l in &lines {
+                    let _ = black_box(batch.take(l.as_bytes()));
+                }
+                black_box(batch.into_summaries().len())
+            })
+        });
+    }
     g.finish();
 }
 

@@ -245,6 +245,73 @@ fn replayed_weather_statistics_match_an_independent_computation() {
 }
 
 #[test]
+fn a_year_read_on_two_threads_matches_one_thread_and_the_independent_computation() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("syslog");
+    let rows = weather();
+    // Eight sensors a year: about 6 MB, enough for the file to be cut into ranges.
+    let topics: Vec<String> = (0..8).map(|i| format!("iotitan/home/room{i}/t")).collect();
+    let mut f = std::io::BufWriter::new(std::fs::File::create(&log).unwrap());
+    for (i, (t, v)) in rows.iter().enumerate() {
+        for (k, topic) in topics.iter().enumerate() {
+            f.write_all(record(t, topic, &(v + k as f64).to_string()).as_bytes())
+                .unwrap();
+        }
+        if i % 97 == 0 {
+            writeln!(f, "@@@ not a syslog line").unwrap();
+        }
+    }
+    drop(f);
+    assert!(std::fs::metadata(&log).unwrap().len() > 5 << 20);
+    let cfg = config(
+        dir.path(),
+        &no_broker(),
+        &[log.to_str().unwrap()],
+        "statistics = [\"count\", \"mean\", \"min\", \"max\", \"stddev\", \"median\", \"p95\", \"first\", \"last\"]",
+    );
+    let run = |threads: &str| {
+        let out = ok(&stats(
+            &cfg,
+            &[
+                "--dry-run",
+                "--format",
+                "json",
+                "--since",
+                "2024-01-01T00:00:00Z",
+                "--until",
+                "2025-01-01T00:00:00Z",
+                "--threads",
+                threads,
+            ],
+            &[],
+        ));
+        objects(&out).remove(0)
+    };
+    let (one, two) = (run("1"), run("2"));
+    assert_eq!(one["lines"], two["lines"]);
+    for (k, topic) in topics.iter().enumerate() {
+        let values: Vec<f64> = rows.iter().map(|(_, v)| v + k as f64).collect();
+        let e = expected(&values);
+        for o in [&one, &two] {
+            let s = &o["topics"][topic.as_str()];
+            assert_eq!(s["count"], e.n, "{topic}");
+            close(&s["mean"], e.mean, "mean");
+            close(&s["stddev"], e.stddev, "stddev");
+            close(&s["median"], e.median, "median");
+            close(&s["p95"], e.p95, "p95");
+        }
+        // Everything but mean and stddev is exactly the same on two threads.
+        for stat in ["count", "min", "max", "median", "p95", "first", "last"] {
+            assert_eq!(
+                one["topics"][topic.as_str()][stat],
+                two["topics"][topic.as_str()][stat],
+                "{topic} {stat}"
+            );
+        }
+    }
+}
+
+#[test]
 fn rerunning_a_window_gives_identical_output() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("syslog");

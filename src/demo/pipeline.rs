@@ -114,6 +114,10 @@ async fn stats_windows(cfg: Arc<Config>, mut stop: Shutdown) -> anyhow::Result<(
         let opts = crate::stats::Options {
             since: Some(since.to_rfc3339()),
             until: Some(until.to_rfc3339()),
+            progress: crate::stats::ProgressArgs {
+                no_progress: true,
+                ..Default::default()
+            },
             ..crate::stats::Options::default()
         };
         if let Err(e) = crate::stats::run(&cfg, stop.clone(), &opts).await {

@@ -116,6 +116,8 @@ pub fn is_output(topic: &str) -> bool {
 }
 
 /// The running statistics of one series (or one group).
+///
+/// Times are kept as microseconds since the epoch: they are only compared.
 #[derive(Debug, Clone, Default)]
 pub struct Series {
     count: u64,
@@ -123,8 +125,8 @@ pub struct Series {
     m2: f64,
     min: f64,
     max: f64,
-    first: Option<(DateTime<Utc>, f64)>,
-    last: Option<(DateTime<Utc>, f64)>,
+    first: Option<(i64, f64)>,
+    last: Option<(i64, f64)>,
     values: Option<Vec<f64>>,
 }
 
@@ -139,6 +141,11 @@ impl Series {
 
     /// Add one value observed at `time`.
     pub fn push(&mut self, time: DateTime<Utc>, value: f64) {
+        self.push_micros(time.timestamp_micros(), value);
+    }
+
+    /// Add one value observed at `micros` (microseconds since the epoch).
+    pub fn push_micros(&mut self, time: i64, value: f64) {
         self.count += 1;
         // Welford: stable for long windows of nearly equal values (temperatures).
         let delta = value - self.mean;
@@ -160,6 +167,46 @@ impl Series {
         }
         if let Some(v) = &mut self.values {
             v.push(value);
+        }
+    }
+
+    /// Add the values of `later`, a series of the lines that follow this one's (a scan
+    /// split into ranges): count, min, max, first, last and the kept values are exactly those
+    /// of one series that saw every value; mean and variance are combined by Chan et al.'s
+    /// formula, equal to Welford's up to rounding.
+    pub fn merge(&mut self, later: Series) {
+        if later.count == 0 {
+            return;
+        }
+        if self.count == 0 {
+            let values = self.values.take();
+            *self = later;
+            if let (Some(mut mine), Some(theirs)) = (values, self.values.take()) {
+                mine.extend(theirs);
+                self.values = Some(mine);
+            }
+            return;
+        }
+        let (n1, n2) = (self.count as f64, later.count as f64);
+        let n = n1 + n2;
+        let delta = later.mean - self.mean;
+        self.mean += delta * (n2 / n);
+        self.m2 += later.m2 + delta * delta * (n1 * n2 / n);
+        self.count += later.count;
+        self.min = self.min.min(later.min);
+        self.max = self.max.max(later.max);
+        if let Some((t, v)) = later.first
+            && self.first.is_none_or(|(f, _)| t < f)
+        {
+            self.first = Some((t, v));
+        }
+        if let Some((t, v)) = later.last
+            && self.last.is_none_or(|(l, _)| t >= l)
+        {
+            self.last = Some((t, v));
+        }
+        if let (Some(mine), Some(theirs)) = (&mut self.values, later.values) {
+            mine.extend(theirs);
         }
     }
 
@@ -291,8 +338,19 @@ impl Summary {
         }
     }
 
-    fn keeps_values(&self) -> bool {
+    /// Whether series keep their values (median or a percentile is asked for).
+    pub fn keeps_values(&self) -> bool {
         self.statistics.iter().any(|s| s.needs_values())
+    }
+
+    /// An empty summary of the same window, statistics and groups.
+    pub fn empty_like(&self) -> Summary {
+        Summary::new(
+            self.start,
+            self.end,
+            &self.statistics,
+            self.groups.iter().map(|(name, _)| name.clone()),
+        )
     }
 
     /// The statistics of one series, in config order, leaving out undefined ones.

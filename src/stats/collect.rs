@@ -1,19 +1,28 @@
 //! From lines to values: which lines belong to a window, which are ours, which topics are
 //! wanted, and what their payloads say.
 //!
-//! [`Reader`] is the part shared by the window statistics and `query`: it parses a line, keeps
-//! it if its time lies in the window and it carries our identifier, and decodes the record.
-//! [`Collector`] feeds the values into a [`Summary`].
+//! [`Reader`] is the part shared by the window statistics, `query` and the read API: it parses
+//! a line, keeps it if its time lies in the window and it carries our identifier, and decodes
+//! the record. [`Collector`] turns the records of one window into statistics, [`Batch`] those
+//! of several consecutive windows from one pass.
+//!
+//! The per-line path is what reading history costs, so it avoids work that repeats: times
+//! stay integers (microseconds), a timestamp's prefix is parsed once per minute or hour
+//! ([`line::parse_fast`]), a topic is looked up borrowed from the line in a hash map that
+//! gives an index with the filter decision (filters are matched once per topic), its series'
+//! statistics sit in a vector at that index, and a plain number is parsed without a UTF-8
+//! pass. Nothing is allocated per line.
 
-use crate::payload::{Extractor, Reading, Rejected};
+use crate::payload::{self, Extractor, Reading, Rejected};
 use crate::record;
-use crate::stats::aggregate::{Summary, is_output};
-use crate::stats::line::{self, Ambiguity, Clock, Zone};
+use crate::stats::aggregate::{Series, Summary, is_output};
+use crate::stats::line::{self, Ambiguity, Clock, LineError, Stamped, Zone};
 use crate::stats::window::Window;
-use crate::syslog::source::Lines;
+use crate::syslog::source::{Lines, Split};
 use crate::topic::Filters;
 use chrono::{DateTime, Utc};
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::ops::ControlFlow;
 
 /// What one line turned out to be.
@@ -36,15 +45,78 @@ pub enum Seen<'a> {
     },
 }
 
+/// Where a time lies relative to a window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Place {
+    /// In `[start, end)`.
+    Inside,
+    /// Before the start, or after the end within the disorder allowance.
+    Outside,
+    /// After the end by more than the disorder allowance.
+    Past,
+}
+
+/// A window's bounds in microseconds, rounded up so that comparing whole microseconds gives
+/// what comparing the exact instants would.
+#[derive(Debug, Clone, Copy)]
+struct Bounds {
+    start: i64,
+    end: i64,
+    past: i64,
+}
+
+fn ceil_micros(t: DateTime<Utc>) -> i64 {
+    let m = t.timestamp_micros();
+    if !t.timestamp_subsec_nanos().is_multiple_of(1000) {
+        m + 1
+    } else {
+        m
+    }
+}
+
+impl Bounds {
+    fn new(window: Window, disorder: chrono::Duration) -> Self {
+        Bounds {
+            start: ceil_micros(window.start),
+            end: ceil_micros(window.end),
+            past: ceil_micros(window.end + disorder),
+        }
+    }
+
+    fn place(&self, micros: i64) -> Place {
+        if micros >= self.past {
+            Place::Past
+        } else if micros < self.start || micros >= self.end {
+            Place::Outside
+        } else {
+            Place::Inside
+        }
+    }
+}
+
+/// What a line of the window holds, once its time has placed it there.
+#[derive(Debug)]
+pub(crate) enum Body<'a> {
+    /// Not a record of ours.
+    Skipped,
+    /// A record of ours: the topic's bytes (not yet checked to be UTF-8) and the payload.
+    Record {
+        topic: Cow<'a, [u8]>,
+        payload: Result<Cow<'a, [u8]>, Rejected>,
+    },
+}
+
 /// Turns the lines of a scan into the records of a window.
+#[derive(Clone)]
 pub struct Reader<Z> {
     window: Window,
     disorder: chrono::Duration,
+    bounds: Bounds,
     identifier: Vec<u8>,
     stream: Clock<Z>,
     seek: Clock<Z>,
-    /// The time of the last timed line: lines without one belong with it.
-    last: Option<DateTime<Utc>>,
+    /// The time of the last timed line (microseconds): lines without one belong with it.
+    last: Option<i64>,
 }
 
 impl<Z: Zone + Clone> Reader<Z> {
@@ -54,6 +126,7 @@ impl<Z: Zone + Clone> Reader<Z> {
         Reader {
             window,
             disorder,
+            bounds: Bounds::new(window, disorder),
             identifier: identifier.as_bytes().to_vec(),
             stream: Clock::new(zone.clone(), now, Ambiguity::Stream),
             seek: Clock::new(zone, now, Ambiguity::Seek),
@@ -69,6 +142,15 @@ impl<Z: Zone + Clone> Reader<Z> {
         )
     }
 
+    /// The same reader for another window (its clocks and line state included).
+    fn with_window(&self, window: Window) -> Self {
+        Reader {
+            window,
+            bounds: Bounds::new(window, self.disorder),
+            ..self.clone()
+        }
+    }
+
     /// The time of a line, for seeking.
     pub fn time_of(&mut self, line: &[u8], reference: DateTime<Utc>) -> Option<DateTime<Utc>> {
         self.seek.set_reference(reference);
@@ -81,76 +163,97 @@ impl<Z: Zone + Clone> Reader<Z> {
         self.last = None;
     }
 
-    /// Classify one line.
-    pub fn read<'a>(&mut self, raw: &'a [u8]) -> Seen<'a> {
-        let parsed = line::parse(raw, &mut self.stream);
-        let time = match &parsed {
-            Ok(l) => {
-                self.last = Some(l.time);
-                l.time
-            }
-            Err(_) => match self.last {
-                Some(t) => t,
-                None => return Seen::Outside,
-            },
-        };
-        if time >= self.window.end + self.disorder {
-            return Seen::Past;
+    /// Whether a reader could start at a line of time `t` with a fresh clock and read the
+    /// lines after it as this one would (see [`Clock::steady_around`]).
+    fn can_start_at(&self, t: DateTime<Utc>) -> bool {
+        self.stream.steady_around(t)
+    }
+
+    /// A fresh reader with this one's settings (window, identifier, zone, the reference of
+    /// the current input), for the lines of a later range.
+    fn fork(&self, reference: DateTime<Utc>) -> Self {
+        let mut r = self.clone();
+        r.input(reference);
+        r
+    }
+
+    /// The time of a line (or of the last timed line before it) and the parsed line.
+    fn stamp<'a>(&mut self, raw: &'a [u8]) -> (Option<i64>, Result<Stamped<'a>, LineError>) {
+        let parsed = line::parse_fast(raw, &mut self.stream);
+        if let Ok(l) = &parsed {
+            self.last = Some(l.micros);
         }
-        if time < self.window.start || time >= self.window.end {
-            return Seen::Outside;
-        }
+        (self.last, parsed)
+    }
+
+    /// The record in a parsed line of the window, if it is one of ours.
+    fn body<'a>(&self, parsed: Result<Stamped<'a>, LineError>) -> Body<'a> {
         let Ok(l) = parsed else {
-            return Seen::Skipped;
+            return Body::Skipped;
         };
         if l.ident[..] != self.identifier[..] {
-            return Seen::Skipped;
+            return Body::Skipped;
         }
         match l.msg {
             // File lines: topic and payload borrow from the line, no copy.
-            Cow::Borrowed(msg) => record(l.time, msg),
+            Cow::Borrowed(msg) => record(msg),
             // Journal entries with escapes in MESSAGE own their text.
-            Cow::Owned(msg) => match record(l.time, &msg) {
-                Seen::Record {
-                    time,
-                    topic,
-                    payload,
-                } => Seen::Record {
-                    time,
+            Cow::Owned(msg) => match record(&msg) {
+                Body::Record { topic, payload } => Body::Record {
                     topic: Cow::Owned(topic.into_owned()),
                     payload: payload.map(|p| Cow::Owned(p.into_owned())),
                 },
-                _ => Seen::Skipped,
+                Body::Skipped => Body::Skipped,
             },
+        }
+    }
+
+    /// Classify one line.
+    pub fn read<'a>(&mut self, raw: &'a [u8]) -> Seen<'a> {
+        let (time, parsed) = self.stamp(raw);
+        let Some(time) = time else {
+            return Seen::Outside;
+        };
+        match self.bounds.place(time) {
+            Place::Past => return Seen::Past,
+            Place::Outside => return Seen::Outside,
+            Place::Inside => {}
+        }
+        let Body::Record { topic, payload } = self.body(parsed) else {
+            return Seen::Skipped;
+        };
+        let topic = match topic {
+            Cow::Borrowed(t) => std::str::from_utf8(t).map(Cow::Borrowed),
+            Cow::Owned(t) => String::from_utf8(t)
+                .map(Cow::Owned)
+                .map_err(|e| e.utf8_error()),
+        };
+        let (Ok(topic), Some(time)) = (topic, DateTime::from_timestamp_micros(time)) else {
+            return Seen::Skipped;
+        };
+        Seen::Record {
+            time,
+            topic,
+            payload,
         }
     }
 }
 
 /// The record in a message of ours.
-fn record(time: DateTime<Utc>, msg: &[u8]) -> Seen<'_> {
+fn record(msg: &[u8]) -> Body<'_> {
     // Some templates put a space before MSG; our records never start with one (a topic's
     // spaces are escaped), so leading spaces are dropped losslessly.
     let start = msg.iter().take_while(|&&b| b == b' ').count();
     let Ok(rec) = record::decode(&msg[start..]) else {
-        return Seen::Skipped;
-    };
-    let topic = match rec.topic {
-        Cow::Borrowed(t) => std::str::from_utf8(t).map(Cow::Borrowed),
-        Cow::Owned(t) => String::from_utf8(t)
-            .map(Cow::Owned)
-            .map_err(|e| e.utf8_error()),
-    };
-    let Ok(topic) = topic else {
-        return Seen::Skipped;
+        return Body::Skipped;
     };
     let payload = if rec.cut_from.is_some() {
         Err(Rejected::Cut)
     } else {
         Ok(rec.payload)
     };
-    Seen::Record {
-        time,
-        topic,
+    Body::Record {
+        topic: rec.topic,
         payload,
     }
 }
@@ -201,18 +304,52 @@ impl Selection {
     }
 }
 
-/// Most topics whose filter decisions a collector remembers.
-const WANTED_CACHE: usize = 4096;
+/// Most topics whose decisions a collector remembers: a flood of distinct topics (a broken
+/// or hostile publisher) only makes their lines slower, not memory grow.
+const TOPIC_CACHE: usize = 1 << 16;
+
+/// The hash of the topic and series maps: keyed per process (a hostile log cannot choose
+/// colliding topics) and several times faster than SipHash on short keys.
+type FastHash = ahash::RandomState;
+
+/// What a collector decided about a topic.
+#[derive(Debug, Clone)]
+enum Route {
+    /// Not wanted (not asked for, one of our outputs, or not UTF-8).
+    Unwanted,
+    /// Wanted: into its own series (`own`), into `groups`, and when no JSON rule applies,
+    /// the payload is the value of series slot `plain`.
+    Wanted {
+        own: bool,
+        groups: Box<[usize]>,
+        plain: Option<usize>,
+    },
+}
+
+/// One series' state in a collector.
+#[derive(Debug)]
+struct Slot {
+    name: String,
+    /// The series' own statistics (values pushed while its topic is in `stats.topics`).
+    series: Series,
+    /// Groups it has joined as a member.
+    joined: Vec<usize>,
+}
 
 /// Collects one window's statistics from a scan.
 pub struct Collector<'s, Z> {
     reader: Reader<Z>,
     selection: &'s Selection,
-    /// The statistics so far.
-    pub summary: Summary,
+    /// Line counts and groups; the series are moved in from `slots` at the end.
+    summary: Summary,
+    keep_values: bool,
+    /// Topic bytes (as in the line) → index into `routes`.
+    topics: HashMap<Box<[u8]>, usize, FastHash>,
+    routes: Vec<Route>,
+    /// Series name → index into `slots`.
+    names: HashMap<String, usize, FastHash>,
+    slots: Vec<Slot>,
     readings: Vec<Reading>,
-    /// Filter decisions by topic: matching filters per line was most of the per-line cost.
-    wanted: std::collections::HashMap<String, Option<Wanted>>,
 }
 
 impl<'s, Z: Zone + Clone> Collector<'s, Z> {
@@ -221,9 +358,13 @@ impl<'s, Z: Zone + Clone> Collector<'s, Z> {
         Collector {
             reader,
             selection,
+            keep_values: summary.keeps_values(),
             summary,
+            topics: HashMap::default(),
+            routes: Vec::new(),
+            names: HashMap::default(),
+            slots: Vec::new(),
             readings: Vec::new(),
-            wanted: std::collections::HashMap::new(),
         }
     }
 
@@ -232,56 +373,205 @@ impl<'s, Z: Zone + Clone> Collector<'s, Z> {
         &self.reader
     }
 
+    /// The line counts so far.
+    pub fn lines(&self) -> crate::stats::aggregate::LineCounts {
+        self.summary.lines
+    }
+
+    /// The statistics of the window.
+    pub fn into_summary(self) -> Summary {
+        let mut summary = self.summary;
+        for slot in self.slots {
+            if slot.series.count() > 0 {
+                summary.series.insert(slot.name, slot.series);
+            }
+        }
+        summary
+    }
+
     /// Account for one line.
     pub fn line(&mut self, raw: &[u8]) -> ControlFlow<()> {
-        let counts = &mut self.summary.lines;
-        let (time, topic, payload) = match self.reader.read(raw) {
-            Seen::Past => return ControlFlow::Break(()),
-            Seen::Outside => return ControlFlow::Continue(()),
-            Seen::Skipped => {
-                counts.read += 1;
-                counts.skipped += 1;
-                return ControlFlow::Continue(());
-            }
-            Seen::Record {
-                time,
-                topic,
-                payload,
-            } => (time, topic, payload),
-        };
-        counts.read += 1;
-        let wanted = match self.wanted.get(&*topic) {
-            Some(w) => w.clone(),
-            None => {
-                let w = self.selection.wanted(&topic);
-                // Topics repeat endlessly; a flood of distinct ones only stops the caching.
-                if self.wanted.len() < WANTED_CACHE {
-                    self.wanted.insert(topic.to_string(), w.clone());
-                }
-                w
-            }
-        };
-        let Some(Wanted { own, groups }) = wanted else {
-            counts.skipped += 1;
+        let (time, parsed) = self.reader.stamp(raw);
+        let Some(time) = time else {
             return ControlFlow::Continue(());
         };
+        match self.reader.bounds.place(time) {
+            Place::Past => ControlFlow::Break(()),
+            Place::Outside => ControlFlow::Continue(()),
+            Place::Inside => {
+                let body = self.reader.body(parsed);
+                self.account(time, &body);
+                ControlFlow::Continue(())
+            }
+        }
+    }
 
+    /// Account for a line of the window.
+    fn account(&mut self, time: i64, body: &Body<'_>) {
+        let counts = &mut self.summary.lines;
+        counts.read += 1;
+        let Body::Record { topic, payload } = body else {
+            counts.skipped += 1;
+            return;
+        };
+        let cached;
+        let route = match self.topics.get(&topic[..]) {
+            Some(&i) => &self.routes[i],
+            None => {
+                let route = self.route(topic);
+                if self.topics.len() < TOPIC_CACHE {
+                    self.topics.insert(topic[..].into(), self.routes.len());
+                    self.routes.push(route);
+                    &self.routes[self.routes.len() - 1]
+                } else {
+                    cached = route;
+                    &cached
+                }
+            }
+        };
+        let Route::Wanted { own, groups, plain } = route else {
+            self.summary.lines.skipped += 1;
+            return;
+        };
+        let payload = match payload {
+            Ok(p) => p,
+            Err(_) => {
+                self.summary.lines.rejected += 1;
+                return;
+            }
+        };
+        if let Some(slot) = *plain {
+            match payload::parse_plain(payload) {
+                Ok(value) => {
+                    self.summary.lines.matched += 1;
+                    push(
+                        &mut self.summary,
+                        &mut self.slots[slot],
+                        *own,
+                        groups,
+                        time,
+                        value,
+                    );
+                }
+                Err(_) => self.summary.lines.rejected += 1,
+            }
+            return;
+        }
+        // A JSON rule applies: the general path, one series per field found.
+        let topic = std::str::from_utf8(topic).unwrap_or_default();
         self.readings.clear();
-        let got = payload.and_then(|p| {
-            self.selection
-                .extractor
-                .readings(&topic, &p, &mut self.readings)
-        });
+        let got = self
+            .selection
+            .extractor
+            .readings(topic, payload, &mut self.readings);
         if got.is_err() {
-            counts.rejected += 1;
-            return ControlFlow::Continue(());
+            self.summary.lines.rejected += 1;
+            return;
         }
-        counts.matched += 1;
+        self.summary.lines.matched += 1;
         for r in &self.readings {
-            self.summary
-                .push(&r.series, own, groups.iter().copied(), time, r.value);
+            let slot = slot_of(
+                &mut self.names,
+                &mut self.slots,
+                &r.series,
+                self.keep_values,
+            );
+            push(
+                &mut self.summary,
+                &mut self.slots[slot],
+                *own,
+                groups,
+                time,
+                r.value,
+            );
         }
-        ControlFlow::Continue(())
+    }
+
+    /// Decide where a topic's values go (once per topic).
+    fn route(&mut self, topic: &[u8]) -> Route {
+        let Ok(topic) = std::str::from_utf8(topic) else {
+            return Route::Unwanted;
+        };
+        let Some(Wanted { own, groups }) = self.selection.wanted(topic) else {
+            return Route::Unwanted;
+        };
+        let plain = self
+            .selection
+            .extractor
+            .is_plain(topic)
+            .then(|| slot_of(&mut self.names, &mut self.slots, topic, self.keep_values));
+        Route::Wanted {
+            own,
+            groups: groups.iter().copied().collect(),
+            plain,
+        }
+    }
+
+    /// An empty collector with this one's settings for the lines of a later range.
+    fn fork_empty(&self, reference: DateTime<Utc>) -> Self {
+        Collector::new(
+            self.reader.fork(reference),
+            self.selection,
+            self.summary.empty_like(),
+        )
+    }
+
+    /// Add the results of a collector of the lines that follow this one's.
+    fn merge_later(&mut self, later: Self) {
+        let summary = later.into_summary();
+        let l = summary.lines;
+        let counts = &mut self.summary.lines;
+        counts.read += l.read;
+        counts.matched += l.matched;
+        counts.skipped += l.skipped;
+        counts.rejected += l.rejected;
+        for (name, series) in summary.series {
+            let slot = slot_of(&mut self.names, &mut self.slots, &name, self.keep_values);
+            self.slots[slot].series.merge(series);
+        }
+        for ((_, mine), (_, theirs)) in self.summary.groups.iter_mut().zip(summary.groups) {
+            mine.values.merge(theirs.values);
+            mine.members.extend(theirs.members);
+        }
+        // Membership decisions of this collector's slots stay valid: a name in `members`
+        // is only ever added.
+    }
+}
+
+/// The slot of series `name`, created empty on first use.
+fn slot_of(
+    names: &mut HashMap<String, usize, FastHash>,
+    slots: &mut Vec<Slot>,
+    name: &str,
+    keep_values: bool,
+) -> usize {
+    if let Some(&i) = names.get(name) {
+        return i;
+    }
+    names.insert(name.to_owned(), slots.len());
+    slots.push(Slot {
+        name: name.to_owned(),
+        series: Series::new(keep_values),
+        joined: Vec::new(),
+    });
+    slots.len() - 1
+}
+
+/// Add a value of a series to itself (when `own`) and to its groups.
+fn push(summary: &mut Summary, slot: &mut Slot, own: bool, groups: &[usize], t: i64, v: f64) {
+    if own {
+        slot.series.push_micros(t, v);
+    }
+    for &g in groups {
+        if let Some((_, group)) = summary.groups.get_mut(g) {
+            group.values.push_micros(t, v);
+            if !slot.joined.contains(&g) {
+                slot.joined.push(g);
+                if !group.members.contains(&slot.name) {
+                    group.members.insert(slot.name.clone());
+                }
+            }
+        }
     }
 }
 
@@ -297,16 +587,38 @@ impl<Z: Zone + Clone> Lines for Collector<'_, Z> {
     }
 }
 
+impl<Z: Zone + Clone + Send> Split for Collector<'_, Z> {
+    fn fork(&self, start: DateTime<Utc>, reference: DateTime<Utc>) -> Option<Self> {
+        self.reader
+            .can_start_at(start)
+            .then(|| self.fork_empty(reference))
+    }
+    fn merge(&mut self, later: Self) {
+        self.merge_later(later);
+    }
+}
+
 /// Several consecutive windows read in one pass (catch-up after missed runs, and the only
-/// way to read stdin for more than one window).
+/// way to read stdin for more than one window). Each line is parsed once, for all windows.
 pub struct Batch<'s, Z> {
+    /// Parses every line, over the union of the windows.
+    reader: Option<Reader<Z>>,
+    /// The collectors, in window order, and whether each is done with the current input.
     collectors: Vec<(Collector<'s, Z>, bool)>,
 }
 
 impl<'s, Z: Zone + Clone> Batch<'s, Z> {
     /// A batch of collectors, in window order.
     pub fn new(collectors: Vec<Collector<'s, Z>>) -> Self {
+        let reader = match (collectors.first(), collectors.last()) {
+            (Some(first), Some(last)) => Some(first.reader.with_window(Window {
+                start: first.reader.window.start,
+                end: last.reader.window.end,
+            })),
+            _ => None,
+        };
         Batch {
+            reader,
             collectors: collectors.into_iter().map(|c| (c, false)).collect(),
         }
     }
@@ -322,32 +634,81 @@ impl<'s, Z: Zone + Clone> Batch<'s, Z> {
     pub fn into_summaries(self) -> Vec<Summary> {
         self.collectors
             .into_iter()
-            .map(|(c, _)| c.summary)
+            .map(|(c, _)| c.into_summary())
             .collect()
     }
 }
 
 impl<Z: Zone + Clone> Lines for Batch<'_, Z> {
     fn time_of(&mut self, line: &[u8], reference: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        self.collectors.first_mut()?.0.time_of(line, reference)
+        self.reader.as_mut()?.time_of(line, reference)
     }
     fn input(&mut self, reference: DateTime<Utc>) {
         // Each input (file, source) is in time order on its own: every window reads it.
-        for (c, done) in &mut self.collectors {
-            c.input(reference);
+        if let Some(r) = &mut self.reader {
+            r.input(reference);
+        }
+        for (_, done) in &mut self.collectors {
             *done = false;
         }
     }
     fn take(&mut self, line: &[u8]) -> ControlFlow<()> {
+        let Some(reader) = &mut self.reader else {
+            return ControlFlow::Break(());
+        };
+        let (time, parsed) = reader.stamp(line);
+        let Some(time) = time else {
+            return ControlFlow::Continue(());
+        };
+        let mut parsed = Some(parsed);
+        let mut body = None;
         let mut open = false;
         for (c, done) in self.collectors.iter_mut().filter(|(_, d)| !*d) {
-            *done = c.line(line).is_break();
-            open |= !*done;
+            match c.reader.bounds.place(time) {
+                Place::Past => *done = true,
+                Place::Outside => open = true,
+                Place::Inside => {
+                    open = true;
+                    if let Some(p) = parsed.take() {
+                        body = Some(reader.body(p));
+                    }
+                    if let Some(b) = &body {
+                        c.account(time, b);
+                    }
+                }
+            }
         }
         if open {
             ControlFlow::Continue(())
         } else {
             ControlFlow::Break(())
+        }
+    }
+}
+
+impl<Z: Zone + Clone + Send> Split for Batch<'_, Z> {
+    fn fork(&self, start: DateTime<Utc>, reference: DateTime<Utc>) -> Option<Self> {
+        let reader = self.reader.as_ref()?;
+        if !reader.can_start_at(start) {
+            return None;
+        }
+        Some(Batch {
+            reader: Some(reader.fork(reference)),
+            collectors: self
+                .collectors
+                .iter()
+                .map(|(c, _)| (c.fork_empty(reference), false))
+                .collect(),
+        })
+    }
+    fn merge(&mut self, later: Self) {
+        for ((mine, done), (theirs, later_done)) in self.collectors.iter_mut().zip(later.collectors)
+        {
+            // A window that was over before the later range began reads nothing of it.
+            if !*done {
+                mine.merge_later(theirs);
+                *done = later_done;
+            }
         }
     }
 }
@@ -420,13 +781,13 @@ mod tests {
         );
         assert!(flows[..15].iter().all(|f| f.is_continue()));
         assert!(flows[15].is_break());
-        let l = c.summary.lines;
+        let l = c.lines();
         assert_eq!(
             (l.read, l.matched, l.skipped, l.rejected),
             (13, 4, 6, 3),
             "{l:?}"
         );
-        let s = &c.summary;
+        let s = &c.into_summary();
         assert_eq!(s.series["iotitan/a/t"].get(Statistic::Mean), Some(25.0));
         assert_eq!(s.series["iotitan/b/t"].count(), 1);
         assert_eq!(
@@ -451,7 +812,346 @@ mod tests {
             &mut c,
             &["2026-11-22T05:00:00Z h iotitan-logger[1]: iotitan/a/t 20"],
         );
-        assert!(c.summary.series.is_empty());
-        assert_eq!(c.summary.groups[0].1.values.count(), 1);
+        let s = c.into_summary();
+        assert!(s.series.is_empty());
+        assert_eq!(s.groups[0].1.values.count(), 1);
+    }
+
+    /// The per-line path as it was before the fast path: parse, decode, decide and push
+    /// with the general functions, line by line. The collector must give the same numbers,
+    /// bit for bit.
+    fn reference(
+        sel: &Selection,
+        lines: &[String],
+        w: Window,
+        reference: DateTime<Utc>,
+    ) -> Summary {
+        let disorder = chrono::Duration::seconds(60);
+        let mut clock = Clock::new(Utc, reference, Ambiguity::Stream);
+        let mut s = Summary::new(w.start, w.end, &all_statistics(), ["g".to_owned()]);
+        let mut last = None;
+        let mut readings = Vec::new();
+        for raw in lines {
+            let parsed = line::parse(raw.as_bytes(), &mut clock);
+            let time = match &parsed {
+                Ok(l) => {
+                    last = Some(l.time);
+                    l.time
+                }
+                Err(_) => match last {
+                    Some(t) => t,
+                    None => continue,
+                },
+            };
+            if time >= w.end + disorder {
+                break;
+            }
+            if time < w.start || time >= w.end {
+                continue;
+            }
+            s.lines.read += 1;
+            let c = &mut s.lines;
+            let Ok(l) = parsed else {
+                c.skipped += 1;
+                continue;
+            };
+            let msg = &l.msg[l.msg.iter().take_while(|&&b| b == b' ').count()..];
+            let rec = match record::decode(msg) {
+                Ok(r) if &l.ident[..] == b"iotitan-logger" => r,
+                _ => {
+                    c.skipped += 1;
+                    continue;
+                }
+            };
+            let Some(topic) = rec.topic_str() else {
+                c.skipped += 1;
+                continue;
+            };
+            let Some(Wanted { own, groups }) = sel.wanted(topic) else {
+                c.skipped += 1;
+                continue;
+            };
+            readings.clear();
+            if rec.cut_from.is_some()
+                || sel
+                    .extractor
+                    .readings(topic, &rec.payload, &mut readings)
+                    .is_err()
+            {
+                c.rejected += 1;
+                continue;
+            }
+            c.matched += 1;
+            for r in &readings {
+                s.push(&r.series, own, groups.iter().copied(), time, r.value);
+            }
+        }
+        s
+    }
+
+    fn all_statistics() -> Vec<Statistic> {
+        [
+            "count", "mean", "min", "max", "stddev", "median", "p95", "first", "last",
+        ]
+        .iter()
+        .map(|s| s.parse().unwrap())
+        .collect()
+    }
+
+    fn generated_line(base: i64) -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let topic = prop_oneof![
+            Just("iotitan/a/t"),
+            Just("iotitan/b/t"),
+            Just("iotitan/a\\x2Ft"),
+            Just("iotitan/b/t_mean"),
+            Just("iotitan/stats/summary"),
+            Just("other/x"),
+            Just("zigbee2mqtt/bed"),
+            Just("zigbee2mqtt/bed/temperature"),
+            Just("iotitan/\\xFF/t"),
+        ];
+        let payload = prop_oneof![
+            (-300i32..300, 0u32..100).prop_map(|(a, b)| format!("{a}.{b}")),
+            (-5000i32..5000).prop_map(|a| a.to_string()),
+            Just("-0".to_owned()),
+            Just(" 7 ".to_owned()),
+            Just("on".to_owned()),
+            Just("1e3".to_owned()),
+            Just("junk".to_owned()),
+            Just("5\\q".to_owned()),
+            Just("12\\[cut 99]".to_owned()),
+            Just("{\"temperature\":27.5}".to_owned()),
+            Just("{\"battery\":3}".to_owned()),
+        ];
+        let ident = prop_oneof![
+            8 => Just("iotitan-logger"),
+            1 => Just("sshd"),
+        ];
+        let line = (
+            0i64..700,
+            0u32..1_000_000,
+            ident,
+            topic,
+            payload,
+            any::<bool>(),
+        )
+            .prop_map(move |(dt, us, ident, topic, payload, trad)| {
+                let t = DateTime::from_timestamp(base + dt, us * 1000).unwrap();
+                let stamp = if trad {
+                    t.format("%b %e %H:%M:%S").to_string()
+                } else {
+                    t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+                };
+                format!("{stamp} pi {ident}[1]: {topic} {payload}")
+            });
+        prop_oneof![
+            20 => line,
+            1 => Just("garbage without a time".to_owned()),
+        ]
+    }
+
+    fn json_selection() -> Selection {
+        Selection {
+            topics: Filters::of(&["iotitan/#", "zigbee2mqtt/#"]),
+            groups: vec![Filters::of(&["iotitan/+/t", "zigbee2mqtt/bed/temperature"])],
+            ..selection()
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+        #[test]
+        fn the_collector_gives_what_the_general_path_gives(
+            mut lines in proptest::collection::vec(generated_line(1_795_000_000), 0..300),
+            sorted in proptest::prelude::any::<bool>(),
+        ) {
+            if sorted {
+                lines.sort_by_key(|l| l.get(..26).unwrap_or_default().to_owned());
+            }
+            let sel = json_selection();
+            let w = Window {
+                start: DateTime::from_timestamp(1_795_000_100, 0).unwrap(),
+                end: DateTime::from_timestamp(1_795_000_400, 0).unwrap(),
+            };
+            let reference_time = DateTime::from_timestamp(1_795_100_000, 0).unwrap();
+            let want = reference(&sel, &lines, w, reference_time);
+            let mut reader = Reader::new(w, chrono::Duration::seconds(60), "iotitan-logger", Utc);
+            reader.input(reference_time);
+            let summary = Summary::new(w.start, w.end, &all_statistics(), ["g".to_owned()]);
+            let mut c = Collector::new(reader, &sel, summary);
+            for l in &lines {
+                if c.line(l.as_bytes()).is_break() {
+                    break;
+                }
+            }
+            let got = c.into_summary();
+            proptest::prop_assert_eq!(got.lines, want.lines);
+            proptest::prop_assert_eq!(got.outputs(), want.outputs());
+        }
+    }
+
+    /// The statistics of a split scan, next to one thread's.
+    fn same_statistics(one: &Summary, many: &Summary) {
+        assert_eq!(one.lines, many.lines);
+        let pairs = one
+            .series
+            .iter()
+            .map(|(n, s)| (n.clone(), s, &many.series[n]))
+            .chain(
+                one.groups
+                    .iter()
+                    .zip(&many.groups)
+                    .map(|((n, a), (_, b))| (n.clone(), &a.values, &b.values)),
+            );
+        assert_eq!(
+            one.series.keys().collect::<Vec<_>>(),
+            many.series.keys().collect::<Vec<_>>()
+        );
+        for ((_, a), (_, b)) in one.groups.iter().zip(&many.groups) {
+            assert_eq!(a.members, b.members);
+        }
+        for (name, a, b) in pairs {
+            for st in all_statistics() {
+                let (x, y) = (a.get(st), b.get(st));
+                match st {
+                    Statistic::Mean | Statistic::Stddev => {
+                        let (x, y) = (x.unwrap_or(0.0), y.unwrap_or(0.0));
+                        assert!(
+                            (x - y).abs() <= 1e-9 * x.abs().max(1.0),
+                            "{name} {st}: {x} vs {y}"
+                        );
+                    }
+                    _ => assert_eq!(x, y, "{name} {st}"),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_split_scan_gives_the_statistics_of_one_thread() {
+        use crate::syslog::source::{Scan, Source, scan_split_min};
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("syslog");
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+        let base = 1_795_000_000i64;
+        // 20 000 lines over 4000 s, some out of order by up to 3 s, timeless lines between.
+        for i in 0..20_000i64 {
+            let jitter = if i % 7 == 0 { -3_000_000 } else { 0 };
+            let t =
+                DateTime::from_timestamp_micros((base * 1_000_000) + i * 200_000 + jitter).unwrap();
+            let topic =
+                ["iotitan/a/t", "iotitan/b/t", "zigbee2mqtt/bed", "other/x"][(i % 4) as usize];
+            let payload = if topic.starts_with("zigbee") {
+                format!("{{\"temperature\":{}.{}}}", i % 30, i % 7)
+            } else {
+                format!("{}.{}", 1e6 as i64 + i % 41, i % 10)
+            };
+            writeln!(
+                f,
+                "{} pi iotitan-logger[1]: {topic} {payload}",
+                t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+            )
+            .unwrap();
+            if i % 1000 == 0 {
+                writeln!(f, "  continuation without a time").unwrap();
+            }
+        }
+        drop(f);
+        let sel = json_selection();
+        let t = |s: i64| DateTime::from_timestamp(base + s, 0).unwrap();
+        // Consecutive windows (a catch-up), the last ending before the file does.
+        for (from, to, n) in [
+            (0, 4000, 1),
+            (100, 3100, 12),
+            (3000, 3900, 3),
+            (500, 600, 1),
+        ] {
+            let step = (to - from) / n;
+            let windows: Vec<_> = (0..n)
+                .map(|k| Window {
+                    start: t(from + k * step),
+                    end: t(from + (k + 1) * step),
+                })
+                .collect();
+            let run = |threads: usize| {
+                let collectors = windows
+                    .iter()
+                    .map(|w| {
+                        let reader =
+                            Reader::new(*w, chrono::Duration::seconds(5), "iotitan-logger", Utc);
+                        let summary =
+                            Summary::new(w.start, w.end, &all_statistics(), ["g".to_owned()]);
+                        Collector::new(reader, &sel, summary)
+                    })
+                    .collect();
+                let mut batch = Batch::new(collectors);
+                let (from, until) = batch.range().unwrap();
+                let scan = Scan {
+                    from,
+                    until,
+                    identifier: "iotitan-logger",
+                };
+                let mut bytes = 0;
+                scan_split_min(
+                    &Source::File(path.clone()),
+                    &scan,
+                    &mut batch,
+                    &mut |n| bytes += n,
+                    threads,
+                    0,
+                )
+                .unwrap();
+                batch.into_summaries()
+            };
+            let one = run(1);
+            assert!(one.iter().map(|s| s.lines.matched).sum::<u64>() > 0);
+            for threads in [2, 3, 7] {
+                let many = run(threads);
+                for (a, b) in one.iter().zip(&many) {
+                    same_statistics(a, b);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn series_merge_is_exact_where_it_must_be() {
+        let values: Vec<f64> = (0..1000)
+            .map(|i| 1e9 + ((i * 7919) % 101) as f64 / 10.0)
+            .collect();
+        for cut in [0, 1, 500, 999, 1000] {
+            let mut all = Series::new(true);
+            let (mut a, mut b) = (Series::new(true), Series::new(true));
+            for (i, &v) in values.iter().enumerate() {
+                let t = (i as i64 % 300) * 1_000_000;
+                all.push_micros(t, v);
+                if i < cut {
+                    a.push_micros(t, v)
+                } else {
+                    b.push_micros(t, v)
+                }
+            }
+            a.merge(b);
+            // Mean and stddev against the exact values (computed on the small offsets), like
+            // the sequential series' own.
+            let offsets: Vec<f64> = values.iter().map(|v| v - 1e9).collect();
+            let mean = offsets.iter().sum::<f64>() / 1000.0;
+            let var = offsets.iter().map(|o| (o - mean).powi(2)).sum::<f64>() / 999.0;
+            for (got, exact) in [
+                (a.get(Statistic::Mean).unwrap() - 1e9, mean),
+                (a.get(Statistic::Stddev).unwrap(), var.sqrt()),
+                (all.get(Statistic::Mean).unwrap() - 1e9, mean),
+                (all.get(Statistic::Stddev).unwrap(), var.sqrt()),
+            ] {
+                assert!((got - exact).abs() <= 1e-6, "{cut}: {got} vs {exact}");
+            }
+            for st in all_statistics() {
+                if !matches!(st, Statistic::Mean | Statistic::Stddev) {
+                    assert_eq!(all.get(st), a.get(st), "{cut} {st}");
+                }
+            }
+        }
     }
 }

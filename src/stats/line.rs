@@ -80,13 +80,20 @@ pub struct Clock<Z> {
     zone: Z,
     reference: NaiveDateTime,
     ambiguity: Ambiguity,
-    last: Option<DateTime<Utc>>,
+    /// The last instant read, in seconds since the epoch.
+    last: Option<i64>,
     /// The last repeated local time was read as its second occurrence: the ones after it
     /// are too, until an unambiguous time ends the repeated hour.
     second_pass: bool,
     /// (local hour as seconds since the epoch, offset seconds) when the whole hour has one
     /// unambiguous offset.
     hour: Option<(i64, i64)>,
+    /// The last traditional prefix `Mmm dd HH` whose whole hour falls in one year, with the
+    /// local time of its start (seconds since the epoch, as if local were UTC).
+    traditional: Option<([u8; 9], i64)>,
+    /// The last RFC 3339 prefix `YYYY-MM-DDTHH:MM`, with the start of that minute (seconds
+    /// since the epoch, before the offset is applied).
+    rfc3339: Option<([u8; 16], i64)>,
 }
 
 /// How far back a repeated local time may step before it is read as the second occurrence.
@@ -103,6 +110,8 @@ impl<Z: Zone> Clock<Z> {
             last: None,
             second_pass: false,
             hour: None,
+            traditional: None,
+            rfc3339: None,
         }
     }
 
@@ -111,6 +120,19 @@ impl<Z: Zone> Clock<Z> {
         self.reference = self.zone.local(reference);
         self.last = None;
         self.second_pass = false;
+        // The year of a month and day depends on the reference.
+        self.traditional = None;
+    }
+
+    /// Whether the zone keeps one UTC offset for three hours either side of `t`: a scan may
+    /// then start reading at a line of that time with a fresh clock and read every later
+    /// line as a reader that started earlier would (line order only matters in the hour
+    /// that repeats when DST ends).
+    pub fn steady_around(&self, t: DateTime<Utc>) -> bool {
+        let offset = |t: DateTime<Utc>| self.zone.local(t).and_utc().timestamp() - t.timestamp();
+        let span = chrono::Duration::hours(3);
+        let (a, b) = (t - span, t + span);
+        offset(a) == offset(b) && offset(t) == offset(a)
     }
 
     /// The year of a month and day, as seen from the reference: the latest such date not
@@ -146,7 +168,7 @@ impl<Z: Zone> Clock<Z> {
             }
             LocalResult::Ambiguous(a, b) => {
                 let (early, late) = if a <= b { (a, b) } else { (b, a) };
-                let back = |last: DateTime<Utc>| early.timestamp() < last.timestamp() - BACKSTEP;
+                let back = |last: i64| early.timestamp() < last - BACKSTEP;
                 match (self.ambiguity, self.last) {
                     (Ambiguity::Seek, _) => late,
                     (Ambiguity::Stream, _) if self.second_pass => late,
@@ -183,9 +205,39 @@ impl<Z: Zone> Clock<Z> {
 
     fn seen(&mut self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
         if self.ambiguity == Ambiguity::Stream {
-            self.last = Some(t);
+            self.last = Some(t.timestamp());
         }
         Some(t)
+    }
+
+    /// [`Clock::instant`] of a local time given in seconds, as seconds since the epoch.
+    fn instant_secs(&mut self, local: i64) -> Option<i64> {
+        if let Some((h, off)) = self.hour
+            && h == local.div_euclid(3600)
+        {
+            let t = local - off;
+            if self.ambiguity == Ambiguity::Stream {
+                self.last = Some(t);
+            }
+            return Some(t);
+        }
+        let local = DateTime::from_timestamp(local, 0)?.naive_utc();
+        self.instant(local).map(|t| t.timestamp())
+    }
+
+    /// Remember `prefix` (`Mmm dd HH`) if its whole hour lies in one year.
+    fn cache_traditional(&mut self, prefix: &[u8], month: u32, day: u32, h: u32) {
+        let (Some(a), Some(b)) = (
+            self.year_of(month, day, (h, 0, 0)),
+            self.year_of(month, day, (h, 59, 59)),
+        ) else {
+            return;
+        };
+        if a.date() == b.date()
+            && let Ok(p) = prefix.try_into()
+        {
+            self.traditional = Some((p, a.and_utc().timestamp()));
+        }
     }
 }
 
@@ -209,6 +261,80 @@ pub fn parse<'a, Z: Zone>(line: &'a [u8], clock: &mut Clock<Z>) -> Result<Line<'
         Some(b'1') if line.get(1) == Some(&b' ') => rfc5424(&line[2..]),
         _ => after_pri(line, clock),
     }
+}
+
+/// One parsed line with its time as an integer: what the fast path gives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stamped<'a> {
+    /// When the line was logged, in microseconds since the epoch.
+    pub micros: i64,
+    /// The syslog identifier (tag, APP-NAME, `SYSLOG_IDENTIFIER`).
+    pub ident: Cow<'a, [u8]>,
+    /// The message (MSG, `MESSAGE`).
+    pub msg: Cow<'a, [u8]>,
+}
+
+/// [`parse`] for reading many lines: the same results, faster for the common line.
+///
+/// A timestamp's prefix (`2026-11-22T05:00` or `Nov 22 05`) repeats for thousands of lines
+/// in a row; the clock remembers the last one and what it means, so a line that shares it
+/// costs a comparison and a few digits, and its time stays an integer. Other lines (a new
+/// minute or hour, `<PRI>`, RFC 5424, journal entries) go through [`parse`], which also
+/// resolves DST and year changes.
+pub fn parse_fast<'a, Z: Zone>(
+    line: &'a [u8],
+    clock: &mut Clock<Z>,
+) -> Result<Stamped<'a>, LineError> {
+    let first = line.first().copied();
+    if first.is_some_and(|b| b.is_ascii_digit()) && line.get(1) != Some(&b' ') {
+        // RFC 3339 without `<PRI>`: the slow path is this same code without the cache.
+        let minute = match clock.rfc3339 {
+            Some((p, minute)) if line.len() >= 20 && line[..16] == p => minute,
+            _ => {
+                let minute = rfc3339_minute(line).ok_or(LineError::Timestamp)?;
+                if let Ok(p) = line[..16].try_into() {
+                    clock.rfc3339 = Some((p, minute));
+                }
+                minute
+            }
+        };
+        let (micros, rest) = rfc3339_tail(line, minute).ok_or(LineError::Timestamp)?;
+        let (ident, msg) = bsd_header(rest).ok_or(LineError::Header)?;
+        return Ok(Stamped {
+            micros,
+            ident: Cow::Borrowed(ident),
+            msg: Cow::Borrowed(msg),
+        });
+    }
+    if first.is_some_and(|b| b.is_ascii_alphabetic())
+        && let Some((p, hour)) = clock.traditional
+        && line.len() >= 15
+        && line[..9] == p
+        && line[9] == b':'
+        && line[12] == b':'
+        && let (Some(mi), Some(s)) = (digits(&line[10..], 2), digits(&line[13..], 2))
+        && mi <= 59
+    {
+        let local = hour + i64::from(mi * 60 + s.min(59));
+        let secs = clock.instant_secs(local).ok_or(LineError::Timestamp)?;
+        let (ident, msg) = bsd_header(&line[15..]).ok_or(LineError::Header)?;
+        return Ok(Stamped {
+            micros: secs * 1_000_000,
+            ident: Cow::Borrowed(ident),
+            msg: Cow::Borrowed(msg),
+        });
+    }
+    let l = parse(line, clock)?;
+    if first.is_some_and(|b| b.is_ascii_alphabetic())
+        && let Some((month, day, h, _, _)) = traditional_fields(line)
+    {
+        clock.cache_traditional(&line[..9], month, day, h);
+    }
+    Ok(Stamped {
+        micros: l.time.timestamp_micros(),
+        ident: l.ident,
+        msg: l.msg,
+    })
 }
 
 /// Only the time of a line: what a seek needs.
@@ -287,10 +413,17 @@ fn days_in_month(y: i64, m: u32) -> u32 {
 
 /// `YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)` → instant and the rest of the line.
 pub fn rfc3339(b: &[u8]) -> Option<(DateTime<Utc>, &[u8])> {
+    let (micros, rest) = rfc3339_tail(b, rfc3339_minute(b)?)?;
+    Some((DateTime::from_timestamp_micros(micros)?, rest))
+}
+
+/// The start of the minute `YYYY-MM-DDTHH:MM` of an RFC 3339 timestamp, in seconds since
+/// the epoch before the offset is applied (what [`rfc3339_tail`] completes).
+fn rfc3339_minute(b: &[u8]) -> Option<i64> {
     if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
         return None;
     }
-    if b[13] != b':' || b[16] != b':' {
+    if b[13] != b':' {
         return None;
     }
     let y = i64::from(digits(b, 4)?);
@@ -298,9 +431,19 @@ pub fn rfc3339(b: &[u8]) -> Option<(DateTime<Utc>, &[u8])> {
     let d = digits(&b[8..], 2)?;
     let h = digits(&b[11..], 2)?;
     let mi = digits(&b[14..], 2)?;
+    if !(1..=12).contains(&mo) || d == 0 || d > days_in_month(y, mo) || h > 23 || mi > 59 {
+        return None;
+    }
+    Some(days_from_civil(y, mo, d) * 86_400 + i64::from(h * 3600 + mi * 60))
+}
+
+/// `:SS[.frac](Z|±HH:MM)` after a minute → microseconds since the epoch and the rest.
+fn rfc3339_tail(b: &[u8], minute: i64) -> Option<(i64, &[u8])> {
+    if b.len() < 20 || b[16] != b':' {
+        return None;
+    }
     let s = digits(&b[17..], 2)?;
-    if !(1..=12).contains(&mo) || d == 0 || d > days_in_month(y, mo) || h > 23 || mi > 59 || s > 60
-    {
+    if s > 60 {
         return None;
     }
     let mut i = 19;
@@ -339,10 +482,8 @@ pub fn rfc3339(b: &[u8]) -> Option<(DateTime<Utc>, &[u8])> {
         _ => return None,
     };
     // A leap second is read as the last ordinary second of its minute.
-    let secs =
-        days_from_civil(y, mo, d) * 86_400 + i64::from(h * 3600 + mi * 60 + s.min(59)) - offset;
-    let t = DateTime::from_timestamp_micros(secs * 1_000_000 + micros)?;
-    Some((t, &b[i..]))
+    let secs = minute + i64::from(s.min(59)) - offset;
+    Some((secs * 1_000_000 + micros, &b[i..]))
 }
 
 /// `Mmm dd HH:MM:SS` (day padded with a space) → instant and the rest of the line.
@@ -350,6 +491,13 @@ fn traditional<'a, Z: Zone>(
     b: &'a [u8],
     clock: &mut Clock<Z>,
 ) -> Option<(DateTime<Utc>, &'a [u8])> {
+    let (month, day, h, mi, s) = traditional_fields(b)?;
+    let local = clock.year_of(month, day, (h, mi, s.min(59)))?;
+    Some((clock.instant(local)?, &b[15..]))
+}
+
+/// The month, day, hour, minute and second of `Mmm dd HH:MM:SS`.
+fn traditional_fields(b: &[u8]) -> Option<(u32, u32, u32, u32, u32)> {
     if b.len() < 15 || b[3] != b' ' || b[6] != b' ' || b[9] != b':' || b[12] != b':' {
         return None;
     }
@@ -365,8 +513,7 @@ fn traditional<'a, Z: Zone>(
     let h = digits(&b[7..], 2)?;
     let mi = digits(&b[10..], 2)?;
     let s = digits(&b[13..], 2)?;
-    let local = clock.year_of(month, day, (h, mi, s.min(59)))?;
-    Some((clock.instant(local)?, &b[15..]))
+    Some((month, day, h, mi, s))
 }
 
 /// RFC 5424 after `1 `: `TIMESTAMP HOST APP PROCID MSGID SD [MSG]`.
@@ -730,11 +877,112 @@ mod tests {
         }
     }
 
+    /// Lines whose stamps share prefixes (so the fast path's caches are hit and missed), with
+    /// odd stamps (leap and impossible seconds, DST and year edges), every format, escapes,
+    /// cut markers and junk.
+    fn generated_line() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let msg = prop_oneof![
+            Just("iotitan/a/t 21.5".to_owned()),
+            Just("iotitan/a\\x20b/t 1\\n2".to_owned()),
+            Just("iotitan/a/t 1234\\[cut 9999]".to_owned()),
+            Just("iotitan/a/t".to_owned()),
+            Just("".to_owned()),
+            "[ -~]{0,12}",
+        ];
+        let header = prop_oneof![
+            Just(" pi iotitan-logger[1]: ".to_owned()),
+            Just(" pi iotitan-logger: ".to_owned()),
+            Just(" pi sshd[9]:".to_owned()),
+            Just(" pi".to_owned()),
+            Just("".to_owned()),
+        ];
+        let rfc = (
+            prop_oneof![
+                Just("2026-10-25"),
+                Just("2026-12-31"),
+                Just("2024-02-29"),
+                Just("2026-02-29")
+            ],
+            prop_oneof![Just('T'), Just(' ')],
+            0u32..3,
+            prop_oneof![0u32..2, Just(59), Just(60)],
+            prop_oneof![0u32..3, Just(59), Just(60), Just(61), Just(99)],
+            prop_oneof![
+                Just(""),
+                Just(".5"),
+                Just(".123456"),
+                Just(".123456789"),
+                Just(".")
+            ],
+            prop_oneof![
+                Just("Z"),
+                Just("+01:00"),
+                Just("-03:30"),
+                Just("+0100"),
+                Just("")
+            ],
+        )
+            .prop_map(|(d, sep, h, mi, s, frac, off)| {
+                format!("{d}{sep}{:02}:{mi:02}:{s:02}{frac}{off}", h + 1)
+            });
+        let trad = (
+            prop_oneof![
+                Just("Oct 25"),
+                Just("Mar 29"),
+                Just("Dec 31"),
+                Just("Jan  1"),
+                Just("Feb 29"),
+                Just("Nov 32")
+            ],
+            prop_oneof![0u32..4, Just(23), Just(24)],
+            prop_oneof![0u32..2, Just(59), Just(60)],
+            prop_oneof![0u32..2, Just(59), Just(60), Just(99)],
+        )
+            .prop_map(|(d, h, mi, s)| format!("{d} {h:02}:{mi:02}:{s:02}"));
+        let stamp = prop_oneof![
+            4 => rfc,
+            4 => trad.clone(),
+            1 => trad.prop_map(|t| format!("<13>{t}")),
+            1 => Just("<134>1 2026-10-25T01:00:00Z pi iotitan-logger 1 - -".to_owned()),
+        ];
+        prop_oneof![
+            12 => (stamp, header, msg).prop_map(|(s, h, m)| format!("{s}{h}{m}")),
+            1 => Just(r#"{"__REALTIME_TIMESTAMP":"1795323614123456","SYSLOG_IDENTIFIER":"iotitan-logger","MESSAGE":"a/b 1"}"#.to_owned()),
+            1 => "[ -~]{0,30}",
+        ]
+    }
+
     proptest::proptest! {
+        #[test]
+        fn the_fast_path_reads_every_line_as_the_slow_path(
+            lines in proptest::collection::vec(generated_line(), 1..60),
+            reference in proptest::prop_oneof![
+                proptest::strategy::Just("2026-10-26T00:00:00Z"),
+                proptest::strategy::Just("2026-03-29T01:30:00Z"),
+                proptest::strategy::Just("2027-01-01T00:10:00Z"),
+                proptest::strategy::Just("2026-10-25T01:20:00Z"),
+            ],
+            new_input in 0usize..80,
+        ) {
+            let mut slow = Clock::new(Cet, utc(reference), Ambiguity::Stream);
+            let mut fast = Clock::new(Cet, utc(reference), Ambiguity::Stream);
+            for (i, l) in lines.iter().enumerate() {
+                if i == new_input {
+                    slow.set_reference(utc("2027-01-01T00:00:30Z"));
+                    fast.set_reference(utc("2027-01-01T00:00:30Z"));
+                }
+                let want = parse(l.as_bytes(), &mut slow)
+                    .map(|l| (l.time.timestamp_micros(), l.ident, l.msg));
+                let got = parse_fast(l.as_bytes(), &mut fast).map(|s| (s.micros, s.ident, s.msg));
+                proptest::prop_assert_eq!(got, want, "line {}: {:?}", i, l);
+            }
+        }
         #[test]
         fn never_panics(line in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..80)) {
             let mut c = clock_at("2026-11-22T06:00:00Z");
             let _ = parse(&line, &mut c);
+            let _ = parse_fast(&line, &mut c);
         }
     }
 }

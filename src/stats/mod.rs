@@ -24,7 +24,7 @@ pub mod window;
 use crate::config::Config;
 use crate::exit::{self, ExitError};
 use crate::shutdown::Shutdown;
-use crate::syslog::source::{self, Lines, Scan, Source, SourceError};
+use crate::syslog::source::{self, Lines, Scan, Source, SourceError, Split};
 use aggregate::Summary;
 use anyhow::Context;
 use chrono::{DateTime, Utc};
@@ -69,6 +69,49 @@ pub struct Options {
     /// Take this as the current time (replays of old files, tests).
     #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
     pub now: Option<String>,
+    /// Read large files on this many threads [default: the number of cores].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub threads: Option<u16>,
+    #[command(flatten)]
+    pub progress: ProgressArgs,
+}
+
+/// `--progress` / `--no-progress`.
+#[derive(Debug, Clone, Copy, Default, clap::Args)]
+pub struct ProgressArgs {
+    /// Show a progress bar on stderr while reading (drawn on a terminal only) [default: when
+    /// stderr is a terminal].
+    #[arg(long, overrides_with = "no_progress")]
+    pub progress: bool,
+    /// Never show a progress bar.
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
+impl ProgressArgs {
+    /// A progress bar of bytes read, or a hidden one.
+    fn bar(self) -> indicatif::ProgressBar {
+        let show = !self.no_progress && (self.progress || std::io::stderr().is_terminal());
+        if !show {
+            return indicatif::ProgressBar::hidden();
+        }
+        let bar = indicatif::ProgressBar::new_spinner();
+        if let Ok(style) = indicatif::ProgressStyle::with_template(
+            "{spinner} {binary_bytes} read, {binary_bytes_per_sec}, {elapsed}",
+        ) {
+            bar.set_style(style);
+        }
+        bar
+    }
+}
+
+/// The number of threads a run reads with: `--threads`, else the number of cores.
+fn threads(requested: Option<u16>) -> usize {
+    requested.map(usize::from).unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(std::num::NonZeroUsize::get)
+            .unwrap_or(1)
+    })
 }
 
 /// Options of `query`.
@@ -89,6 +132,8 @@ pub struct QueryOptions {
     /// Read these sources instead of syslog.sources (repeatable).
     #[arg(long = "input", value_name = "SOURCE", allow_hyphen_values = true)]
     pub inputs: Vec<String>,
+    #[command(flatten)]
+    pub progress: ProgressArgs,
 }
 
 fn usage(msg: impl Into<String>) -> anyhow::Error {
@@ -112,13 +157,19 @@ fn sources(cfg: &Config, inputs: &[String]) -> anyhow::Result<Vec<Source>> {
     }
 }
 
+/// How a scan reads: on one thread into any [`Lines`], or split across threads.
+enum Feed<'a, L> {
+    One(&'a mut dyn Lines),
+    Split(&'a mut L, usize),
+}
+
 /// Scan every source into `lines`, covering `[from, until)`.
-fn scan_all(
+fn scan_all<L: Split>(
     sources: &[Source],
     from: DateTime<Utc>,
     until: DateTime<Utc>,
     identifier: &str,
-    lines: &mut dyn Lines,
+    mut lines: Feed<'_, L>,
     progress: &mut dyn FnMut(u64),
 ) -> anyhow::Result<()> {
     let scan = Scan {
@@ -127,7 +178,11 @@ fn scan_all(
         identifier,
     };
     for src in sources {
-        let report = source::scan(src, &scan, lines, progress).map_err(|e| {
+        let report = match &mut lines {
+            Feed::One(l) => source::scan(src, &scan, &mut **l, progress),
+            Feed::Split(l, threads) => source::scan_split(src, &scan, &mut **l, progress, *threads),
+        };
+        let report = report.map_err(|e| {
             let code = match e {
                 SourceError::Journal(_) => exit::UNAVAILABLE,
                 _ => exit::IOERR,
@@ -141,11 +196,23 @@ fn scan_all(
     Ok(())
 }
 
-/// Compute the statistics of consecutive `windows` in one pass over `sources`.
+/// Compute the statistics of consecutive `windows` in one pass over `sources`, reading large
+/// files on every core.
 pub fn compute(
     cfg: &Config,
     sources: &[Source],
     windows: &[Window],
+) -> anyhow::Result<Vec<Summary>> {
+    compute_with(cfg, sources, windows, threads(None), &mut |_| {})
+}
+
+/// [`compute`] on up to `threads` threads, calling `progress` with the bytes read.
+pub fn compute_with(
+    cfg: &Config,
+    sources: &[Source],
+    windows: &[Window],
+    threads: usize,
+    progress: &mut dyn FnMut(u64),
 ) -> anyhow::Result<Vec<Summary>> {
     let st = &cfg.stats;
     let selection = Selection {
@@ -178,8 +245,8 @@ pub fn compute(
         from,
         until,
         &cfg.syslog.identifier,
-        &mut batch,
-        &mut |_| {},
+        Feed::Split(&mut batch, threads.max(1)),
+        progress,
     )?;
     Ok(batch.into_summaries())
 }
@@ -253,9 +320,14 @@ pub async fn run(cfg: &Config, shutdown: Shutdown, opts: &Options) -> anyhow::Re
     }
     let summaries = {
         let (cfg, sources, windows) = (cfg.clone(), sources.clone(), windows.clone());
-        tokio::task::spawn_blocking(move || compute(&cfg, &sources, &windows))
-            .await
-            .context("the statistics task failed")??
+        let (threads, bar) = (threads(opts.threads), opts.progress.bar());
+        tokio::task::spawn_blocking(move || {
+            let s = compute_with(&cfg, &sources, &windows, threads, &mut |n| bar.inc(n));
+            bar.finish_and_clear();
+            s
+        })
+        .await
+        .context("the statistics task failed")??
     };
     let format = opts.format.or(opts.dry_run.then_some(Format::Text));
     if let Some(format) = format {
@@ -335,23 +407,15 @@ pub fn run_query(cfg: &Config, opts: &QueryOptions) -> anyhow::Result<()> {
         stdout,
     );
     export.begin().context("cannot write to stdout")?;
-    let bar = if std::io::stderr().is_terminal() {
-        let bar = indicatif::ProgressBar::new_spinner();
-        if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} {binary_bytes} read")
-        {
-            bar.set_style(style);
-        }
-        bar
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
+    let bar = opts.progress.bar();
     let (from, to) = export.range();
-    scan_all(
+    // Rows are written in file order as they are read: one thread.
+    scan_all::<Batch<'_, chrono::Local>>(
         &sources,
         from,
         to,
         &cfg.syslog.identifier,
-        &mut export,
+        Feed::One(&mut export),
         &mut |n| bar.inc(n),
     )?;
     let (rows, rejected) = (export.rows, export.rejected);

@@ -9,6 +9,11 @@
 //!
 //! The line format is not this module's business: the caller's [`Lines`] gives the time of a
 //! line for seeking and takes the lines of the window.
+//!
+//! A consumer that can be split ([`Split`], the statistics) reads a large plain file on
+//! several threads ([`scan_split`]): after the binary search, the rest of the file is cut into
+//! ranges at line boundaries, each read by a fork of the consumer, and the forks' results are
+//! merged in file order. Compressed files and streams are read on one thread.
 
 use chrono::{DateTime, Utc};
 use flate2::read::MultiGzDecoder;
@@ -17,6 +22,7 @@ use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Longest line handed to the caller; a longer one is passed as an empty line (and so counted
 /// as unparseable) instead of growing memory without bound.
@@ -27,6 +33,10 @@ const SEEK_GRANULE: u64 = 64 * 1024;
 
 /// Read buffer size.
 const BUFFER: usize = 256 * 1024;
+
+/// Below this many bytes a file is read on one thread: starting a thread and merging costs
+/// more than the time it saves.
+const MIN_SPLIT: u64 = 4 << 20;
 
 /// Where records are read from (`syslog.sources`, `--input`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,6 +85,17 @@ pub trait Lines {
     fn input(&mut self, reference: DateTime<Utc>);
     /// One line of the candidate region; `Break` ends the whole scan (the window is over).
     fn take(&mut self, line: &[u8]) -> ControlFlow<()>;
+}
+
+/// A consumer of lines whose work can be split into ranges of a file read on other threads.
+pub trait Split: Lines + Send + Sized {
+    /// An empty consumer with this one's settings, ready to read the lines of the current
+    /// input (whose `reference` is given) from a line of time `start` on; `None` when
+    /// starting there could read a line differently than reading on from here would.
+    fn fork(&self, start: DateTime<Utc>, reference: DateTime<Utc>) -> Option<Self>;
+    /// Add the results of `later`, which read the lines right after this one's. Called only
+    /// when this one did not end the scan (its lines after a `Break` are never read).
+    fn merge(&mut self, later: Self);
 }
 
 /// What to read: the time range to locate (already widened for disorder) and, for the
@@ -136,9 +157,226 @@ pub fn scan(
     lines: &mut dyn Lines,
     progress: &mut dyn FnMut(u64),
 ) -> Result<ScanReport, SourceError> {
+    scan_with(source, scan, &mut One(lines), progress)
+}
+
+/// [`scan`] with plain files read on up to `threads` threads (one when a file is small, or
+/// when `lines` cannot start at a cut).
+pub fn scan_split<L: Split>(
+    source: &Source,
+    scan: &Scan<'_>,
+    lines: &mut L,
+    progress: &mut dyn FnMut(u64),
+    threads: usize,
+) -> Result<ScanReport, SourceError> {
+    scan_split_min(source, scan, lines, progress, threads, MIN_SPLIT)
+}
+
+/// [`scan_split`] splitting files of at least `min` bytes (tests split small files).
+pub(crate) fn scan_split_min<L: Split>(
+    source: &Source,
+    scan: &Scan<'_>,
+    lines: &mut L,
+    progress: &mut dyn FnMut(u64),
+    threads: usize,
+    min: u64,
+) -> Result<ScanReport, SourceError> {
+    let mut many = Many {
+        lines,
+        threads,
+        min,
+    };
+    scan_with(source, scan, &mut many, progress)
+}
+
+/// How the lines of a plain file are read from an offset: on one thread or on several.
+trait Target {
+    fn lines(&mut self) -> &mut dyn Lines;
+    /// Read `file` (at `path`) from `offset` to its end into the lines; an offset inside a
+    /// line skips the rest of that line.
+    fn read_from(
+        &mut self,
+        path: &Path,
+        file: File,
+        offset: u64,
+        mtime: DateTime<Utc>,
+        progress: &mut dyn FnMut(u64),
+        total: &mut u64,
+    ) -> std::io::Result<ControlFlow<()>>;
+}
+
+/// One thread.
+struct One<'a>(&'a mut dyn Lines);
+
+impl Target for One<'_> {
+    fn lines(&mut self) -> &mut dyn Lines {
+        self.0
+    }
+    fn read_from(
+        &mut self,
+        _: &Path,
+        mut file: File,
+        offset: u64,
+        mtime: DateTime<Utc>,
+        progress: &mut dyn FnMut(u64),
+        total: &mut u64,
+    ) -> std::io::Result<ControlFlow<()>> {
+        file.seek(SeekFrom::Start(offset))?;
+        self.0.input(mtime);
+        let mut reader = BufReader::with_capacity(BUFFER, file);
+        if offset > 0 {
+            // The offset is inside a line that lies before the range.
+            let n = read_capped(&mut reader, &mut Vec::new())?;
+            *total += n as u64;
+        }
+        stream(reader, self.0, progress, total)
+    }
+}
+
+/// Several threads for large plain files.
+struct Many<'a, L> {
+    lines: &'a mut L,
+    threads: usize,
+    /// Smallest range worth splitting.
+    min: u64,
+}
+
+impl<L: Split> Target for Many<'_, L> {
+    fn lines(&mut self) -> &mut dyn Lines {
+        &mut *self.lines
+    }
+    fn read_from(
+        &mut self,
+        path: &Path,
+        mut file: File,
+        offset: u64,
+        mtime: DateTime<Utc>,
+        progress: &mut dyn FnMut(u64),
+        total: &mut u64,
+    ) -> std::io::Result<ControlFlow<()>> {
+        self.lines.input(mtime);
+        let mut start = offset;
+        if offset > 0 {
+            file.seek(SeekFrom::Start(offset))?;
+            let mut reader = BufReader::with_capacity(SEEK_GRANULE as usize, &mut file);
+            let n = read_capped(&mut reader, &mut Vec::new())? as u64;
+            *total += n;
+            start += n;
+        }
+        let len = file.metadata()?.len();
+        // Cut the rest into ranges of about equal size, each starting at a timed line.
+        let mut cuts = vec![start];
+        let mut forks = Vec::new();
+        if self.threads > 1 && len.saturating_sub(start) >= self.min {
+            for k in 1..self.threads as u64 {
+                let pos = start + (len - start) / self.threads as u64 * k;
+                let Some((at, time)) = timed_line_after(&mut file, pos, mtime, &mut *self.lines)?
+                else {
+                    continue;
+                };
+                if at <= cuts[cuts.len() - 1] || at >= len {
+                    continue;
+                }
+                if let Some(fork) = self.lines.fork(time, mtime) {
+                    cuts.push(at);
+                    forks.push(fork);
+                }
+            }
+        }
+        file.seek(SeekFrom::Start(start))?;
+        if forks.is_empty() {
+            return stream(file, self.lines, progress, total);
+        }
+        let others = AtomicU64::new(0);
+        let lines = &mut *self.lines;
+        let (first, rest) = std::thread::scope(|s| {
+            let handles: Vec<_> = forks
+                .into_iter()
+                .enumerate()
+                .map(|(i, mut fork)| {
+                    let (from, to) = (cuts[i + 1], cuts.get(i + 2).copied());
+                    let others = &others;
+                    s.spawn(move || -> std::io::Result<(ControlFlow<()>, u64, L)> {
+                        let mut f = File::open(path)?;
+                        f.seek(SeekFrom::Start(from))?;
+                        fork.input(mtime);
+                        let mut bytes = 0;
+                        let mut count = |n| {
+                            others.fetch_add(n, Ordering::Relaxed);
+                        };
+                        // The last range reads to the end, as one thread would: a live file
+                        // may have grown.
+                        let flow = match to {
+                            Some(to) => {
+                                stream(f.take(to - from), &mut fork, &mut count, &mut bytes)
+                            }
+                            None => stream(f, &mut fork, &mut count, &mut bytes),
+                        }?;
+                        Ok((flow, bytes, fork))
+                    })
+                })
+                .collect();
+            let first = stream(
+                (&mut file).take(cuts[1] - start),
+                lines,
+                &mut |n| progress(n + others.swap(0, Ordering::Relaxed)),
+                total,
+            );
+            let rest: Vec<_> = handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                .collect();
+            (first, rest)
+        });
+        progress(others.swap(0, Ordering::Relaxed));
+        let mut flow = first?;
+        for r in rest {
+            let (later_flow, bytes, fork) = r?;
+            *total += bytes;
+            if flow.is_continue() {
+                lines.merge(fork);
+                flow = later_flow;
+            }
+        }
+        Ok(flow)
+    }
+}
+
+/// The offset and time of the first line that starts after `pos` and has a time.
+fn timed_line_after(
+    file: &mut File,
+    pos: u64,
+    mtime: DateTime<Utc>,
+    lines: &mut dyn Lines,
+) -> std::io::Result<Option<(u64, DateTime<Utc>)>> {
+    file.seek(SeekFrom::Start(pos))?;
+    let mut reader = BufReader::with_capacity(SEEK_GRANULE as usize, &mut *file);
+    let mut buf = Vec::new();
+    let mut at = pos + read_capped(&mut reader, &mut buf)? as u64;
+    for _ in 0..64 {
+        buf.clear();
+        let n = read_capped(&mut reader, &mut buf)?;
+        if n == 0 || buf.last() != Some(&b'\n') {
+            return Ok(None);
+        }
+        if let Some(t) = lines.time_of(&buf[..buf.len() - 1], mtime) {
+            return Ok(Some((at, t)));
+        }
+        at += n as u64;
+    }
+    Ok(None)
+}
+
+fn scan_with(
+    source: &Source,
+    scan: &Scan<'_>,
+    target: &mut dyn Target,
+    progress: &mut dyn FnMut(u64),
+) -> Result<ScanReport, SourceError> {
     match source {
-        Source::File(path) => scan_files(path, scan, lines, progress),
+        Source::File(path) => scan_files(path, scan, target, progress),
         Source::Stdin => {
+            let lines = target.lines();
             lines.input(Utc::now());
             let stdin = std::io::stdin().lock();
             let mut report = ScanReport::default();
@@ -147,7 +385,7 @@ pub fn scan(
                 .map_err(io_err(Path::new("-")))?;
             Ok(report)
         }
-        Source::Journal(ns) => scan_journal(ns.as_deref(), scan, lines),
+        Source::Journal(ns) => scan_journal(ns.as_deref(), scan, target.lines()),
     }
 }
 
@@ -228,7 +466,7 @@ fn first_time(path: &Path, lines: &mut dyn Lines) -> Option<DateTime<Utc>> {
 fn scan_files(
     path: &Path,
     scan: &Scan<'_>,
-    lines: &mut dyn Lines,
+    target: &mut dyn Target,
     progress: &mut dyn FnMut(u64),
 ) -> Result<ScanReport, SourceError> {
     let files = rotations(path).map_err(io_err(path))?;
@@ -239,7 +477,7 @@ fn scan_files(
     // so nothing older can hold a line of the window.
     let mut first = 0;
     for (i, f) in files.iter().enumerate().rev() {
-        if first_time(f, lines).is_some_and(|t| t <= scan.from) {
+        if first_time(f, target.lines()).is_some_and(|t| t <= scan.from) {
             first = i;
             break;
         }
@@ -247,32 +485,29 @@ fn scan_files(
     let mut report = ScanReport::default();
     for (i, f) in files[first..].iter().enumerate() {
         report.files.push(f.clone());
-        let flow = if i == 0 && !is_gz(f) {
+        let flow = if !is_gz(f) {
             let mut file = File::open(f).map_err(io_err(f))?;
             let mtime = modified(&file);
-            let offset = seek(&mut file, scan.from, mtime, lines).map_err(io_err(f))?;
-            file.seek(SeekFrom::Start(offset)).map_err(io_err(f))?;
-            lines.input(mtime);
-            let mut reader = BufReader::with_capacity(BUFFER, file);
-            if offset > 0 {
-                // The offset is inside a line that lies before the range.
-                let mut skip = Vec::new();
-                let n = read_capped(&mut reader, &mut skip).map_err(io_err(f))?;
-                report.bytes += n as u64;
-            }
-            stream(reader, lines, progress, &mut report.bytes).map_err(io_err(f))?
+            let offset = if i == 0 {
+                seek(&mut file, scan.from, mtime, target.lines()).map_err(io_err(f))?
+            } else {
+                0
+            };
+            target
+                .read_from(f, file, offset, mtime, progress, &mut report.bytes)
+                .map_err(io_err(f))?
         } else {
             let (reader, mtime) = open(f)?;
+            let lines = target.lines();
             lines.input(mtime);
             match stream(reader, lines, progress, &mut report.bytes) {
                 Ok(flow) => flow,
                 // A damaged archive loses its tail, not the run: what was read counts.
-                Err(e) if is_gz(f) => {
+                Err(e) => {
                     tracing::warn!("{}: {e}; the rest of this file is skipped", f.display());
                     report.damaged.push(format!("{}: {e}", f.display()));
                     ControlFlow::Continue(())
                 }
-                Err(e) => return Err(io_err(f)(e)),
             }
         };
         if flow.is_break() {
