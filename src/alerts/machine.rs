@@ -18,7 +18,8 @@
 //! most one entry that matters, readings never touch the heap, and the daemon sleeps until
 //! [`Machine::next_deadline`].
 
-use super::{Kind, is_stats_output, split_output};
+use super::{Kind, split_output};
+use crate::stats::aggregate::is_output as is_stats_output;
 use crate::config::{AlertsConfig, RuleConfig};
 use crate::topic::TopicFilter;
 use std::cmp::Reverse;

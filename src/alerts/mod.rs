@@ -100,22 +100,6 @@ pub fn parse_state(payload: &[u8]) -> Option<bool> {
     }
 }
 
-/// Whether the series looks like a statistic published by `iotitan-stats`
-/// (`…/temperature_mean`, `…_p95`): such series are watched only by a rule that names them
-/// explicitly, not through a wildcard meant for the sensors themselves.
-pub fn is_stats_output(series: &str) -> bool {
-    const STATS: [&str; 9] = [
-        "count", "mean", "min", "max", "stddev", "median", "first", "last", "sum",
-    ];
-    let last = series.rsplit('/').next().unwrap_or(series);
-    let Some((base, stat)) = last.rsplit_once('_') else {
-        return false;
-    };
-    let percentile =
-        stat.len() > 1 && stat.starts_with('p') && stat[1..].bytes().all(|b| b.is_ascii_digit());
-    !base.is_empty() && (STATS.contains(&stat) || percentile)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,22 +121,5 @@ mod tests {
         assert_eq!(parse_state(state_payload(false).as_bytes()), Some(false));
         assert_eq!(parse_state(b"ON"), None);
         assert_eq!(parse_state(b"1"), None);
-    }
-
-    #[test]
-    fn stats_outputs_are_recognised() {
-        for s in ["a/t_mean", "a/t_count", "a/t_p95", "t_stddev", "a/b/c_last"] {
-            assert!(is_stats_output(s), "{s}");
-        }
-        for s in [
-            "a/t",
-            "a/t_p",
-            "a/t_px",
-            "a/_mean",
-            "a/t_mean/x",
-            "a/t_meanie",
-        ] {
-            assert!(!is_stats_output(s), "{s}");
-        }
     }
 }

@@ -101,18 +101,21 @@ impl<'de> Deserialize<'de> for Statistic {
 /// The suffix stats appends for the number of distinct series of a group.
 pub const DEVICES: &str = "devices";
 
-/// Whether `topic` looks like one of stats' own outputs (`…_mean`, `…_p95`, `…_devices`).
+/// Whether `topic` looks like one of stats' own outputs (`…_mean`, `…_p95`, `…_devices`):
+/// the one definition, for stats and alerts alike.
 ///
 /// The logger records everything on the broker, our outputs included, and a filter such as
 /// `iotitan/#` matches them: reading them back would compute the mean of means. Every name
 /// stats can publish is refused, not only the configured ones, so that outputs of an earlier
-/// configuration are not picked up either.
+/// configuration are not picked up either. Alerts watch such a series only through a rule that
+/// names it (see `alerts::machine`). A level that is nothing but the suffix (`…/_mean`) is
+/// derived from nothing, so it is an input.
 pub fn is_output(topic: &str) -> bool {
     let last = topic.rsplit('/').next().unwrap_or(topic);
-    let Some((_, suffix)) = last.rsplit_once('_') else {
+    let Some((base, suffix)) = last.rsplit_once('_') else {
         return false;
     };
-    suffix == DEVICES || suffix.parse::<Statistic>().is_ok()
+    !base.is_empty() && (suffix == DEVICES || suffix.parse::<Statistic>().is_ok())
 }
 
 /// The running statistics of one series (or one group).
@@ -421,6 +424,8 @@ mod tests {
             "house/temperature_devices",
             "z/bed/temperature_count",
             "x_last",
+            "t_stddev",
+            "a/b/c_last",
         ] {
             assert!(is_output(out), "{out}");
         }
@@ -430,6 +435,13 @@ mod tests {
             "iotitan/a/t_average",
             "iotitan/a/t_alert_hi",
             "iotitan/a/t_p100",
+            "iotitan/a/t_p0",
+            "iotitan/a/t_sum",
+            "a/t_p",
+            "a/t_px",
+            "a/_mean",
+            "a/t_mean/x",
+            "a/t_meanie",
             "mean",
         ] {
             assert!(!is_output(input), "{input}");
