@@ -13,9 +13,13 @@ pub fn ready() {
     }
 }
 
-/// Tell systemd we are stopping, so `systemctl stop` shows the right state.
+/// Tell systemd we are stopping, so `systemctl stop` shows the right state. Said once per
+/// process, however many paths lead to the exit (a daemon's drain and [`crate::cli::run_daemon`]).
 pub fn stopping() {
-    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+    static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if !SAID.swap(true, std::sync::atomic::Ordering::SeqCst) {
+        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+    }
 }
 
 /// Post a human-readable status line (`systemctl status` shows it).

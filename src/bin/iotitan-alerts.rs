@@ -4,7 +4,7 @@
 //! runs the daemon until SIGTERM or SIGINT.
 
 use clap::{Parser, Subcommand};
-use iotitan::{cli, exit, logging, shutdown};
+use iotitan::{cli, exit, logging};
 
 /// Watch MQTT series and publish <series>_alert_hi|_alert_lo|_alert_stale on transitions.
 #[derive(Debug, Parser)]
@@ -33,12 +33,7 @@ fn main() -> std::process::ExitCode {
 fn run(config: &cli::ConfigArg) -> anyhow::Result<()> {
     logging::init("iotitan-alerts");
     let cfg = config.load()?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(async {
-        let (trigger, shutdown) = shutdown::channel();
-        shutdown::on_signals(trigger)?;
+    cli::run_daemon(cfg, None, |cfg, shutdown| async move {
         iotitan::alerts::run(&cfg, shutdown).await
     })
 }

@@ -1,7 +1,7 @@
 //! `iotitan-bridge`: forward MQTT readings to ThingSpeak channels (see `iotitan::bridge`).
 
 use clap::{Parser, Subcommand};
-use iotitan::{bridge, cli, exit, logging, shutdown};
+use iotitan::{bridge, cli, exit, logging};
 
 /// Forward MQTT readings to ThingSpeak channels, within the rate limits and without losing
 /// anything to outages or restarts.
@@ -39,9 +39,7 @@ fn main() -> std::process::ExitCode {
             dry_run: args.dry_run,
             ..Default::default()
         };
-        tokio::runtime::Runtime::new()?.block_on(async {
-            let (trigger, shutdown) = shutdown::channel();
-            shutdown::on_signals(trigger)?;
+        cli::run_daemon(cfg, None, |cfg, shutdown| async move {
             bridge::run_with(&cfg, shutdown, opts).await
         })
     })
