@@ -326,7 +326,7 @@ impl std::fmt::Display for ByteSize {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let n = self.0;
         for (unit, size) in [("GiB", 1u64 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)] {
-            if n >= size && n % size == 0 {
+            if n >= size && n.is_multiple_of(size) {
                 return write!(f, "{}{unit}", n / size);
             }
         }
@@ -393,9 +393,9 @@ pub struct AreaConfig {
 fn polygon<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<[f64; 2]>, D::Error> {
     let v = Vec::<[f64; 2]>::deserialize(d)?;
     for [lon, lat] in &v {
-        if !(lon.is_finite() && (-180.0..=180.0).contains(lon))
-            || !(lat.is_finite() && (-90.0..=90.0).contains(lat))
-        {
+        let lon_ok = lon.is_finite() && (-180.0..=180.0).contains(lon);
+        let lat_ok = lat.is_finite() && (-90.0..=90.0).contains(lat);
+        if !(lon_ok && lat_ok) {
             return Err(serde::de::Error::custom(format!(
                 "polygon point [{lon}, {lat}] is not [longitude, latitude] in degrees \
                  (longitude -180..180, latitude -90..90)"
