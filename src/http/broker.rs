@@ -26,19 +26,36 @@ use tokio::sync::{mpsc, oneshot, watch};
 pub const ACK_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Why a batch was not wholly published.
+///
+/// MQTT cannot say more than this: a message written to a connection that then broke may have
+/// reached the broker without its acknowledgement coming back. Those are `unconfirmed`; the
+/// rest of the batch was never sent, and none of it is sent later.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Partial {
     /// Messages the broker acknowledged.
     pub acked: usize,
+    /// Messages written to the connection whose acknowledgement never came.
+    pub unconfirmed: usize,
     /// Messages in the batch.
     pub total: usize,
+}
+
+/// What became of one message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Acked,
+    /// Written, then the connection failed before the PUBACK.
+    Unconfirmed,
 }
 
 /// The broker is not connected (or the connection failed while we waited).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Unavailable;
 
-type Waiter = oneshot::Sender<bool>;
+/// A publish's waiter learns its [`Outcome`]; dropped unsent, it learns "not sent".
+type Waiter = oneshot::Sender<Outcome>;
+/// A subscription's waiter learns whether the broker granted it.
+type SubWaiter = oneshot::Sender<bool>;
 
 #[derive(Default)]
 struct Tracker {
@@ -48,8 +65,8 @@ struct Tracker {
     /// Publishes written, by packet id (a queue per id in case of a packet-id collision).
     written: HashMap<u16, VecDeque<Waiter>>,
     /// Subscriptions queued; `None` for ones nobody waits for (resubscriptions).
-    sub_queued: VecDeque<Option<Waiter>>,
-    sub_written: HashMap<u16, Option<Waiter>>,
+    sub_queued: VecDeque<Option<SubWaiter>>,
+    sub_written: HashMap<u16, Option<SubWaiter>>,
     /// Topic filters someone listens on, with how many listeners each has.
     listening: HashMap<String, usize>,
     listeners: Vec<Listener>,
@@ -64,9 +81,13 @@ struct Listener {
 
 impl Tracker {
     fn fail_all(&mut self) {
-        // Dropping a waiter's sender tells its receiver "not acknowledged".
+        // Dropping a waiter's sender tells its receiver "not sent".
         self.queued.clear();
-        self.written.clear();
+        for (_, waiters) in self.written.drain() {
+            for w in waiters {
+                let _ = w.send(Outcome::Unconfirmed);
+            }
+        }
         self.sub_queued.clear();
         self.sub_written.clear();
     }
@@ -146,18 +167,27 @@ impl Broker {
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }
         }
-        let sent = acks.len();
         let mut acked = 0;
+        let mut unconfirmed = 0;
         let deadline = tokio::time::Instant::now() + ACK_TIMEOUT;
         for rx in acks {
-            if let Ok(Ok(true)) = tokio::time::timeout_at(deadline, rx).await {
-                acked += 1;
+            match tokio::time::timeout_at(deadline, rx).await {
+                Ok(Ok(Outcome::Acked)) => acked += 1,
+                Ok(Ok(Outcome::Unconfirmed)) => unconfirmed += 1,
+                // Never sent (the connection failed first).
+                Ok(Err(_)) => {}
+                // Still waiting: the broker may yet take it.
+                Err(_) => unconfirmed += 1,
             }
         }
-        if acked == total && sent == total {
+        if acked == total {
             Ok(acked)
         } else {
-            Err(Partial { acked, total })
+            Err(Partial {
+                acked,
+                unconfirmed,
+                total,
+            })
         }
     }
 
@@ -271,7 +301,7 @@ async fn poll(mut driver: Driver, inner: Arc<Inner>) {
             Update::Event(Event::Incoming(Packet::PubAck(ack))) => {
                 if let Some(q) = t.written.get_mut(&ack.pkid) {
                     if let Some(w) = q.pop_front() {
-                        let _ = w.send(true);
+                        let _ = w.send(Outcome::Acked);
                     }
                     if q.is_empty() {
                         t.written.remove(&ack.pkid);

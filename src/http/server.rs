@@ -128,22 +128,31 @@ async fn readings(
                 .map(|m| (m.topic.as_str(), m.payload.as_str())),
         )
         .await
-        .map_err(|Partial { acked, total }| {
-            tracing::warn!(
-                token = %token.name,
-                acked,
-                total,
-                "readings not published: the broker is unreachable"
-            );
-            ApiError::unavailable(format!(
-                "the MQTT broker is unreachable: {acked} of {total} readings were acknowledged \
-                 (published); the other {} were not",
-                total - acked
-            ))
-            .with("published", acked)
-            .with("late", batch.late)
-            .with("private", batch.private)
-        })?;
+        .map_err(
+            |Partial {
+                 acked,
+                 unconfirmed,
+                 total,
+             }| {
+                tracing::warn!(
+                    token = %token.name,
+                    acked,
+                    unconfirmed,
+                    total,
+                    "readings not published: the broker is unreachable"
+                );
+                let unsent = total - acked - unconfirmed;
+                ApiError::unavailable(format!(
+                    "the MQTT broker is unreachable: {acked} of {total} readings were acknowledged \
+                 (published); {unconfirmed} were sent but not acknowledged (the broker may or \
+                 may not have them) and {unsent} were not sent; none will be sent later"
+                ))
+                .with("published", acked)
+                .with("unconfirmed", unconfirmed)
+                .with("late", batch.late)
+                .with("private", batch.private)
+            },
+        )?;
     tracing::debug!(token = %token.name, published, "readings published");
     Ok(Json(json!({
         "published": published,
