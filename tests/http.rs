@@ -20,6 +20,7 @@ const SIM: &str = env!("CARGO_BIN_EXE_iotitan-sim");
 const INGEST: &str = "ingest-0123456789abcdef0123";
 const READ: &str = "read-0123456789abcdef012345";
 const OPS: &str = "ops-0123456789abcdef01234567";
+const SLOW: &str = "slow-0123456789abcdef0123456";
 
 /// The `[http]` part every test shares: three tokens (values from the environment), a plug,
 /// and the private area of HTTP.md.
@@ -44,6 +45,11 @@ scopes = ["read"]
 name = "ops"
 scopes = ["command"]
 topics = ["iotitan/#"]
+
+[[http.token]]
+name = "slow"
+scopes = ["ingest"]
+rate = "2/min"
 
 [[http.device]]
 name = "plug1"
@@ -80,6 +86,7 @@ impl Daemon {
             .env("IOTITAN_HTTP_TOKEN_PHONE", INGEST)
             .env("IOTITAN_HTTP_TOKEN_READER", READ)
             .env("IOTITAN_HTTP_TOKEN_OPS", OPS)
+            .env("IOTITAN_HTTP_TOKEN_SLOW", SLOW)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
@@ -339,6 +346,33 @@ async fn every_error_of_the_contract_has_its_status_and_shape_and_publishes_noth
     .await;
     assert_eq!(st, StatusCode::FORBIDDEN);
 
+    // Over its rate (2/min): 429 with Retry-After; other tokens are not affected.
+    for _ in 0..2 {
+        let (st, v) = post(
+            d,
+            "/api/v1/readings",
+            Some(SLOW),
+            r#"{"topic": "s/a", "value": 1}"#,
+        )
+        .await;
+        assert_eq!(st, StatusCode::OK, "{v}");
+    }
+    let res = client()
+        .post(d.url("/api/v1/readings"))
+        .bearer_auth(SLOW)
+        .body(r#"{"topic": "s/a", "value": 1}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry: u64 = res.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=30).contains(&retry), "Retry-After {retry}");
+    assert_eq!(code(&res.json::<Value>().await.unwrap()), "rate_limited");
+
     // Bad bodies: 400 with a code per kind.
     let cases = [
         ("{\"topic\": ", "bad_json"),
@@ -418,10 +452,10 @@ async fn every_error_of_the_contract_has_its_status_and_shape_and_publishes_noth
     .await;
     assert_eq!(st, StatusCode::OK, "{v}");
     let seen = lines_until(&sub, "t/end 0");
-    assert_eq!(seen, ["t/kitchen/temperature 23.1"]);
+    assert_eq!(seen, ["t/kitchen/temperature 23.1", "s/a 1", "s/a 1"]);
     // The token values never reach the log.
     let log = d.log();
-    for t in [INGEST, READ, OPS] {
+    for t in [INGEST, READ, OPS, SLOW] {
         assert!(!log.contains(t), "a token in the log:\n{log}");
     }
 }
@@ -818,6 +852,7 @@ fn tokens_come_from_outside_the_config_and_are_never_shown() {
             .env_remove("IOTITAN_HTTP_TOKEN_PHONE")
             .env_remove("IOTITAN_HTTP_TOKEN_READER")
             .env_remove("IOTITAN_HTTP_TOKEN_OPS")
+            .env_remove("IOTITAN_HTTP_TOKEN_SLOW")
             .env_remove("CREDENTIALS_DIRECTORY")
             .envs(env.iter().copied())
             .output()
@@ -837,6 +872,7 @@ fn tokens_come_from_outside_the_config_and_are_never_shown() {
     .unwrap();
     let out = run(&[
         ("IOTITAN_HTTP_TOKEN_PHONE", INGEST),
+        ("IOTITAN_HTTP_TOKEN_SLOW", SLOW),
         ("CREDENTIALS_DIRECTORY", creds.to_str().unwrap()),
     ]);
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -861,7 +897,7 @@ fn tokens_come_from_outside_the_config_and_are_never_shown() {
         )),
         "{stdout}"
     );
-    for t in [INGEST, READ, OPS] {
+    for t in [INGEST, READ, OPS, SLOW] {
         assert!(!stdout.contains(t), "{stdout}");
     }
     // A token without a value: exit 78, naming where it was looked for.
@@ -888,4 +924,70 @@ fn tokens_come_from_outside_the_config_and_are_never_shown() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_tls_cert_and_key_it_serves_https() {
+    let m = Mosquitto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    // A self-signed server certificate (not a CA: rustls refuses a CA as the server's).
+    let conf = dir.path().join("req.conf");
+    std::fs::write(
+        &conf,
+        "[req]\ndistinguished_name = dn\nx509_extensions = leaf\nprompt = no\n\
+         [dn]\nCN = localhost\n\
+         [leaf]\nbasicConstraints = critical, CA:FALSE\nsubjectAltName = IP:127.0.0.1\n\
+         keyUsage = digitalSignature, keyEncipherment\nextendedKeyUsage = serverAuth\n",
+    )
+    .unwrap();
+    let st = Command::new(require("openssl", "openssl"))
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-config",
+        ])
+        .arg(&conf)
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success(), "openssl req failed");
+    let port = free_port();
+    let cfg = write_config(
+        dir.path(),
+        &format!(
+            "{}{}",
+            m.mqtt_toml("tls"),
+            http_toml(
+                port,
+                &format!(
+                    "tls_cert = \"{}\"\ntls_key = \"{}\"\n",
+                    cert.display(),
+                    key.display()
+                )
+            )
+        ),
+    );
+    let d = Daemon::start(&cfg, port);
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(&cert).unwrap()).unwrap();
+    let https = reqwest::Client::builder()
+        .add_root_certificate(ca)
+        .timeout(TIMEOUT)
+        .build()
+        .unwrap();
+    let res = https
+        .post(format!("https://127.0.0.1:{port}/api/v1/readings"))
+        .bearer_auth(INGEST)
+        .body(r#"{"topic": "t/tls", "value": 1}"#)
+        .send()
+        .await
+        .expect("an HTTPS request");
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.json::<Value>().await.unwrap()["published"], 1);
+    // Plain HTTP on the TLS port gets no answer.
+    let plain = client().get(d.url("/healthz")).send().await;
+    assert!(plain.is_err() || !plain.unwrap().status().is_success());
 }
