@@ -7,7 +7,7 @@ use iotitan::{cli, exit, http, logging};
 /// Take readings over HTTP and publish them to MQTT; publish commands and wait for devices to
 /// acknowledge them. Every request needs an access token.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version)]
 struct Cli {
     #[command(flatten)]
     config: cli::ConfigArg,
