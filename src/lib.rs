@@ -9,11 +9,13 @@
 //! - [`topic`] — MQTT topic filters; [`payload`] — payloads to numbers;
 //! - [`record`] — the one-line `topic payload` syslog record format;
 //! - [`mqtt`] — broker options and a reconnecting event loop driver;
+//! - [`secret`] — write keys and access tokens from files, the environment or credentials;
 //! - [`syslog`] — writing records to syslog ([`syslog::sink`]) and reading them back;
 //! - [`shutdown`], [`notify`], [`logging`], [`cli`], [`exit`], [`linger`] — daemon plumbing.
 //!
 //! Programs: [`logger`] (MQTT → syslog), [`stats`] (syslog windows → statistics → MQTT),
 //! [`alerts`] (ranges and staleness → alert topics), [`bridge`] (MQTT → ThingSpeak),
+//! [`http`] (readings in and commands out over HTTP, with tokens),
 //! [`sim`] (a sensor fleet for demos and load), [`demo`] (all of it on one machine).
 
 pub mod alerts;
@@ -22,6 +24,7 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod exit;
+pub mod http;
 pub mod linger;
 pub mod logger;
 pub mod logging;
@@ -29,6 +32,7 @@ pub mod mqtt;
 pub mod notify;
 pub mod payload;
 pub mod record;
+pub mod secret;
 pub mod shutdown;
 pub mod sim;
 pub mod stats;

@@ -125,6 +125,16 @@ impl Driver {
         self.connected
     }
 
+    /// Forget every request not yet acknowledged: those in flight and those still waiting in
+    /// the request channel. With a clean session (the default) rumqttc drops them at the next
+    /// connect anyway; calling this after [`Update::Disconnected`] also catches requests that
+    /// were queued between the connection's failure and the caller noticing it, so a caller
+    /// that has told its clients "not published" never publishes them after all.
+    pub fn drop_unsent(&mut self) {
+        self.eventloop.clean();
+        self.eventloop.pending.clear();
+    }
+
     /// The next update. Cancel-safe enough for `select!`: a cancelled backoff sleep is simply
     /// started again.
     pub async fn next(&mut self) -> Update {

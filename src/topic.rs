@@ -83,6 +83,65 @@ pub fn matches(filter: &str, topic: &str) -> bool {
     }
 }
 
+/// Why a string is not a topic we publish to on someone else's behalf.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TopicError {
+    /// The topic is empty.
+    #[error("a topic must not be empty")]
+    Empty,
+    /// `+` or `#`: those are for subscribing, never for publishing.
+    #[error("topic {0:?} holds a wildcard (+ or #); a reading goes to one plain topic")]
+    Wildcard(String),
+    /// `a//b`, `/a` or `a/`: MQTT allows it, but it is always a mistake in a sensor topic, and
+    /// `+` filters then match surprising things.
+    #[error("topic {0:?} has an empty level")]
+    EmptyLevel(String),
+    /// `$SYS/…` and the like belong to the broker.
+    #[error("topic {0:?} starts with '$', which is reserved for the broker")]
+    Dollar(String),
+    /// Longer than MQTT's limit.
+    #[error("topic is {0} bytes long; MQTT allows at most 65535")]
+    TooLong(usize),
+    /// A NUL character, which MQTT forbids.
+    #[error("topic {0:?} contains NUL")]
+    Nul(String),
+}
+
+/// The longest topic MQTT can carry (a two-byte length).
+pub const MAX_TOPIC_BYTES: usize = 65_535;
+
+/// Check a topic we publish for others (HTTP readings, commands, config topics): stricter than
+/// MQTT, which allows empty levels and lets clients publish to `$` topics.
+pub fn check_publish_topic(topic: &str) -> Result<(), TopicError> {
+    if topic.is_empty() {
+        return Err(TopicError::Empty);
+    }
+    if topic.len() > MAX_TOPIC_BYTES {
+        return Err(TopicError::TooLong(topic.len()));
+    }
+    let shown = || {
+        // Errors go back to clients and into logs: a huge topic is shown cut.
+        let mut end = topic.len().min(200);
+        while !topic.is_char_boundary(end) {
+            end -= 1;
+        }
+        topic[..end].to_owned()
+    };
+    if topic.contains(['+', '#']) {
+        return Err(TopicError::Wildcard(shown()));
+    }
+    if topic.contains('\0') {
+        return Err(TopicError::Nul(shown()));
+    }
+    if topic.starts_with('$') {
+        return Err(TopicError::Dollar(shown()));
+    }
+    if topic.split('/').any(str::is_empty) {
+        return Err(TopicError::EmptyLevel(shown()));
+    }
+    Ok(())
+}
+
 impl fmt::Display for TopicFilter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
@@ -221,6 +280,30 @@ mod tests {
         for (f, t, want) in cases {
             assert_eq!(matches(f, t), want, "{f} vs {t}");
         }
+    }
+
+    #[test]
+    fn publish_topics() {
+        assert_eq!(check_publish_topic("a/b/c"), Ok(()));
+        assert_eq!(check_publish_topic(""), Err(TopicError::Empty));
+        for (bad, want) in [
+            ("a/+/c", "wildcard"),
+            ("a/#", "wildcard"),
+            ("a//b", "empty level"),
+            ("/a", "empty level"),
+            ("a/", "empty level"),
+            ("$SYS/x", "'$'"),
+            ("a\0b", "NUL"),
+        ] {
+            let e = check_publish_topic(bad).unwrap_err().to_string();
+            assert!(e.contains(want), "{bad}: {e}");
+        }
+        let long = "a".repeat(MAX_TOPIC_BYTES + 1);
+        assert_eq!(
+            check_publish_topic(&long),
+            Err(TopicError::TooLong(MAX_TOPIC_BYTES + 1))
+        );
+        assert!(check_publish_topic(&long[1..]).is_ok());
     }
 
     #[test]

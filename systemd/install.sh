@@ -23,8 +23,8 @@ from=""
 bindir=/usr/local/bin
 destdir=""
 uninstall=false
-programs="iotitan-logger iotitan-stats iotitan-alerts iotitan-bridge iotitan-sim"
-units="iotitan-logger.service iotitan-alerts.service iotitan-bridge.service iotitan-stats.service iotitan-stats.timer"
+programs="iotitan-logger iotitan-stats iotitan-alerts iotitan-bridge iotitan-http iotitan-sim"
+units="iotitan-logger.service iotitan-alerts.service iotitan-bridge.service iotitan-http.service iotitan-stats.service iotitan-stats.timer"
 
 usage() { sed -n '2,18s/^# \{0,1\}//p' "$0" >&2; exit 64; }
 while [ $# -gt 0 ]; do
@@ -64,7 +64,7 @@ install -d "$destdir$bindir" "$unitdir" "$destdir/etc/cron.d" "$destdir/usr/lib/
 if [ -n "$from" ]; then
   for p in $programs; do install -m 0755 "$from/$p" "$destdir$bindir/$p"; done
 fi
-for p in iotitan-logger iotitan-stats iotitan-alerts iotitan-bridge; do
+for p in iotitan-logger iotitan-stats iotitan-alerts iotitan-bridge iotitan-http; do
   [ -x "$destdir$bindir/$p" ] || { echo "install.sh: $destdir$bindir/$p is missing (use --from DIR)" >&2; exit 66; }
 done
 
@@ -95,8 +95,8 @@ if [ -z "$destdir" ]; then
 fi
 if $live; then
   systemctl daemon-reload
-  systemctl try-restart iotitan-logger.service iotitan-alerts.service iotitan-bridge.service
+  systemctl try-restart iotitan-logger.service iotitan-alerts.service iotitan-bridge.service iotitan-http.service
 fi
 echo "installed into ${destdir:-/}: binaries in $bindir, units in /etc/systemd/system"
 echo "next: edit /etc/iotitan/iotitan.toml, then"
-echo "  systemctl enable --now iotitan-logger iotitan-alerts iotitan-stats.timer   # and iotitan-bridge"
+echo "  systemctl enable --now iotitan-logger iotitan-alerts iotitan-stats.timer   # and iotitan-bridge, iotitan-http"

@@ -10,10 +10,11 @@ use iotitan::stats::window::Schedule;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-const SERVICES: [&str; 4] = [
+const SERVICES: [&str; 5] = [
     "iotitan-logger.service",
     "iotitan-alerts.service",
     "iotitan-bridge.service",
+    "iotitan-http.service",
     "iotitan-stats.service",
 ];
 const TIMER: &str = "iotitan-stats.timer";
@@ -81,6 +82,7 @@ impl Root {
             ("iotitan-stats", env!("CARGO_BIN_EXE_iotitan-stats")),
             ("iotitan-alerts", env!("CARGO_BIN_EXE_iotitan-alerts")),
             ("iotitan-bridge", env!("CARGO_BIN_EXE_iotitan-bridge")),
+            ("iotitan-http", env!("CARGO_BIN_EXE_iotitan-http")),
             ("iotitan-sim", env!("CARGO_BIN_EXE_iotitan-sim")),
         ] {
             std::os::unix::fs::symlink(path, from.join(name)).unwrap();
@@ -261,14 +263,16 @@ fn units_carry_the_operating_contract() {
             assert_eq!(one("RestartPreventExitStatus"), "78", "{unit}");
         }
     }
-    let bridge = settings("iotitan-bridge.service");
-    assert_eq!(
-        values(&bridge, "LoadCredential"),
-        [format!(
-            "{}:/etc/iotitan/credentials",
-            iotitan::bridge::key::CREDENTIAL_PREFIX.trim_end_matches('_')
-        )]
-    );
+    for unit in ["iotitan-bridge.service", "iotitan-http.service"] {
+        assert_eq!(
+            values(&settings(unit), "LoadCredential"),
+            [format!(
+                "{}:/etc/iotitan/credentials",
+                iotitan::secret::CREDENTIAL_PREFIX.trim_end_matches('_')
+            )],
+            "{unit}"
+        );
+    }
 }
 
 /// Fire times of a systemd calendar spec: `systemd-analyze calendar` from `base`, in UTC.

@@ -71,3 +71,22 @@ fn bridge_tells_systemd_ready_watchdog_and_stopping() {
         &[("IOTITAN_THINGSPEAK_KEY_4242", "NOTIFYTESTKEY0000")],
     );
 }
+
+#[test]
+fn http_tells_systemd_ready_watchdog_and_stopping() {
+    let m = Mosquitto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(
+        dir.path(),
+        &format!(
+            "{}\n[http]\nlisten = \"127.0.0.1:{}\"\n[[http.token]]\nname = \"t\"\nscopes = [\"read\"]\n",
+            m.mqtt_toml("notify-http"),
+            free_port()
+        ),
+    );
+    notifies_systemd(
+        env!("CARGO_BIN_EXE_iotitan-http"),
+        &cfg,
+        &[("IOTITAN_HTTP_TOKEN_T", "NOTIFYTESTTOKEN0000")],
+    );
+}

@@ -57,6 +57,13 @@ enum Command {
         /// Length of a dropout.
         #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
         dropout_len: Duration,
+        /// Tasmota-style smart plugs: `…/plugN/cmnd/POWER` ON/OFF/TOGGLE, answered on
+        /// `…/plugN/stat/POWER`.
+        #[arg(long, default_value_t = 0)]
+        plugs: usize,
+        /// Of the plugs, how many (the last ones) take commands but never answer.
+        #[arg(long, default_value_t = 0)]
+        mute_plugs: usize,
         #[command(flatten)]
         faults: FaultArgs,
     },
@@ -164,6 +171,8 @@ fn build(cli: &Cli) -> anyhow::Result<(Box<dyn Generator>, Option<u64>)> {
             speed,
             dropouts,
             dropout_len,
+            plugs,
+            mute_plugs,
             faults,
         } => {
             let fleet = sim::Fleet::new(FleetOptions {
@@ -174,6 +183,8 @@ fn build(cli: &Cli) -> anyhow::Result<(Box<dyn Generator>, Option<u64>)> {
                 seed: cli.seed,
                 dropout: *dropouts,
                 dropout_len: *dropout_len,
+                plugs: *plugs,
+                mute_plugs: *mute_plugs,
                 ..FleetOptions::default()
             });
             (

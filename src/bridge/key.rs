@@ -5,67 +5,38 @@
 //! before it is logged.
 
 use crate::config::ChannelConfig;
+use crate::secret::{self, LoadError, Places, Secret};
 use std::ffi::OsString;
 use std::fmt;
-use std::path::PathBuf;
 
-/// How a masked key looks in output.
-pub const MASK: &str = "********";
+pub use crate::secret::{CREDENTIAL_PREFIX, MASK, Source as KeySource};
 
 /// A ThingSpeak write API key.
 #[derive(Clone, PartialEq, Eq)]
-pub struct WriteKey(String);
+pub struct WriteKey(Secret);
 
 impl WriteKey {
     /// A key from text (trimmed); refuses empty keys and keys with spaces or control bytes,
     /// which are always a copy-paste accident. The error never repeats the text.
     pub fn new(text: &str) -> Result<Self, &'static str> {
-        let k = text.trim();
-        if k.is_empty() {
-            return Err("is empty");
-        }
-        if !k.chars().all(|c| c.is_ascii_graphic()) {
-            return Err("contains spaces, control or non-ASCII characters");
-        }
-        Ok(WriteKey(k.to_owned()))
+        Secret::new(text).map(WriteKey)
     }
 
     /// The key itself, for the request body only.
     pub fn expose(&self) -> &str {
-        &self.0
+        self.0.expose()
     }
 
     /// `text` with every occurrence of the key masked: for anything that came from outside
     /// (an answer body, an error) before it is logged.
     pub fn scrub(&self, text: &str) -> String {
-        text.replace(&self.0, MASK)
+        self.0.scrub(text)
     }
 }
 
 impl fmt::Debug for WriteKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "WriteKey({MASK})")
-    }
-}
-
-/// Where a key was found, for `check-config` and start-up logs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum KeySource {
-    /// `write_key_file`.
-    File(PathBuf),
-    /// `IOTITAN_THINGSPEAK_KEY_<ID>`.
-    Env(String),
-    /// `$CREDENTIALS_DIRECTORY/thingspeak-<ID>.key` (systemd `LoadCredential=`).
-    Credential(PathBuf),
-}
-
-impl fmt::Display for KeySource {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            KeySource::File(p) => write!(f, "file {}", p.display()),
-            KeySource::Env(name) => write!(f, "environment variable {name}"),
-            KeySource::Credential(p) => write!(f, "systemd credential {}", p.display()),
-        }
     }
 }
 
@@ -105,10 +76,6 @@ pub enum KeyError {
     },
 }
 
-/// How systemd names the files of the credential directory the shipped unit loads
-/// (`LoadCredential=iotitan:/etc/iotitan/credentials`): the ID, `_`, the file name.
-pub const CREDENTIAL_PREFIX: &str = "iotitan_";
-
 /// The environment variable holding channel `id`'s key.
 pub fn env_name(id: u64) -> String {
     format!("IOTITAN_THINGSPEAK_KEY_{id}")
@@ -121,64 +88,31 @@ pub fn load(ch: &ChannelConfig) -> Result<(WriteKey, KeySource), KeyError> {
 
 /// Load the key of `ch`, looking variables up with `env`. In order: `write_key_file`, then
 /// `IOTITAN_THINGSPEAK_KEY_<ID>`, then `$CREDENTIALS_DIRECTORY/thingspeak-<ID>.key` or
-/// `$CREDENTIALS_DIRECTORY/iotitan_thingspeak-<ID>.key`.
+/// `$CREDENTIALS_DIRECTORY/iotitan_thingspeak-<ID>.key` (see [`secret::load_with`]).
 pub fn load_with(
     ch: &ChannelConfig,
     env: impl Fn(&str) -> Option<OsString>,
 ) -> Result<(WriteKey, KeySource), KeyError> {
     let id = ch.id;
-    let from_file = |source_of: KeySource, path: &PathBuf| {
-        let text = std::fs::read_to_string(path).map_err(|err| KeyError::Read {
-            id,
-            source_of: source_of.clone(),
-            err,
-        })?;
-        let key = WriteKey::new(&text).map_err(|why| KeyError::Invalid {
-            id,
-            source_of: source_of.clone(),
-            why,
-        })?;
-        Ok((key, source_of))
+    let places = Places {
+        file: ch.write_key_file.as_deref(),
+        env: env_name(id),
+        credential: format!("thingspeak-{id}.key"),
     };
-    if let Some(path) = &ch.write_key_file {
-        return from_file(KeySource::File(path.clone()), path);
-    }
-    let name = env_name(id);
-    if let Some(value) = env(&name) {
-        let source_of = KeySource::Env(name);
-        let key = value
-            .to_str()
-            .ok_or("is not valid UTF-8")
-            .and_then(WriteKey::new)
-            .map_err(|why| KeyError::Invalid {
-                id,
-                source_of: source_of.clone(),
-                why,
-            })?;
-        return Ok((key, source_of));
-    }
-    if let Some(dir) = env("CREDENTIALS_DIRECTORY") {
-        let dir = PathBuf::from(dir);
-        // A credential named on its own (`LoadCredential=thingspeak-<ID>.key:…`), or one of the
-        // directory the shipped unit loads (`LoadCredential=iotitan:/etc/iotitan/credentials`),
-        // which systemd names `iotitan_<file name>`.
-        for name in [
-            format!("thingspeak-{id}.key"),
-            format!("{CREDENTIAL_PREFIX}thingspeak-{id}.key"),
-        ] {
-            let path = dir.join(name);
-            if path.exists() {
-                return from_file(KeySource::Credential(path.clone()), &path);
-            }
-        }
-    }
-    Err(KeyError::Missing { id, env: name })
+    secret::load_with(&places, env)
+        .map(|(s, source)| (WriteKey(s), source))
+        .map_err(|e| match e {
+            LoadError::Read { source_of, err } => KeyError::Read { id, source_of, err },
+            LoadError::Invalid { source_of, why } => KeyError::Invalid { id, source_of, why },
+            LoadError::Missing { env, .. } => KeyError::Missing { id, env },
+        })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::collections::HashMap;
+    use std::path::PathBuf;
 
     fn channel(file: Option<PathBuf>) -> ChannelConfig {
         let mut c = crate::config::Config::parse(

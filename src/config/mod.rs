@@ -9,6 +9,7 @@
 mod alerts;
 mod bridge;
 mod duration;
+mod http;
 mod logger;
 mod mqtt;
 mod stats;
@@ -17,6 +18,10 @@ mod syslog;
 pub use alerts::{ActionConfig, AlertsConfig, RuleConfig};
 pub use bridge::{BridgeConfig, ChannelConfig};
 pub use duration::Dur;
+pub use http::{
+    AreaConfig, ByteSize, DeviceConfig, HttpConfig, MAX_COMMAND_TIMEOUT, Rate, Scope, TokenConfig,
+    token_env_name,
+};
 pub use logger::LoggerConfig;
 pub use mqtt::MqttConfig;
 pub use stats::{GroupConfig, StatsConfig};
@@ -56,6 +61,9 @@ pub struct Config {
     /// `iotitan-bridge`.
     #[serde(default)]
     pub bridge: BridgeConfig,
+    /// `iotitan-http`.
+    #[serde(default)]
+    pub http: HttpConfig,
 }
 
 fn default_state_dir() -> PathBuf {
@@ -223,7 +231,7 @@ mod tests {
     #[test]
     fn the_example_config_documents_every_key() {
         let text = include_str!("../../config/iotitan.toml");
-        let example = regex::Regex::new(r"^# (\[\[?[a-z.]+\]\]?(\s|$)|[a-z_]+ = )").unwrap();
+        let example = regex::Regex::new(r"^# (\[\[?[a-z._]+\]\]?(\s|$)|[a-z_]+ = )").unwrap();
         let switched_on: String = text
             .lines()
             .map(|l| if example.is_match(l) { &l[2..] } else { l })

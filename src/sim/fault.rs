@@ -148,6 +148,15 @@ impl<G: Generator> Generator for Faulty<G> {
     fn finish(&mut self, out: &mut Vec<Message>) {
         self.inner.finish(out);
     }
+
+    // Answers to commands are the device's own: no faults are layered on them.
+    fn subscriptions(&self) -> Vec<String> {
+        self.inner.subscriptions()
+    }
+
+    fn on_message(&mut self, topic: &str, payload: &[u8], out: &mut Vec<Message>) {
+        self.inner.on_message(topic, payload, out);
+    }
 }
 
 #[cfg(test)]

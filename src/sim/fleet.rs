@@ -5,6 +5,11 @@
 //! are plain numbers with the sensor's resolution, as ESPEasy publishes them. The fleet shares
 //! one MQTT connection, so the broker cannot publish each device's will: the fleet publishes
 //! `Connection Lost` itself when a device drops out or the simulation stops.
+//!
+//! Smart plugs (`--plugs`) are Tasmota-style switches at `iotitan/home/<room>/plug<N>`: they
+//! take `ON`, `OFF`, `TOGGLE` (or `1`, `0`, any case) on `…/cmnd/POWER` and answer with the
+//! new state on `…/stat/POWER`, as Tasmota does; a muted plug (`--mute-plugs`, the last ones)
+//! takes commands and never answers, like one that lost its power.
 
 use super::{Generator, Message, Next, Speed, gaussian};
 use chrono::{DateTime, Timelike, Utc};
@@ -41,6 +46,10 @@ pub struct FleetOptions {
     pub dropout: f64,
     /// Wall-clock length of a dropout.
     pub dropout_len: Duration,
+    /// Smart plugs that answer their commands.
+    pub plugs: usize,
+    /// Of the plugs, how many (the last ones) never answer.
+    pub mute_plugs: usize,
 }
 
 impl Default for FleetOptions {
@@ -54,6 +63,8 @@ impl Default for FleetOptions {
             seed: 1,
             dropout: 0.0,
             dropout_len: Duration::from_secs(60),
+            plugs: 0,
+            mute_plugs: 0,
         }
     }
 }
@@ -104,10 +115,33 @@ struct Device {
     offline_until: Option<Duration>,
 }
 
+/// A Tasmota-style smart plug.
+#[derive(Debug, Clone)]
+struct Plug {
+    /// `iotitan/home/<room>/plug<N>`.
+    prefix: String,
+    on: bool,
+    mute: bool,
+}
+
+impl Plug {
+    fn command_topic(&self) -> String {
+        format!("{}/cmnd/POWER", self.prefix)
+    }
+
+    fn state(&self) -> Message {
+        Message::new(
+            format!("{}/stat/POWER", self.prefix),
+            if self.on { "ON" } else { "OFF" },
+        )
+    }
+}
+
 /// The fleet generator.
 pub struct Fleet {
     opts: FleetOptions,
     devices: Vec<Device>,
+    plugs: Vec<Plug>,
     rng: StdRng,
     /// Index of the next reading round.
     next_round: u64,
@@ -149,9 +183,17 @@ impl Fleet {
                 offline_until: None,
             });
         }
+        let plugs = (0..opts.plugs)
+            .map(|i| Plug {
+                prefix: format!("iotitan/home/{}/plug{}", room_name(i % rooms), i + 1),
+                on: false,
+                mute: i >= opts.plugs.saturating_sub(opts.mute_plugs),
+            })
+            .collect();
         Fleet {
             opts,
             devices,
+            plugs,
             rng,
             next_round: 0,
         }
@@ -198,6 +240,8 @@ impl Generator for Fleet {
             for d in &self.devices {
                 out.push(Message::retained(lwt(&d.prefix), LWT_CONNECTED));
             }
+            // Tasmota tells its state when it comes up.
+            out.extend(self.plugs.iter().filter(|p| !p.mute).map(Plug::state));
         }
         let due = interval * u32::try_from(self.next_round).unwrap_or(u32::MAX);
         if elapsed >= due {
@@ -214,6 +258,28 @@ impl Generator for Fleet {
             if d.offline_until.is_none() {
                 out.push(Message::retained(lwt(&d.prefix), LWT_LOST));
             }
+        }
+    }
+
+    fn subscriptions(&self) -> Vec<String> {
+        self.plugs.iter().map(Plug::command_topic).collect()
+    }
+
+    fn on_message(&mut self, topic: &str, payload: &[u8], out: &mut Vec<Message>) {
+        let Some(plug) = self.plugs.iter_mut().find(|p| p.command_topic() == topic) else {
+            return;
+        };
+        let word = String::from_utf8_lossy(payload).trim().to_ascii_uppercase();
+        plug.on = match word.as_str() {
+            "ON" | "1" => true,
+            "OFF" | "0" => false,
+            "TOGGLE" | "2" => !plug.on,
+            // Tasmota answers a bare `POWER` with the state; anything else is ignored.
+            "" => plug.on,
+            _ => return,
+        };
+        if !plug.mute {
+            out.push(plug.state());
         }
     }
 }
@@ -323,6 +389,45 @@ mod tests {
             start: Utc.with_ymd_and_hms(2026, 11, 22, 0, 0, 0).unwrap(),
             ..FleetOptions::default()
         }
+    }
+
+    #[test]
+    fn plugs_answer_their_commands_and_muted_ones_do_not() {
+        let mut f = Fleet::new(FleetOptions {
+            devices: 0,
+            rooms: 1,
+            plugs: 2,
+            mute_plugs: 1,
+            ..opts()
+        });
+        assert_eq!(
+            f.subscriptions(),
+            [
+                "iotitan/home/living/plug1/cmnd/POWER",
+                "iotitan/home/living/plug2/cmnd/POWER"
+            ]
+        );
+        let mut out = Vec::new();
+        f.poll(Duration::ZERO, &mut out);
+        assert_eq!(
+            out,
+            [Message::new("iotitan/home/living/plug1/stat/POWER", "OFF")]
+        );
+        let answer = |f: &mut Fleet, topic: &str, payload: &str| {
+            let mut out = Vec::new();
+            f.on_message(topic, payload.as_bytes(), &mut out);
+            out.iter()
+                .map(|m| String::from_utf8_lossy(&m.payload).into_owned())
+                .collect::<Vec<_>>()
+        };
+        let p1 = "iotitan/home/living/plug1/cmnd/POWER";
+        assert_eq!(answer(&mut f, p1, "on"), ["ON"]);
+        assert_eq!(answer(&mut f, p1, "TOGGLE"), ["OFF"]);
+        assert_eq!(answer(&mut f, p1, "1"), ["ON"]);
+        assert_eq!(answer(&mut f, p1, ""), ["ON"]);
+        assert!(answer(&mut f, p1, "blink").is_empty());
+        assert!(answer(&mut f, "iotitan/home/living/plug2/cmnd/POWER", "ON").is_empty());
+        assert!(answer(&mut f, "elsewhere", "ON").is_empty());
     }
 
     fn run(mut f: Fleet, rounds: u64) -> Vec<Message> {

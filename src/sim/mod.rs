@@ -85,6 +85,14 @@ pub trait Generator: Send {
 
     /// Messages to send on a clean stop (the devices' last wills).
     fn finish(&mut self, _out: &mut Vec<Message>) {}
+
+    /// Topics this generator listens on (devices that take commands, like a smart plug).
+    fn subscriptions(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// A message arrived on one of [`Generator::subscriptions`]: append the answers to `out`.
+    fn on_message(&mut self, _topic: &str, _payload: &[u8], _out: &mut Vec<Message>) {}
 }
 
 impl<G: Generator + ?Sized> Generator for Box<G> {
@@ -93,6 +101,12 @@ impl<G: Generator + ?Sized> Generator for Box<G> {
     }
     fn finish(&mut self, out: &mut Vec<Message>) {
         (**self).finish(out)
+    }
+    fn subscriptions(&self) -> Vec<String> {
+        (**self).subscriptions()
+    }
+    fn on_message(&mut self, topic: &str, payload: &[u8], out: &mut Vec<Message>) {
+        (**self).on_message(topic, payload, out)
     }
 }
 
@@ -130,6 +144,19 @@ impl Generator for Mix {
     fn finish(&mut self, out: &mut Vec<Message>) {
         for (g, _) in &mut self.parts {
             g.finish(out);
+        }
+    }
+
+    fn subscriptions(&self) -> Vec<String> {
+        self.parts
+            .iter()
+            .flat_map(|(g, _)| g.subscriptions())
+            .collect()
+    }
+
+    fn on_message(&mut self, topic: &str, payload: &[u8], out: &mut Vec<Message>) {
+        for (g, _) in &mut self.parts {
+            g.on_message(topic, payload, out);
         }
     }
 }
@@ -177,6 +204,14 @@ impl<G: Generator> Generator for Limited<G> {
 
     fn finish(&mut self, out: &mut Vec<Message>) {
         self.inner.finish(out);
+    }
+
+    fn subscriptions(&self) -> Vec<String> {
+        self.inner.subscriptions()
+    }
+
+    fn on_message(&mut self, topic: &str, payload: &[u8], out: &mut Vec<Message>) {
+        self.inner.on_message(topic, payload, out);
     }
 }
 

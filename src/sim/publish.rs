@@ -4,6 +4,8 @@
 //! One task polls the MQTT event loop and counts completions (a PUBACK at QoS 1, the write to
 //! the socket at QoS 0); the caller's task paces the generator and publishes. On stop the
 //! devices' last wills are sent, and the run waits (bounded) until the broker has everything.
+//! Devices that take commands ([`Generator::subscriptions`]) are subscribed on every fresh
+//! session, and their commands are handed to the generator as they come.
 
 use super::load::Achieved;
 use super::{Generator, Message, Next};
@@ -12,9 +14,9 @@ use crate::exit::{ExitError, UNAVAILABLE};
 use crate::mqtt::{self, Update};
 use crate::shutdown::Shutdown;
 use anyhow::Context;
-use rumqttc::{AsyncClient, Event, Outgoing, Packet, QoS};
+use rumqttc::{AsyncClient, Event, Outgoing, Packet, QoS, SubscribeFilter};
 use std::time::{Duration, Instant};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 /// How long to wait for the broker at start before giving up.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -60,7 +62,13 @@ pub async fn run(
 ) -> anyhow::Result<Report> {
     let (client, driver) = mqtt::connect(cfg, "sim")?;
     let (tx, mut progress) = watch::channel(Progress::default());
-    let poller = tokio::spawn(poll(driver, qos, tx));
+    let (cmd_tx, mut commands) = mpsc::channel(256);
+    let filters = generator
+        .subscriptions()
+        .into_iter()
+        .map(|t| SubscribeFilter::new(t, QoS::AtLeastOnce))
+        .collect();
+    let poller = tokio::spawn(poll(driver, client.clone(), qos, tx, filters, cmd_tx));
 
     let connected = tokio::select! {
         r = tokio::time::timeout(CONNECT_TIMEOUT, progress.wait_for(|p| p.connected)) => r.is_ok(),
@@ -93,10 +101,21 @@ pub async fn run(
         let next = generator.poll(start.elapsed(), &mut out);
         published += send(&client, qos, &mut out).await?;
         let Next::At(at) = next else { break };
-        tokio::select! {
-            // A time past what an Instant holds (a rate of one message a century) is never.
-            _ = sleep_until(start.checked_add(at)) => {}
-            _ = shutdown.recv() => break,
+        // A time past what an Instant holds (a rate of one message a century) is never.
+        let due = sleep_until(start.checked_add(at));
+        tokio::pin!(due);
+        loop {
+            tokio::select! {
+                _ = &mut due => break,
+                Some(p) = commands.recv() => {
+                    generator.on_message(&p.topic, &p.payload, &mut out);
+                    published += send(&client, qos, &mut out).await?;
+                }
+                _ = shutdown.recv() => break,
+            }
+        }
+        if shutdown.is_shutdown() {
+            break;
         }
     }
     generator.finish(&mut out);
@@ -140,16 +159,36 @@ async fn send(client: &AsyncClient, qos: QoS, out: &mut Vec<Message>) -> anyhow:
     Ok(n)
 }
 
-/// Poll the event loop, counting completions, until our DISCONNECT went out.
-async fn poll(mut driver: mqtt::Driver, qos: QoS, tx: watch::Sender<Progress>) {
+/// Poll the event loop, counting completions, until our DISCONNECT went out; subscribe to
+/// `filters` on every fresh session and pass what arrives on to `commands`.
+async fn poll(
+    mut driver: mqtt::Driver,
+    client: AsyncClient,
+    qos: QoS,
+    tx: watch::Sender<Progress>,
+    filters: Vec<SubscribeFilter>,
+    commands: mpsc::Sender<rumqttc::Publish>,
+) {
     loop {
         match driver.next().await {
-            Update::Connected { .. } => tx.send_modify(|p| {
-                if p.last_error.take().is_some() {
-                    tracing::info!("connected to the broker again");
+            Update::Connected { fresh } => {
+                if fresh && !filters.is_empty() {
+                    // Through the request channel only this task drains: never await it here.
+                    if let Err(e) = client.try_subscribe_many(filters.clone()) {
+                        tracing::warn!("cannot subscribe to the plugs' commands: {e}");
+                    }
                 }
-                p.connected = true;
-            }),
+                tx.send_modify(|p| {
+                    if p.last_error.take().is_some() {
+                        tracing::info!("connected to the broker again");
+                    }
+                    p.connected = true;
+                })
+            }
+            Update::Event(Event::Incoming(Packet::Publish(p))) => {
+                // A full queue drops the command: a device that is busy misses one too.
+                let _ = commands.try_send(p);
+            }
             Update::Event(Event::Outgoing(Outgoing::Publish(_))) if qos == QoS::AtMostOnce => {
                 tx.send_modify(|p| p.completed += 1)
             }

@@ -1,0 +1,43 @@
+//! `iotitan-http`: readings in over HTTP, commands out, with access tokens (see
+//! `iotitan::http`).
+
+use clap::{Parser, Subcommand};
+use iotitan::{cli, exit, http, logging};
+
+/// Take readings over HTTP and publish them to MQTT; publish commands and wait for devices to
+/// acknowledge them. Every request needs an access token.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Cli {
+    #[command(flatten)]
+    config: cli::ConfigArg,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Validate the config, say where each token comes from, print the effective config.
+    CheckConfig,
+}
+
+fn main() -> std::process::ExitCode {
+    exit::main_with(|| {
+        let args: Cli = cli::parse();
+        logging::init("iotitan-http");
+        if let Some(Command::CheckConfig) = args.command {
+            let cfg = args.config.load()?;
+            for line in http::describe_tokens(&cfg)? {
+                println!("# {line}");
+            }
+            return cli::check_config(&args.config);
+        }
+        let cfg = args.config.load()?;
+        cli::run_daemon(cfg, None, |cfg, shutdown| async move {
+            // READ ROUTES: the router of the read endpoints (topics, history, aggregate, top,
+            // histogram) goes in place of `None`; `http::run` nests it under /api/v1 behind
+            // the `read` scope.
+            http::run(&cfg, shutdown, None).await
+        })
+    })
+}

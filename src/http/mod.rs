@@ -1,0 +1,130 @@
+//! `iotitan-http`: readings in over HTTP, commands out, for clients that cannot speak MQTT
+//! (a phone app, a script, a browser), with access tokens. The contract is HTTP.md.
+//!
+//! The parts, from pure to I/O:
+//! - [`reading`]: the three reading forms → checked MQTT messages (private areas withheld);
+//! - [`command`]: command bodies → topic, payload and the acknowledgement to wait for;
+//! - [`rate`]: a token's request rate; [`geofence`]: the private areas;
+//! - [`auth`]: tokens, loaded like the bridge's write keys, compared in constant time;
+//! - [`error`]: the one JSON error shape;
+//! - [`broker`]: QoS 1 publishing that knows when the broker acknowledged, subscriptions;
+//! - [`server`]: the router, the handlers and the accept loop; [`tls`]: HTTPS.
+//!
+//! [`run`] is the daemon: tokens and TLS first (a config problem exits 78 at once), then the
+//! listener, then the broker; `READY=1` once both are up. Requests are served from the start
+//! (ingest answers 503 until the broker is there), and on SIGTERM the listener closes, the
+//! requests under way finish, and the MQTT connection is closed last.
+
+pub mod auth;
+pub mod broker;
+pub mod command;
+pub mod error;
+pub mod geofence;
+pub mod rate;
+pub mod reading;
+pub mod server;
+pub mod tls;
+
+use crate::config::Config;
+use crate::exit::{self, ExitError};
+use crate::mqtt;
+use crate::notify;
+use crate::shutdown::Shutdown;
+use anyhow::Context;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long requests under way may take to finish after SIGTERM.
+const GRACE: Duration = Duration::from_secs(10);
+
+/// Run the daemon until `shutdown`. `read` is the router of the read endpoints, nested under
+/// `/api/v1` behind the `read` scope (see [`server::router`]).
+pub async fn run(
+    cfg: &Config,
+    mut shutdown: Shutdown,
+    read: Option<axum::Router>,
+) -> anyhow::Result<()> {
+    let http = &cfg.http;
+    let (tokens, sources) = auth::Tokens::load(http)?;
+    if tokens.is_empty() {
+        return Err(ExitError::new(
+            exit::CONFIG,
+            "no [[http.token]] in the config: nobody could use the API",
+        )
+        .into());
+    }
+    for (name, source) in &sources {
+        tracing::info!(token = %name, "token value from {source}");
+    }
+    let tls = tls::acceptor(http)?;
+    let listener = tokio::net::TcpListener::bind(http.listen)
+        .await
+        .map_err(|e| {
+            ExitError::new(
+                exit::UNAVAILABLE,
+                format!("cannot listen on {}: {e}", http.listen),
+            )
+        })?;
+    let local = listener.local_addr().context("listener address")?;
+    let (client, driver) = mqtt::connect(&cfg.mqtt, "http").context("mqtt settings")?;
+    let (broker, poller) = broker::Broker::start(client.clone(), driver);
+    let app = Arc::new(server::App {
+        tokens: Arc::new(tokens),
+        broker: broker.clone(),
+        areas: geofence::PrivateAreas::new(&http.private_area),
+        prefix: http.ingest_prefix.clone(),
+        disorder: cfg.stats.disorder.get(),
+        devices: http.device.clone(),
+        command_timeout: http.command_timeout.get(),
+        max_body: http.max_body.0,
+        request_timeout: http.request_timeout.get(),
+    });
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(
+        listen = %local,
+        broker = %format!("{}:{}", cfg.mqtt.host, cfg.mqtt.port),
+        tokens = sources.len(),
+        "iotitan-http listening on {scheme}://{local}"
+    );
+    let server = tokio::spawn(server::serve(
+        listener,
+        server::router(app, read),
+        http.request_timeout.get(),
+        tls,
+        shutdown.clone(),
+        GRACE,
+    ));
+
+    let mut connected = broker.watch();
+    let mut watchdog = notify::Watchdog::new();
+    let mut ready = false;
+    loop {
+        if !ready && *connected.borrow_and_update() {
+            ready = true;
+            notify::ready();
+            notify::status(&format!("serving {scheme}://{local}"));
+            tracing::info!("ready: listening and connected to the broker");
+        }
+        tokio::select! {
+            _ = shutdown.recv() => break,
+            r = connected.changed() => {
+                if r.is_err() {
+                    anyhow::bail!("the MQTT event loop stopped");
+                }
+            }
+            _ = watchdog.tick() => {}
+        }
+    }
+    notify::stopping();
+    let _ = server.await;
+    // The requests are done: close the MQTT connection last.
+    let _ = client.try_disconnect();
+    let _ = tokio::time::timeout(Duration::from_secs(2), poller).await;
+    tracing::info!("iotitan-http stopped");
+    Ok(())
+}
+
+/// For `check-config`: where each token's value comes from (never the value).
+pub fn describe_tokens(cfg: &Config) -> anyhow::Result<Vec<String>> {
+    Ok(auth::describe(&cfg.http)?)
+}

@@ -1,0 +1,359 @@
+//! The HTTP side: the router, its handlers and the accept loop.
+//!
+//! Layers, outermost first: tracing (method, path, status, latency; never headers, so never a
+//! token), compression, the JSON error shape for answers the layers make themselves, and the
+//! body limit (`http.max_body`, 413). Handlers authorize before reading a body, so an unknown
+//! client cannot make the daemon read a megabyte, and read the body within
+//! `http.request_timeout` (408 and the connection closed for a client that stalls); hyper's
+//! header timeout does the same for a client that stalls in its headers.
+//!
+//! Publishing is not under a timeout of the request: an answer cut short could not say what
+//! was published, which is the one thing an ingest answer must say.
+
+use super::auth::{self, Tokens};
+use super::broker::{Broker, Partial};
+use super::command;
+use super::error::{self, ApiError};
+use super::geofence::PrivateAreas;
+use super::reading::{self, Rules};
+use crate::config::{DeviceConfig, Scope};
+use crate::shutdown::Shutdown;
+use axum::Json;
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::routing::{get, post};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+
+/// Everything the handlers share.
+pub struct App {
+    /// Access tokens.
+    pub tokens: Arc<Tokens>,
+    /// The broker connection.
+    pub broker: Broker,
+    /// `[[http.private_area]]`.
+    pub areas: PrivateAreas,
+    /// `http.ingest_prefix`.
+    pub prefix: String,
+    /// `stats.disorder`: how old a device timestamp may be before its readings count as late.
+    pub disorder: Duration,
+    /// `[[http.device]]`.
+    pub devices: Vec<DeviceConfig>,
+    /// `http.command_timeout`.
+    pub command_timeout: Duration,
+    /// `http.max_body`.
+    pub max_body: u64,
+    /// `http.request_timeout`.
+    pub request_timeout: Duration,
+}
+
+/// The daemon's router. `read` is the router of the read endpoints (`/topics`, `/history`, …)
+/// when there is one: it is nested under `/api/v1` behind the `read` scope check.
+pub fn router(app: Arc<App>, read: Option<Router>) -> Router {
+    let mut api = Router::new()
+        .route("/readings", post(readings))
+        .route("/commands", post(commands))
+        .with_state(app.clone());
+    // The read endpoints (HTTP.md: topics, history, aggregate, top, histogram) go here, each
+    // request let through only with a token that has the `read` scope.
+    if let Some(read) = read {
+        let tokens = app.tokens.clone();
+        api = api.merge(read.layer(axum::middleware::from_fn(move |req, next| {
+            auth::require(tokens.clone(), Scope::Read, req, next)
+        })));
+    }
+    let max_body = app.max_body;
+    Router::new()
+        .route("/healthz", get(healthz))
+        .with_state(app.clone())
+        .nest("/api/v1", api)
+        .fallback(|| async { ApiError::not_found("not_found", "no such path") })
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(
+            usize::try_from(max_body).unwrap_or(usize::MAX),
+        ))
+        .layer(axum::middleware::from_fn(move |req, next| {
+            error::json_errors(req, next, max_body)
+        }))
+        .layer(tower_http::compression::CompressionLayer::new())
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+}
+
+/// `GET /healthz`: up, and whether the broker is connected. No token, no data.
+async fn healthz(State(app): State<Arc<App>>) -> Json<Value> {
+    let broker = if app.broker.is_connected() {
+        "connected"
+    } else {
+        "disconnected"
+    };
+    Json(json!({"status": "ok", "broker": broker}))
+}
+
+/// `POST /api/v1/readings`.
+async fn readings(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<Value>, ApiError> {
+    let token = app.tokens.authorize(&headers, Scope::Ingest)?;
+    let bytes = read_body(body, &app).await?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64();
+    let rules = Rules {
+        prefix: &app.prefix,
+        areas: &app.areas,
+        now,
+        disorder: app.disorder,
+    };
+    let batch = if is_text(&headers) {
+        reading::parse_text(&bytes)
+    } else {
+        reading::parse_json(&bytes, &rules)
+    }
+    .map_err(|e| ApiError::bad_request(e.code(), e.to_string()))?;
+    for m in &batch.messages {
+        token.check_topic(&m.topic)?;
+    }
+    let published = app
+        .broker
+        .publish_all(
+            batch
+                .messages
+                .iter()
+                .map(|m| (m.topic.as_str(), m.payload.as_str())),
+        )
+        .await
+        .map_err(
+            |Partial {
+                 acked,
+                 unconfirmed,
+                 total,
+             }| {
+                tracing::warn!(
+                    token = %token.name,
+                    acked,
+                    unconfirmed,
+                    total,
+                    "readings not published: the broker is unreachable"
+                );
+                let unsent = total - acked - unconfirmed;
+                ApiError::unavailable(format!(
+                    "the MQTT broker is unreachable: {acked} of {total} readings were acknowledged \
+                 (published); {unconfirmed} were sent but not acknowledged (the broker may or \
+                 may not have them) and {unsent} were not sent; none will be sent later"
+                ))
+                .with("published", acked)
+                .with("unconfirmed", unconfirmed)
+                .with("late", batch.late)
+                .with("private", batch.private)
+            },
+        )?;
+    tracing::debug!(token = %token.name, published, "readings published");
+    Ok(Json(json!({
+        "published": published,
+        "late": batch.late,
+        "private": batch.private,
+    })))
+}
+
+/// `POST /api/v1/commands`.
+async fn commands(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<Value>, ApiError> {
+    let token = app.tokens.authorize(&headers, Scope::Command)?;
+    let bytes = read_body(body, &app).await?;
+    let cmd = command::parse(&bytes, &app.devices, app.command_timeout).map_err(|r| {
+        let status = if r.not_found {
+            StatusCode::NOT_FOUND
+        } else {
+            StatusCode::BAD_REQUEST
+        };
+        ApiError::new(status, r.code, r.message)
+    })?;
+    token.check_topic(&cmd.topic)?;
+    let unavailable = |what: &str| {
+        ApiError::unavailable(format!(
+            "the MQTT broker is unreachable: the command {what}"
+        ))
+    };
+    let one = || std::iter::once((cmd.topic.as_str(), cmd.payload.as_str()));
+    let Some(wait) = &cmd.wait else {
+        app.broker
+            .publish_all(one())
+            .await
+            .map_err(|_| unavailable("was not published"))?;
+        tracing::info!(token = %token.name, topic = %cmd.topic, "command published");
+        return Ok(Json(json!({
+            "topic": cmd.topic, "payload": cmd.payload, "acked_by": null,
+        })));
+    };
+    // Subscribed (SUBACK in) before the command goes out: a fast device is not missed.
+    let mut answers = app
+        .broker
+        .listen(&wait.topic)
+        .await
+        .map_err(|_| unavailable("was not published"))?;
+    let mut connected = app.broker.watch();
+    let start = Instant::now();
+    app.broker
+        .publish_all(one())
+        .await
+        .map_err(|_| unavailable("was not published"))?;
+    let deadline = tokio::time::Instant::from_std(start + wait.timeout);
+    loop {
+        tokio::select! {
+            m = answers.next() => match m {
+                Some(p) if wait.accepts(&p.payload) => {
+                    let after_ms = start.elapsed().as_millis() as u64;
+                    tracing::info!(token = %token.name, topic = %cmd.topic, after_ms, "command acknowledged");
+                    return Ok(Json(json!({
+                        "topic": cmd.topic,
+                        "payload": cmd.payload,
+                        "acked_by": {
+                            "topic": p.topic,
+                            "payload": String::from_utf8_lossy(&p.payload),
+                            "after_ms": after_ms,
+                        },
+                    })));
+                }
+                Some(_) => {}
+                None => return Err(unavailable("was published, but its answer cannot be awaited")),
+            },
+            _ = connected.wait_for(|c| !*c) => {
+                return Err(unavailable("was published, but the connection was lost while waiting for its answer"));
+            }
+            _ = tokio::time::sleep_until(deadline) => {
+                tracing::warn!(token = %token.name, topic = %cmd.topic, "command not acknowledged in time");
+                return Err(ApiError::new(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "no_acknowledgement",
+                    format!(
+                        "the command was published to {} but no matching answer came on {} within {}",
+                        cmd.topic,
+                        wait.topic,
+                        crate::config::Dur(wait.timeout)
+                    ),
+                ));
+            }
+        }
+    }
+}
+
+/// Whether the body is the `text/plain` form.
+fn is_text(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(';')
+                .next()
+                .is_some_and(|m| m.trim().eq_ignore_ascii_case("text/plain"))
+        })
+}
+
+/// The whole body, within `request_timeout` and `max_body`.
+async fn read_body(body: Body, app: &App) -> Result<Bytes, ApiError> {
+    match tokio::time::timeout(app.request_timeout, axum::body::to_bytes(body, usize::MAX)).await {
+        Err(_) => Err(ApiError::request_timeout()),
+        Ok(Err(e)) if is_length_limit(&e) => Err(ApiError::too_large(app.max_body)),
+        Ok(Err(_)) => Err(ApiError::bad_request(
+            "bad_body",
+            "the request body could not be read",
+        )),
+        Ok(Ok(b)) => Ok(b),
+    }
+}
+
+/// Whether the body limit layer cut the body.
+fn is_length_limit(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if err.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
+}
+
+/// Serve `router` on `listener` until `shutdown`, then let the requests under way finish
+/// (at most `grace`). Plain HTTP/1.1 or, with `tls`, HTTPS.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    header_timeout: Duration,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    mut shutdown: Shutdown,
+    grace: Duration,
+) {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::service::TowerToHyperService;
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = shutdown.recv() => break,
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait instead of spinning.
+                    tracing::warn!("cannot accept a connection: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let service = TowerToHyperService::new(router.clone());
+        match &tls {
+            None => {
+                let conn = http.serve_connection(TokioIo::new(stream), service);
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(%peer, "connection ended: {e}");
+                    }
+                });
+            }
+            Some(acceptor) => {
+                let acceptor = acceptor.clone();
+                let http = http.clone();
+                let watcher = graceful.watcher();
+                tokio::spawn(async move {
+                    let stream =
+                        match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
+                            Ok(Ok(s)) => s,
+                            Ok(Err(e)) => {
+                                tracing::debug!(%peer, "TLS handshake failed: {e}");
+                                return;
+                            }
+                            Err(_) => {
+                                tracing::debug!(%peer, "TLS handshake timed out");
+                                return;
+                            }
+                        };
+                    let conn = http.serve_connection(TokioIo::new(stream), service);
+                    if let Err(e) = watcher.watch(conn).await {
+                        tracing::debug!(%peer, "connection ended: {e}");
+                    }
+                });
+            }
+        }
+    }
+    drop(listener);
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("requests still under way after {grace:?}: closing them");
+    }
+}

@@ -1,0 +1,993 @@
+//! `iotitan-http` end to end: the real binary between reqwest and a real mosquitto, with the
+//! real logger writing to a real rsyslogd where the test needs to see what was recorded.
+//! Every error of HTTP.md, the three reading forms, private areas (checked on the broker, with
+//! a subscriber on `#`), a stalled client, the broker stopped mid-batch, and commands.
+
+mod common;
+use common::*;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const HTTP: &str = env!("CARGO_BIN_EXE_iotitan-http");
+const LOGGER: &str = env!("CARGO_BIN_EXE_iotitan-logger");
+const SIM: &str = env!("CARGO_BIN_EXE_iotitan-sim");
+
+const INGEST: &str = "ingest-0123456789abcdef0123";
+const READ: &str = "read-0123456789abcdef012345";
+const OPS: &str = "ops-0123456789abcdef01234567";
+const SLOW: &str = "slow-0123456789abcdef0123456";
+
+/// The `[http]` part every test shares: three tokens (values from the environment), a plug,
+/// and the private area of HTTP.md.
+fn http_toml(port: u16, extra: &str) -> String {
+    format!(
+        r#"
+[http]
+listen = "127.0.0.1:{port}"
+request_timeout = "1s"
+{extra}
+
+[[http.token]]
+name = "phone"
+scopes = ["ingest"]
+topics = ["t/#", "iotitan/http/phone1/#"]
+
+[[http.token]]
+name = "reader"
+scopes = ["read"]
+
+[[http.token]]
+name = "ops"
+scopes = ["command"]
+topics = ["iotitan/#"]
+
+[[http.token]]
+name = "slow"
+scopes = ["ingest"]
+rate = "2/min"
+
+[[http.device]]
+name = "plug1"
+command_topic = "iotitan/home/living/plug1/cmnd/POWER"
+state_topic = "iotitan/home/living/plug1/stat/POWER"
+
+[[http.device]]
+name = "plug2"
+command_topic = "iotitan/home/living/plug2/cmnd/POWER"
+state_topic = "iotitan/home/living/plug2/stat/POWER"
+
+[[http.private_area]]
+name = "home"
+polygon = [[138.59, -34.93], [138.61, -34.93], [138.61, -34.91], [138.59, -34.91]]
+"#
+    )
+}
+
+/// A running iotitan-http with its stderr in a file.
+struct Daemon {
+    child: Child,
+    log: std::path::PathBuf,
+    base: String,
+}
+
+impl Daemon {
+    fn spawn(config: &Path, port: u16) -> Daemon {
+        let log = config.with_file_name(format!("http-{port}.log"));
+        let child = Command::new(HTTP)
+            .arg("--config")
+            .arg(config)
+            .env("RUST_LOG", "info")
+            .env_remove("JOURNAL_STREAM")
+            .env("IOTITAN_HTTP_TOKEN_PHONE", INGEST)
+            .env("IOTITAN_HTTP_TOKEN_READER", READ)
+            .env("IOTITAN_HTTP_TOKEN_OPS", OPS)
+            .env("IOTITAN_HTTP_TOKEN_SLOW", SLOW)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("start iotitan-http");
+        Daemon {
+            child,
+            log,
+            base: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    /// Start and wait until it said it is ready (listening and connected to the broker).
+    fn start(config: &Path, port: u16) -> Daemon {
+        let d = Daemon::spawn(config, port);
+        d.wait_log("ready:");
+        d
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn wait_log(&self, needle: &str) {
+        assert!(
+            wait_until(TIMEOUT, || self.log().contains(needle)),
+            "no {needle:?} in the log:\n{}",
+            self.log()
+        );
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A running iotitan-logger.
+struct Logger(Child);
+
+impl Drop for Logger {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Broker, optionally rsyslogd + logger, and the daemon.
+struct Setup {
+    m: Mosquitto,
+    r: Option<Rsyslogd>,
+    _logger: Option<Logger>,
+    d: Daemon,
+    _dir: tempfile::TempDir,
+}
+
+fn setup(extra: &str, with_logger: bool) -> Setup {
+    let m = Mosquitto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let (r, logger, syslog) = if with_logger {
+        let r = Rsyslogd::start();
+        let syslog = format!("[syslog]\ntarget = \"unix:{}\"\n", r.socket.display());
+        (Some(r), true, syslog)
+    } else {
+        (None, false, String::new())
+    };
+    let cfg = write_config(
+        dir.path(),
+        &format!(
+            "{}{syslog}{}",
+            m.mqtt_toml(&format!("t{port}")),
+            http_toml(port, extra)
+        ),
+    );
+    let logger = logger.then(|| {
+        let l = Logger(
+            Command::new(LOGGER)
+                .arg("--config")
+                .arg(&cfg)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start iotitan-logger"),
+        );
+        let r = r.as_ref().unwrap();
+        // The logger's subscription is active once a probe shows up in syslog.
+        let ok = wait_until(TIMEOUT, || {
+            m.publish(&["-t", "probe/up", "-m", "1", "-q", "1"]);
+            r.lines().iter().any(|l| l.contains("probe/up 1"))
+        });
+        assert!(ok, "the logger never wrote a probe record");
+        l
+    });
+    let d = Daemon::start(&cfg, port);
+    Setup {
+        m,
+        r,
+        _logger: logger,
+        d,
+        _dir: dir,
+    }
+}
+
+/// A subscriber on `#` whose subscription is known to be active.
+fn everything(m: &Mosquitto) -> Subscriber {
+    let sub = m.subscribe(&["#"], &[]);
+    assert!(
+        wait_until(TIMEOUT, || {
+            m.publish(&["-t", "probe/ready", "-m", "x"]);
+            sub.next_line(Duration::from_millis(200))
+                .is_some_and(|l| l == "probe/ready x")
+        }),
+        "subscriber did not come up"
+    );
+    sub
+}
+
+/// Records of topics under `prefix` in rsyslog's file, as `topic payload`.
+fn records(r: &Rsyslogd, prefix: &str) -> Vec<String> {
+    r.lines()
+        .iter()
+        .filter_map(|l| syslog_msg(l, "iotitan-logger"))
+        .filter(|m| m.starts_with(prefix))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Send `head` and `parts` on a new connection (ignoring write errors: the server may have
+/// answered and closed already) and read the answer until the server closes or `TIMEOUT`.
+fn exchange(d: &Daemon, head: &str, parts: &[&[u8]]) -> String {
+    let addr = d.base.trim_start_matches("http://");
+    let mut c = std::net::TcpStream::connect(addr).expect("connect");
+    c.set_read_timeout(Some(TIMEOUT)).unwrap();
+    if c.write_all(head.as_bytes()).is_ok() {
+        for p in parts {
+            if c.write_all(p).is_err() {
+                break;
+            }
+        }
+    }
+    read_all(&mut c)
+}
+
+/// Everything the peer sends until it closes (or resets) the connection.
+fn read_all(c: &mut std::net::TcpStream) -> String {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 65536];
+    loop {
+        match c.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder().timeout(TIMEOUT).build().unwrap()
+}
+
+/// POST `body` as JSON with `token`; returns the status and the JSON answer.
+async fn post(d: &Daemon, path: &str, token: Option<&str>, body: &str) -> (StatusCode, Value) {
+    let mut req = client()
+        .post(d.url(path))
+        .header("content-type", "application/json")
+        .body(body.to_owned());
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let res = req.send().await.expect("request");
+    let status = res.status();
+    let text = res.text().await.expect("body");
+    let v = serde_json::from_str(&text).unwrap_or_else(|_| panic!("{status}: not JSON: {text}"));
+    (status, v)
+}
+
+/// The error code of an answer that must have the error shape.
+fn code(v: &Value) -> &str {
+    assert!(
+        v["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "no message: {v}"
+    );
+    v["error"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no error code: {v}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_error_of_the_contract_has_its_status_and_shape_and_publishes_nothing() {
+    let s = setup("", false);
+    let d = &s.d;
+    let sub = everything(&s.m);
+    let good = r#"{"topic": "t/kitchen/temperature", "value": 23.1}"#;
+
+    // No token, an unknown one, Basic instead of Bearer: 401 with WWW-Authenticate.
+    for token in [None, Some("not-a-token-0123456789"), Some(&INGEST[1..])] {
+        let (st, v) = post(d, "/api/v1/readings", token, good).await;
+        assert_eq!(
+            (st, code(&v)),
+            (StatusCode::UNAUTHORIZED, "unauthorized"),
+            "{token:?}"
+        );
+    }
+    let res = client()
+        .post(d.url("/api/v1/readings"))
+        .basic_auth("phone", Some(INGEST))
+        .body(good)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert!(res.headers().contains_key("www-authenticate"));
+    // `Token <value>` is accepted too.
+    let res = client()
+        .post(d.url("/api/v1/readings"))
+        .header("authorization", format!("Token {INGEST}"))
+        .body(good)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+
+    // Wrong scope, topic outside the token's filters: 403.
+    let (st, v) = post(d, "/api/v1/readings", Some(READ), good).await;
+    assert_eq!((st, code(&v)), (StatusCode::FORBIDDEN, "forbidden"));
+    let (st, v) = post(
+        d,
+        "/api/v1/commands",
+        Some(INGEST),
+        r#"{"device": "plug1", "payload": "ON"}"#,
+    )
+    .await;
+    assert_eq!((st, code(&v)), (StatusCode::FORBIDDEN, "forbidden"));
+    let (st, v) = post(
+        d,
+        "/api/v1/readings",
+        Some(INGEST),
+        r#"{"topic": "u/x", "value": 1}"#,
+    )
+    .await;
+    assert_eq!((st, code(&v)), (StatusCode::FORBIDDEN, "forbidden"));
+    // One reading outside the filters refuses the whole batch.
+    let (st, _) = post(
+        d,
+        "/api/v1/readings",
+        Some(INGEST),
+        r#"[{"topic": "t/ok", "value": 1}, {"topic": "u/x", "value": 1}]"#,
+    )
+    .await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+
+    // Over its rate (2/min): 429 with Retry-After; other tokens are not affected.
+    for _ in 0..2 {
+        let (st, v) = post(
+            d,
+            "/api/v1/readings",
+            Some(SLOW),
+            r#"{"topic": "s/a", "value": 1}"#,
+        )
+        .await;
+        assert_eq!(st, StatusCode::OK, "{v}");
+    }
+    let res = client()
+        .post(d.url("/api/v1/readings"))
+        .bearer_auth(SLOW)
+        .body(r#"{"topic": "s/a", "value": 1}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry: u64 = res.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=30).contains(&retry), "Retry-After {retry}");
+    assert_eq!(code(&res.json::<Value>().await.unwrap()), "rate_limited");
+
+    // Bad bodies: 400 with a code per kind.
+    let cases = [
+        ("{\"topic\": ", "bad_json"),
+        ("{\"topic\": \"t/a\", \"value\": NaN}", "non_finite"),
+        ("{\"topic\": \"t/a\", \"value\": Infinity}", "non_finite"),
+        ("{\"topic\": \"t/a\", \"value\": -Infinity}", "non_finite"),
+        ("{\"topic\": \"t/a\", \"value\": 1e400}", "non_finite"),
+        ("{\"topic\": \"t/+/a\", \"value\": 1}", "bad_topic"),
+        ("{\"topic\": \"t/#\", \"value\": 1}", "bad_topic"),
+        ("{\"topic\": \"t//a\", \"value\": 1}", "bad_topic"),
+        ("{\"topic\": \"$SYS/a\", \"value\": 1}", "bad_topic"),
+        ("{\"topic\": \"t/a\", \"value\": [1]}", "bad_reading"),
+    ];
+    for (body, want) in cases {
+        let (st, v) = post(d, "/api/v1/readings", Some(INGEST), body).await;
+        assert_eq!((st, code(&v)), (StatusCode::BAD_REQUEST, want), "{body}");
+    }
+    let long = format!(r#"{{"topic": "t/{}", "value": 1}}"#, "a".repeat(65_536));
+    let (st, v) = post(d, "/api/v1/readings", Some(INGEST), &long).await;
+    assert_eq!((st, code(&v)), (StatusCode::BAD_REQUEST, "bad_topic"));
+
+    // Over max_body (1 MiB): 413 in the same shape, announced by Content-Length or not. The
+    // server may answer before it has read everything and close: raw sockets see the answer
+    // either way (a client library may only see the reset).
+    let big = format!(r#"{{"topic": "t/a", "value": "{}"}}"#, "x".repeat(1 << 20));
+    let head = format!(
+        "POST /api/v1/readings HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {INGEST}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        big.len()
+    );
+    let answer = exchange(d, &head, &[big.as_bytes()]);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("\"error\":\"body_too_large\""), "{answer}");
+    let head = format!(
+        "POST /api/v1/readings HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {INGEST}\r\n\
+         Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+    );
+    let chunk = format!("{:x}\r\n{}\r\n", 100_000, " ".repeat(100_000));
+    let chunks = vec![chunk.as_bytes(); 12];
+    let answer = exchange(d, &head, &chunks);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("\"error\":\"body_too_large\""), "{answer}");
+
+    // Unknown paths and methods answer in the same shape.
+    let res = client().get(d.url("/api/v1/nothing")).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    assert_eq!(code(&res.json::<Value>().await.unwrap()), "not_found");
+    let res = client()
+        .get(d.url("/api/v1/readings"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(
+        code(&res.json::<Value>().await.unwrap()),
+        "method_not_allowed"
+    );
+
+    // /healthz needs no token and tells the broker state.
+    let v: Value = client()
+        .get(d.url("/healthz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v, json!({"status": "ok", "broker": "connected"}));
+
+    // Only the one good request (the `Token` scheme) reached the broker.
+    let (st, v) = post(
+        d,
+        "/api/v1/readings",
+        Some(INGEST),
+        r#"{"topic": "t/end", "value": 0}"#,
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let seen = lines_until(&sub, "t/end 0");
+    assert_eq!(seen, ["t/kitchen/temperature 23.1", "s/a 1", "s/a 1"]);
+    // The token values never reach the log.
+    let log = d.log();
+    for t in [INGEST, READ, OPS, SLOW] {
+        assert!(!log.contains(t), "a token in the log:\n{log}");
+    }
+}
+
+fn now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+/// Lines of `sub` until `last` (excluded), leaving out the subscriber's own probes.
+fn lines_until(sub: &Subscriber, last: &str) -> Vec<String> {
+    let mut seen = Vec::new();
+    loop {
+        let l = sub
+            .next_line(TIMEOUT)
+            .unwrap_or_else(|| panic!("no {last:?}; saw {seen:#?}"));
+        if l == last {
+            return seen;
+        }
+        if !l.starts_with("probe/") {
+            seen.push(l);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reading_forms_reach_the_broker_and_private_locations_never_do() {
+    let s = setup("", false);
+    let d = &s.d;
+    let sub = everything(&s.m);
+    let device = |lat: f64, lon: f64, ts: f64| {
+        json!({
+            "device_id": "phone1",
+            "device_timestamp": ts,
+            "properties": {
+                "battery": {"level": 87, "temperature": 31.5},
+                "location": {"latitude": lat, "longitude": lon},
+            }
+        })
+        .to_string()
+    };
+    // Inside the home area: the location is withheld and counted.
+    let (st, v) = post(
+        d,
+        "/api/v1/readings",
+        Some(INGEST),
+        &device(-34.92, 138.6, now()),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v, json!({"published": 2, "late": 0, "private": 2}));
+    // On its boundary: private too.
+    let (_, v) = post(
+        d,
+        "/api/v1/readings",
+        Some(INGEST),
+        &device(-34.91, 138.61, now()),
+    )
+    .await;
+    assert_eq!(v, json!({"published": 2, "late": 0, "private": 2}));
+    // Just outside (11 m east): published. An hour old: late, still published.
+    let (_, v) = post(
+        d,
+        "/api/v1/readings",
+        Some(INGEST),
+        &device(-34.92, 138.6101, now() - 3600.0),
+    )
+    .await;
+    assert_eq!(v, json!({"published": 4, "late": 4, "private": 0}));
+    // text/plain, as mosquitto_sub -v prints.
+    let res = client()
+        .post(d.url("/api/v1/readings"))
+        .bearer_auth(INGEST)
+        .header("content-type", "text/plain; charset=utf-8")
+        .body("t/kitchen/temperature 23.1\nt/hall/lwt Connection Lost\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.json::<Value>().await.unwrap()["published"], 2);
+    // The array form, mixing both object forms.
+    let body = json!([
+        {"topic": "t/a", "value": 1},
+        {"topic": "t/b", "value": true},
+        {"device_id": "phone1", "properties": {"steps": 1200}},
+    ]);
+    let (_, v) = post(d, "/api/v1/readings", Some(INGEST), &body.to_string()).await;
+    assert_eq!(v["published"], 3);
+    let (st, _) = post(
+        d,
+        "/api/v1/readings",
+        Some(INGEST),
+        r#"{"topic": "t/end", "value": 0}"#,
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK);
+
+    let seen = lines_until(&sub, "t/end 0");
+    let p = "iotitan/http/phone1";
+    let want: Vec<String> = [
+        format!("{p}/battery/level 87"),
+        format!("{p}/battery/temperature 31.5"),
+        format!("{p}/battery/level 87"),
+        format!("{p}/battery/temperature 31.5"),
+        format!("{p}/battery/level 87"),
+        format!("{p}/battery/temperature 31.5"),
+        format!("{p}/location/latitude -34.92"),
+        format!("{p}/location/longitude 138.6101"),
+        "t/kitchen/temperature 23.1".into(),
+        "t/hall/lwt Connection Lost".into(),
+        "t/a 1".into(),
+        "t/b true".into(),
+        format!("{p}/steps 1200"),
+    ]
+    .into();
+    assert_eq!(seen, want);
+    // The private coordinates never reached the broker in any form.
+    for l in &seen {
+        assert!(
+            !l.contains("-34.91 ") && !l.ends_with(" 138.6") && !l.ends_with(" 138.61"),
+            "{l}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_readings_in_one_request_are_all_recorded() {
+    let s = setup("", true);
+    let r = s.r.as_ref().unwrap();
+    let body: Vec<Value> = (0..10_000)
+        .map(|i| json!({"topic": format!("t/bulk/s{}", i % 10), "value": i}))
+        .collect();
+    let (st, v) = post(
+        &s.d,
+        "/api/v1/readings",
+        Some(INGEST),
+        &Value::from(body).to_string(),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v, json!({"published": 10_000, "late": 0, "private": 0}));
+    // Answered as published means at the broker: the logger records every one.
+    let ok = wait_until(TIMEOUT, || records(r, "t/bulk/").len() >= 10_000);
+    let got = records(r, "t/bulk/");
+    assert!(ok, "{} of 10000 records", got.len());
+    let mut values: Vec<u32> = got
+        .iter()
+        .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
+        .collect();
+    values.sort_unstable();
+    values.dedup();
+    assert_eq!(values, (0..10_000).collect::<Vec<_>>());
+    for l in &got {
+        let (topic, value) = l.split_once(' ').unwrap();
+        let i: u32 = value.parse().unwrap();
+        assert_eq!(topic, format!("t/bulk/s{}", i % 10));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stalls_is_answered_408_and_let_go() {
+    let s = setup("", false);
+    let d = &s.d;
+    // Headers complete, body stalled: 408 in the usual shape once request_timeout (1 s)
+    // passed, and the connection closed.
+    let head = format!(
+        "POST /api/v1/readings HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {INGEST}\r\n\
+         Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"topic\""
+    );
+    let t0 = Instant::now();
+    let answer = exchange(d, &head, &[]);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("\"error\":\"request_timeout\""), "{answer}");
+    assert!(
+        t0.elapsed() < TIMEOUT,
+        "closed by the server, not by our read timeout"
+    );
+    // Headers stalled half way: the connection is closed too.
+    let addr = d.base.trim_start_matches("http://");
+    let mut c = std::net::TcpStream::connect(addr).unwrap();
+    c.set_read_timeout(Some(TIMEOUT)).unwrap();
+    c.write_all(b"POST /api/v1/readings HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    let t0 = Instant::now();
+    let _ = read_all(&mut c);
+    assert!(
+        t0.elapsed() < TIMEOUT,
+        "the server kept a half-sent request open"
+    );
+    // And the daemon serves others all along.
+    let (st, _) = post(
+        d,
+        "/api/v1/readings",
+        Some(INGEST),
+        r#"{"topic": "t/a", "value": 1}"#,
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_stopped_during_a_batch_answers_503_with_what_was_acknowledged() {
+    let mut s = setup("max_body = \"16MiB\"", true);
+    let n = 200_000u32;
+    let body: Vec<Value> = (0..n)
+        .map(|i| json!({"topic": format!("t/mid/s{}", i % 10), "value": i}))
+        .collect();
+    let body = Value::from(body).to_string();
+    let url = s.d.url("/api/v1/readings");
+    let request = tokio::spawn(async move {
+        let res = client()
+            .post(url)
+            .bearer_auth(INGEST)
+            .body(body)
+            .send()
+            .await
+            .expect("request");
+        (res.status(), res.json::<Value>().await.expect("JSON"))
+    });
+    // Stop the broker once the batch is under way.
+    let r = s.r.take().unwrap();
+    assert!(
+        wait_until(TIMEOUT, || records(&r, "t/mid/").len() >= 1000),
+        "the batch did not start"
+    );
+    s.m.stop();
+    let (st, v) = request.await.unwrap();
+    assert_eq!(st, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+    assert_eq!(code(&v), "broker_unavailable");
+    let acked = v["published"].as_u64().expect("published") as u32;
+    let unconfirmed = v["unconfirmed"].as_u64().expect("unconfirmed") as u32;
+    assert!(acked >= 1000 && acked < n, "{acked}");
+    assert!(
+        v["message"].as_str().unwrap().contains(&acked.to_string()),
+        "{v}"
+    );
+
+    // With the broker back, the logger gets what the broker kept for it; a reading sent
+    // after the restart (once the daemon is connected again) arrives after all of those.
+    s.m.restart();
+    let mut v = Value::Null;
+    let ok = wait_until(TIMEOUT, || {
+        let rt = tokio::runtime::Handle::current();
+        let d = &s.d;
+        v = tokio::task::block_in_place(|| {
+            rt.block_on(post(
+                d,
+                "/api/v1/readings",
+                Some(INGEST),
+                r#"{"topic": "t/mid/end", "value": 1}"#,
+            ))
+        })
+        .1;
+        v["published"] == 1
+    });
+    assert!(ok, "the daemon did not reconnect: {v}");
+    assert!(
+        wait_until(TIMEOUT, || !records(&r, "t/mid/end").is_empty()),
+        "the reading after the restart was not recorded"
+    );
+    let got = records(&r, "t/mid/s");
+    let mut values: Vec<u32> = got
+        .iter()
+        .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
+        .collect();
+    values.sort_unstable();
+    values.dedup();
+    // Every acknowledged one, and nothing beyond those that were on the wire when the broker
+    // went (MQTT cannot tell whether those arrived; the answer says how many there were).
+    // Readings are published and acknowledged in order, so the records are the first ones.
+    // (QoS 1: a record may be written twice, never lost.)
+    let n = values.len() as u32;
+    assert!(
+        n >= acked && n <= acked + unconfirmed,
+        "{n} records, {acked} acknowledged, {unconfirmed} unconfirmed"
+    );
+    assert_eq!(values, (0..n).collect::<Vec<_>>());
+    s.r = Some(r);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_are_acknowledged_by_the_plug_or_time_out() {
+    let s = setup("command_timeout = \"1s\"", false);
+    let d = &s.d;
+    let sub = everything(&s.m);
+    // Two simulated plugs: plug1 answers its commands, plug2 never does.
+    let mut sim = Command::new(SIM)
+        .args([
+            "--broker",
+            &s.m.addr(),
+            "fleet",
+            "--devices",
+            "0",
+            "--rooms",
+            "1",
+        ])
+        .args(["--plugs", "2", "--mute-plugs", "1"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start iotitan-sim");
+    // Each plug announces its state once it listens.
+    sub.wait_for(TIMEOUT, |l| l == "iotitan/home/living/plug1/stat/POWER OFF");
+
+    let (st, v) = post(
+        d,
+        "/api/v1/commands",
+        Some(OPS),
+        r#"{"device": "plug1", "payload": "ON"}"#,
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["topic"], "iotitan/home/living/plug1/cmnd/POWER");
+    assert_eq!(v["payload"], "ON");
+    assert_eq!(
+        v["acked_by"]["topic"],
+        "iotitan/home/living/plug1/stat/POWER"
+    );
+    assert_eq!(v["acked_by"]["payload"], "ON");
+    assert!(v["acked_by"]["after_ms"].as_u64().is_some(), "{v}");
+
+    let body = json!({
+        "topic": "iotitan/home/living/plug1/cmnd/POWER",
+        "payload": "OFF",
+        "await": {"topic": "iotitan/home/living/plug1/stat/POWER", "payload": "OFF", "timeout": "5s"},
+    });
+    let (st, v) = post(d, "/api/v1/commands", Some(OPS), &body.to_string()).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["acked_by"]["payload"], "OFF");
+
+    let (st, v) = post(
+        d,
+        "/api/v1/commands",
+        Some(OPS),
+        r#"{"device": "plug2", "payload": "ON"}"#,
+    )
+    .await;
+    assert_eq!(
+        (st, code(&v)),
+        (StatusCode::GATEWAY_TIMEOUT, "no_acknowledgement"),
+        "{v}"
+    );
+
+    let (st, v) = post(
+        d,
+        "/api/v1/commands",
+        Some(OPS),
+        r#"{"device": "plug9", "payload": "ON"}"#,
+    )
+    .await;
+    assert_eq!((st, code(&v)), (StatusCode::NOT_FOUND, "unknown_device"));
+    let (st, v) = post(
+        d,
+        "/api/v1/commands",
+        Some(OPS),
+        r#"{"topic": "t/x", "payload": "1"}"#,
+    )
+    .await;
+    assert_eq!((st, code(&v)), (StatusCode::FORBIDDEN, "forbidden"));
+    // Without "await": answered once the broker has it.
+    let (st, v) = post(
+        d,
+        "/api/v1/commands",
+        Some(OPS),
+        r#"{"topic": "iotitan/x/cmd", "payload": 1}"#,
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["acked_by"], Value::Null);
+    sub.wait_for(TIMEOUT, |l| l == "iotitan/x/cmd 1");
+    let _ = sim.kill();
+    let _ = sim.wait();
+}
+
+#[test]
+fn tokens_come_from_outside_the_config_and_are_never_shown() {
+    let m = Mosquitto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let cfg = write_config(
+        dir.path(),
+        &format!("{}{}", m.mqtt_toml("cc"), http_toml(port, "")),
+    );
+    let file = dir.path().join("ops.token");
+    std::fs::write(&file, format!("{OPS}\n")).unwrap();
+    let run = |env: &[(&str, &str)]| {
+        Command::new(HTTP)
+            .arg("--config")
+            .arg(&cfg)
+            .arg("check-config")
+            .env_remove("IOTITAN_HTTP_TOKEN_PHONE")
+            .env_remove("IOTITAN_HTTP_TOKEN_READER")
+            .env_remove("IOTITAN_HTTP_TOKEN_OPS")
+            .env_remove("IOTITAN_HTTP_TOKEN_SLOW")
+            .env_remove("CREDENTIALS_DIRECTORY")
+            .envs(env.iter().copied())
+            .output()
+            .unwrap()
+    };
+    let creds = dir.path().join("creds");
+    std::fs::create_dir(&creds).unwrap();
+    std::fs::write(creds.join("iotitan_http-reader.token"), READ).unwrap();
+    std::fs::write(&file, OPS).unwrap();
+    std::fs::write(
+        &cfg,
+        std::fs::read_to_string(&cfg).unwrap().replace(
+            "name = \"ops\"\n",
+            &format!("name = \"ops\"\ntoken_file = \"{}\"\n", file.display()),
+        ),
+    )
+    .unwrap();
+    let out = run(&[
+        ("IOTITAN_HTTP_TOKEN_PHONE", INGEST),
+        ("IOTITAN_HTTP_TOKEN_SLOW", SLOW),
+        ("CREDENTIALS_DIRECTORY", creds.to_str().unwrap()),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout
+            .contains("http token phone: value from environment variable IOTITAN_HTTP_TOKEN_PHONE"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("http token reader: value from systemd credential"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!(
+            "http token ops: value from file {}",
+            file.display()
+        )),
+        "{stdout}"
+    );
+    for t in [INGEST, READ, OPS, SLOW] {
+        assert!(!stdout.contains(t), "{stdout}");
+    }
+    // A token without a value: exit 78, naming where it was looked for.
+    let out = run(&[("IOTITAN_HTTP_TOKEN_PHONE", INGEST)]);
+    assert_eq!(out.status.code(), Some(78));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("IOTITAN_HTTP_TOKEN_READER") && err.contains("http-reader.token"),
+        "{err}"
+    );
+    // The daemon refuses to start the same way.
+    let out = Command::new(HTTP)
+        .arg("--config")
+        .arg(&cfg)
+        .env_remove("IOTITAN_HTTP_TOKEN_READER")
+        .env_remove("CREDENTIALS_DIRECTORY")
+        .env("IOTITAN_HTTP_TOKEN_PHONE", INGEST)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(78),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_tls_cert_and_key_it_serves_https() {
+    let m = Mosquitto::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    // A self-signed server certificate (not a CA: rustls refuses a CA as the server's).
+    let conf = dir.path().join("req.conf");
+    std::fs::write(
+        &conf,
+        "[req]\ndistinguished_name = dn\nx509_extensions = leaf\nprompt = no\n\
+         [dn]\nCN = localhost\n\
+         [leaf]\nbasicConstraints = critical, CA:FALSE\nsubjectAltName = IP:127.0.0.1\n\
+         keyUsage = digitalSignature, keyEncipherment\nextendedKeyUsage = serverAuth\n",
+    )
+    .unwrap();
+    let st = Command::new(require("openssl", "openssl"))
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-config",
+        ])
+        .arg(&conf)
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success(), "openssl req failed");
+    let port = free_port();
+    let cfg = write_config(
+        dir.path(),
+        &format!(
+            "{}{}",
+            m.mqtt_toml("tls"),
+            http_toml(
+                port,
+                &format!(
+                    "tls_cert = \"{}\"\ntls_key = \"{}\"\n",
+                    cert.display(),
+                    key.display()
+                )
+            )
+        ),
+    );
+    let d = Daemon::start(&cfg, port);
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(&cert).unwrap()).unwrap();
+    let https = reqwest::Client::builder()
+        .add_root_certificate(ca)
+        .timeout(TIMEOUT)
+        .build()
+        .unwrap();
+    let res = https
+        .post(format!("https://127.0.0.1:{port}/api/v1/readings"))
+        .bearer_auth(INGEST)
+        .body(r#"{"topic": "t/tls", "value": 1}"#)
+        .send()
+        .await
+        .expect("an HTTPS request");
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.json::<Value>().await.unwrap()["published"], 1);
+    // Plain HTTP on the TLS port gets no answer.
+    let plain = client().get(d.url("/healthz")).send().await;
+    assert!(plain.is_err() || !plain.unwrap().status().is_success());
+}
