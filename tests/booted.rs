@@ -25,6 +25,7 @@ use std::time::Duration;
 const CHANNEL: u64 = 752701;
 const KEY: &str = "BOOTEDKEY0000001";
 const TOPIC: &str = "iotitan/home/room/dht22/temperature";
+const TOKEN: &str = "booted-site-token-0123456789abcdef";
 
 /// The newest .deb that `.ci/package` (cargo deb) built from this tree.
 fn package() -> PathBuf {
@@ -292,6 +293,13 @@ id = {CHANNEL}
 fields = {{ "{TOPIC}" = 1 }}
 url = "{bridge_url}"
 min_interval = "1s"
+
+[http]
+listen = "127.0.0.1:8750"
+
+[[http.token]]
+name = "site"
+scopes = ["ingest", "read"]
 "##
     )
 }
@@ -317,7 +325,7 @@ fn shell_quote(s: &str) -> String {
 fn the_package_works_on_a_booted_systemd() {
     let deb = package();
     let c = Container::boot();
-    let daemons = "iotitan-logger iotitan-alerts iotitan-bridge";
+    let daemons = "iotitan-logger iotitan-alerts iotitan-bridge iotitan-http";
 
     // Install. The timer is enabled and started by the package, as Debian's are.
     let bytes = std::fs::read(&deb).expect("read the .deb");
@@ -342,6 +350,7 @@ fn the_package_works_on_a_booted_systemd() {
         KEY,
         "0600",
     );
+    c.write("/etc/iotitan/credentials/http-site.token", TOKEN, "0600");
     c.ok("runuser -u iotitan -- iotitan-stats --config /etc/iotitan/iotitan.toml check-config");
     // Debian's mosquitto keeps at most 1000 messages for a client that is away (a logger
     // restarting) and drops the rest silently: the README's broker setting lifts that.
@@ -406,6 +415,19 @@ fn the_package_works_on_a_booted_systemd() {
         c.sh_text("journalctl -u iotitan-bridge --no-pager | tail -30; grep -a iotitan-bridge /var/log/mosquitto/mosquitto.log | grep -v PING | head -20")
     );
     assert_eq!(entries[0]["field1"], 35.5, "{entries:?}");
+
+    // A reading over HTTP: published, then recorded like any other.
+    let answer = c.ok(&format!(
+        "curl -sS --fail-with-body -H 'Authorization: Bearer {TOKEN}' \
+         -H 'Content-Type: application/json' \
+         -d '{{\"topic\": \"iotitan/http/site/voltage\", \"value\": 229.5}}' \
+         http://127.0.0.1:8750/api/v1/readings"
+    ));
+    assert!(answer.contains("\"published\":1"), "{answer}");
+    c.until(
+        "the HTTP reading in /var/log/syslog",
+        "grep -qF 'iotitan/http/site/voltage 229.5' /var/log/syslog",
+    );
 
     // A restart of the logger in the middle of a stream loses nothing.
     let lines: String = (0..3000).map(|i| format!("{i}\n")).collect();

@@ -19,8 +19,8 @@
 //! [`Machine::next_deadline`].
 
 use super::{Kind, split_output};
-use crate::stats::aggregate::is_output as is_stats_output;
 use crate::config::{AlertsConfig, RuleConfig};
+use crate::stats::aggregate::is_output as is_stats_output;
 use crate::topic::TopicFilter;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
