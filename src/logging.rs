@@ -4,6 +4,7 @@
 //! Under systemd we write to journald's native socket so that `journalctl -t iotitan-alerts
 //! -p warning` works: the identifier is the program name and levels map to priorities.
 
+use std::io::IsTerminal;
 use tracing_subscriber::{EnvFilter, layer::SubscriberExt, util::SubscriberInitExt};
 
 /// Install the global subscriber for program `name`. `RUST_LOG` overrides the default `info`.
@@ -23,6 +24,9 @@ pub fn init(name: &str) {
         .with(
             tracing_subscriber::fmt::layer()
                 .with_writer(std::io::stderr)
+                // Colours only for a person at a terminal: cron pipes stderr to logger(1), and
+                // escape codes in syslog break every grep.
+                .with_ansi(std::io::stderr().is_terminal())
                 .with_target(false),
         )
         .try_init();
