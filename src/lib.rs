@@ -14,7 +14,8 @@
 //!
 //! Programs: [`logger`] (MQTT → syslog), [`stats`] (syslog windows → statistics → MQTT),
 //! [`alerts`] (ranges and staleness → alert topics), [`bridge`] (MQTT → ThingSpeak),
-//! [`sim`] (a sensor fleet for demos and load), [`demo`] (all of it on one machine).
+//! [`sim`] (a sensor fleet for demos and load), [`demo`] (all of it on one machine), and
+//! [`history`] (history, aggregates, top-N and histograms for the HTTP read API).
 
 pub mod alerts;
 pub mod bridge;
@@ -22,6 +23,7 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod exit;
+pub mod history;
 pub mod linger;
 pub mod logger;
 pub mod logging;

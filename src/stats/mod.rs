@@ -112,8 +112,9 @@ fn sources(cfg: &Config, inputs: &[String]) -> anyhow::Result<Vec<Source>> {
     }
 }
 
-/// Scan every source into `lines`, covering `[from, until)`.
-fn scan_all(
+/// Scan every source into `lines`, covering `[from, until)` (shared with the HTTP read API,
+/// [`crate::history`]).
+pub(crate) fn scan_all(
     sources: &[Source],
     from: DateTime<Utc>,
     until: DateTime<Utc>,
