@@ -1,9 +1,9 @@
 //! The HTTP read API end to end: `history::api::routes` served on a loopback port, queried
 //! with reqwest, over syslog files written by a real rsyslogd.
 //!
-//! Records reach rsyslogd as RFC 5424 messages over TCP carrying the readings' own times, and
-//! `RSYSLOG_FileFormat` writes the reported time: so 7 days of 2024 weather can be replayed
-//! into a file in a second, each record at its own time.
+//! Records reach rsyslogd over TCP as BSD-style messages with RFC 3339 timestamps carrying the
+//! readings' own times, and `RSYSLOG_FileFormat` writes the reported time: so 7 days of 2024
+//! weather are replayed into a file in a second, each record at its own time.
 
 mod common;
 use common::*;
@@ -32,23 +32,13 @@ fn log_records(
     let ts = |t: &DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Millis, true);
     // The others first: they are older than or as old as the first record.
     for (t, tag, msg) in extra {
-        writeln!(buf, "<14>1 {} testhost {tag} 99 - - {msg}", ts(t)).unwrap();
+        writeln!(buf, "<14>{} testhost {tag}[99]: {msg}", ts(t)).unwrap();
     }
     for (t, topic, payload) in records {
-        writeln!(
-            buf,
-            "<14>1 {} testhost {ID} 4242 - - {topic} {payload}",
-            ts(t)
-        )
-        .unwrap();
+        writeln!(buf, "<14>{} testhost {ID}[4242]: {topic} {payload}", ts(t)).unwrap();
     }
     // Written last on the same connection: once it is in the file, everything before it is.
-    writeln!(
-        buf,
-        "<14>1 {} testhost marker 1 - - all sent",
-        ts(&Utc::now())
-    )
-    .unwrap();
+    writeln!(buf, "<14>{} testhost marker[1]: all sent", ts(&Utc::now())).unwrap();
     tcp.write_all(&buf).expect("send to rsyslogd");
     tcp.flush().unwrap();
     r.wait_lines("marker[1]: all sent", 1, TIMEOUT);
