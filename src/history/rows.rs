@@ -88,7 +88,7 @@ impl Rows {
 
     /// Sort by (time, reading order) and keep the first `limit`.
     fn prune(&mut self) {
-        self.rows.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        self.rows.sort_by_key(|r| (r.0, r.1));
         self.rows.truncate(self.limit);
         if self.limit > 0 && self.rows.len() == self.limit {
             self.cutoff = self.rows.last().map(|r| r.0);
