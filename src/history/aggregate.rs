@@ -13,7 +13,7 @@ use crate::stats::line::Zone;
 use chrono::{DateTime, LocalResult, NaiveDate, NaiveDateTime, SecondsFormat, Timelike, Utc};
 use serde::Serialize;
 use serde::ser::SerializeMap;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 const DAY: i64 = 86_400;
 
@@ -262,7 +262,9 @@ pub struct Aggregate<Z> {
     buckets: Buckets<Z>,
     statistics: Vec<Statistic>,
     keep_values: bool,
-    series: HashMap<String, BTreeMap<NaiveDateTime, (DateTime<Utc>, Series)>>,
+    /// Per series, its buckets in time order: (local start, first instant, statistics).
+    /// Readings come in time order, so the last bucket is almost always the one to add to.
+    series: ahash::AHashMap<String, Vec<(NaiveDateTime, DateTime<Utc>, Series)>>,
 }
 
 impl<Z: Zone> Aggregate<Z> {
@@ -272,7 +274,7 @@ impl<Z: Zone> Aggregate<Z> {
             buckets: Buckets::new(every, zone),
             statistics: statistics.to_vec(),
             keep_values: statistics.iter().any(|s| s.needs_values()),
-            series: HashMap::new(),
+            series: ahash::AHashMap::new(),
         }
     }
 
@@ -284,8 +286,8 @@ impl<Z: Zone> Aggregate<Z> {
             .into_iter()
             .map(|(name, buckets)| {
                 let list = buckets
-                    .into_values()
-                    .map(|(start, s)| Bucket {
+                    .into_iter()
+                    .map(|(_, start, s)| Bucket {
                         start,
                         count: s.count(),
                         values: stats
@@ -313,17 +315,23 @@ impl<Z: Zone> Consumer for Aggregate<Z> {
         let (key, start, _) = self.buckets.of(time);
         // Looked up by `&str` first: a new `String` per reading only for a new series.
         if !self.series.contains_key(series) {
-            self.series.insert(series.to_owned(), BTreeMap::new());
+            self.series.insert(series.to_owned(), Vec::new());
         }
-        let Some(buckets) = self.series.get_mut(series) else {
+        let Some(list) = self.series.get_mut(series) else {
             return;
         };
-        let keep = self.keep_values;
-        buckets
-            .entry(key)
-            .or_insert_with(|| (start, Series::new(keep)))
-            .1
-            .push(time, v);
+        match list.last_mut() {
+            Some(b) if b.0 == key => b.2.push(time, v),
+            _ => match list.binary_search_by(|b| b.0.cmp(&key)) {
+                Ok(i) => list[i].2.push(time, v),
+                // A new bucket: at the end in time order, in the middle for another source.
+                Err(i) => {
+                    let mut s = Series::new(self.keep_values);
+                    s.push(time, v);
+                    list.insert(i, (key, start, s));
+                }
+            },
+        }
     }
 }
 
@@ -488,6 +496,25 @@ mod tests {
                 };
                 prop_assert_eq!(next.1, e);
             }
+        }
+
+        /// Several sources interleave: readings in any order give the buckets of the sorted
+        /// readings.
+        #[test]
+        fn order_does_not_matter(mut readings in proptest::collection::vec((0i64..40_000, -100i32..100), 1..200)) {
+            let run = |rs: &[(i64, i32)]| {
+                let mut a = Aggregate::new(Every(3600), Utc, &[Statistic::Min, Statistic::Max]);
+                for &(t, v) in rs {
+                    a.reading(DateTime::from_timestamp(t, 0).unwrap(), "x", Value::Number(f64::from(v)));
+                }
+                a.finish()
+            };
+            let shuffled = run(&readings);
+            readings.sort();
+            let sorted = run(&readings);
+            prop_assert_eq!(&shuffled, &sorted);
+            let want: std::collections::BTreeSet<i64> = readings.iter().map(|r| r.0 / 3600).collect();
+            prop_assert_eq!(sorted.series["x"].len(), want.len());
         }
 
         /// With max_points, the range never touches more buckets than asked.
