@@ -15,8 +15,9 @@
 //!
 //! Programs: [`logger`] (MQTT → syslog), [`stats`] (syslog windows → statistics → MQTT),
 //! [`alerts`] (ranges and staleness → alert topics), [`bridge`] (MQTT → ThingSpeak),
-//! [`http`] (readings in and commands out over HTTP, with tokens),
-//! [`sim`] (a sensor fleet for demos and load), [`demo`] (all of it on one machine).
+//! [`http`] (readings in and commands out over HTTP, with tokens), [`history`] (history,
+//! aggregates, top-N and histograms for the HTTP read API), [`sim`] (a sensor fleet for demos
+//! and load), [`demo`] (all of it on one machine).
 
 pub mod alerts;
 pub mod bridge;
@@ -24,6 +25,7 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod exit;
+pub mod history;
 pub mod http;
 pub mod linger;
 pub mod logger;

@@ -2,7 +2,7 @@
 //! `iotitan::http`).
 
 use clap::{Parser, Subcommand};
-use iotitan::{cli, exit, http, logging};
+use iotitan::{cli, exit, history, http, logging};
 
 /// Take readings over HTTP and publish them to MQTT; publish commands and wait for devices to
 /// acknowledge them. Every request needs an access token.
@@ -33,11 +33,12 @@ fn main() -> std::process::ExitCode {
             return cli::check_config(&args.config);
         }
         let cfg = args.config.load()?;
+        // The read endpoints (topics, history, aggregate, top, histogram) read syslog with the
+        // stats engine; `http::run` nests them under /api/v1 behind the `read` scope.
+        let read = history::read::Context::from_config(&cfg)
+            .map_err(|e| exit::ExitError::new(exit::CONFIG, e))?;
         cli::run_daemon(cfg, None, |cfg, shutdown| async move {
-            // READ ROUTES: the router of the read endpoints (topics, history, aggregate, top,
-            // histogram) goes in place of `None`; `http::run` nests it under /api/v1 behind
-            // the `read` scope.
-            http::run(&cfg, shutdown, None).await
+            http::run(&cfg, shutdown, Some(history::api::routes(read))).await
         })
     })
 }

@@ -196,6 +196,26 @@ fn scan_all<L: Split>(
     Ok(())
 }
 
+/// Scan every source into `lines` on one thread, in file order, covering `[from, until)`: the
+/// HTTP read API ([`crate::history`]) reads through this, as `query` does.
+pub(crate) fn scan_one(
+    sources: &[Source],
+    from: DateTime<Utc>,
+    until: DateTime<Utc>,
+    identifier: &str,
+    lines: &mut dyn Lines,
+    progress: &mut dyn FnMut(u64),
+) -> anyhow::Result<()> {
+    scan_all::<Batch<'_, chrono::Local>>(
+        sources,
+        from,
+        until,
+        identifier,
+        Feed::One(lines),
+        progress,
+    )
+}
+
 /// Compute the statistics of consecutive `windows` in one pass over `sources`, reading large
 /// files on every core.
 pub fn compute(

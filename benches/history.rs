@@ -1,0 +1,135 @@
+//! Read API benchmark: a 7-day hourly `aggregate` over 7 days of records at 10 readings a
+//! second (6 048 000 lines, traditional `Nov 16 00:00:00` timestamps), goal < 1 s; side by side
+//! with `iotitan-stats query`'s export of the same range (the same engine writing CSV to a
+//! sink), which bounds what any read of the range can cost.
+//!
+//! The file is written to `$IOTITAN_BENCH_DIR` (default `/tmp/iotitan-bench`) once and reused.
+//! See BENCHMARKS.md.
+
+use chrono::{DateTime, Local, Utc};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use iotitan::history::aggregate::{Aggregate, Every};
+use iotitan::history::read::Context;
+use iotitan::payload::Extractor;
+use iotitan::stats::aggregate::Statistic;
+use iotitan::stats::collect::Reader;
+use iotitan::stats::query::{Export, QueryFormat, window};
+use iotitan::syslog::source::{self, Scan, Source};
+use iotitan::topic::Filters;
+use std::hint::black_box;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// The end of the records (exclusive); they start 7 days earlier.
+const END: &str = "2026-11-23T00:00:00Z";
+const DAYS: i64 = 7;
+const PER_SECOND: i64 = 10;
+const DEVICES: i64 = 10;
+
+fn end() -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(END)
+        .unwrap()
+        .with_timezone(&Utc)
+}
+
+/// The syslog file: every second, one reading of each of ten devices, in the local zone's
+/// traditional format. Its modification time is the last record's, as rsyslogd leaves it, so
+/// the year of the timestamps is read right.
+fn syslog_file(dir: &Path) -> PathBuf {
+    let path = dir.join("read-7d/syslog");
+    if path.exists() {
+        return path;
+    }
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let tmp = path.with_extension("partial");
+    let mut f = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&tmp).unwrap());
+    let start = end() - chrono::Duration::days(DAYS);
+    let seconds = DAYS * 86_400;
+    for s in 0..seconds {
+        let t = start + chrono::Duration::seconds(s);
+        let stamp = t.with_timezone(&Local).format("%b %e %H:%M:%S").to_string();
+        for d in 0..PER_SECOND.min(DEVICES) {
+            let v = 15 + (s / 60 + d * 7) % 20;
+            writeln!(
+                f,
+                "{stamp} pi iotitan-logger[812]: iotitan/bench/dev{d}/temperature {v}.{}",
+                (s + d) % 10
+            )
+            .unwrap();
+        }
+    }
+    f.flush().unwrap();
+    let file = f.into_inner().unwrap();
+    file.set_modified((end() - chrono::Duration::seconds(1)).into())
+        .unwrap();
+    drop(file);
+    std::fs::rename(&tmp, &path).unwrap();
+    path
+}
+
+fn read_7d(c: &mut Criterion) {
+    let dir = PathBuf::from(
+        std::env::var("IOTITAN_BENCH_DIR").unwrap_or_else(|_| "/tmp/iotitan-bench".into()),
+    );
+    let path = syslog_file(&dir);
+    let (since, until) = (end() - chrono::Duration::days(DAYS), end());
+    let lines = (DAYS * 86_400 * PER_SECOND) as u64;
+    let ctx = Context::new(
+        vec![Source::File(path.clone())],
+        "iotitan-logger",
+        Extractor::default(),
+        std::time::Duration::from_secs(60),
+    );
+    let stats = [
+        Statistic::Min,
+        Statistic::Mean,
+        Statistic::Max,
+        Statistic::Count,
+    ];
+    let mut g = c.benchmark_group("read_7d_10_per_s");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(lines));
+    g.bench_function("aggregate_hourly", |b| {
+        b.iter(|| {
+            let agg = Aggregate::new(Every::from_secs(3600).unwrap(), Local, &stats);
+            let r = ctx
+                .read(Filters::of(&["iotitan/bench/#"]), since, until, agg)
+                .unwrap();
+            let a = r.consumer.finish();
+            assert_eq!(a.series.len(), DEVICES as usize);
+            let n: u64 = a.series.values().flatten().map(|b| b.count).sum();
+            assert_eq!(n, lines);
+            black_box(a)
+        })
+    });
+    g.bench_function("query_export_csv", |b| {
+        b.iter(|| {
+            let reader = Reader::new(
+                window(since, until),
+                chrono::Duration::seconds(60),
+                "iotitan-logger",
+                Local,
+            );
+            let mut e = Export::new(
+                reader,
+                Filters::of(&["iotitan/bench/#"]),
+                Extractor::default(),
+                QueryFormat::Csv,
+                std::io::sink(),
+            );
+            let (from, to) = e.range();
+            let scan = Scan {
+                from,
+                until: to,
+                identifier: "iotitan-logger",
+            };
+            source::scan(&Source::File(path.clone()), &scan, &mut e, &mut |_| {}).unwrap();
+            assert_eq!(e.rows, lines);
+            black_box(e.rows)
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, read_7d);
+criterion_main!(benches);

@@ -1,0 +1,300 @@
+//! The read endpoints over HTTP: `GET /topics`, `/history`, `/aggregate`, `/top`,
+//! `/histogram`. [`routes`] has its state applied, so the daemon nests it (under `/api/v1`)
+//! behind its own authentication layer.
+//!
+//! Parameters are checked before anything is read: an unknown or repeated parameter, a bad
+//! time, filter or number is a `400` with `{"error","message"}` naming it, never a silently
+//! different answer. Reads run on a blocking thread.
+
+use super::Consumer;
+use super::aggregate::{self, Aggregate, Every};
+use super::histogram::{self, Histogram};
+use super::read::Context;
+use super::rows::Rows;
+use super::top::{Order, Top};
+use super::topics::Topics;
+use crate::stats::aggregate::Statistic;
+use crate::stats::window;
+use crate::topic::{Filters, TopicFilter};
+use axum::Json;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use chrono::{DateTime, Utc};
+
+/// Rows `/history` returns unless `limit` says otherwise.
+pub const DEFAULT_LIMIT: usize = 10_000;
+/// Most rows one `/history` answer may hold.
+pub const MAX_LIMIT: usize = 1_000_000;
+/// Most devices one `/top` answer may hold.
+pub const MAX_N: usize = 10_000;
+
+/// The read routes, state applied.
+pub fn routes(ctx: Context) -> axum::Router {
+    axum::Router::new()
+        .route("/topics", get(topics))
+        .route("/history", get(history))
+        .route("/aggregate", get(aggregate))
+        .route("/top", get(top))
+        .route("/histogram", get(histogram))
+        .with_state(ctx)
+}
+
+/// An error answer: `{"error": code, "message": one sentence}`.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    fn bad(message: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            code: "bad_parameter",
+            message: message.into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({"error": self.code, "message": self.message});
+        (self.status, Json(body)).into_response()
+    }
+}
+
+/// The query string, decoded.
+struct Params(Vec<(String, String)>);
+
+impl Params {
+    fn parse(query: Option<String>, allowed: &[&str]) -> Result<Params, ApiError> {
+        let pairs: Vec<(String, String)> =
+            form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+                .into_owned()
+                .collect();
+        if let Some((k, _)) = pairs.iter().find(|(k, _)| !allowed.contains(&k.as_str())) {
+            return Err(ApiError::bad(format!(
+                "unknown parameter {k:?}; this endpoint takes {}",
+                allowed.join(", ")
+            )));
+        }
+        Ok(Params(pairs))
+    }
+
+    fn all<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.0
+            .iter()
+            .filter(move |(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The one value of `key`; repeating it is an error.
+    fn one<'a>(&'a self, key: &'a str) -> Result<Option<&'a str>, ApiError> {
+        let mut it = self.all(key);
+        let first = it.next();
+        if it.next().is_some() {
+            return Err(ApiError::bad(format!(
+                "parameter {key:?} is given more than once"
+            )));
+        }
+        Ok(first)
+    }
+
+    /// A whole number in `lo..=hi`, `default` when absent.
+    fn number(&self, key: &str, default: usize, lo: usize, hi: usize) -> Result<usize, ApiError> {
+        let Some(v) = self.one(key)? else {
+            return Ok(default);
+        };
+        match v.trim().parse::<usize>() {
+            Ok(n) if (lo..=hi).contains(&n) => Ok(n),
+            _ => Err(ApiError::bad(format!(
+                "{key}={v:?} is not a whole number from {lo} to {hi}"
+            ))),
+        }
+    }
+
+    /// The topic filters (`topics=a/+/t&topics=b/#`); `#` when optional and absent.
+    fn filters(&self, required: bool) -> Result<Filters, ApiError> {
+        let list = self
+            .all("topics")
+            .map(|f| {
+                TopicFilter::new(f)
+                    .map_err(|e| ApiError::bad(format!("topics={f:?} is not an MQTT filter: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if list.is_empty() {
+            if required {
+                return Err(ApiError::bad(
+                    "topics is required: one or more MQTT filters, like topics=home/+/temperature",
+                ));
+            }
+            return Ok(Filters::of(&["#"]));
+        }
+        Ok(Filters(list))
+    }
+
+    /// `[since, until)`: RFC 3339 or relative to now (`-7d`); `until` defaults to now.
+    fn range(&self, default_since: &str) -> Result<(DateTime<Utc>, DateTime<Utc>), ApiError> {
+        let now = Utc::now();
+        let time = |key: &str, default: &str| -> Result<DateTime<Utc>, ApiError> {
+            let v = self.one(key)?.unwrap_or(default);
+            window::parse_time(v, now).map_err(|e| ApiError::bad(format!("{key}: {e}")))
+        };
+        let since = time("since", default_since)?;
+        let until = time("until", "now")?;
+        if until <= since {
+            return Err(ApiError::bad(format!(
+                "until ({until}) is not after since ({since})"
+            )));
+        }
+        Ok((since, until))
+    }
+}
+
+/// Run a read on a blocking thread.
+async fn read<C: Consumer + Send + 'static>(
+    ctx: Context,
+    topics: Filters,
+    (since, until): (DateTime<Utc>, DateTime<Utc>),
+    consumer: C,
+) -> Result<C, ApiError> {
+    let done = tokio::task::spawn_blocking(move || ctx.read(topics, since, until, consumer)).await;
+    let internal = |message: String| ApiError {
+        status: StatusCode::INTERNAL_SERVER_ERROR,
+        code: "read_failed",
+        message,
+    };
+    match done {
+        Ok(Ok(r)) => {
+            if r.rejected > 0 {
+                tracing::debug!("{} records were neither numbers nor states", r.rejected);
+            }
+            Ok(r.consumer)
+        }
+        Ok(Err(e)) => {
+            tracing::warn!("read failed: {e}");
+            Err(internal(format!("the history could not be read: {e}")))
+        }
+        Err(e) => Err(internal(format!("the read stopped: {e}"))),
+    }
+}
+
+async fn topics(State(ctx): State<Context>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
+    let p = Params::parse(q, &["topics", "since", "until"])?;
+    let c = read(ctx, p.filters(false)?, p.range("-1d")?, Topics::new()).await?;
+    Ok(Json(c.finish()).into_response())
+}
+
+async fn history(
+    State(ctx): State<Context>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    let p = Params::parse(q, &["topics", "since", "until", "limit", "format"])?;
+    let csv = match p.one("format")? {
+        Some("csv") => true,
+        Some("json") => false,
+        Some(f) => return Err(ApiError::bad(format!("format={f:?}: expected json or csv"))),
+        None => headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|a| a.contains("text/csv")),
+    };
+    let limit = p.number("limit", DEFAULT_LIMIT, 0, MAX_LIMIT)?;
+    let (topics, range) = (p.filters(true)?, p.range("-1d")?);
+    let h = read(ctx, topics, range, Rows::new(limit)).await?.finish();
+    if csv {
+        Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], h.csv()).into_response())
+    } else {
+        Ok(Json(h).into_response())
+    }
+}
+
+async fn aggregate(
+    State(ctx): State<Context>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    let p = Params::parse(
+        q,
+        &["topics", "since", "until", "every", "stats", "max_points"],
+    )?;
+    let (topics, range) = (p.filters(true)?, p.range("-7d")?);
+    let every = Every::parse(p.one("every")?.unwrap_or("1h"))
+        .map_err(|e| ApiError::bad(format!("every: {e}")))?;
+    let max_points = match p.one("max_points")? {
+        Some(_) => Some(p.number("max_points", 0, 2, aggregate::MAX_BUCKETS)?),
+        None => None,
+    };
+    let zone = window::local();
+    let every =
+        aggregate::width(every, max_points, range.0, range.1, &zone).map_err(ApiError::bad)?;
+    let mut stats = Vec::new();
+    for list in p.all("stats") {
+        for s in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let st: Statistic = s
+                .parse()
+                .map_err(|e| ApiError::bad(format!("stats: {e}")))?;
+            if !stats.contains(&st) {
+                stats.push(st);
+            }
+        }
+    }
+    if stats.is_empty() {
+        stats = vec![
+            Statistic::Min,
+            Statistic::Mean,
+            Statistic::Max,
+            Statistic::Count,
+        ];
+    }
+    let c = read(ctx, topics, range, Aggregate::new(every, zone, &stats)).await?;
+    Ok(Json(c.finish()).into_response())
+}
+
+async fn top(State(ctx): State<Context>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
+    let p = Params::parse(
+        q,
+        &["feature", "stat", "n", "order", "topics", "since", "until"],
+    )?;
+    let feature = match p.one("feature")? {
+        Some(f) if !f.is_empty() && !f.contains(['/', '+', '#']) => f.to_owned(),
+        Some(f) => {
+            return Err(ApiError::bad(format!(
+                "feature={f:?} must be one topic level, like temperature"
+            )));
+        }
+        None => {
+            return Err(ApiError::bad(
+                "feature is required, like feature=temperature",
+            ));
+        }
+    };
+    let stat: Statistic = p
+        .one("stat")?
+        .unwrap_or("max")
+        .parse()
+        .map_err(|e| ApiError::bad(format!("stat: {e}")))?;
+    let order = match p.one("order")? {
+        None | Some("desc") => Order::Desc,
+        Some("asc") => Order::Asc,
+        Some(o) => return Err(ApiError::bad(format!("order={o:?}: expected desc or asc"))),
+    };
+    let n = p.number("n", 10, 1, MAX_N)?;
+    let (topics, range) = (p.filters(false)?, p.range("-1h")?);
+    let c = read(ctx, topics, range, Top::new(&feature, stat, n, order)).await?;
+    Ok(Json(c.finish()).into_response())
+}
+
+async fn histogram(
+    State(ctx): State<Context>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    let p = Params::parse(q, &["topics", "since", "until", "bins"])?;
+    let bins = p.number("bins", 20, 1, histogram::MAX_BINS)?;
+    let (topics, range) = (p.filters(true)?, p.range("-1d")?);
+    let c = read(ctx, topics, range, Histogram::new(bins)).await?;
+    Ok(Json(c.finish()).into_response())
+}

@@ -1,0 +1,110 @@
+//! The I/O edge of the read API: scan the configured sources for one consumer, through the
+//! same engine as `iotitan-stats query` ([`crate::stats::scan_one`], [`Reader`], the
+//! configured payload rules).
+
+use super::{Consumer, Feed};
+use crate::config::Config;
+use crate::payload::Extractor;
+use crate::stats::collect::Reader;
+use crate::stats::window::{self, Window};
+use crate::syslog::source::Source;
+use crate::topic::Filters;
+use chrono::{DateTime, Utc};
+use std::sync::Arc;
+
+/// What reads need: where the records are and how to read them. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Context(Arc<Inner>);
+
+#[derive(Debug)]
+struct Inner {
+    sources: Vec<Source>,
+    identifier: String,
+    extractor: Extractor,
+    disorder: chrono::Duration,
+}
+
+/// A read that failed: a source could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ReadError(String);
+
+/// The outcome of a read.
+#[derive(Debug)]
+pub struct Read<C> {
+    /// The consumer, fed.
+    pub consumer: C,
+    /// Records of the selected topics that gave neither a number nor a state.
+    pub rejected: u64,
+}
+
+impl Context {
+    /// A context reading `sources` for records tagged `identifier`; lines up to `disorder`
+    /// after the range are still read (records that reached syslog out of order).
+    pub fn new(
+        sources: Vec<Source>,
+        identifier: &str,
+        extractor: Extractor,
+        disorder: std::time::Duration,
+    ) -> Self {
+        Context(Arc::new(Inner {
+            sources,
+            identifier: identifier.to_owned(),
+            extractor,
+            disorder: chrono::Duration::from_std(disorder).unwrap_or(chrono::Duration::zero()),
+        }))
+    }
+
+    /// The context of a configuration: `syslog.sources`, `syslog.identifier`, the payload
+    /// rules and `stats.disorder`, as `iotitan-stats` reads them.
+    pub fn from_config(cfg: &Config) -> Result<Self, String> {
+        let sources = cfg
+            .syslog
+            .sources
+            .iter()
+            .map(|s| s.parse().map_err(|e| format!("syslog.sources: {e}")))
+            .collect::<Result<Vec<Source>, String>>()?;
+        Ok(Context::new(
+            sources,
+            &cfg.syslog.identifier,
+            cfg.payload.extractor(),
+            cfg.stats.disorder.get(),
+        ))
+    }
+
+    /// Feed the readings of `topics` logged in `[since, until)` to `consumer`. Blocking: call
+    /// it from a blocking thread.
+    pub fn read<C: Consumer>(
+        &self,
+        topics: Filters,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+        consumer: C,
+    ) -> Result<Read<C>, ReadError> {
+        let inner = &self.0;
+        let reader = Reader::new(
+            Window {
+                start: since,
+                end: until,
+            },
+            inner.disorder,
+            &inner.identifier,
+            window::local(),
+        );
+        let mut feed = Feed::new(reader, topics, inner.extractor.clone(), consumer);
+        let (from, to) = feed.range();
+        crate::stats::scan_one(
+            &inner.sources,
+            from,
+            to,
+            &inner.identifier,
+            &mut feed,
+            &mut |_| {},
+        )
+        .map_err(|e| ReadError(format!("{e:#}")))?;
+        Ok(Read {
+            rejected: feed.rejected,
+            consumer: feed.consumer,
+        })
+    }
+}

@@ -1,0 +1,166 @@
+//! `GET /top`: the best devices by one feature — distinct devices, not readings.
+//!
+//! A device is a series minus its last level and the feature is that last level, so
+//! `iotitan/floor1/plug7/power` is feature `power` of device `iotitan/floor1/plug7` (and a
+//! JSON field `zigbee2mqtt/bed/temperature` is feature `temperature` of `zigbee2mqtt/bed`).
+//! Each device gets one value, the statistic of its readings over the range.
+
+use super::{Consumer, Value};
+use crate::stats::aggregate::{Series, Statistic};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use std::collections::HashMap;
+
+/// Which end of the ranking comes first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Order {
+    /// Highest value first (the top).
+    #[default]
+    Desc,
+    /// Lowest value first (the bottom: coldest rooms, emptiest batteries).
+    Asc,
+}
+
+/// One device of the answer.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Entry {
+    /// The device: the series minus its last level.
+    pub device: String,
+    /// The statistic of its readings of the feature.
+    pub value: f64,
+    /// The series the value was computed from.
+    pub topic: String,
+}
+
+/// Ranks devices by a statistic of one feature.
+#[derive(Debug)]
+pub struct Top {
+    feature: String,
+    stat: Statistic,
+    n: usize,
+    order: Order,
+    devices: HashMap<String, Series>,
+}
+
+impl Top {
+    /// The best `n` devices by `stat` of `feature`, in `order`.
+    pub fn new(feature: &str, stat: Statistic, n: usize, order: Order) -> Self {
+        Top {
+            feature: feature.to_owned(),
+            stat,
+            n,
+            order,
+            devices: HashMap::new(),
+        }
+    }
+
+    /// The answer: best first, ties by device name.
+    pub fn finish(self) -> Vec<Entry> {
+        let mut all: Vec<Entry> = self
+            .devices
+            .into_iter()
+            .filter_map(|(topic, s)| {
+                let value = s.get(self.stat)?;
+                let device = topic.rsplit_once('/')?.0.to_owned();
+                Some(Entry {
+                    device,
+                    value,
+                    topic,
+                })
+            })
+            .collect();
+        all.sort_by(|a, b| {
+            let by_value = match self.order {
+                Order::Desc => b.value.total_cmp(&a.value),
+                Order::Asc => a.value.total_cmp(&b.value),
+            };
+            by_value.then_with(|| a.device.cmp(&b.device))
+        });
+        all.truncate(self.n);
+        all
+    }
+}
+
+impl Consumer for Top {
+    fn reading(&mut self, time: DateTime<Utc>, series: &str, value: Value<'_>) {
+        let Value::Number(v) = value else {
+            return;
+        };
+        match series.rsplit_once('/') {
+            Some((device, feature)) if !device.is_empty() && feature == self.feature => {}
+            _ => return,
+        }
+        match self.devices.get_mut(series) {
+            Some(s) => s.push(time, v),
+            None => {
+                let mut s = Series::new(self.stat.needs_values());
+                s.push(time, v);
+                self.devices.insert(series.to_owned(), s);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn t(s: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(s, 0).unwrap()
+    }
+
+    #[test]
+    fn distinct_devices_best_first() {
+        let mut top = Top::new("temperature", Statistic::Max, 2, Order::Desc);
+        // Many readings of one hot device must not fill the list.
+        for i in 0..10 {
+            top.reading(
+                t(i),
+                "h/kitchen/temperature",
+                Value::Number(30.0 + i as f64),
+            );
+        }
+        top.reading(t(1), "h/bed/temperature", Value::Number(20.0));
+        top.reading(t(1), "h/bath/temperature", Value::Number(25.0));
+        top.reading(t(1), "h/bath/humidity", Value::Number(99.0));
+        top.reading(t(1), "temperature", Value::Number(99.0));
+        top.reading(t(1), "h/garage/temperature", Value::State("offline"));
+        let got = top.finish();
+        assert_eq!(
+            serde_json::to_value(&got).unwrap(),
+            serde_json::json!([
+                {"device":"h/kitchen","value":39.0,"topic":"h/kitchen/temperature"},
+                {"device":"h/bath","value":25.0,"topic":"h/bath/temperature"}
+            ])
+        );
+        let mut low = Top::new("temperature", Statistic::Mean, 10, Order::Asc);
+        low.reading(t(1), "a/temperature", Value::Number(2.0));
+        low.reading(t(1), "b/temperature", Value::Number(1.0));
+        low.reading(t(1), "c/temperature", Value::Number(1.0));
+        let got: Vec<_> = low.finish().into_iter().map(|e| e.device).collect();
+        assert_eq!(got, ["b", "c", "a"]);
+    }
+
+    proptest! {
+        /// The answer is min(n, devices) distinct devices, sorted, and no device left out
+        /// beats one that is in.
+        #[test]
+        fn ranking(readings in proptest::collection::vec((0u8..20, -50i32..50), 0..300), n in 0usize..25) {
+            let mut top = Top::new("power", Statistic::Max, n, Order::Desc);
+            let mut max: HashMap<u8, i32> = HashMap::new();
+            for (i, &(d, v)) in readings.iter().enumerate() {
+                top.reading(t(i as i64), &format!("site/dev{d:02}/power"), Value::Number(f64::from(v)));
+                let m = max.entry(d).or_insert(v);
+                *m = (*m).max(v);
+            }
+            let got = top.finish();
+            prop_assert_eq!(got.len(), n.min(max.len()));
+            let mut want: Vec<(i32, String)> = max.iter().map(|(d, v)| (-v, format!("site/dev{d:02}"))).collect();
+            want.sort();
+            want.truncate(n);
+            let got: Vec<(i32, String)> = got.into_iter().map(|e| (-(e.value as i32), e.device)).collect();
+            prop_assert_eq!(got, want);
+        }
+    }
+}

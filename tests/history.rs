@@ -1,0 +1,472 @@
+//! The HTTP read API end to end: `history::api::routes` served on a loopback port, queried
+//! with reqwest, over syslog files written by a real rsyslogd.
+//!
+//! Records reach rsyslogd over TCP as BSD-style messages with RFC 3339 timestamps carrying the
+//! readings' own times, and `RSYSLOG_FileFormat` writes the reported time: so 7 days of 2024
+//! weather are replayed into a file in a second, each record at its own time.
+
+mod common;
+use common::*;
+
+use chrono::{DateTime, Duration, Local, SecondsFormat, TimeZone, Timelike, Utc};
+use iotitan::history::api::routes;
+use iotitan::history::read::Context;
+use iotitan::payload::Extractor;
+use iotitan::syslog::source::Source;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::io::Write;
+
+const ID: &str = "iotitan-logger";
+
+/// Send `(time, topic, payload)` records to rsyslogd as `iotitan-logger` would log them (plus
+/// `extra` lines from other programs), and wait until rsyslogd has written them all.
+fn log_records(
+    r: &Rsyslogd,
+    records: &[(DateTime<Utc>, String, String)],
+    extra: &[(DateTime<Utc>, &str, &str)],
+) {
+    let mut tcp =
+        std::net::TcpStream::connect(("127.0.0.1", r.tcp_port)).expect("connect rsyslogd");
+    let mut buf = Vec::new();
+    let ts = |t: &DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Millis, true);
+    // The others first: they are older than or as old as the first record.
+    for (t, tag, msg) in extra {
+        writeln!(buf, "<14>{} testhost {tag}[99]: {msg}", ts(t)).unwrap();
+    }
+    for (t, topic, payload) in records {
+        writeln!(buf, "<14>{} testhost {ID}[4242]: {topic} {payload}", ts(t)).unwrap();
+    }
+    // Written last on the same connection: once it is in the file, everything before it is.
+    writeln!(buf, "<14>{} testhost marker[1]: all sent", ts(&Utc::now())).unwrap();
+    tcp.write_all(&buf).expect("send to rsyslogd");
+    tcp.flush().unwrap();
+    r.wait_lines("marker[1]: all sent", 1, TIMEOUT);
+    let written = r
+        .lines()
+        .iter()
+        .filter(|l| l.contains("iotitan-logger[4242]:"))
+        .count();
+    assert_eq!(written, records.len(), "rsyslogd wrote every record");
+}
+
+/// Serve the read routes over `file` on a loopback port; returns the base URL.
+async fn serve(file: &std::path::Path) -> String {
+    let ctx = Context::new(
+        vec![Source::File(file.to_owned())],
+        ID,
+        Extractor::default(),
+        std::time::Duration::from_secs(60),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, routes(ctx)).await });
+    format!("http://{addr}")
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+/// GET `path` and return the status and the JSON body.
+async fn get(base: &str, path: &str) -> (u16, Value) {
+    let resp = client()
+        .get(format!("{base}{path}"))
+        .send()
+        .await
+        .expect("request");
+    let status = resp.status().as_u16();
+    let body = resp.text().await.expect("body");
+    let json = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"));
+    (status, json)
+}
+
+async fn ok(base: &str, path: &str) -> Value {
+    let (status, v) = get(base, path).await;
+    assert_eq!(status, 200, "{path}: {v}");
+    v
+}
+
+fn utc(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+}
+
+fn close(got: &Value, want: f64, what: &str) {
+    let got = got
+        .as_f64()
+        .unwrap_or_else(|| panic!("{what}: {got} is not a number"));
+    assert!(
+        (got - want).abs() <= 1e-9 * want.abs().max(1.0),
+        "{what}: got {got}, want {want}"
+    );
+}
+
+// ---- aggregate over replayed weather ------------------------------------------------------
+
+/// The first week of Adelaide's 2024 hourly temperatures, with readings every 10 minutes
+/// between the hourly values (linear, two decimals), as a sensor reporting more often would.
+fn week() -> Vec<(DateTime<Utc>, String)> {
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data/adelaide-2024-01-week1.csv"),
+    )
+    .expect("weather data");
+    let hourly: Vec<(DateTime<Utc>, f64)> = text
+        .lines()
+        .skip_while(|l| !l.starts_with("time,"))
+        .skip(1)
+        .filter_map(|l| {
+            let (t, v) = l.split_once(',')?;
+            Some((utc(&format!("{t}:00Z")), v.parse().ok()?))
+        })
+        .collect();
+    assert_eq!(hourly.len(), 168);
+    let mut out = Vec::new();
+    for w in hourly.windows(2) {
+        let ((t0, v0), (_, v1)) = (w[0], w[1]);
+        for k in 0..6 {
+            let v = v0 + (v1 - v0) * f64::from(k) / 6.0;
+            out.push((t0 + Duration::minutes(10 * i64::from(k)), format!("{v:.2}")));
+        }
+    }
+    let (t, v) = hourly[167];
+    out.push((t, format!("{v:.2}")));
+    out
+}
+
+/// The start of the local hour (or day) holding `t`, computed the plain way.
+fn local_start(t: DateTime<Utc>, daily: bool) -> DateTime<Utc> {
+    let l = t.with_timezone(&Local).naive_local();
+    let l = l
+        .date()
+        .and_hms_opt(if daily { 0 } else { l.hour() }, 0, 0)
+        .unwrap();
+    Local
+        .from_local_datetime(&l)
+        .earliest()
+        .unwrap()
+        .with_timezone(&Utc)
+}
+
+#[tokio::test]
+async fn aggregate_of_a_replayed_week_matches_an_independent_computation() {
+    let r = Rsyslogd::start();
+    let topic = "iotitan/adelaide/outside/bom/temperature";
+    let readings = week();
+    let mut records: Vec<_> = readings
+        .iter()
+        .map(|(t, v)| (*t, topic.to_owned(), v.clone()))
+        .collect();
+    // Noise that must not count: a state, our own outputs, another topic, another program.
+    let t0 = readings[0].0;
+    for i in 0..20 {
+        let t = t0 + Duration::hours(i * 7);
+        records.push((t, topic.to_owned(), "unavailable".into()));
+        records.push((t, format!("{topic}_mean"), "99".into()));
+        records.push((t, "iotitan/adelaide/inside/t".into(), "1000".into()));
+    }
+    records.sort_by_key(|r| r.0);
+    let extra = [(t0, "sshd", "iotitan/adelaide/outside/bom/temperature 5000")];
+    log_records(&r, &records, &extra);
+    let base = serve(&r.output).await;
+
+    let (since, until) = ("2024-01-01T00:00:00Z", "2024-01-08T00:00:00Z");
+    for daily in [false, true] {
+        let every = if daily { "1d" } else { "1h" };
+        let v = ok(
+            &base,
+            &format!("/aggregate?topics={topic}&since={since}&until={until}&every={every}&stats=min,mean,max,count"),
+        )
+        .await;
+        let mut want: BTreeMap<DateTime<Utc>, Vec<f64>> = BTreeMap::new();
+        for (t, val) in &readings {
+            if *t >= utc(since) && *t < utc(until) {
+                want.entry(local_start(*t, daily))
+                    .or_default()
+                    .push(val.parse().unwrap());
+            }
+        }
+        let series = v["series"].as_object().unwrap();
+        assert_eq!(series.len(), 1, "only the asked topic: {}", v["series"]);
+        let got = series[topic].as_array().unwrap();
+        assert_eq!(
+            got.len(),
+            want.len(),
+            "{every}: one bucket per local {every}"
+        );
+        assert!(want.len() >= if daily { 7 } else { 160 });
+        for (b, (start, values)) in got.iter().zip(&want) {
+            let what = format!("{every} bucket {start}");
+            assert_eq!(utc(b["start"].as_str().unwrap()), *start, "{what}");
+            assert_eq!(b["count"].as_u64().unwrap(), values.len() as u64, "{what}");
+            let n = values.len() as f64;
+            close(&b["mean"], values.iter().sum::<f64>() / n, &what);
+            close(
+                &b["min"],
+                values.iter().copied().fold(f64::INFINITY, f64::min),
+                &what,
+            );
+            close(
+                &b["max"],
+                values.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+                &what,
+            );
+        }
+    }
+
+    // max_points widens the buckets: never more than asked, every reading still counted.
+    let v = ok(
+        &base,
+        &format!("/aggregate?topics={topic}&since={since}&until={until}&every=1h&max_points=50"),
+    )
+    .await;
+    let got = v["series"][topic].as_array().unwrap();
+    assert!(got.len() <= 50 && got.len() > 20, "{} buckets", got.len());
+    assert!(v["every"].as_i64().unwrap() > 3600);
+    let total: u64 = got.iter().map(|b| b["count"].as_u64().unwrap()).sum();
+    assert_eq!(total, readings.len() as u64);
+    // Empty buckets are absent: a range with no readings has no buckets at all.
+    let v = ok(
+        &base,
+        &format!("/aggregate?topics={topic}&since=2024-02-01T00:00:00Z&until=2024-02-02T00:00:00Z"),
+    )
+    .await;
+    assert_eq!(v["series"], serde_json::json!({}));
+}
+
+// ---- a simulated fleet: top, histogram, history, topics -----------------------------------
+
+/// The max power of device `d` (distinct for every device).
+fn peak(d: u32) -> f64 {
+    f64::from((d * 7) % 15) * 10.0 + 5.0
+}
+
+/// Readings of `devices` plugs under `prefix` over the last 50 minutes, LWT states, and old
+/// readings (2 hours ago) far above every peak.
+fn fleet(prefix: &str, devices: u32, now: DateTime<Utc>) -> Vec<(DateTime<Utc>, String, String)> {
+    let mut out = Vec::new();
+    for d in 0..devices {
+        let dev = format!("{prefix}/plug{d:02}");
+        // Device 0 reports far more often than the others: still one device.
+        let n = if d == 0 { 40 } else { 4 };
+        for j in 0..n {
+            let t = now - Duration::minutes(50) + Duration::seconds(i64::from(j * 60 + d));
+            out.push((
+                t,
+                format!("{dev}/power"),
+                format!("{}", peak(d) - f64::from(j % 4)),
+            ));
+            out.push((t, format!("{dev}/energy"), "100000".into()));
+        }
+        out.push((
+            now - Duration::hours(2),
+            format!("{dev}/power"),
+            "99999".into(),
+        ));
+        out.push((
+            now - Duration::minutes(45),
+            format!("{dev}/LWT"),
+            "online".into(),
+        ));
+        if d % 3 == 0 {
+            out.push((
+                now - Duration::minutes(5),
+                format!("{dev}/LWT"),
+                "offline".into(),
+            ));
+        }
+    }
+    out.sort_by_key(|r| r.0);
+    out
+}
+
+#[tokio::test]
+async fn top_histogram_history_and_topics_of_a_fleet() {
+    let r = Rsyslogd::start();
+    let now = Utc::now();
+    let mut records = fleet("site/floor1", 15, now);
+    records.extend(fleet("small", 5, now));
+    records.sort_by_key(|r| r.0);
+    log_records(&r, &records, &[]);
+    let base = serve(&r.output).await;
+
+    // top: ten distinct devices, highest max first, the old spike outside the hour left out.
+    let v = ok(
+        &base,
+        "/top?feature=power&stat=max&since=-1h&n=10&topics=site/%23",
+    )
+    .await;
+    let got: Vec<(String, f64)> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["device"].as_str().unwrap().to_owned(),
+                e["value"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    let mut want: Vec<(String, f64)> = (0..15)
+        .map(|d| (format!("site/floor1/plug{d:02}"), peak(d)))
+        .collect();
+    want.sort_by(|a, b| b.1.total_cmp(&a.1));
+    want.truncate(10);
+    assert_eq!(got, want);
+    assert_eq!(v[0]["topic"], format!("{}/power", want[0].0));
+    // Five devices: five answers, even with n=10; and the bottom of them with order=asc.
+    let v = ok(&base, "/top?feature=power&n=10&topics=small/%23").await;
+    assert_eq!(v.as_array().unwrap().len(), 5, "{v}");
+    let v = ok(
+        &base,
+        "/top?feature=power&stat=min&order=asc&n=1&topics=small/%23",
+    )
+    .await;
+    let lowest = (0..5).map(|d| peak(d) - 3.0).fold(f64::INFINITY, f64::min);
+    assert_eq!(v[0]["value"], lowest);
+
+    // histogram: the bins hold every power reading of the range, the LWTs are states.
+    let v = ok(
+        &base,
+        "/histogram?topics=site/%2B/%2B/power&topics=site/%2B/%2B/LWT&since=-1h&bins=7",
+    )
+    .await;
+    let bins = v["bins"].as_array().unwrap();
+    assert_eq!(bins.len(), 7);
+    let in_range = records
+        .iter()
+        .filter(|(t, topic, _)| {
+            topic.starts_with("site/") && topic.ends_with("/power") && *t > now - Duration::hours(1)
+        })
+        .count() as u64;
+    assert_eq!(
+        bins.iter()
+            .map(|b| b["count"].as_u64().unwrap())
+            .sum::<u64>(),
+        in_range
+    );
+    let lowest = (0..15).map(|d| peak(d) - 3.0).fold(f64::INFINITY, f64::min);
+    assert_eq!(bins[0]["lo"], lowest);
+    assert_eq!(
+        bins[6]["hi"],
+        (0..15).map(peak).fold(f64::NEG_INFINITY, f64::max)
+    );
+    assert_eq!(v["states"], serde_json::json!({"online": 15, "offline": 5}));
+
+    // history: the oldest rows first, limit and truncated; CSV on request.
+    let path = "/history?topics=site/floor1/plug03/power&since=-3h&limit=3";
+    let v = ok(&base, path).await;
+    assert_eq!(v["truncated"], true);
+    let rows = v["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 3);
+    assert_eq!(rows[0][1], "site/floor1/plug03/power");
+    assert_eq!(rows[0][2], 99999.0, "the oldest row comes first");
+    assert_eq!(rows[1][2], peak(3));
+    let times: Vec<_> = rows.iter().map(|r| utc(r[0].as_str().unwrap())).collect();
+    assert!(times.windows(2).all(|w| w[0] <= w[1]));
+    let all = ok(&base, "/history?topics=site/floor1/plug03/power&since=-3h").await;
+    assert_eq!(all["truncated"], false);
+    assert_eq!(all["rows"].as_array().unwrap().len(), 5);
+    let resp = client()
+        .get(format!("{base}{path}"))
+        .header("Accept", "text/csv")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/csv")
+    );
+    let csv = resp.text().await.unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), 4, "{csv}");
+    assert_eq!(lines[0], "timestamp,topic,value");
+    assert!(
+        lines[1].ends_with(",site/floor1/plug03/power,99999"),
+        "{csv}"
+    );
+    // States are rows too.
+    let v = ok(&base, "/history?topics=site/floor1/plug03/LWT&since=-1h").await;
+    let states: Vec<&Value> = v["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| &r[2])
+        .collect();
+    assert_eq!(states, ["online", "offline"]);
+
+    // topics: every series seen, its last value and count.
+    let v = ok(&base, "/topics?since=-1h&topics=site/floor1/plug00/%23").await;
+    let list = v.as_array().unwrap();
+    let names: Vec<&str> = list.iter().map(|t| t["topic"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        [
+            "site/floor1/plug00/LWT",
+            "site/floor1/plug00/energy",
+            "site/floor1/plug00/power"
+        ]
+    );
+    assert_eq!(list[0]["last"], "offline");
+    assert_eq!(list[0]["count"], 2);
+    assert_eq!(list[2]["count"], 40);
+    assert_eq!(list[2]["last"], peak(0) - 3.0);
+    let all = ok(&base, "/topics").await;
+    assert_eq!(all.as_array().unwrap().len(), 20 * 3);
+}
+
+#[tokio::test]
+async fn bad_parameters_are_400_with_a_json_error() {
+    let r = Rsyslogd::start();
+    log_records(&r, &[(Utc::now(), "a/b/t".into(), "1".into())], &[]);
+    let base = serve(&r.output).await;
+    for (path, needle) in [
+        ("/history", "topics is required"),
+        ("/history?topics=a/%23&sinse=-1h", "unknown parameter"),
+        ("/history?topics=a/%23&since=yesterday", "since"),
+        ("/history?topics=a/%23&since=-1h&until=-2h", "not after"),
+        ("/history?topics=a/%23&limit=-1", "limit"),
+        ("/history?topics=a/%23&limit=1&limit=2", "more than once"),
+        ("/history?topics=a/%23/b", "MQTT filter"),
+        ("/aggregate?topics=a/%23&every=7m", "divide the day"),
+        ("/aggregate?topics=a/%23&stats=avg", "unknown statistic"),
+        ("/aggregate?topics=a/%23&every=1s&since=-30d", "max_points"),
+        ("/aggregate?topics=a/%23&max_points=1", "max_points"),
+        ("/top", "feature is required"),
+        ("/top?feature=a/b", "one topic level"),
+        ("/top?feature=t&n=0", "n="),
+        ("/top?feature=t&order=up", "order"),
+        ("/histogram?topics=a/%23&bins=0", "bins"),
+        ("/histogram?topics=a/%23&bins=1001", "bins"),
+    ] {
+        let (status, v) = get(&base, path).await;
+        assert_eq!(status, 400, "{path}: {v}");
+        assert_eq!(v["error"], "bad_parameter", "{path}");
+        let msg = v["message"].as_str().unwrap();
+        assert!(msg.contains(needle), "{path}: {msg}");
+    }
+    // A source that cannot be read is a 500 saying so, and the server keeps answering.
+    let ctx = Context::new(
+        vec![Source::File(r.dir.path().join("missing"))],
+        ID,
+        Extractor::default(),
+        std::time::Duration::ZERO,
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, routes(ctx)).await });
+    let (status, v) = get(&format!("http://{addr}"), "/topics").await;
+    assert_eq!(status, 500, "{v}");
+    assert_eq!(v["error"], "read_failed");
+    assert!(v["message"].as_str().unwrap().contains("missing"), "{v}");
+    let (status, _) = get(&base, "/topics").await;
+    assert_eq!(status, 200);
+}
