@@ -176,8 +176,13 @@ pub fn connect(cfg: &MqttConfig, role: &str) -> anyhow::Result<(AsyncClient, Dri
 /// on every fresh session and forwarding incoming publishes into the returned channel.
 ///
 /// This is the one place that polls: the event loop keeps moving (pings, acks, reconnects)
-/// whatever the consumer does. When the consumer is slower, `send` waits, which stops reading
-/// from the broker: TCP backpressure instead of unbounded memory. When the consumer closes
+/// as long as the consumer keeps taking messages. When the consumer is slower, `send` waits,
+/// which stops reading from the broker: TCP backpressure instead of unbounded memory. While
+/// it waits nothing is polled, so the request channel is not drained: a consumer must never
+/// wait for room in it (`ack().await`, `publish().await`) while this task may be waiting for
+/// the consumer, or both wait for good. Under a backlog the event loop reads up to ten
+/// messages for each request it sends, so the channel does fill; the logger acknowledges
+/// with `try_ack` and keeps what does not fit. When the consumer closes
 /// the receiver (shutting down), publishes are dropped unacknowledged — the broker keeps QoS
 /// ≥ 1 messages for the persistent session — and polling goes on so that the consumer's
 /// last acks and its `disconnect()` still reach the broker.
