@@ -602,11 +602,8 @@ fn a_full_queue_leaves_qos0_messages_at_the_broker_and_all_arrive_in_order() {
     let c = stopped_counters(&logger.log());
     assert_eq!(c["received"], 300, "{c:?}");
     assert_eq!(c["written"], 300, "{c:?}");
-    assert!(
-        !logger.log().contains("dropp"),
-        "nothing dropped\n{}",
-        logger.log()
-    );
+    assert_eq!(c["dropped (too big)"], 0, "{c:?}");
+    assert!(!logger.log().contains("dropping"), "{}", logger.log());
 }
 
 /// A field of `/proc/PID/status` in KiB (`VmRSS`, `VmHWM`).
@@ -1003,7 +1000,7 @@ fn tcp_backlog_through_an_rsyslogd_restart_goes_on_to_the_end() {
 /// The issue's burst: 200 000 QoS 0 messages as fast as `mosquitto_pub -l` sends them, into
 /// an rsyslogd whose socket queues 11 datagrams (the kernel's default, as on machines not
 /// booted by systemd). The logger pushes back on the broker instead of dropping: all arrive,
-/// and it stays under 12 MB.
+/// and it stays within its memory budget.
 #[test]
 fn qos0_burst_of_200000_into_a_shallow_socket_loses_nothing_in_12_mb() {
     let n = 200_000;
@@ -1022,6 +1019,7 @@ fn qos0_burst_of_200000_into_a_shallow_socket_loses_nothing_in_12_mb() {
     // The logger read the sysctl at start (for its replay window) and rsyslogd's socket
     // keeps its queue length: the rest of the machine need not wait for this test.
     drop(qlen);
+    let before = vm_kib(logger.child.id(), "VmRSS");
     let lines: String = (0..n).map(|i| format!("{i}\n")).collect();
     let file = dir.path().join("burst.txt");
     std::fs::write(&file, lines).unwrap();
@@ -1038,13 +1036,20 @@ fn qos0_burst_of_200000_into_a_shallow_socket_loses_nothing_in_12_mb() {
     let peak = vm_kib(logger.child.id(), "VmHWM");
     let got = seen_burst(&r);
     eprintln!(
-        "{n} QoS 0 in a burst (sent in {sent:?}): {} arrived in {took:?}; logger peak RSS {peak} KiB",
+        "{n} QoS 0 in a burst (sent in {sent:?}): {} arrived in {took:?}; logger RSS {before} \
+         KiB before, peak {peak} KiB",
         got.len()
     );
     assert!(all, "{} of {n} arrived\n{}", got.len(), logger.log());
     assert_eq!(got.len(), n, "each once");
-    assert!(peak < 12 << 10, "peak RSS {peak} KiB");
-    assert!(!logger.log().contains("dropp"), "{}", logger.log());
+    // The budget is 12 MB for the release binary, which starts at about 4 MB (BENCHMARKS.md
+    // measures it); the test binary is unoptimised and starts bigger, so its growth counts.
+    assert!(
+        peak - before < 8 << 10,
+        "memory grew by {} KiB (from {before} KiB)",
+        peak - before
+    );
+    assert!(!logger.log().contains("dropping"), "{}", logger.log());
 }
 
 /// The distinct payloads of `burst/x` records.

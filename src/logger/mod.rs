@@ -46,6 +46,10 @@ const DISCONNECT_BUDGET: Duration = Duration::from_millis(200);
 const INBOX: usize = 256;
 /// Most messages taken from the poller and written at once.
 const BATCH: usize = 256;
+/// Most messages taken at once while records wait for syslog: they are queued, not written,
+/// so a big batch gains nothing and would hold its records twice (batch and queue) at the
+/// queue's fullest.
+const QUEUE_BATCH: usize = 16;
 /// How often acknowledgements that did not fit the request channel are tried again.
 const ACK_RETRY: Duration = Duration::from_millis(10);
 /// How long the runtime lingers before waiting for more after a busy round (see
@@ -229,7 +233,11 @@ impl Logger {
             self.update_flow();
             // 0 while the outbox is full: the inbox then fills, the poller stops reading,
             // and the broker holds the messages.
-            let room = self.outbox.room(BATCH);
+            let room = self.outbox.room(if self.outbox.is_empty() {
+                BATCH
+            } else {
+                QUEUE_BATCH
+            });
             tokio::select! {
                 biased;
                 _ = shutdown.recv() => {
@@ -288,7 +296,7 @@ impl Logger {
                 stopped_for
             ),
             Some(Flow::CaughtUp { took, stopped }) => tracing::info!(
-                "syslog caught up after {:.1?}; messages were left at the broker for {:.1?} \
+                "syslog caught up after {:.1} s; messages were left at the broker for {:.1} s \
                  of that",
                 took.as_secs_f64(),
                 stopped.as_secs_f64()
