@@ -278,6 +278,49 @@ mod tests {
         assert!(options(&cfg, "x").is_err());
     }
 
+    /// A self-signed CA (P-256), only parsed: nothing is signed with it.
+    const TEST_CA: &str = "-----BEGIN CERTIFICATE-----
+MIIBizCCATGgAwIBAgIUMlCq5h9gkpd1dbW54iodxUb92o4wCgYIKoZIzj0EAwIw
+GjEYMBYGA1UEAwwPaW90aXRhbi10ZXN0LWNhMCAXDTI2MTIwMTA0NDM1NloYDzIx
+MjYxMTA3MDQ0MzU2WjAaMRgwFgYDVQQDDA9pb3RpdGFuLXRlc3QtY2EwWTATBgcq
+hkjOPQIBBggqhkjOPQMBBwNCAATYlrokLpShpj1c2MwPe8GUcqmA9a4xP+WGK3Cp
+iZoqULKiZsUvYdAmMwu2cIvIiqrRu4JUukKYN61FVG56oDmUo1MwUTAdBgNVHQ4E
+FgQUg2kALAXaHNHW/JxmN3X9qGVrzX4wHwYDVR0jBBgwFoAUg2kALAXaHNHW/Jxm
+N3X9qGVrzX4wDwYDVR0TAQH/BAUwAwEB/zAKBggqhkjOPQQDAgNIADBFAiB2k2M3
+qL3uoSOO3j3kWRw7XczPZhcsaIZyCVLEU1Mx+wIhALDLQGO+r3qysrpB2Xn0REr/
+LCjhTki8r55v3EXeXI3t
+-----END CERTIFICATE-----\n";
+
+    /// rustls needs one crypto provider: with two compiled in (ring for reqwest, aws-lc-rs
+    /// from rumqttc's default features) and none installed, building a TLS client config
+    /// panics. A TLS connection attempt must end in an error that the driver retries.
+    #[tokio::test]
+    async fn a_failed_tls_connection_is_an_error_not_a_panic() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        // Accept and hang up: the TLS handshake fails.
+        std::thread::spawn(move || {
+            for s in listener.incoming() {
+                drop(s);
+            }
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, TEST_CA).unwrap();
+        let cfg = MqttConfig {
+            host: "127.0.0.1".into(),
+            port,
+            tls: true,
+            ca_file: Some(ca),
+            ..MqttConfig::default()
+        };
+        let (_client, mut eventloop) = AsyncClient::new(options(&cfg, "t").unwrap(), 10);
+        let r = tokio::time::timeout(Duration::from_secs(10), eventloop.poll())
+            .await
+            .expect("the attempt ends");
+        assert!(r.is_err(), "{r:?}");
+    }
+
     #[test]
     fn missing_password_file_is_named() {
         let cfg = MqttConfig {
