@@ -17,6 +17,7 @@ use rumqttc::{
     AsyncClient, Event, EventLoop, MqttOptions, Outgoing, Packet, Publish, SubscribeFilter,
     Transport,
 };
+use std::collections::VecDeque;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
@@ -107,6 +108,10 @@ pub struct Driver {
     backoff: Backoff,
     pending_delay: Option<Duration>,
     connected: bool,
+    /// When rumqttc last sent a PINGREQ (or connected, which starts its keep-alive timer).
+    last_ping: Option<tokio::time::Instant>,
+    /// Whether any packet came in since then.
+    heard_since_ping: bool,
 }
 
 impl Driver {
@@ -117,12 +122,23 @@ impl Driver {
             backoff: Backoff::new(max_backoff),
             pending_delay: None,
             connected: false,
+            last_ping: None,
+            heard_since_ping: false,
         }
     }
 
     /// Whether the last event was a successful one.
     pub fn is_connected(&self) -> bool {
         self.connected
+    }
+
+    /// When rumqttc sends its next PINGREQ, while connected with a keep-alive.
+    pub fn ping_due(&self) -> Option<tokio::time::Instant> {
+        let keep_alive = self.eventloop.mqtt_options.keep_alive();
+        if !self.connected || keep_alive.is_zero() {
+            return None;
+        }
+        Some(self.last_ping? + keep_alive)
     }
 
     /// The next update. Cancel-safe enough for `select!`: a cancelled backoff sleep is simply
@@ -132,15 +148,34 @@ impl Driver {
             tokio::time::sleep(d).await;
             self.pending_delay = None;
         }
+        // rumqttc closes the connection when a PINGRESP has not come by the next PINGREQ. A
+        // consumer that reads slowly (backpressure) has not read up to it yet: the broker
+        // queues the PINGRESP behind the messages it sent before. Any packet that came in
+        // after the PINGREQ shows the connection alive just as well.
+        if self.heard_since_ping {
+            self.eventloop.state.await_pingresp = false;
+        }
         match self.eventloop.poll().await {
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                 self.backoff.reset();
                 self.connected = true;
+                self.last_ping = Some(tokio::time::Instant::now());
+                self.heard_since_ping = false;
                 Update::Connected {
                     fresh: !ack.session_present,
                 }
             }
-            Ok(ev) => Update::Event(ev),
+            Ok(ev) => {
+                match &ev {
+                    Event::Outgoing(Outgoing::PingReq) => {
+                        self.last_ping = Some(tokio::time::Instant::now());
+                        self.heard_since_ping = false;
+                    }
+                    Event::Incoming(_) => self.heard_since_ping = true,
+                    Event::Outgoing(_) => {}
+                }
+                Update::Event(ev)
+            }
             Err(rumqttc::ConnectionError::RequestsDone) => Update::Closed,
             Err(e) => {
                 self.connected = false;
@@ -200,52 +235,119 @@ pub fn spawn_poller(
     filters: Vec<SubscribeFilter>,
     capacity: usize,
 ) -> (mpsc::Receiver<Publish>, tokio::task::JoinHandle<()>) {
-    let (tx, rx) = mpsc::channel(capacity.max(1));
+    let capacity = capacity.max(1);
+    let (tx, rx) = mpsc::channel(capacity);
     let task = tokio::spawn(async move {
-        let mut disconnecting = false;
+        let mut poller = Poller {
+            client,
+            filters,
+            tx,
+            waiting: VecDeque::new(),
+            disconnecting: false,
+        };
         loop {
-            match driver.next().await {
-                Update::Connected { fresh } => {
-                    tracing::info!("connected to the MQTT broker (session present: {})", !fresh);
-                    if fresh && !filters.is_empty() {
-                        // Subscribing goes through the request channel that only this task
-                        // drains: ask from another task so this one keeps polling.
-                        let (c, f) = (client.clone(), filters.clone());
-                        tokio::spawn(async move {
-                            if let Err(e) = c.subscribe_many(f).await {
-                                tracing::error!("cannot subscribe: {e}");
-                            }
-                        });
+            // Hand over what was read, in order, before reading more. While the consumer
+            // takes nothing, read only as far as answering the keep-alive needs: a PINGREQ
+            // goes out only from `poll()`, which also reads, so each one costs some messages
+            // (tens), kept here, at most `capacity` of them; past that the broker may close
+            // the connection after 1.5 keep-alives (see `crate::logger`).
+            while let Some(p) = poller.waiting.pop_front() {
+                if poller.tx.is_closed() {
+                    poller.waiting.clear();
+                    break;
+                }
+                let ping = driver
+                    .ping_due()
+                    .filter(|_| poller.waiting.len() < capacity);
+                // The message back when the keep-alive is due first.
+                let unsent = tokio::select! {
+                    permit = poller.tx.reserve() => {
+                        if let Ok(permit) = permit {
+                            permit.send(p);
+                        }
+                        None
+                    }
+                    _ = tokio::time::sleep_until(ping.unwrap_or_else(tokio::time::Instant::now)),
+                        if ping.is_some() => Some(p),
+                };
+                let Some(p) = unsent else { continue };
+                poller.waiting.push_front(p);
+                // Until the PINGREQ went out and a packet came in after it (see
+                // `Driver::next`), so that the next PINGREQ finds the connection proven alive.
+                let mut pinged = false;
+                loop {
+                    let update = driver.next().await;
+                    pinged |= matches!(update, Update::Event(Event::Outgoing(Outgoing::PingReq)));
+                    if !poller.handle(update) {
+                        return;
+                    }
+                    if (pinged && driver.heard_since_ping)
+                        || !driver.is_connected()
+                        || poller.waiting.len() > capacity
+                    {
+                        break;
                     }
                 }
-                Update::Event(Event::Incoming(Packet::Publish(p))) => {
-                    // After `close()` (shutting down), publishes stay unacknowledged: the
-                    // broker keeps QoS ≥ 1 ones for the persistent session.
-                    if !tx.is_closed() {
-                        let _ = tx.send(p).await;
-                    }
-                }
-                Update::Event(Event::Incoming(Packet::SubAck(ack))) => {
-                    use rumqttc::SubscribeReasonCode as R;
-                    if ack.return_codes.iter().any(|c| matches!(c, R::Failure)) {
-                        tracing::error!(
-                            "the broker refused a subscription: {:?}",
-                            ack.return_codes
-                        );
-                    }
-                }
-                Update::Event(Event::Outgoing(Outgoing::Disconnect)) => disconnecting = true,
-                Update::Event(_) => {}
-                Update::Closed => return,
-                // The broker closed the connection after our DISCONNECT: done.
-                Update::Disconnected(_) if disconnecting => return,
-                Update::Disconnected(e) => {
-                    tracing::warn!("MQTT connection lost: {e}; reconnecting");
-                }
+            }
+            if !poller.handle(driver.next().await) {
+                return;
             }
         }
     });
     (rx, task)
+}
+
+/// The state of [`spawn_poller`]'s task.
+struct Poller {
+    client: AsyncClient,
+    filters: Vec<SubscribeFilter>,
+    tx: mpsc::Sender<Publish>,
+    /// Messages read and not handed to the consumer yet, oldest first.
+    waiting: VecDeque<Publish>,
+    disconnecting: bool,
+}
+
+impl Poller {
+    /// Act on `update`; `false` once the task is done.
+    fn handle(&mut self, update: Update) -> bool {
+        match update {
+            Update::Connected { fresh } => {
+                tracing::info!("connected to the MQTT broker (session present: {})", !fresh);
+                if fresh && !self.filters.is_empty() {
+                    // Subscribing goes through the request channel that only this task
+                    // drains: ask from another task so this one keeps polling.
+                    let (c, f) = (self.client.clone(), self.filters.clone());
+                    tokio::spawn(async move {
+                        if let Err(e) = c.subscribe_many(f).await {
+                            tracing::error!("cannot subscribe: {e}");
+                        }
+                    });
+                }
+            }
+            Update::Event(Event::Incoming(Packet::Publish(p))) => {
+                // After `close()` (shutting down), publishes stay unacknowledged: the
+                // broker keeps QoS ≥ 1 ones for the persistent session.
+                if !self.tx.is_closed() {
+                    self.waiting.push_back(p);
+                }
+            }
+            Update::Event(Event::Incoming(Packet::SubAck(ack))) => {
+                use rumqttc::SubscribeReasonCode as R;
+                if ack.return_codes.iter().any(|c| matches!(c, R::Failure)) {
+                    tracing::error!("the broker refused a subscription: {:?}", ack.return_codes);
+                }
+            }
+            Update::Event(Event::Outgoing(Outgoing::Disconnect)) => self.disconnecting = true,
+            Update::Event(_) => {}
+            Update::Closed => return false,
+            // The broker closed the connection after our DISCONNECT: done.
+            Update::Disconnected(_) if self.disconnecting => return false,
+            Update::Disconnected(e) => {
+                tracing::warn!("MQTT connection lost: {e}; reconnecting");
+            }
+        }
+        true
+    }
 }
 
 #[cfg(test)]

@@ -606,6 +606,43 @@ fn a_full_queue_leaves_qos0_messages_at_the_broker_and_all_arrive_in_order() {
     assert!(!logger.log().contains("dropping"), "{}", logger.log());
 }
 
+/// Held back for several keep-alives (5 s in the tests), the logger still answers the broker's
+/// keep-alive: the connection survives and every message held at the broker arrives.
+#[test]
+fn a_long_hold_keeps_the_connection_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (m, mut r, mut logger, _) = logger_with_syslog_down(dir.path(), "queue = 100\n");
+    let lines: String = (0..3000).map(|i| format!("{i}\n")).collect();
+    let file = dir.path().join("lines.txt");
+    std::fs::write(&file, lines).unwrap();
+    m.publish_lines(&["-t", "held/x", "-q", "0"], &file);
+    wait_log(&logger, "the queue is full");
+    wait_log(&logger, "longer than the MQTT keep-alive");
+    // What is tested is a timeout: the broker closes a connection silent for 1.5 keep-alives,
+    // and rumqttc one whose PINGRESP has not come by the next PINGREQ. Give both time to
+    // happen, three keep-alives in all.
+    std::thread::sleep(Duration::from_secs(10));
+    r.restart();
+    let mut got = Vec::new();
+    let all = wait_until(TIMEOUT, || {
+        got = rsyslog_records(&r);
+        got.len() >= 3000
+    });
+    let payloads: Vec<_> = got
+        .iter()
+        .filter(|r| r.0 == b"held/x")
+        .map(|r| String::from_utf8_lossy(&r.1).into_owned())
+        .collect();
+    assert!(all, "{} of 3000 arrived\n{}", payloads.len(), logger.log());
+    let expected: Vec<_> = (0..3000).map(|i| i.to_string()).collect();
+    assert_eq!(payloads, expected, "every message, once, in order");
+    let log = logger.log();
+    assert!(!log.contains("connection lost"), "{log}");
+    assert!(!m.log().contains("exceeded timeout"), "{}", m.log());
+    let (status, _) = logger.terminate();
+    assert!(status.success());
+}
+
 /// A field of `/proc/PID/status` in KiB (`VmRSS`, `VmHWM`).
 fn vm_kib(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();

@@ -290,8 +290,9 @@ impl Logger {
             ),
             Some(Flow::PastKeepAlive { stopped_for }) => tracing::warn!(
                 "syslog is {}; no message taken for {:.0?}, longer than the MQTT keep-alive: \
-                 the broker may close the connection, and then QoS 0 messages it held for it \
-                 are lost (QoS 1/2 ones wait in the session)",
+                 the logger answers it by reading a few messages each time, {INBOX} at most; \
+                 past that the broker may close the connection, and QoS 0 messages it held \
+                 for it are lost (QoS 1/2 ones wait in the session)",
                 self.sink_state(),
                 stopped_for
             ),

@@ -17,10 +17,11 @@
 //! - The bounds are checked before each batch is taken: a batch can pass the byte bound by
 //!   its own size (the caller bounds batches), and records given back by
 //!   [`Outbox::replay`] (a few, bounded by the syslog socket's queue) are always taken back.
-//! - While taking is stopped the MQTT connection is not read, so nothing answers the
-//!   broker's keep-alive; past the keep-alive [`Flow::PastKeepAlive`] says so once, as the
-//!   broker may close the connection (QoS 1/2 messages wait in the session; QoS 0 messages
-//!   the broker held for the connection are lost there).
+//! - While taking is stopped the MQTT connection is read only as far as answering the
+//!   keep-alive needs (see [`crate::mqtt::spawn_poller`]), which has its limit; past the
+//!   keep-alive [`Flow::PastKeepAlive`] says so once, as a long outage may cost the
+//!   connection (QoS 1/2 messages wait in the session; QoS 0 messages the broker held for
+//!   the connection are lost there).
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
