@@ -249,16 +249,14 @@ pub fn spawn_poller(
             // Hand over what was read, in order, before reading more. While the consumer
             // takes nothing, read only as far as answering the keep-alive needs: a PINGREQ
             // goes out only from `poll()`, which also reads, so each one costs some messages
-            // (tens), kept here, at most `capacity` of them; past that the broker may close
-            // the connection after 1.5 keep-alives (see `crate::logger`).
+            // (tens), kept here, at most `capacity` of them and 1 MiB; past that the broker
+            // may close the connection after 1.5 keep-alives (see `crate::logger`).
             while let Some(p) = poller.waiting.pop_front() {
                 if poller.tx.is_closed() {
                     poller.waiting.clear();
                     break;
                 }
-                let ping = driver
-                    .ping_due()
-                    .filter(|_| poller.waiting.len() < capacity);
+                let ping = driver.ping_due().filter(|_| poller.may_read_more(capacity));
                 // The message back when the keep-alive is due first.
                 let unsent = tokio::select! {
                     permit = poller.tx.reserve() => {
@@ -283,7 +281,7 @@ pub fn spawn_poller(
                     }
                     if (pinged && driver.heard_since_ping)
                         || !driver.is_connected()
-                        || poller.waiting.len() > capacity
+                        || !poller.may_read_more(capacity)
                     {
                         break;
                     }
@@ -307,7 +305,23 @@ struct Poller {
     disconnecting: bool,
 }
 
+/// Most payload bytes [`spawn_poller`] keeps while answering the keep-alive for a consumer
+/// that takes nothing.
+const WAITING_BYTES: usize = 1 << 20;
+
 impl Poller {
+    /// Whether reading more for the keep-alive stays within `capacity` messages and
+    /// [`WAITING_BYTES`].
+    fn may_read_more(&self, capacity: usize) -> bool {
+        self.waiting.len() < capacity
+            && self
+                .waiting
+                .iter()
+                .map(|p| p.payload.len() + p.topic.len())
+                .sum::<usize>()
+                < WAITING_BYTES
+    }
+
     /// Act on `update`; `false` once the task is done.
     fn handle(&mut self, update: Update) -> bool {
         match update {
