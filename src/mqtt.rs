@@ -17,6 +17,7 @@ use rumqttc::{
     AsyncClient, Event, EventLoop, MqttOptions, Outgoing, Packet, Publish, SubscribeFilter,
     Transport,
 };
+use std::collections::VecDeque;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
@@ -107,6 +108,10 @@ pub struct Driver {
     backoff: Backoff,
     pending_delay: Option<Duration>,
     connected: bool,
+    /// When rumqttc last sent a PINGREQ (or connected, which starts its keep-alive timer).
+    last_ping: Option<tokio::time::Instant>,
+    /// Whether any packet came in since then.
+    heard_since_ping: bool,
 }
 
 impl Driver {
@@ -117,6 +122,8 @@ impl Driver {
             backoff: Backoff::new(max_backoff),
             pending_delay: None,
             connected: false,
+            last_ping: None,
+            heard_since_ping: false,
         }
     }
 
@@ -135,6 +142,15 @@ impl Driver {
         self.eventloop.pending.clear();
     }
 
+    /// When rumqttc sends its next PINGREQ, while connected with a keep-alive.
+    pub fn ping_due(&self) -> Option<tokio::time::Instant> {
+        let keep_alive = self.eventloop.mqtt_options.keep_alive();
+        if !self.connected || keep_alive.is_zero() {
+            return None;
+        }
+        Some(self.last_ping? + keep_alive)
+    }
+
     /// The next update. Cancel-safe enough for `select!`: a cancelled backoff sleep is simply
     /// started again.
     pub async fn next(&mut self) -> Update {
@@ -142,15 +158,34 @@ impl Driver {
             tokio::time::sleep(d).await;
             self.pending_delay = None;
         }
+        // rumqttc closes the connection when a PINGRESP has not come by the next PINGREQ. A
+        // consumer that reads slowly (backpressure) has not read up to it yet: the broker
+        // queues the PINGRESP behind the messages it sent before. Any packet that came in
+        // after the PINGREQ shows the connection alive just as well.
+        if self.heard_since_ping {
+            self.eventloop.state.await_pingresp = false;
+        }
         match self.eventloop.poll().await {
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                 self.backoff.reset();
                 self.connected = true;
+                self.last_ping = Some(tokio::time::Instant::now());
+                self.heard_since_ping = false;
                 Update::Connected {
                     fresh: !ack.session_present,
                 }
             }
-            Ok(ev) => Update::Event(ev),
+            Ok(ev) => {
+                match &ev {
+                    Event::Outgoing(Outgoing::PingReq) => {
+                        self.last_ping = Some(tokio::time::Instant::now());
+                        self.heard_since_ping = false;
+                    }
+                    Event::Incoming(_) => self.heard_since_ping = true,
+                    Event::Outgoing(_) => {}
+                }
+                Update::Event(ev)
+            }
             Err(rumqttc::ConnectionError::RequestsDone) => Update::Closed,
             Err(e) => {
                 self.connected = false;
@@ -186,8 +221,13 @@ pub fn connect(cfg: &MqttConfig, role: &str) -> anyhow::Result<(AsyncClient, Dri
 /// on every fresh session and forwarding incoming publishes into the returned channel.
 ///
 /// This is the one place that polls: the event loop keeps moving (pings, acks, reconnects)
-/// whatever the consumer does. When the consumer is slower, `send` waits, which stops reading
-/// from the broker: TCP backpressure instead of unbounded memory. When the consumer closes
+/// as long as the consumer keeps taking messages. When the consumer is slower, `send` waits,
+/// which stops reading from the broker: TCP backpressure instead of unbounded memory. While
+/// it waits nothing is polled, so the request channel is not drained: a consumer must never
+/// wait for room in it (`ack().await`, `publish().await`) while this task may be waiting for
+/// the consumer, or both wait for good. Under a backlog the event loop reads up to ten
+/// messages for each request it sends, so the channel does fill; the logger acknowledges
+/// with `try_ack` and keeps what does not fit. When the consumer closes
 /// the receiver (shutting down), publishes are dropped unacknowledged — the broker keeps QoS
 /// ≥ 1 messages for the persistent session — and polling goes on so that the consumer's
 /// last acks and its `disconnect()` still reach the broker.
@@ -205,55 +245,136 @@ pub fn spawn_poller(
     filters: Vec<SubscribeFilter>,
     capacity: usize,
 ) -> (mpsc::Receiver<Publish>, tokio::task::JoinHandle<()>) {
-    let (tx, rx) = mpsc::channel(capacity.max(1));
+    let capacity = capacity.max(1);
+    let (tx, rx) = mpsc::channel(capacity);
     let task = tokio::spawn(async move {
-        let mut disconnecting = false;
+        let mut poller = Poller {
+            client,
+            filters,
+            tx,
+            waiting: VecDeque::new(),
+            disconnecting: false,
+        };
         loop {
-            match driver.next().await {
-                Update::Connected { fresh } => {
-                    tracing::info!("connected to the MQTT broker (session present: {})", !fresh);
-                    if fresh && !filters.is_empty() {
-                        // Subscribing goes through the request channel that only this task
-                        // drains: ask from another task so this one keeps polling.
-                        let (c, f) = (client.clone(), filters.clone());
-                        tokio::spawn(async move {
-                            if let Err(e) = c.subscribe_many(f).await {
-                                tracing::error!("cannot subscribe: {e}");
-                            }
-                        });
+            // Hand over what was read, in order, before reading more. While the consumer
+            // takes nothing, read only as far as answering the keep-alive needs: a PINGREQ
+            // goes out only from `poll()`, which also reads, so each one costs some messages
+            // (tens), kept here, at most `capacity` of them and 1 MiB; past that the broker
+            // may close the connection after 1.5 keep-alives (see `crate::logger`).
+            while let Some(p) = poller.waiting.pop_front() {
+                if poller.tx.is_closed() {
+                    poller.waiting.clear();
+                    break;
+                }
+                let ping = driver.ping_due().filter(|_| poller.may_read_more(capacity));
+                // The message back when the keep-alive is due first.
+                let unsent = tokio::select! {
+                    permit = poller.tx.reserve() => {
+                        if let Ok(permit) = permit {
+                            permit.send(p);
+                        }
+                        None
+                    }
+                    _ = tokio::time::sleep_until(ping.unwrap_or_else(tokio::time::Instant::now)),
+                        if ping.is_some() => Some(p),
+                };
+                let Some(p) = unsent else { continue };
+                poller.waiting.push_front(p);
+                // Until the PINGREQ went out and a packet came in after it (see
+                // `Driver::next`), so that the next PINGREQ finds the connection proven alive.
+                let mut pinged = false;
+                loop {
+                    let update = driver.next().await;
+                    pinged |= matches!(update, Update::Event(Event::Outgoing(Outgoing::PingReq)));
+                    if !poller.handle(update) {
+                        return;
+                    }
+                    if (pinged && driver.heard_since_ping)
+                        || !driver.is_connected()
+                        || !poller.may_read_more(capacity)
+                    {
+                        break;
                     }
                 }
-                Update::Event(Event::Incoming(Packet::Publish(p))) => {
-                    // After `close()` (shutting down), publishes stay unacknowledged: the
-                    // broker keeps QoS ≥ 1 ones for the persistent session.
-                    if !tx.is_closed() {
-                        let _ = tx.send(p).await;
-                    }
-                }
-                Update::Event(Event::Incoming(Packet::SubAck(ack))) => {
-                    use rumqttc::SubscribeReasonCode as R;
-                    if ack.return_codes.iter().any(|c| matches!(c, R::Failure)) {
-                        tracing::error!(
-                            "the broker refused a subscription: {:?}",
-                            ack.return_codes
-                        );
-                    } else {
-                        let names: Vec<&str> = filters.iter().map(|f| f.path.as_str()).collect();
-                        tracing::info!("subscribed: {}", names.join(", "));
-                    }
-                }
-                Update::Event(Event::Outgoing(Outgoing::Disconnect)) => disconnecting = true,
-                Update::Event(_) => {}
-                Update::Closed => return,
-                // The broker closed the connection after our DISCONNECT: done.
-                Update::Disconnected(_) if disconnecting => return,
-                Update::Disconnected(e) => {
-                    tracing::warn!("MQTT connection lost: {e}; reconnecting");
-                }
+            }
+            if !poller.handle(driver.next().await) {
+                return;
             }
         }
     });
     (rx, task)
+}
+
+/// The state of [`spawn_poller`]'s task.
+struct Poller {
+    client: AsyncClient,
+    filters: Vec<SubscribeFilter>,
+    tx: mpsc::Sender<Publish>,
+    /// Messages read and not handed to the consumer yet, oldest first.
+    waiting: VecDeque<Publish>,
+    disconnecting: bool,
+}
+
+/// Most payload bytes [`spawn_poller`] keeps while answering the keep-alive for a consumer
+/// that takes nothing.
+const WAITING_BYTES: usize = 1 << 20;
+
+impl Poller {
+    /// Whether reading more for the keep-alive stays within `capacity` messages and
+    /// [`WAITING_BYTES`].
+    fn may_read_more(&self, capacity: usize) -> bool {
+        self.waiting.len() < capacity
+            && self
+                .waiting
+                .iter()
+                .map(|p| p.payload.len() + p.topic.len())
+                .sum::<usize>()
+                < WAITING_BYTES
+    }
+
+    /// Act on `update`; `false` once the task is done.
+    fn handle(&mut self, update: Update) -> bool {
+        match update {
+            Update::Connected { fresh } => {
+                tracing::info!("connected to the MQTT broker (session present: {})", !fresh);
+                if fresh && !self.filters.is_empty() {
+                    // Subscribing goes through the request channel that only this task
+                    // drains: ask from another task so this one keeps polling.
+                    let (c, f) = (self.client.clone(), self.filters.clone());
+                    tokio::spawn(async move {
+                        if let Err(e) = c.subscribe_many(f).await {
+                            tracing::error!("cannot subscribe: {e}");
+                        }
+                    });
+                }
+            }
+            Update::Event(Event::Incoming(Packet::Publish(p))) => {
+                // After `close()` (shutting down), publishes stay unacknowledged: the
+                // broker keeps QoS ≥ 1 ones for the persistent session.
+                if !self.tx.is_closed() {
+                    self.waiting.push_back(p);
+                }
+            }
+            Update::Event(Event::Incoming(Packet::SubAck(ack))) => {
+                use rumqttc::SubscribeReasonCode as R;
+                if ack.return_codes.iter().any(|c| matches!(c, R::Failure)) {
+                    tracing::error!("the broker refused a subscription: {:?}", ack.return_codes);
+                } else {
+                    let names: Vec<&str> = self.filters.iter().map(|f| f.path.as_str()).collect();
+                    tracing::info!("subscribed: {}", names.join(", "));
+                }
+            }
+            Update::Event(Event::Outgoing(Outgoing::Disconnect)) => self.disconnecting = true,
+            Update::Event(_) => {}
+            Update::Closed => return false,
+            // The broker closed the connection after our DISCONNECT: done.
+            Update::Disconnected(_) if self.disconnecting => return false,
+            Update::Disconnected(e) => {
+                tracing::warn!("MQTT connection lost: {e}; reconnecting");
+            }
+        }
+        true
+    }
 }
 
 #[cfg(test)]
@@ -284,6 +405,49 @@ mod tests {
             ..MqttConfig::default()
         };
         assert!(options(&cfg, "x").is_err());
+    }
+
+    /// A self-signed CA (P-256), only parsed: nothing is signed with it.
+    const TEST_CA: &str = "-----BEGIN CERTIFICATE-----
+MIIBizCCATGgAwIBAgIUMlCq5h9gkpd1dbW54iodxUb92o4wCgYIKoZIzj0EAwIw
+GjEYMBYGA1UEAwwPaW90aXRhbi10ZXN0LWNhMCAXDTI2MTIwMTA0NDM1NloYDzIx
+MjYxMTA3MDQ0MzU2WjAaMRgwFgYDVQQDDA9pb3RpdGFuLXRlc3QtY2EwWTATBgcq
+hkjOPQIBBggqhkjOPQMBBwNCAATYlrokLpShpj1c2MwPe8GUcqmA9a4xP+WGK3Cp
+iZoqULKiZsUvYdAmMwu2cIvIiqrRu4JUukKYN61FVG56oDmUo1MwUTAdBgNVHQ4E
+FgQUg2kALAXaHNHW/JxmN3X9qGVrzX4wHwYDVR0jBBgwFoAUg2kALAXaHNHW/Jxm
+N3X9qGVrzX4wDwYDVR0TAQH/BAUwAwEB/zAKBggqhkjOPQQDAgNIADBFAiB2k2M3
+qL3uoSOO3j3kWRw7XczPZhcsaIZyCVLEU1Mx+wIhALDLQGO+r3qysrpB2Xn0REr/
+LCjhTki8r55v3EXeXI3t
+-----END CERTIFICATE-----\n";
+
+    /// rustls needs one crypto provider: with two compiled in (ring for reqwest, aws-lc-rs
+    /// from rumqttc's default features) and none installed, building a TLS client config
+    /// panics. A TLS connection attempt must end in an error that the driver retries.
+    #[tokio::test]
+    async fn a_failed_tls_connection_is_an_error_not_a_panic() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        // Accept and hang up: the TLS handshake fails.
+        std::thread::spawn(move || {
+            for s in listener.incoming() {
+                drop(s);
+            }
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, TEST_CA).unwrap();
+        let cfg = MqttConfig {
+            host: "127.0.0.1".into(),
+            port,
+            tls: true,
+            ca_file: Some(ca),
+            ..MqttConfig::default()
+        };
+        let (_client, mut eventloop) = AsyncClient::new(options(&cfg, "t").unwrap(), 10);
+        let r = tokio::time::timeout(Duration::from_secs(10), eventloop.poll())
+            .await
+            .expect("the attempt ends");
+        assert!(r.is_err(), "{r:?}");
     }
 
     #[test]

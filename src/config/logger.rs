@@ -20,8 +20,9 @@ pub struct LoggerConfig {
     /// Longest escaped payload in a record; longer ones are cut and marked `\[cut N]`. The
     /// default keeps a record under rsyslog's default 8 KiB message size.
     pub max_payload_bytes: usize,
-    /// Records held in memory while the syslog daemon is unreachable; beyond it, QoS 0
-    /// messages are dropped (and counted) while QoS 1/2 wait at the broker.
+    /// Records held in memory while the syslog daemon is unreachable or slow; when they are
+    /// this many, the logger stops taking messages and the broker holds them (backpressure)
+    /// until syslog has taken half.
     pub queue: usize,
     /// The same bound in bytes (record bytes plus about 100 bytes of bookkeeping each), so
     /// that an outage cannot grow the daemon past its memory budget whatever the payload

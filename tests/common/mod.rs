@@ -773,3 +773,30 @@ pub fn stopped_counters(log: &str) -> std::collections::HashMap<String, u64> {
         })
         .collect()
 }
+
+/// `net.unix.max_dgram_qlen` set for as long as this lives, restored on drop. A unix datagram
+/// socket keeps the queue length it was created with: create the syslog daemon's socket
+/// while this is set. The tests run as root; anything else fails loudly.
+pub struct DgramQlen {
+    was: String,
+}
+
+impl DgramQlen {
+    const PATH: &'static str = "/proc/sys/net/unix/max_dgram_qlen";
+
+    /// Set the sysctl to `n`.
+    pub fn set(n: u32) -> DgramQlen {
+        let was = std::fs::read_to_string(Self::PATH).expect("read net.unix.max_dgram_qlen");
+        std::fs::write(Self::PATH, n.to_string())
+            .expect("set net.unix.max_dgram_qlen (the tests run as root)");
+        DgramQlen {
+            was: was.trim().to_owned(),
+        }
+    }
+}
+
+impl Drop for DgramQlen {
+    fn drop(&mut self) {
+        let _ = std::fs::write(Self::PATH, &self.was);
+    }
+}

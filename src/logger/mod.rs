@@ -4,13 +4,25 @@
 //! Shape: a poller task keeps the MQTT event loop moving ([`mqtt::spawn_poller`]); this task
 //! turns each message into a record ([`record::encode`]) and writes it to a non-blocking
 //! [`Sink`]. A QoS ≥ 1 message is acknowledged only after its record was handed to the syslog
-//! socket (manual acks), so a crash loses nothing the broker still holds. While syslog is
-//! unreachable, records wait in a queue bounded in records (`logger.queue`) and in bytes
-//! (`logger.queue_bytes`, so the daemon stays small whatever the payload size); past either
-//! bound, QoS 0 messages are dropped, counted and logged (at once, then once a second while
-//! it lasts, and a total when syslog has caught up), while QoS ≥ 1 messages stay
-//! unacknowledged at the broker, whose in-flight window bounds them. What a syslog restart
-//! can cost depends on the transport: see [`crate::syslog::sink`].
+//! socket (manual acks), so a crash loses nothing the broker still holds. What waits for
+//! syslog, what is owed to the broker and when to stop taking messages is the [`Outbox`]'s
+//! business: records that syslog cannot take at once wait in a queue bounded in records
+//! (`logger.queue`) and in bytes (`logger.queue_bytes`, so the daemon stays small whatever the
+//! payload size); when it is full the logger stops taking messages, and the broker holds
+//! them (backpressure, as in `mosquitto_sub | logger`), at any QoS. What a syslog restart can
+//! cost depends on the transport: see [`crate::syslog::sink`].
+//!
+//! This task never waits for the poller: acknowledgements go into the request channel with
+//! `try_ack`, and those that do not fit now wait in the outbox for the next round. The poller
+//! waits for this task (the inbox is bounded: that is the backpressure), so a wait the other
+//! way round closes a cycle. It did: under a backlog the event loop reads ten messages for
+//! every acknowledgement it sends, the request channel filled with acknowledgements, this
+//! task waited for room in it while the poller waited for room in the inbox, and the logger
+//! stopped for good, deaf to SIGTERM.
+
+mod outbox;
+
+pub use outbox::{Flow, Limits, Outbox};
 
 use crate::config::Config;
 use crate::linger::Linger;
@@ -20,23 +32,26 @@ use crate::syslog::sink::{Formatter, Outcome, Sink};
 use crate::topic::Filters;
 use crate::{notify, record};
 use rumqttc::{AsyncClient, Publish, QoS, SubscribeFilter};
-use std::collections::VecDeque;
 use std::time::{Duration, Instant, SystemTime};
 
 /// How long a shutdown may spend writing what was received (SIGTERM must exit within 1 s).
 const DRAIN_BUDGET: Duration = Duration::from_millis(500);
+/// How long a shutdown may spend handing the last acknowledgements to the event loop.
+const ACK_BUDGET: Duration = Duration::from_millis(100);
 /// How long a shutdown waits for the disconnect to reach the broker.
 const DISCONNECT_BUDGET: Duration = Duration::from_millis(200);
-/// Messages buffered between the poller and the writer. The writer never waits for syslog
-/// (it queues or drops), so this only fills when the CPU is short; it is kept small because
-/// it is bounded in messages, not bytes (256 of the largest are 2 MiB).
+/// Messages buffered between the poller and the writer: a full inbox stops the poller, which
+/// is how a full outbox stops reading from the broker. Kept small because it is bounded in
+/// messages, not bytes (256 of the largest are 2 MiB).
 const INBOX: usize = 256;
-/// What a queued record costs besides its bytes: its queue slot and the allocator's header.
-const RECORD_OVERHEAD: usize = std::mem::size_of::<Pending>() + 16;
-/// How often drops are summarised while they go on.
-const DROP_REPORT: Duration = Duration::from_secs(1);
 /// Most messages taken from the poller and written at once.
 const BATCH: usize = 256;
+/// Most messages taken at once while records wait for syslog: they are queued, not written,
+/// so a big batch gains nothing and would hold its records twice (batch and queue) at the
+/// queue's fullest.
+const QUEUE_BATCH: usize = 16;
+/// How often acknowledgements that did not fit the request channel are tried again.
+const ACK_RETRY: Duration = Duration::from_millis(10);
 /// How long the runtime lingers before waiting for more after a busy round (see
 /// [`crate::linger`]): the most a record is held back, and only while messages stream in
 /// faster than one wake-up each.
@@ -61,22 +76,36 @@ pub struct Counters {
     pub written: u64,
     /// Messages skipped by `logger.exclude`.
     pub excluded: u64,
-    /// QoS 0 messages dropped because syslog was unreachable and the queue full.
-    pub dropped_queue_full: u64,
     /// Records the transport can never carry (bigger than a datagram).
     pub dropped_too_big: u64,
 }
 
-/// A record waiting for syslog, with the message to acknowledge once it is written.
-struct Pending {
-    message: Vec<u8>,
-    ack: Option<Publish>,
+/// What acknowledging a message takes: no payload kept in memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Ack {
+    pkid: u16,
+    qos: QoS,
 }
 
-impl Pending {
-    /// Memory the record holds while queued, for `logger.queue_bytes`.
-    fn cost(&self) -> usize {
-        self.message.capacity() + RECORD_OVERHEAD
+impl Ack {
+    /// The acknowledgement `p` needs, if any (QoS ≥ 1).
+    fn of(p: &Publish) -> Option<Ack> {
+        (p.qos != QoS::AtMostOnce).then_some(Ack {
+            pkid: p.pkid,
+            qos: p.qos,
+        })
+    }
+
+    /// rumqttc acknowledges a `Publish`; only the packet id and QoS are read.
+    fn publish(self) -> Publish {
+        Publish {
+            dup: false,
+            qos: self.qos,
+            retain: false,
+            topic: String::new(),
+            pkid: self.pkid,
+            payload: bytes::Bytes::new(),
+        }
     }
 }
 
@@ -91,6 +120,7 @@ pub async fn run(
     let mut opts = mqtt::options(&cfg.mqtt, "logger")?;
     opts.set_manual_acks(true);
     opts.set_clean_session(cfg.logger.clean_session);
+    let keep_alive = opts.keep_alive();
     let (client, eventloop) = AsyncClient::new(opts, REQUEST_CAPACITY);
     let driver = Driver::new(eventloop, cfg.mqtt.reconnect_max.get());
     let qos = mqtt::qos(cfg.logger.qos);
@@ -103,17 +133,17 @@ pub async fn run(
     let (inbox, poller) = mqtt::spawn_poller(client.clone(), driver, filters, INBOX);
     let sink = Sink::new(cfg.syslog.target.clone());
     let formatter = Formatter::new(&cfg.syslog, sink.is_network());
+    let limits = Limits {
+        records: cfg.logger.queue,
+        bytes: cfg.logger.queue_bytes,
+    };
     let mut logger = Logger {
         client,
         sink,
         formatter,
         exclude: cfg.logger.exclude.clone(),
         max_payload: cfg.logger.max_payload_bytes,
-        queue_cap: cfg.logger.queue.max(1),
-        queue_bytes_cap: cfg.logger.queue_bytes,
-        queue: VecDeque::new(),
-        queued_bytes: 0,
-        outage: None,
+        outbox: Outbox::new(limits, keep_alive),
         record: Vec::with_capacity(512),
         batch: Batch::default(),
         counters: Counters::default(),
@@ -136,21 +166,13 @@ pub async fn run(
     logger.disconnect(poller).await;
     let c = logger.counters;
     tracing::info!(
-        "stopped: {} received, {} written, {} excluded, {} dropped (queue full), {} dropped (too big)",
+        "stopped: {} received, {} written, {} excluded, {} dropped (too big)",
         c.received,
         c.written,
         c.excluded,
-        c.dropped_queue_full,
         c.dropped_too_big
     );
     Ok(c)
-}
-
-/// Drops since the queue last overflowed, for the log.
-#[derive(Clone, Copy)]
-struct Outage {
-    dropped_before: u64,
-    logged: u64,
 }
 
 struct Logger {
@@ -159,14 +181,7 @@ struct Logger {
     formatter: Formatter,
     exclude: Filters,
     max_payload: usize,
-    queue_cap: usize,
-    queue_bytes_cap: usize,
-    queue: VecDeque<Pending>,
-    /// Sum of [`Pending::cost`] over `queue`.
-    queued_bytes: usize,
-    /// While QoS 0 messages are being dropped: the drop count when it began and when it was
-    /// last logged.
-    outage: Option<Outage>,
+    outbox: Outbox<Ack>,
     /// Scratch: the record of the current message.
     record: Vec<u8>,
     /// Scratch: the syslog messages of the messages being handled.
@@ -182,7 +197,7 @@ struct Batch {
     /// Where each message ends in `bytes`.
     ends: Vec<usize>,
     /// What to acknowledge once each message is written.
-    acks: Vec<Option<Publish>>,
+    acks: Vec<Option<Ack>>,
 }
 
 impl Batch {
@@ -211,10 +226,18 @@ impl Logger {
     ) {
         let mut watchdog = notify::Watchdog::new();
         let mut report = tokio::time::interval(Duration::from_secs(10));
-        let mut drop_report = tokio::time::interval(DROP_REPORT);
+        let mut ack_retry = tokio::time::interval(ACK_RETRY);
+        ack_retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut received = Vec::with_capacity(BATCH);
-        drop_report.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            self.update_flow();
+            // 0 while the outbox is full: the inbox then fills, the poller stops reading,
+            // and the broker holds the messages.
+            let room = self.outbox.room(if self.outbox.is_empty() {
+                BATCH
+            } else {
+                QUEUE_BATCH
+            });
             tokio::select! {
                 biased;
                 _ = shutdown.recv() => {
@@ -223,29 +246,72 @@ impl Logger {
                 }
                 // Also returns when a stream connection was closed by the daemon, so that
                 // the next record goes to a new connection rather than into a dead one.
-                _ = self.sink.ready(!self.queue.is_empty()) => {
-                    self.flush().await;
+                _ = self.sink.ready(!self.outbox.is_empty()) => {
+                    self.flush();
+                    self.send_acks();
                     self.after_round(0);
                 }
+                _ = ack_retry.tick(), if self.outbox.acks_due() > 0 => self.send_acks(),
                 _ = watchdog.tick() => {}
-                _ = drop_report.tick(), if self.outage.is_some() => self.report_drops(),
                 _ = report.tick() => self.report(),
-                n = inbox.recv_many(&mut received, BATCH) => {
+                n = inbox.recv_many(&mut received, room), if room > 0 => {
                     if n == 0 {
                         break;
                     }
-                    self.handle(&mut received).await;
+                    self.handle(&mut received);
+                    self.send_acks();
                     self.after_round(n);
                 }
             }
         }
         // Take what the poller already handed over, then stop it from handing more: those
-        // stay unacknowledged, and the broker redelivers QoS ≥ 1 ones next session.
+        // stay unacknowledged, and the broker redelivers QoS ≥ 1 ones next session. From
+        // here on the poller never waits for this task, so waiting for it is safe.
         inbox.close();
         while inbox.recv_many(&mut received, BATCH).await > 0 {
-            self.handle(&mut received).await;
+            self.handle(&mut received);
         }
-        self.drain().await;
+        let deadline = tokio::time::Instant::now() + DRAIN_BUDGET;
+        self.drain(deadline).await;
+        self.last_acks(deadline + ACK_BUDGET).await;
+    }
+
+    /// Log changes in the flow of messages (see [`Outbox::update`]).
+    fn update_flow(&mut self) {
+        let limits = self.outbox.limits();
+        match self.outbox.update(Instant::now()) {
+            Some(Flow::Held { records, bytes }) => tracing::warn!(
+                "syslog is {}: {records} records ({bytes} bytes) wait for it and the queue is \
+                 full (logger.queue = {}, logger.queue_bytes = {}); taking messages only as \
+                 syslog takes records, the broker holds the rest",
+                self.sink_state(),
+                limits.records,
+                limits.bytes,
+            ),
+            Some(Flow::PastKeepAlive { stopped_for }) => tracing::warn!(
+                "syslog is {}; no message taken for {:.0?}, longer than the MQTT keep-alive: \
+                 the logger answers it by reading a few messages each time, {INBOX} at most; \
+                 past that the broker may close the connection, and QoS 0 messages it held \
+                 for it are lost (QoS 1/2 ones wait in the session)",
+                self.sink_state(),
+                stopped_for
+            ),
+            Some(Flow::CaughtUp { took, stopped }) => tracing::info!(
+                "syslog caught up after {:.1} s; messages were left at the broker for {:.1} s \
+                 of that",
+                took.as_secs_f64(),
+                stopped.as_secs_f64()
+            ),
+            None => {}
+        }
+    }
+
+    fn sink_state(&self) -> String {
+        match self.sink.last_error() {
+            Some(e) => format!("unavailable ({e})"),
+            None if !self.sink.is_connected() => "not connected yet".into(),
+            None => "slower than the broker".into(),
+        }
     }
 
     /// Arm the linger after a round that handled `n` messages, if syslog can spare it.
@@ -259,7 +325,7 @@ impl Logger {
                 .socket_queue()
                 .is_none_or(|q| q >= LINGER_MIN_SOCKET_QUEUE);
             let can_wait = deep
-                && (self.queue.is_empty()
+                && (self.outbox.is_empty()
                     || self
                         .sink
                         .unread_bytes()
@@ -269,15 +335,18 @@ impl Logger {
     }
 
     /// Write the records of `received` (emptied), queueing what syslog cannot take now.
-    async fn handle(&mut self, received: &mut Vec<Publish>) {
+    fn handle(&mut self, received: &mut Vec<Publish>) {
         // One clock reading for the batch: its messages arrived together.
         let now = SystemTime::now();
         self.batch.clear();
         for p in received.drain(..) {
             self.counters.received += 1;
+            let ack = Ack::of(&p);
             if self.exclude.matches(&p.topic) {
                 self.counters.excluded += 1;
-                self.ack(p).await;
+                if let Some(a) = ack {
+                    self.outbox.ack(a);
+                }
                 continue;
             }
             self.record.clear();
@@ -290,134 +359,52 @@ impl Logger {
             self.formatter
                 .message(now, &self.record, &mut self.batch.bytes);
             self.batch.ends.push(self.batch.bytes.len());
-            self.batch
-                .acks
-                .push((p.qos != QoS::AtMostOnce).then(|| ack_only(&p)));
+            self.batch.acks.push(ack);
         }
+        // Straight to syslog while nothing waits ahead (the usual case: no copy).
         let mut done = 0;
-        while self.queue.is_empty() && done < self.batch.len() {
+        while self.outbox.is_empty() && done < self.batch.len() {
             let (n, outcome) = {
                 let rest: Vec<&[u8]> = (done..self.batch.len())
                     .map(|i| self.batch.get(i))
                     .collect();
                 self.sink.try_write_many(&rest)
             };
-            self.requeue_replay();
             self.counters.written += n as u64;
             for i in done..done + n {
-                let ack = self.batch.acks[i].take();
-                self.ack_opt(ack).await;
+                if let Some(a) = self.batch.acks[i].take() {
+                    self.outbox.ack(a);
+                }
             }
             done += n;
+            self.requeue_replay();
             match outcome {
                 Outcome::Done | Outcome::Later => break,
                 Outcome::Rejected(e) => {
-                    let ack = self.batch.acks[done].take();
+                    if let Some(a) = self.batch.acks[done].take() {
+                        self.outbox.ack(a);
+                    }
                     done += 1;
-                    self.reject(e, ack).await;
+                    self.reject(e);
                 }
             }
         }
         for i in done..self.batch.len() {
             let ack = self.batch.acks[i].take();
-            let len = self.batch.get(i).len();
-            // A copy of the message is exactly as big as the message (see `Pending::cost`).
-            if ack.is_none()
-                && (self.queue.len() >= self.queue_cap
-                    || self.queued_bytes + len + RECORD_OVERHEAD > self.queue_bytes_cap)
-            {
-                self.drop_qos0();
-                continue;
-            }
-            let message = self.batch.get(i).to_vec();
-            self.push_back(Pending { message, ack });
-        }
-    }
-
-    fn push_back(&mut self, p: Pending) {
-        self.queued_bytes += p.cost();
-        self.queue.push_back(p);
-    }
-
-    fn push_front(&mut self, p: Pending) {
-        self.queued_bytes += p.cost();
-        self.queue.push_front(p);
-    }
-
-    fn pop_front(&mut self) -> Option<Publish> {
-        let p = self.queue.pop_front()?;
-        self.queued_bytes -= p.cost();
-        p.ack
-    }
-
-    /// Count a QoS 0 message dropped for want of queue space; the first of an outage is
-    /// logged at once, the rest by [`Logger::report_drops`].
-    fn drop_qos0(&mut self) {
-        let before = self.counters.dropped_queue_full;
-        self.counters.dropped_queue_full += 1;
-        if self.outage.is_some() {
-            return;
-        }
-        self.outage = Some(Outage {
-            dropped_before: before,
-            logged: before + 1,
-        });
-        tracing::warn!(
-            "dropping QoS 0 messages: syslog is {} and the queue is full ({} records, {} bytes; \
-             logger.queue = {}, logger.queue_bytes = {}); QoS 1/2 messages wait at the broker",
-            match self.sink.last_error() {
-                Some(e) => format!("unavailable ({e})"),
-                None if !self.sink.is_connected() => "not connected yet".into(),
-                None => "too slow".into(),
-            },
-            self.queue.len(),
-            self.queued_bytes,
-            self.queue_cap,
-            self.queue_bytes_cap,
-        );
-    }
-
-    /// While drops go on: how many since the last report. Once the queue is empty again
-    /// (syslog caught up): the outage's total.
-    fn report_drops(&mut self) {
-        let Some(o) = &mut self.outage else { return };
-        let total = self.counters.dropped_queue_full;
-        if total > o.logged {
-            tracing::warn!(
-                "dropped {} more QoS 0 messages ({} in this outage; {} records queued)",
-                total - o.logged,
-                total - o.dropped_before,
-                self.queue.len()
-            );
-            o.logged = total;
-        }
-        if self.queue.is_empty() {
-            tracing::info!(
-                "syslog caught up: {} QoS 0 messages were dropped in this outage",
-                total - o.dropped_before
-            );
-            self.outage = None;
+            self.outbox.push(self.batch.get(i).to_vec(), ack);
         }
     }
 
     /// Write queued records until the socket is full or the queue empty.
-    async fn flush(&mut self) {
-        while !self.queue.is_empty() {
+    fn flush(&mut self) {
+        while !self.outbox.is_empty() {
             let (n, outcome) = {
-                let front: Vec<&[u8]> = self
-                    .queue
-                    .iter()
-                    .take(BATCH)
-                    .map(|p| p.message.as_slice())
-                    .collect();
+                let front: Vec<&[u8]> = self.outbox.front(BATCH).collect();
                 self.sink.try_write_many(&front)
             };
             // Written records leave the queue before replayed ones are put back in front.
-            for _ in 0..n {
-                self.counters.written += 1;
-                let p = self.pop_front();
-                self.ack_opt(p).await;
-            }
+            self.outbox.written(n);
+            self.counters.written += n as u64;
             match outcome {
                 Outcome::Done => self.requeue_replay(),
                 Outcome::Later => {
@@ -425,9 +412,9 @@ impl Logger {
                     break;
                 }
                 Outcome::Rejected(e) => {
-                    let p = self.pop_front();
+                    self.outbox.reject_front();
                     self.requeue_replay();
-                    self.reject(e, p).await;
+                    self.reject(e);
                 }
             }
         }
@@ -445,55 +432,62 @@ impl Logger {
             replay.len()
         );
         self.counters.written -= replay.len() as u64;
-        for message in replay.into_iter().rev() {
-            self.push_front(Pending { message, ack: None });
-        }
+        self.outbox.replay(replay);
     }
 
-    async fn reject(&mut self, e: std::io::Error, ack: Option<Publish>) {
+    fn reject(&mut self, e: std::io::Error) {
         self.counters.dropped_too_big += 1;
         tracing::error!(
             "a record too big for {} was dropped ({e}); lower logger.max_payload_bytes",
             "the syslog transport"
         );
-        // Acknowledged all the same: redelivery could never succeed.
-        self.ack_opt(ack).await;
     }
 
-    async fn ack(&mut self, p: Publish) {
-        if p.qos != QoS::AtMostOnce {
-            self.ack_opt(Some(ack_only(&p))).await;
+    /// Hand the acknowledgements due to the event loop, as far as its request channel has
+    /// room. Never waits: the poller may be waiting for this task (see the module doc); what
+    /// does not fit is tried again after the next round or [`ACK_RETRY`].
+    fn send_acks(&mut self) {
+        while let Some(a) = self.outbox.next_ack() {
+            if self.client.try_ack(&a.publish()).is_err() {
+                break;
+            }
+            self.outbox.ack_sent();
         }
     }
 
-    async fn ack_opt(&mut self, p: Option<Publish>) {
-        if let Some(p) = p {
-            // Safe to await: the poller task drains the request channel independently.
-            if let Err(e) = self.client.ack(&p).await {
-                tracing::warn!("cannot acknowledge message {}: {e}", p.pkid);
+    /// On shutdown, once the poller no longer waits for this task: the acknowledgements
+    /// still due, waiting for room until `deadline`.
+    async fn last_acks(&mut self, deadline: tokio::time::Instant) {
+        while let Some(a) = self.outbox.next_ack() {
+            match tokio::time::timeout_at(deadline, self.client.ack(&a.publish())).await {
+                Ok(Ok(())) => self.outbox.ack_sent(),
+                _ => break,
             }
         }
+        if self.outbox.acks_due() > 0 {
+            tracing::warn!(
+                "{} acknowledgements could not be sent before exit; the broker delivers those \
+                 messages again, so their records will be written twice",
+                self.outbox.acks_due()
+            );
+        }
     }
 
-    /// On shutdown: write what is queued, for at most [`DRAIN_BUDGET`].
-    async fn drain(&mut self) {
-        let deadline = Instant::now() + DRAIN_BUDGET;
-        while !self.queue.is_empty() {
-            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
-                break;
-            };
-            if tokio::time::timeout(left, self.sink.ready(true))
+    /// On shutdown: write what is queued, until `deadline`.
+    async fn drain(&mut self, deadline: tokio::time::Instant) {
+        while !self.outbox.is_empty() {
+            if tokio::time::timeout_at(deadline, self.sink.ready(true))
                 .await
                 .is_err()
             {
                 break;
             }
-            self.flush().await;
+            self.flush();
         }
-        if !self.queue.is_empty() {
+        if !self.outbox.is_empty() {
             tracing::error!(
                 "{} records could not be written before exit (syslog unavailable); the broker redelivers QoS 1/2 ones",
-                self.queue.len()
+                self.outbox.len()
             );
         }
     }
@@ -512,23 +506,16 @@ impl Logger {
     fn report(&mut self) {
         let c = self.counters;
         notify::status(&format!(
-            "{} received, {} written, {} queued, {} dropped",
+            "{} received, {} written, {} queued{}, {} dropped (too big)",
             c.received,
             c.written,
-            self.queue.len(),
-            c.dropped_queue_full + c.dropped_too_big
+            self.outbox.len(),
+            if self.outbox.is_stopped() {
+                " (queue full: messages wait at the broker)"
+            } else {
+                ""
+            },
+            c.dropped_too_big
         ));
-    }
-}
-
-/// A copy of `p` with only what an acknowledgement needs (no payload kept in memory).
-fn ack_only(p: &Publish) -> Publish {
-    Publish {
-        dup: false,
-        qos: p.qos,
-        retain: false,
-        topic: String::new(),
-        pkid: p.pkid,
-        payload: bytes::Bytes::new(),
     }
 }

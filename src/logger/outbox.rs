@@ -1,0 +1,570 @@
+//! The logger's outbox: the records on their way to syslog, the acknowledgements they owe the
+//! broker, and when to stop taking messages. Pure: no I/O, no clock of its own (every call
+//! that needs the time takes `now`), generic over the acknowledgement so that tests can count
+//! them.
+//!
+//! The rules:
+//! - Records leave in the order their messages came, except those syslog lost in a restart
+//!   ([`Outbox::replay`]): they are older than anything queued, so they go first.
+//! - A message's acknowledgement falls due only once its record was handed to syslog (or can
+//!   never be: [`Outbox::reject_front`]), and acknowledgements fall due in the order the
+//!   messages came (MQTT 3.1.1 §4.6: a receiver acknowledges in order).
+//! - Nothing is dropped for want of room. When the queue is full, in records or in bytes,
+//!   [`Outbox::room`] is 0 and the caller stops taking messages from the broker: the socket
+//!   buffers fill and TCP flow control leaves the backlog at the broker, as a pipe into
+//!   logger(1) does. Taking starts again once syslog has taken half of the queue, so that a
+//!   slow syslog costs one pause per half queue rather than one wake-up per record.
+//! - The bounds are checked before each batch is taken: a batch can pass the byte bound by
+//!   its own size (the caller bounds batches), and records given back by
+//!   [`Outbox::replay`] (a few, bounded by the syslog socket's queue) are always taken back.
+//! - While taking is stopped the MQTT connection is read only as far as answering the
+//!   keep-alive needs (see [`crate::mqtt::spawn_poller`]), which has its limit; past the
+//!   keep-alive [`Flow::PastKeepAlive`] says so once, as a long outage may cost the
+//!   connection (QoS 1/2 messages wait in the session; QoS 0 messages the broker held for
+//!   the connection are lost there).
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+/// How much the queue may hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Records (`logger.queue`).
+    pub records: usize,
+    /// Bytes, each record counted with its bookkeeping (`logger.queue_bytes`).
+    pub bytes: usize,
+}
+
+/// A change in the flow of messages, for the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    /// The queue filled up: messages stay at the broker until syslog catches up.
+    Held {
+        /// Records queued.
+        records: usize,
+        /// Bytes queued.
+        bytes: usize,
+    },
+    /// Taking has been stopped for longer than the MQTT keep-alive.
+    PastKeepAlive {
+        /// How long taking has been stopped.
+        stopped_for: Duration,
+    },
+    /// The queue is empty again.
+    CaughtUp {
+        /// Since the queue filled up.
+        took: Duration,
+        /// How long taking was stopped in that time, all pauses together.
+        stopped: Duration,
+    },
+}
+
+/// Records waiting for syslog and acknowledgements waiting for the broker; see the module
+/// documentation for the rules.
+#[derive(Debug)]
+pub struct Outbox<A> {
+    queue: VecDeque<Queued<A>>,
+    /// Sum of [`Outbox::cost`] over `queue`.
+    bytes: usize,
+    limits: Limits,
+    keep_alive: Duration,
+    /// Acknowledgements due, oldest first.
+    due: VecDeque<A>,
+    /// Since when no messages are taken, while none are.
+    stopped: Option<Instant>,
+    /// From the queue filling up until it is empty again.
+    episode: Option<Episode>,
+}
+
+#[derive(Debug)]
+struct Queued<A> {
+    record: Vec<u8>,
+    ack: Option<A>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Episode {
+    since: Instant,
+    stopped: Duration,
+    warned: bool,
+}
+
+impl<A> Outbox<A> {
+    /// An empty outbox within `limits` (each at least 1), for a connection with `keep_alive`.
+    pub fn new(limits: Limits, keep_alive: Duration) -> Self {
+        Outbox {
+            queue: VecDeque::new(),
+            bytes: 0,
+            limits: Limits {
+                records: limits.records.max(1),
+                bytes: limits.bytes.max(1),
+            },
+            keep_alive,
+            due: VecDeque::new(),
+            stopped: None,
+            episode: None,
+        }
+    }
+
+    /// What a record of `len` bytes costs while queued: its bytes, its queue slot and the
+    /// allocator's header.
+    pub fn cost(len: usize) -> usize {
+        len + std::mem::size_of::<Queued<A>>() + 16
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// Whether no record waits: a new record may go to syslog directly, ahead of nothing.
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    /// Records waiting.
+    pub fn len(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Bytes waiting, bookkeeping included.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Whether taking messages is stopped (backpressure).
+    pub fn is_stopped(&self) -> bool {
+        self.stopped.is_some() || self.is_full()
+    }
+
+    fn is_full(&self) -> bool {
+        self.queue.len() >= self.limits.records || self.bytes >= self.limits.bytes
+    }
+
+    fn is_half_empty(&self) -> bool {
+        self.queue.len() <= self.limits.records / 2 && self.bytes <= self.limits.bytes / 2
+    }
+
+    /// How many messages may be taken from the broker now, at most `max`: 0 while taking is
+    /// stopped. Call [`Outbox::update`] first.
+    pub fn room(&self, max: usize) -> usize {
+        if self.is_stopped() {
+            0
+        } else {
+            max.min(self.limits.records - self.queue.len())
+        }
+    }
+
+    /// Queue a record that syslog cannot take now, behind the others, with what to
+    /// acknowledge once it is written.
+    pub fn push(&mut self, record: Vec<u8>, ack: Option<A>) {
+        self.bytes += Self::cost(record.capacity());
+        self.queue.push_back(Queued { record, ack });
+    }
+
+    /// The first `max` records, oldest first: what to write next.
+    pub fn front(&self, max: usize) -> impl Iterator<Item = &[u8]> {
+        self.queue.iter().take(max).map(|q| q.record.as_slice())
+    }
+
+    /// The first `n` records were handed to syslog: they leave, and their acknowledgements
+    /// fall due.
+    pub fn written(&mut self, n: usize) {
+        for _ in 0..n {
+            let Some(q) = self.queue.pop_front() else {
+                return;
+            };
+            self.bytes -= Self::cost(q.record.capacity());
+            self.due.extend(q.ack);
+        }
+    }
+
+    /// The first record can never be written (too big for the transport): it leaves, and its
+    /// acknowledgement falls due all the same, as a redelivery could never succeed. Returns
+    /// whether there was one.
+    pub fn reject_front(&mut self) -> bool {
+        let before = self.queue.len();
+        self.written(1);
+        self.queue.len() < before
+    }
+
+    /// Records syslog lost (it restarted before reading them) go back first, in the order
+    /// given; their messages were acknowledged already.
+    pub fn replay(&mut self, records: Vec<Vec<u8>>) {
+        for record in records.into_iter().rev() {
+            self.bytes += Self::cost(record.capacity());
+            self.queue.push_front(Queued { record, ack: None });
+        }
+    }
+
+    /// An acknowledgement due now: the message's record was written without waiting, or the
+    /// message is not logged at all.
+    pub fn ack(&mut self, ack: A) {
+        self.due.push_back(ack);
+    }
+
+    /// The oldest acknowledgement due, to send; [`Outbox::ack_sent`] once it went.
+    pub fn next_ack(&self) -> Option<&A> {
+        self.due.front()
+    }
+
+    /// The acknowledgement from [`Outbox::next_ack`] was sent.
+    pub fn ack_sent(&mut self) {
+        self.due.pop_front();
+    }
+
+    /// Acknowledgements due and not sent yet.
+    pub fn acks_due(&self) -> usize {
+        self.due.len()
+    }
+
+    /// Move the flow on to `now`: stop taking messages when the queue is full, start again
+    /// when it is half empty. Returns what changed, for the log: at most one change a call.
+    pub fn update(&mut self, now: Instant) -> Option<Flow> {
+        match self.stopped {
+            Some(since) if self.is_half_empty() => {
+                self.stopped = None;
+                if let Some(e) = &mut self.episode {
+                    e.stopped += now.saturating_duration_since(since);
+                }
+            }
+            Some(since) => {
+                let stopped_for = now.saturating_duration_since(since);
+                if let Some(e) = &mut self.episode
+                    && !e.warned
+                    && stopped_for >= self.keep_alive
+                {
+                    e.warned = true;
+                    return Some(Flow::PastKeepAlive { stopped_for });
+                }
+            }
+            None if self.is_full() => {
+                self.stopped = Some(now);
+                if self.episode.is_none() {
+                    self.episode = Some(Episode {
+                        since: now,
+                        stopped: Duration::ZERO,
+                        warned: false,
+                    });
+                    return Some(Flow::Held {
+                        records: self.queue.len(),
+                        bytes: self.bytes,
+                    });
+                }
+            }
+            None => {}
+        }
+        if self.queue.is_empty()
+            && self.stopped.is_none()
+            && let Some(e) = self.episode.take()
+        {
+            return Some(Flow::CaughtUp {
+                took: now.saturating_duration_since(e.since),
+                stopped: e.stopped,
+            });
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const KEEP_ALIVE: Duration = Duration::from_secs(60);
+
+    fn outbox(records: usize, bytes: usize) -> Outbox<u32> {
+        Outbox::new(Limits { records, bytes }, KEEP_ALIVE)
+    }
+
+    fn rec(i: u32) -> Vec<u8> {
+        i.to_string().into_bytes()
+    }
+
+    fn acks(o: &mut Outbox<u32>) -> Vec<u32> {
+        let mut out = Vec::new();
+        while let Some(&a) = o.next_ack() {
+            out.push(a);
+            o.ack_sent();
+        }
+        out
+    }
+
+    #[test]
+    fn acknowledgements_fall_due_only_once_written_and_in_order() {
+        let mut o = outbox(100, 1 << 20);
+        o.ack(1);
+        o.push(rec(2), Some(2));
+        o.push(rec(3), None);
+        o.push(rec(4), Some(4));
+        assert_eq!(acks(&mut o), vec![1], "queued records owe their acks");
+        o.written(2);
+        assert_eq!(acks(&mut o), vec![2]);
+        assert_eq!(o.front(10).collect::<Vec<_>>(), vec![b"4"]);
+        assert!(o.reject_front(), "a record too big leaves");
+        assert_eq!(acks(&mut o), vec![4], "and is acknowledged all the same");
+        assert!(o.is_empty() && !o.reject_front());
+        assert_eq!(o.bytes(), 0);
+    }
+
+    #[test]
+    fn replayed_records_go_first_and_owe_nothing() {
+        let mut o = outbox(100, 1 << 20);
+        o.push(rec(5), Some(5));
+        o.replay(vec![rec(3), rec(4)]);
+        assert_eq!(o.front(10).collect::<Vec<_>>(), vec![&b"3"[..], b"4", b"5"]);
+        o.written(2);
+        assert_eq!(o.acks_due(), 0);
+        o.written(1);
+        assert_eq!(acks(&mut o), vec![5]);
+    }
+
+    #[test]
+    fn a_full_queue_stops_taking_until_half_empty() {
+        let t0 = Instant::now();
+        let mut o = outbox(10, 1 << 20);
+        assert_eq!(o.room(256), 10);
+        for i in 0..10 {
+            o.push(rec(i), Some(i));
+        }
+        assert_eq!(o.room(256), 0);
+        assert_eq!(
+            o.update(t0),
+            Some(Flow::Held {
+                records: 10,
+                bytes: o.bytes()
+            })
+        );
+        o.written(1);
+        assert_eq!(o.update(t0), None);
+        assert_eq!(o.room(256), 0, "one free slot does not start taking again");
+        o.written(4);
+        assert_eq!(o.update(t0 + Duration::from_secs(2)), None);
+        assert_eq!(
+            o.room(256),
+            5,
+            "half empty: taking again, as far as there is room"
+        );
+        // Full again, and empty: one episode.
+        for i in 10..15 {
+            o.push(rec(i), None);
+        }
+        assert_eq!(
+            o.update(t0 + Duration::from_secs(3)),
+            None,
+            "not logged twice"
+        );
+        o.written(10);
+        assert_eq!(
+            o.update(t0 + Duration::from_secs(4)),
+            Some(Flow::CaughtUp {
+                took: Duration::from_secs(4),
+                stopped: Duration::from_secs(3),
+            })
+        );
+        assert_eq!(o.update(t0 + Duration::from_secs(5)), None);
+        assert_eq!(o.room(256), 10);
+    }
+
+    #[test]
+    fn the_byte_bound_stops_taking_too() {
+        let t0 = Instant::now();
+        let cost = Outbox::<u32>::cost(1000);
+        let mut o = outbox(1000, 3 * cost);
+        o.push(vec![0; 1000], None);
+        o.push(vec![0; 1000], None);
+        assert!(o.room(256) > 0);
+        o.push(vec![0; 1000], None);
+        assert_eq!(o.room(256), 0);
+        assert!(matches!(o.update(t0), Some(Flow::Held { records: 3, .. })));
+        o.written(1);
+        o.update(t0);
+        assert_eq!(o.room(256), 0, "two thirds full");
+        o.written(1);
+        o.update(t0);
+        assert!(o.room(256) > 0);
+    }
+
+    #[test]
+    fn a_long_stop_is_reported_once_past_the_keep_alive() {
+        let t0 = Instant::now();
+        let mut o = outbox(2, 1 << 20);
+        o.push(rec(1), Some(1));
+        o.push(rec(2), Some(2));
+        assert!(matches!(o.update(t0), Some(Flow::Held { .. })));
+        assert_eq!(o.update(t0 + KEEP_ALIVE / 2), None);
+        assert_eq!(
+            o.update(t0 + KEEP_ALIVE),
+            Some(Flow::PastKeepAlive {
+                stopped_for: KEEP_ALIVE
+            })
+        );
+        assert_eq!(o.update(t0 + KEEP_ALIVE * 3), None);
+        o.written(2);
+        assert!(matches!(
+            o.update(t0 + KEEP_ALIVE * 4),
+            Some(Flow::CaughtUp { .. })
+        ));
+    }
+
+    #[test]
+    fn zero_limits_still_let_messages_through() {
+        let t0 = Instant::now();
+        let mut o = outbox(0, 0);
+        assert_eq!(o.room(256), 1);
+        o.push(rec(1), Some(1));
+        o.update(t0);
+        assert_eq!(o.room(256), 0);
+        o.written(1);
+        o.update(t0);
+        assert_eq!(o.room(256), 1);
+    }
+
+    /// What the syslog side and the broker side do to the outbox.
+    #[derive(Debug, Clone)]
+    enum Op {
+        /// Take up to this many messages (sizes; QoS ≥ 1 when true), as `room` allows.
+        Take(Vec<(usize, bool)>),
+        /// Syslog takes up to this many records.
+        Write(usize),
+        /// The front record is too big.
+        Reject,
+        /// Syslog lost the last this many records written (a restart).
+        Replay(usize),
+        /// Send up to this many acknowledgements.
+        Ack(usize),
+        /// Time passes (ms).
+        Tick(u64),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => proptest::collection::vec((1usize..300, any::<bool>()), 1..20).prop_map(Op::Take),
+            4 => (0usize..20).prop_map(Op::Write),
+            1 => Just(Op::Reject),
+            1 => (0usize..4).prop_map(Op::Replay),
+            2 => (0usize..20).prop_map(Op::Ack),
+            2 => (0u64..90_000).prop_map(Op::Tick),
+        ]
+    }
+
+    /// A record: its message number, then padding to its size.
+    fn record(id: u32, size: usize) -> Vec<u8> {
+        let mut r = id.to_be_bytes().to_vec();
+        r.resize(size.max(4), b'.');
+        r
+    }
+
+    fn id_of(r: &[u8]) -> u32 {
+        u32::from_be_bytes([r[0], r[1], r[2], r[3]])
+    }
+
+    proptest! {
+        /// Whatever the order of events: nothing is lost or reordered, every QoS ≥ 1 message
+        /// is acknowledged exactly once, in order, and only after its record was written; the
+        /// queue keeps its bounds (a batch over the byte bound, replays over both); taking
+        /// stops only while the queue is not empty, and the log hears of each fill-up once
+        /// and of its end.
+        #[test]
+        fn nothing_lost_acked_in_order_after_writing_bounded(
+            ops in proptest::collection::vec(op(), 1..200),
+            records in 1usize..40,
+            bytes in 1usize..6000,
+        ) {
+            const BATCH: usize = 8;
+            let t0 = Instant::now();
+            let mut now = t0;
+            let mut o: Outbox<u32> = Outbox::new(Limits { records, bytes }, KEEP_ALIVE);
+            let mut next = 0u32;
+            let mut qos1 = std::collections::HashSet::new();
+            let mut done: Vec<u32> = Vec::new(); // written or rejected, first time
+            let mut written: Vec<u32> = Vec::new(); // every write, replays included
+            let mut acked: Vec<u32> = Vec::new();
+            let mut replayed = 0usize;
+            let mut in_episode = false;
+            let max_cost = Outbox::<u32>::cost(300);
+            let finish = [Op::Write(usize::MAX), Op::Ack(usize::MAX), Op::Tick(0)];
+            for op in ops.iter().chain(&finish) {
+                match op.clone() {
+                    Op::Take(msgs) => {
+                        let room = o.room(BATCH);
+                        for &(size, q1) in msgs.iter().take(room) {
+                            let id = next;
+                            next += 1;
+                            if q1 {
+                                qos1.insert(id);
+                            }
+                            o.push(record(id, size), q1.then_some(id));
+                        }
+                    }
+                    Op::Write(n) => {
+                        let front: Vec<u32> = o.front(n).map(id_of).collect();
+                        o.written(front.len());
+                        for id in front {
+                            if replayed > 0 {
+                                replayed -= 1;
+                            } else {
+                                done.push(id);
+                            }
+                            written.push(id);
+                        }
+                    }
+                    Op::Reject => {
+                        let front = o.front(1).next().map(id_of);
+                        if let Some(id) = front {
+                            prop_assert!(o.reject_front());
+                            if replayed > 0 {
+                                replayed -= 1;
+                            } else {
+                                done.push(id);
+                            }
+                        }
+                    }
+                    Op::Replay(k) => {
+                        // Only what was written last, and only once nothing is half-sent.
+                        let k = k.min(written.len());
+                        let lost: Vec<Vec<u8>> = written[written.len() - k..]
+                            .iter()
+                            .map(|&id| record(id, 4))
+                            .collect();
+                        written.truncate(written.len() - k);
+                        replayed += k;
+                        o.replay(lost);
+                    }
+                    Op::Ack(n) => {
+                        for _ in 0..n {
+                            let Some(&a) = o.next_ack() else { break };
+                            prop_assert!(done.contains(&a), "{} acknowledged before it was written", a);
+                            acked.push(a);
+                            o.ack_sent();
+                        }
+                    }
+                    Op::Tick(ms) => now += Duration::from_millis(ms),
+                }
+                prop_assert!(o.len() <= records.max(1) + replayed + 3);
+                prop_assert!(o.bytes() < bytes.max(1) + BATCH * max_cost + (replayed + 3) * Outbox::<u32>::cost(4));
+                match o.update(now) {
+                    Some(Flow::Held { .. }) => {
+                        prop_assert!(!in_episode, "a fill-up logged twice");
+                        in_episode = true;
+                    }
+                    Some(Flow::CaughtUp { .. }) => {
+                        prop_assert!(in_episode && o.is_empty());
+                        in_episode = false;
+                    }
+                    Some(Flow::PastKeepAlive { .. }) => prop_assert!(in_episode),
+                    None => {}
+                }
+                if o.is_empty() {
+                    prop_assert!(o.room(BATCH) > 0, "taking stopped with nothing queued");
+                    prop_assert!(!in_episode);
+                }
+            }
+            // Written in the order taken, each once (replays aside), and all of them.
+            prop_assert_eq!(done, (0..next).collect::<Vec<_>>());
+            let expected: Vec<u32> = (0..next).filter(|i| qos1.contains(i)).collect();
+            prop_assert_eq!(acked, expected);
+        }
+    }
+}
