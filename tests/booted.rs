@@ -428,6 +428,15 @@ fn the_package_works_on_a_booted_systemd() {
         "the HTTP reading in /var/log/syslog",
         "grep -qF 'iotitan/http/site/voltage 229.5' /var/log/syslog",
     );
+    // And read back by the unit, as user iotitan, from /var/log/syslog (group adm).
+    let history = c.ok(&format!(
+        "curl -sS --fail-with-body -H 'Authorization: Bearer {TOKEN}' \
+         'http://127.0.0.1:8750/api/v1/history?topics=iotitan%2Fhttp%2Fsite%2F%23&since=-1h'"
+    ));
+    assert!(
+        history.contains("\"iotitan/http/site/voltage\",229.5"),
+        "{history}"
+    );
 
     // A restart of the logger in the middle of a stream loses nothing.
     let lines: String = (0..3000).map(|i| format!("{i}\n")).collect();
