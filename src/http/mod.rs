@@ -24,6 +24,7 @@ pub mod rate;
 pub mod reading;
 pub mod server;
 pub mod tls;
+pub mod ui;
 
 use crate::config::Config;
 use crate::exit::{self, ExitError};

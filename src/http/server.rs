@@ -70,6 +70,7 @@ pub fn router(app: Arc<App>, read: Option<Router>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .with_state(app.clone())
+        .merge(super::ui::routes())
         .nest("/api/v1", api)
         .fallback(|| async { ApiError::not_found("not_found", "no such path") })
         .layer(tower_http::limit::RequestBodyLimitLayer::new(

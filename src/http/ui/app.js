@@ -1,0 +1,299 @@
+// The iotitan dashboard. Every piece of data comes from /api/v1 with the read token as a Bearer
+// header; the token comes from the URL fragment (#token=..., never sent to the server) or a
+// form, and is kept in sessionStorage only.
+"use strict";
+
+const KEY = "iotitan.token";
+const ALERT_KINDS = ["hi", "lo", "stale"];
+const RANGES = { "1h": 3600, "24h": 86400, "7d": 7 * 86400, "30d": 30 * 86400 };
+const $ = (id) => document.getElementById(id);
+
+let token = null;
+let series = new Map(); // topic -> {last, at}
+let alerts = new Map(); // topic -> {hi, lo, stale}
+let current = { topic: null, range: "24h" };
+let plot = null;
+let live = null;
+let csvUrl = null;
+
+class AuthError extends Error {}
+
+/// The token from the fragment (then removed from the address bar) or sessionStorage.
+function takeToken() {
+  const m = /(?:^|[#&])token=([^&]*)/.exec(location.hash);
+  if (m) {
+    sessionStorage.setItem(KEY, decodeURIComponent(m[1]));
+    history.replaceState(null, "", location.pathname + location.search);
+  }
+  return sessionStorage.getItem(KEY);
+}
+
+async function api(path, accept) {
+  const r = await fetch("/api/v1" + path, {
+    headers: { Authorization: "Bearer " + token, Accept: accept || "application/json" },
+    cache: "no-store",
+  });
+  if (r.status === 401 || r.status === 403) {
+    throw new AuthError(r.status === 401
+      ? "The token was refused: it is unknown. Enter a read token."
+      : "This token may not read data: it needs the read scope.");
+  }
+  if (!r.ok) {
+    let msg = r.status + " " + r.statusText;
+    try { msg = (await r.json()).message || msg; } catch (_) { /* not JSON */ }
+    throw new Error(msg);
+  }
+  return accept === "text/csv" ? r.blob() : r.json();
+}
+
+function say(text) {
+  const m = $("message");
+  m.textContent = text || "";
+  m.hidden = !text;
+}
+
+function showLogin(text) {
+  sessionStorage.removeItem(KEY);
+  token = null;
+  if (live) { live.close(); live = null; }
+  series = new Map();
+  alerts = new Map();
+  $("overview").tBodies[0].replaceChildren();
+  $("hourly").tBodies[0].replaceChildren();
+  $("series").replaceChildren();
+  if (plot) { plot.destroy(); plot = null; }
+  $("data").hidden = true;
+  $("logout").hidden = true;
+  $("login").hidden = false;
+  say(text);
+}
+
+function fail(e) {
+  if (e instanceof AuthError) showLogin(e.message);
+  else say("Could not load data: " + e.message);
+}
+
+/// `a/b/temperature_alert_hi` -> ["a/b/temperature", "hi"], else null.
+function alertOf(topic) {
+  const m = /^(.*)_alert_(hi|lo|stale)$/.exec(topic);
+  return m ? [m[1], m[2]] : null;
+}
+
+function isOn(v) {
+  return v === true || v === 1 || /^(on|1|true)$/i.test(String(v));
+}
+
+function fmt(v) {
+  if (typeof v === "number") return Number.isInteger(v) ? String(v) : v.toFixed(2);
+  return String(v);
+}
+
+function age(at) {
+  const s = Math.max(0, Math.round((Date.now() - Date.parse(at)) / 1000));
+  if (s < 120) return s + " s";
+  if (s < 7200) return Math.round(s / 60) + " min";
+  if (s < 172800) return Math.round(s / 3600) + " h";
+  return Math.round(s / 86400) + " d";
+}
+
+function cell(text, cls) {
+  const td = document.createElement("td");
+  td.textContent = text;
+  if (cls) td.className = cls;
+  return td;
+}
+
+function alertCell(topic) {
+  const td = document.createElement("td");
+  const a = alerts.get(topic) || {};
+  for (const k of ALERT_KINDS) {
+    if (!(k in a)) continue;
+    const s = document.createElement("span");
+    s.className = "alert " + (a[k] ? "on" : "off");
+    s.dataset.alert = k;
+    s.textContent = k + (a[k] ? " on" : " off");
+    td.append(s);
+  }
+  return td;
+}
+
+function rowOf(topic) {
+  const s = series.get(topic);
+  const tr = document.createElement("tr");
+  tr.dataset.topic = topic;
+  tr.append(cell(topic), cell(fmt(s.last), "num value"), cell(age(s.at), "age"), alertCell(topic));
+  tr.addEventListener("click", () => select(topic));
+  return tr;
+}
+
+function renderOverview() {
+  const body = $("overview").tBodies[0];
+  const topics = [...series.keys()].sort();
+  body.replaceChildren(...topics.map(rowOf));
+}
+
+/// One reading (from /topics or live): a series or an alert state.
+function note(topic, value, at) {
+  const a = alertOf(topic);
+  if (a) {
+    const st = alerts.get(a[0]) || {};
+    st[a[1]] = isOn(value);
+    alerts.set(a[0], st);
+    return a[0];
+  }
+  series.set(topic, { last: value, at });
+  return topic;
+}
+
+async function loadOverview() {
+  const seen = await api("/topics?since=-1d");
+  series = new Map();
+  alerts = new Map();
+  for (const s of seen) note(s.topic, s.last, s.at);
+  renderOverview();
+  const sel = $("series");
+  const numeric = [...series.keys()].filter((t) => typeof series.get(t).last === "number").sort();
+  sel.replaceChildren(...numeric.map((t) => {
+    const o = document.createElement("option");
+    o.value = o.textContent = t;
+    return o;
+  }));
+  if (!current.topic || !series.has(current.topic)) current.topic = numeric[0] || null;
+  if (current.topic) sel.value = current.topic;
+}
+
+/// Seconds since the epoch of an RFC 3339 time.
+const secs = (t) => Date.parse(t) / 1000;
+
+async function loadChart() {
+  const topic = current.topic;
+  const box = $("chart");
+  box.dataset.topic = topic || "";
+  if (!topic) { box.textContent = "No numeric series in the last day."; return; }
+  const width = Math.max(300, Math.min(box.clientWidth || 800, 2000));
+  const since = "-" + current.range;
+  const q = "topics=" + encodeURIComponent(topic) + "&since=" + since;
+  const v = await api("/aggregate?" + q + "&every=1s&stats=min,mean,max,count&max_points=" + width);
+  const buckets = (v.series && v.series[topic]) || [];
+  const data = [
+    buckets.map((b) => secs(b.start)),
+    buckets.map((b) => b.min),
+    buckets.map((b) => b.mean),
+    buckets.map((b) => b.max),
+  ];
+  box.dataset.buckets = String(buckets.length);
+  box.dataset.maxPoints = String(width);
+  box.dataset.range = current.range;
+  box.dataset.mean = JSON.stringify(data[2]);
+  const opts = {
+    width,
+    height: 300,
+    title: topic + " (" + current.range + ")",
+    scales: { x: { time: true } },
+    series: [
+      {},
+      { label: "min", stroke: "#8ab", width: 1 },
+      { label: "mean", stroke: "#135", width: 2, points: { show: buckets.length < 60 } },
+      { label: "max", stroke: "#8ab", width: 1 },
+    ],
+    bands: [{ series: [3, 1], fill: "rgba(100,150,200,0.2)" }],
+    cursor: { drag: { x: true, y: false } },
+  };
+  if (plot) plot.destroy();
+  box.replaceChildren();
+  plot = new uPlot(opts, data, box);
+  // The CSV of the range, fetched with the token (a plain link could not carry the header).
+  const csv = await api("/history?" + q, "text/csv");
+  if (csvUrl) URL.revokeObjectURL(csvUrl);
+  csvUrl = URL.createObjectURL(csv);
+  const a = $("csv");
+  a.href = csvUrl;
+  a.download = topic.replace(/[^A-Za-z0-9._-]+/g, "_") + "-" + current.range + ".csv";
+}
+
+async function loadHourly() {
+  const topic = current.topic;
+  const t = $("hourly");
+  t.dataset.topic = topic || "";
+  if (!topic) { t.tBodies[0].replaceChildren(); return; }
+  const v = await api("/aggregate?topics=" + encodeURIComponent(topic) +
+    "&since=-7d&every=1h&stats=min,mean,max,count");
+  const buckets = (v.series && v.series[topic]) || [];
+  t.tBodies[0].replaceChildren(...buckets.slice().reverse().map((b) => {
+    const tr = document.createElement("tr");
+    tr.dataset.start = b.start;
+    tr.append(cell(new Date(b.start).toLocaleString()), cell(fmt(b.min), "num"),
+      cell(fmt(b.mean), "num"), cell(fmt(b.max), "num"), cell(String(b.count), "num"));
+    return tr;
+  }));
+}
+
+async function select(topic) {
+  current.topic = topic;
+  $("series").value = topic;
+  try {
+    await Promise.all([loadChart(), loadHourly()]);
+  } catch (e) { fail(e); }
+}
+
+/// Live readings over server-sent events. EventSource cannot send headers, so this one
+/// endpoint takes the token as a query parameter.
+function startLive() {
+  if (typeof EventSource === "undefined") return;
+  live = new EventSource("/api/v1/live?access_token=" + encodeURIComponent(token));
+  live.onopen = () => { $("live-state").textContent = "live: on"; };
+  live.onerror = () => { $("live-state").textContent = "live: reconnecting"; };
+  live.addEventListener("reading", (ev) => {
+    let r;
+    try { r = JSON.parse(ev.data); } catch (_) { return; }
+    const topic = note(r.topic, r.value, r.at);
+    const old = $("overview").querySelector('tr[data-topic="' + CSS.escape(topic) + '"]');
+    if (!series.has(topic)) return;
+    const tr = rowOf(topic);
+    tr.classList.add("flash");
+    if (old) old.replaceWith(tr); else renderOverview();
+  });
+}
+
+async function start() {
+  $("login").hidden = true;
+  $("data").hidden = false;
+  $("logout").hidden = false;
+  say("");
+  try {
+    await loadOverview();
+    if (current.topic) await Promise.all([loadChart(), loadHourly()]);
+    document.body.dataset.ready = "1";
+    startLive();
+  } catch (e) { fail(e); }
+}
+
+function init() {
+  $("login").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    token = $("token").value.trim();
+    if (!token) return;
+    sessionStorage.setItem(KEY, token);
+    $("token").value = "";
+    start();
+  });
+  $("logout").addEventListener("click", () => showLogin(""));
+  $("series").addEventListener("change", (ev) => select(ev.target.value));
+  for (const b of $("ranges").querySelectorAll("button")) {
+    b.addEventListener("click", () => {
+      current.range = b.dataset.range;
+      for (const o of $("ranges").querySelectorAll("button")) o.classList.toggle("on", o === b);
+      loadChart().catch(fail);
+    });
+  }
+  setInterval(() => {
+    for (const tr of $("overview").tBodies[0].rows) {
+      const s = series.get(tr.dataset.topic);
+      if (s) tr.querySelector(".age").textContent = age(s.at);
+    }
+  }, 5000);
+  token = takeToken();
+  if (token) start(); else showLogin("");
+}
+
+init();
