@@ -8,7 +8,6 @@ use common::*;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
 const HTTP: &str = env!("CARGO_BIN_EXE_iotitan-http");
 const LOGGER: &str = env!("CARGO_BIN_EXE_iotitan-logger");
@@ -164,52 +163,189 @@ fn post_reading(s: &Setup, body: &str) -> Value {
     })
 }
 
-/// Run headless Chromium on `url` (fragment included) and return the DOM once the page settled
-/// (virtual time runs until the network and timers are idle or the budget is spent).
-fn chromium(s: &Setup, url: &str, screenshot: Option<&str>) -> String {
-    let bin = require("chromium", "chromium");
-    let profile = tempfile::tempdir_in(s.dir.path()).unwrap();
-    let mut cmd = Command::new(bin);
-    cmd.args([
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--disable-dev-shm-usage",
-        "--window-size=1200,1600",
-        "--virtual-time-budget=15000",
-    ])
-    .arg(format!("--user-data-dir={}", profile.path().display()));
-    match screenshot {
-        Some(name) => {
-            let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
-            cmd.arg(format!("--screenshot={}", target.join(name).display()));
+const CHROMIUM_FLAGS: &[&str] = &[
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--window-size=1200,1600",
+];
+
+/// Headless Chromium driven over the DevTools protocol on a pipe (`--remote-debugging-pipe`:
+/// the browser reads NUL-terminated JSON commands on fd 3 and answers on fd 4), so a page stays
+/// open as long as a test needs (a live stream would hold `--dump-dom`'s virtual time still).
+struct Browser {
+    child: Proc,
+    to: std::io::PipeWriter,
+    from: std::sync::mpsc::Receiver<Value>,
+    next: u64,
+    _profile: tempfile::TempDir,
+}
+
+impl Browser {
+    fn launch(dir: &Path) -> Browser {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::process::CommandExt;
+        let bin = require("chromium", "chromium");
+        let profile = tempfile::tempdir_in(dir).unwrap();
+        let (their_in, to) = std::io::pipe().unwrap();
+        let (mut from, their_out) = std::io::pipe().unwrap();
+        let (a, b) = (their_in.as_raw_fd(), their_out.as_raw_fd());
+        let mut cmd = Command::new(bin);
+        cmd.args(CHROMIUM_FLAGS)
+            .arg("--remote-debugging-pipe")
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .arg("about:blank")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        // SAFETY: only async-signal-safe calls (fcntl, dup2) between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                // Out of the way first, in case a pipe end already sits on fd 3 or 4.
+                let a2 = libc::fcntl(a, libc::F_DUPFD, 10);
+                let b2 = libc::fcntl(b, libc::F_DUPFD, 10);
+                if a2 < 0 || b2 < 0 || libc::dup2(a2, 3) < 0 || libc::dup2(b2, 4) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
         }
-        None => {
-            cmd.arg("--dump-dom");
+        let child = Proc(cmd.spawn().expect("start chromium"));
+        drop((their_in, their_out));
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 65536];
+            loop {
+                let n = match std::io::Read::read(&mut from, &mut chunk) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => n,
+                };
+                buf.extend_from_slice(&chunk[..n]);
+                while let Some(end) = buf.iter().position(|&c| c == 0) {
+                    let msg: Vec<u8> = buf.drain(..=end).collect();
+                    if let Ok(v) = serde_json::from_slice(&msg[..end]) {
+                        if tx.send(v).is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        });
+        Browser {
+            child,
+            to,
+            from: rx,
+            next: 0,
+            _profile: profile,
         }
     }
-    let mut child = Proc(
-        cmd.arg(url)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start chromium"),
-    );
-    let mut out = child.0.stdout.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = std::io::Read::read_to_string(&mut out, &mut s);
-        s
-    });
-    let st = wait_exit(&mut child.0, Duration::from_secs(60));
-    assert!(st.is_some(), "chromium did not finish within 60 s");
-    reader.join().unwrap()
+
+    /// One command; its result (events in between are skipped).
+    fn call(&mut self, session: Option<&str>, method: &str, params: Value) -> Value {
+        self.try_call(session, method, params)
+            .unwrap_or_else(|e| panic!("{method}: {e}"))
+    }
+
+    /// One command; its result or its error.
+    fn try_call(
+        &mut self,
+        session: Option<&str>,
+        method: &str,
+        params: Value,
+    ) -> Result<Value, Value> {
+        self.next += 1;
+        let id = self.next;
+        let mut msg = serde_json::json!({"id": id, "method": method, "params": params});
+        if let Some(s) = session {
+            msg["sessionId"] = s.into();
+        }
+        let mut bytes = msg.to_string().into_bytes();
+        bytes.push(0);
+        std::io::Write::write_all(&mut self.to, &bytes).expect("write to chromium");
+        let deadline = std::time::Instant::now() + TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let v = self
+                .from
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("no answer from chromium to {method}"));
+            if v["id"] == id {
+                return match v.get("error") {
+                    Some(e) => Err(e.clone()),
+                    None => Ok(v["result"].clone()),
+                };
+            }
+        }
+    }
+
+    /// Open `url` in a new tab; the tab's session.
+    fn open(&mut self, url: &str) -> String {
+        let t = self.call(None, "Target.createTarget", serde_json::json!({"url": url}));
+        let s = self.call(
+            None,
+            "Target.attachToTarget",
+            serde_json::json!({"targetId": t["targetId"], "flatten": true}),
+        );
+        s["sessionId"].as_str().unwrap().to_owned()
+    }
+
+    /// Wait (bounded, in the page) until the JS expression `cond` holds; then the page's HTML.
+    /// `None` if it never held.
+    fn wait_for(&mut self, session: &str, cond: &str, timeout_ms: u64) -> (bool, String) {
+        let expr = format!(
+            "new Promise(res => {{ const t0 = Date.now(); const f = () => {{ \
+               let ok = false; try {{ ok = !!({cond}); }} catch (_) {{}} \
+               if (ok || Date.now() - t0 > {timeout_ms}) \
+                 res([ok, document.documentElement.outerHTML]); else setTimeout(f, 20); }}; f(); }})"
+        );
+        let params =
+            serde_json::json!({"expression": expr, "awaitPromise": true, "returnByValue": true});
+        // The tab starts on about:blank: its context goes away when the page loads. Again then.
+        let deadline = std::time::Instant::now() + TIMEOUT;
+        let r = loop {
+            match self.try_call(Some(session), "Runtime.evaluate", params.clone()) {
+                Ok(r) => break r,
+                Err(e) if std::time::Instant::now() < deadline => {
+                    eprintln!("evaluating again after: {e}");
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                Err(e) => panic!("Runtime.evaluate: {e}"),
+            }
+        };
+        let v = &r["result"]["value"];
+        (
+            v[0].as_bool().unwrap_or(false),
+            v[1].as_str().unwrap_or_default().to_owned(),
+        )
+    }
+
+    /// Save a PNG of the tab under `target/`.
+    fn screenshot(&mut self, session: &str, name: &str) {
+        use base64::Engine;
+        let r = self.call(
+            Some(session),
+            "Page.captureScreenshot",
+            serde_json::json!({"format": "png", "captureBeyondViewport": true}),
+        );
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(r["data"].as_str().unwrap())
+            .unwrap();
+        let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
+        std::fs::write(target.join(name), png).unwrap();
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.child.0.kill();
+    }
 }
 
 /// The value of attribute `name` on the first element carrying `marker` in its start tag.
@@ -289,12 +425,10 @@ fn dashboard_shows_the_series_the_api_has_and_nothing_without_a_token() {
 
     // The page with the read token in its fragment.
     let url = format!("{}/#token={READ}", s.base);
-    let dom = chromium(&s, &url, None);
-    assert_eq!(
-        attr(&dom, "<body", "data-ready").as_deref(),
-        Some("1"),
-        "the page never got ready:\n{dom}"
-    );
+    let mut b = Browser::launch(s.dir.path());
+    let tab = b.open(&url);
+    let (ready, dom) = b.wait_for(&tab, "document.body.dataset.ready === '1'", 20_000);
+    assert!(ready, "the page never got ready:\n{dom}");
     for w in want {
         row(&dom, w);
     }
@@ -334,23 +468,71 @@ fn dashboard_shows_the_series_the_api_has_and_nothing_without_a_token() {
     assert_eq!(means, api_means, "chart data differ from the API");
     assert!(dom.contains("class=\"uplot"), "no uPlot chart drawn");
 
-    chromium(&s, &url, Some("dashboard-overview.png"));
+    b.screenshot(&tab, "dashboard-overview.png");
 
     // A wrong token: the message, no data.
-    let dom = chromium(
-        &s,
-        &format!("{}/#token=wrong-token-000000000000", s.base),
-        None,
-    );
+    let tab = b.open(&format!("{}/#token=wrong-token-000000000000", s.base));
+    let (shown, dom) = b.wait_for(&tab, "!document.getElementById('message').hidden", 20_000);
+    assert!(shown, "no message for a wrong token:\n{dom}");
     assert!(dom.contains("The token was refused"), "{dom}");
     assert!(!dom.contains("data-topic=\"iotitan/"), "data shown: {dom}");
     assert!(!dom.contains("22.25"));
     assert_eq!(attr(&dom, "<body", "data-ready"), None);
-    chromium(
-        &s,
-        &format!("{}/#token=wrong-token-000000000000", s.base),
-        Some("dashboard-wrong-token.png"),
-    );
+    b.screenshot(&tab, "dashboard-wrong-token.png");
     let log = std::fs::read_to_string(&s.log).unwrap();
     assert!(!log.contains(READ), "the token reached the log");
+}
+
+#[test]
+fn a_live_reading_appears_in_the_overview_without_a_reload() {
+    let s = setup();
+    s.m.publish(&[
+        "-t",
+        "iotitan/home/kitchen/temperature",
+        "-m",
+        "20",
+        "-q",
+        "1",
+    ]);
+    let recorded = wait_until(TIMEOUT, || {
+        get_json(&s, "/api/v1/topics?since=-1d")
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["topic"] == "iotitan/home/kitchen/temperature")
+    });
+    assert!(recorded);
+    assert!(
+        wait_until(TIMEOUT, || std::fs::read_to_string(&s.log)
+            .unwrap_or_default()
+            .contains("live readings: subscribed")),
+        "the daemon never subscribed for live readings"
+    );
+    let mut b = Browser::launch(s.dir.path());
+    let tab = b.open(&format!("{}/#token={READ}", s.base));
+    let (ok, dom) = b.wait_for(
+        &tab,
+        "document.body.dataset.ready === '1' && document.getElementById('live-state').textContent === 'live: on'",
+        20_000,
+    );
+    assert!(ok, "the page never got ready and live:\n{dom}");
+    assert!(!dom.contains("iotitan/live/x/temperature"));
+    // A series the page has never seen: its row can only come from the live stream.
+    let sent = std::time::Instant::now();
+    s.m.publish(&["-t", "iotitan/live/x/temperature", "-m", "42.5", "-q", "1"]);
+    let (ok, dom) = b.wait_for(
+        &tab,
+        "[...document.querySelectorAll('#overview tr')].some(r => r.dataset.topic === 'iotitan/live/x/temperature' && r.textContent.includes('42.5'))",
+        10_000,
+    );
+    let took = sent.elapsed();
+    assert!(ok, "the live reading never appeared:\n{dom}");
+    eprintln!(
+        "live reading in the overview {} ms after mosquitto_pub started",
+        took.as_millis()
+    );
+    b.screenshot(&tab, "dashboard-live.png");
+    let live = row(&dom, "iotitan/live/x/temperature");
+    assert!(live.contains(">42.5<"), "{live}");
+    assert!(dom.contains("live: on"), "{dom}");
 }

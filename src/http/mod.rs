@@ -20,6 +20,7 @@ pub mod broker;
 pub mod command;
 pub mod error;
 pub mod geofence;
+pub mod live;
 pub mod rate;
 pub mod reading;
 pub mod server;
@@ -69,6 +70,12 @@ pub async fn run(
     let local = listener.local_addr().context("listener address")?;
     let (client, driver) = mqtt::connect(&cfg.mqtt, "http").context("mqtt settings")?;
     let (broker, poller) = broker::Broker::start(client.clone(), driver);
+    let (live_tx, _) = tokio::sync::broadcast::channel(live::BUFFER);
+    tokio::spawn(live::feed(
+        broker.clone(),
+        live_tx.clone(),
+        shutdown.clone(),
+    ));
     let app = Arc::new(server::App {
         tokens: Arc::new(tokens),
         broker: broker.clone(),
@@ -79,6 +86,7 @@ pub async fn run(
         command_timeout: http.command_timeout.get(),
         max_body: http.max_body.0,
         request_timeout: http.request_timeout.get(),
+        live: live_tx,
     });
     let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!(

@@ -15,6 +15,7 @@ use super::broker::{Broker, Partial};
 use super::command;
 use super::error::{self, ApiError};
 use super::geofence::PrivateAreas;
+use super::live;
 use super::reading::{self, Rules};
 use crate::config::{DeviceConfig, Scope};
 use crate::shutdown::Shutdown;
@@ -49,6 +50,8 @@ pub struct App {
     pub max_body: u64,
     /// `http.request_timeout`.
     pub request_timeout: Duration,
+    /// Live readings for `/api/v1/live` (see [`super::live`]).
+    pub live: tokio::sync::broadcast::Sender<Arc<str>>,
 }
 
 /// The daemon's router. `read` is the router of the read endpoints (`/topics`, `/history`, …)
@@ -57,7 +60,15 @@ pub fn router(app: Arc<App>, read: Option<Router>) -> Router {
     let mut api = Router::new()
         .route("/readings", post(readings))
         .route("/commands", post(commands))
-        .with_state(app.clone());
+        .with_state(app.clone())
+        .merge(
+            Router::new()
+                .route("/live", get(live::handler))
+                .with_state(live::Live {
+                    tokens: app.tokens.clone(),
+                    tx: app.live.clone(),
+                }),
+        );
     // The read endpoints (HTTP.md: topics, history, aggregate, top, histogram) go here, each
     // request let through only with a token that has the `read` scope.
     if let Some(read) = read {
@@ -80,7 +91,14 @@ pub fn router(app: Arc<App>, read: Option<Router>) -> Router {
             error::json_errors(req, next, max_body)
         }))
         .layer(tower_http::compression::CompressionLayer::new())
-        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .layer(
+            // The path without its query: `/api/v1/live` may carry a token in its query.
+            tower_http::trace::TraceLayer::new_for_http().make_span_with(
+                |req: &axum::http::Request<Body>| {
+                    tracing::debug_span!("request", method = %req.method(), path = %req.uri().path())
+                },
+            ),
+        )
 }
 
 /// `GET /healthz`: up, and whether the broker is connected. No token, no data.

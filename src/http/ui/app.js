@@ -84,7 +84,7 @@ function isOn(v) {
 }
 
 function fmt(v) {
-  if (typeof v === "number") return Number.isInteger(v) ? String(v) : v.toFixed(2);
+  if (typeof v === "number") return Number.isInteger(v) ? String(v) : String(+v.toPrecision(6));
   return String(v);
 }
 
@@ -170,6 +170,7 @@ async function loadChart() {
   const box = $("chart");
   box.dataset.topic = topic || "";
   if (!topic) { box.textContent = "No numeric series in the last day."; return; }
+  const now = Date.now() / 1000;
   const width = Math.max(300, Math.min(box.clientWidth || 800, 2000));
   const since = "-" + current.range;
   const q = "topics=" + encodeURIComponent(topic) + "&since=" + since;
@@ -189,7 +190,8 @@ async function loadChart() {
     width,
     height: 300,
     title: topic + " (" + current.range + ")",
-    scales: { x: { time: true } },
+    // The whole range, even where it has no data yet.
+    scales: { x: { time: true, range: () => [now - RANGES[current.range], now] } },
     series: [
       {},
       { label: "min", stroke: "#8ab", width: 1 },
