@@ -59,6 +59,11 @@ scopes = ["ingest"]
 name = "reader"
 scopes = ["read"]
 
+[[http.device]]
+name = "plug1"
+command_topic = "iotitan/home/living/plug1/cmnd/POWER"
+state_topic = "iotitan/home/living/plug1/stat/POWER"
+
 [[http.private_area]]
 name = "home"
 polygon = [[138.59, -34.93], [138.61, -34.93], [138.61, -34.91], [138.59, -34.91]]
@@ -395,6 +400,14 @@ fn dashboard_shows_the_series_the_api_has_and_nothing_without_a_token() {
         "-q",
         "1",
     ]);
+    s.m.publish(&[
+        "-t",
+        "iotitan/alerts/events",
+        "-m",
+        "iotitan/home/kitchen/temperature_alert_hi on 22.25",
+        "-q",
+        "1",
+    ]);
     let answer = post_reading(
         &s,
         r#"{"device_id":"phone1","properties":{"battery":{"level":87},
@@ -416,6 +429,7 @@ fn dashboard_shows_the_series_the_api_has_and_nothing_without_a_token() {
             .collect();
         want.iter().all(|w| seen.contains(w))
             && seen.contains(&"iotitan/home/kitchen/temperature_alert_hi")
+            && seen.contains(&"iotitan/alerts/events")
             && v.as_array().unwrap().iter().any(|t| {
                 t["topic"] == "iotitan/home/kitchen/temperature"
                     && t["last"].as_f64() == Some(22.25)
@@ -468,6 +482,18 @@ fn dashboard_shows_the_series_the_api_has_and_nothing_without_a_token() {
     assert_eq!(means, api_means, "chart data differ from the API");
     assert!(dom.contains("class=\"uplot"), "no uPlot chart drawn");
 
+    // The other views: devices, top devices, alert transitions, histogram.
+    assert!(dom.contains("<tr data-device=\"plug1\">"), "no device row");
+    let top = &dom[dom.find("id=\"top\"").unwrap()..];
+    assert!(
+        top.contains("<td>iotitan/home/kitchen</td><td class=\"num\">22.25</td>"),
+        "top devices: {}",
+        &top[..top.len().min(600)]
+    );
+    let alerts = &dom[dom.find("id=\"alerts\"").unwrap()..];
+    assert!(alerts.contains("iotitan/home/kitchen/temperature_alert_hi on 22.25"));
+    let histogram = &dom[dom.find("id=\"histogram\"").unwrap()..];
+    assert!(histogram.contains("class=\"bar\""), "no histogram bars");
     b.screenshot(&tab, "dashboard-overview.png");
 
     // A wrong token: the message, no data.

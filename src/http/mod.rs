@@ -86,6 +86,7 @@ pub async fn run(
         command_timeout: http.command_timeout.get(),
         max_body: http.max_body.0,
         request_timeout: http.request_timeout.get(),
+        alerts_topic: cfg.alerts.events_topic.clone(),
         live: live_tx,
     });
     let scheme = if tls.is_some() { "https" } else { "http" };

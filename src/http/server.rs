@@ -50,6 +50,8 @@ pub struct App {
     pub max_body: u64,
     /// `http.request_timeout`.
     pub request_timeout: Duration,
+    /// `alerts.events_topic`: where the dashboard finds alert transitions.
+    pub alerts_topic: String,
     /// Live readings for `/api/v1/live` (see [`super::live`]).
     pub live: tokio::sync::broadcast::Sender<Arc<str>>,
 }
@@ -60,6 +62,7 @@ pub fn router(app: Arc<App>, read: Option<Router>) -> Router {
     let mut api = Router::new()
         .route("/readings", post(readings))
         .route("/commands", post(commands))
+        .route("/dashboard", get(dashboard))
         .with_state(app.clone())
         .merge(
             Router::new()
@@ -109,6 +112,29 @@ async fn healthz(State(app): State<Arc<App>>) -> Json<Value> {
         "disconnected"
     };
     Json(json!({"status": "ok", "broker": broker}))
+}
+
+/// `GET /api/v1/dashboard` (read): what the dashboard needs beyond the data — the
+/// `[[http.device]]` list for its on/off buttons and the topic of alert transitions.
+async fn dashboard(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    app.tokens.authorize(&headers, Scope::Read)?;
+    let devices: Vec<Value> = app
+        .devices
+        .iter()
+        .map(|d| {
+            json!({
+                "name": d.name,
+                "command_topic": d.command_topic,
+                "state_topic": d.state_topic,
+            })
+        })
+        .collect();
+    Ok(Json(
+        json!({"devices": devices, "alerts_topic": app.alerts_topic}),
+    ))
 }
 
 /// `POST /api/v1/readings`.

@@ -59,7 +59,10 @@ function showLogin(text) {
   series = new Map();
   alerts = new Map();
   $("overview").tBodies[0].replaceChildren();
-  $("hourly").tBodies[0].replaceChildren();
+  for (const id of ["hourly", "histogram", "top", "alerts", "devices"]) {
+    $(id).tBodies[0].replaceChildren();
+  }
+  $("states").textContent = "";
   $("series").replaceChildren();
   if (plot) { plot.destroy(); plot = null; }
   $("data").hidden = true;
@@ -230,11 +233,116 @@ async function loadHourly() {
   }));
 }
 
+/// Histogram of the chosen series over the chosen range, with its device's LWT states.
+async function loadHistogram() {
+  const topic = current.topic;
+  const t = $("histogram");
+  t.dataset.topic = topic || "";
+  if (!topic) return;
+  const device = topic.slice(0, topic.lastIndexOf("/"));
+  const v = await api("/histogram?topics=" + encodeURIComponent(topic) + "&topics=" +
+    encodeURIComponent(device + "/LWT") + "&since=-" + current.range + "&bins=20");
+  const bins = v.bins || [];
+  const most = Math.max(1, ...bins.map((b) => b.count));
+  t.tBodies[0].replaceChildren(...bins.map((b) => {
+    const tr = document.createElement("tr");
+    const bar = document.createElement("td");
+    const span = document.createElement("span");
+    span.className = "bar";
+    span.style.width = Math.round(200 * b.count / most) + "px";
+    bar.append(span);
+    tr.append(cell(fmt(b.lo), "num"), cell(fmt(b.hi), "num"), cell(String(b.count), "num"), bar);
+    return tr;
+  }));
+  const states = Object.entries(v.states || {}).map(([k, n]) => k + ": " + n).join(", ");
+  $("states").textContent = states ? "States: " + states : "";
+}
+
+async function loadTop() {
+  const q = "/top?feature=" + encodeURIComponent($("top-feature").value.trim()) +
+    "&stat=" + encodeURIComponent($("top-stat").value) +
+    "&since=" + encodeURIComponent($("top-since").value) +
+    "&n=" + encodeURIComponent($("top-n").value);
+  const v = await api(q);
+  $("top").tBodies[0].replaceChildren(...v.map((d) => {
+    const tr = document.createElement("tr");
+    tr.dataset.topic = d.topic;
+    tr.append(cell(d.device), cell(fmt(d.value), "num"), cell(d.topic));
+    return tr;
+  }));
+}
+
+let meta = { devices: [], alerts_topic: null };
+
+async function loadAlerts() {
+  if (!meta.alerts_topic) return;
+  const v = await api("/history?topics=" + encodeURIComponent(meta.alerts_topic) + "&since=-7d");
+  const rows = (v.rows || []).slice(-50).reverse();
+  $("alerts").tBodies[0].replaceChildren(...rows.map((r) => {
+    const tr = document.createElement("tr");
+    tr.append(cell(new Date(r[0]).toLocaleString()), cell(fmt(r[2])));
+    return tr;
+  }));
+}
+
+function addAlert(at, value) {
+  const tr = document.createElement("tr");
+  tr.append(cell(new Date(at).toLocaleString()), cell(fmt(value)));
+  $("alerts").tBodies[0].prepend(tr);
+}
+
+async function command(name, payload, answerCell) {
+  answerCell.textContent = "sending " + payload + "...";
+  const r = await fetch("/api/v1/commands", {
+    method: "POST",
+    headers: { Authorization: "Bearer " + token, "Content-Type": "application/json" },
+    body: JSON.stringify({ device: name, payload }),
+  });
+  let v = {};
+  try { v = await r.json(); } catch (_) { /* not JSON */ }
+  if (r.ok && v.acked_by) {
+    answerCell.textContent = "acknowledged: " + v.acked_by.payload + " after " + v.acked_by.after_ms + " ms";
+  } else if (r.ok) {
+    answerCell.textContent = "published";
+  } else {
+    answerCell.textContent = (v.message || r.status + " " + r.statusText);
+  }
+}
+
+function renderDevices() {
+  $("devices").tBodies[0].replaceChildren(...meta.devices.map((d) => {
+    const tr = document.createElement("tr");
+    tr.dataset.device = d.name;
+    const s = series.get(d.state_topic);
+    const state = cell(s ? fmt(s.last) : "?", "state");
+    state.dataset.topic = d.state_topic;
+    const buttons = document.createElement("td");
+    const answer = cell("");
+    for (const p of ["ON", "OFF"]) {
+      const b = document.createElement("button");
+      b.type = "button";
+      b.textContent = p;
+      b.addEventListener("click", () => command(d.name, p, answer).catch((e) => {
+        answer.textContent = e.message;
+      }));
+      buttons.append(b);
+    }
+    tr.append(cell(d.name), state, buttons, answer);
+    return tr;
+  }));
+}
+
+async function loadMeta() {
+  meta = await api("/dashboard");
+  renderDevices();
+  await Promise.all([loadAlerts(), loadTop()]);
+}
+
 async function select(topic) {
   current.topic = topic;
   $("series").value = topic;
   try {
-    await Promise.all([loadChart(), loadHourly()]);
+    await Promise.all([loadChart(), loadHourly(), loadHistogram()]);
   } catch (e) { fail(e); }
 }
 
@@ -248,7 +356,11 @@ function startLive() {
   live.addEventListener("reading", (ev) => {
     let r;
     try { r = JSON.parse(ev.data); } catch (_) { return; }
+    if (r.topic === meta.alerts_topic) addAlert(r.at, r.value);
     const topic = note(r.topic, r.value, r.at);
+    for (const c of document.querySelectorAll("#devices td.state")) {
+      if (c.dataset.topic === r.topic) c.textContent = fmt(r.value);
+    }
     const old = $("overview").querySelector('tr[data-topic="' + CSS.escape(topic) + '"]');
     if (!series.has(topic)) return;
     const tr = rowOf(topic);
@@ -264,7 +376,9 @@ async function start() {
   say("");
   try {
     await loadOverview();
-    if (current.topic) await Promise.all([loadChart(), loadHourly()]);
+    const parts = [loadMeta()];
+    if (current.topic) parts.push(loadChart(), loadHourly(), loadHistogram());
+    await Promise.all(parts);
     document.body.dataset.ready = "1";
     startLive();
   } catch (e) { fail(e); }
@@ -280,12 +394,16 @@ function init() {
     start();
   });
   $("logout").addEventListener("click", () => showLogin(""));
+  $("top-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    loadTop().catch(fail);
+  });
   $("series").addEventListener("change", (ev) => select(ev.target.value));
   for (const b of $("ranges").querySelectorAll("button")) {
     b.addEventListener("click", () => {
       current.range = b.dataset.range;
       for (const o of $("ranges").querySelectorAll("button")) o.classList.toggle("on", o === b);
-      loadChart().catch(fail);
+      Promise.all([loadChart(), loadHistogram()]).catch(fail);
     });
   }
   setInterval(() => {
