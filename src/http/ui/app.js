@@ -21,6 +21,8 @@ class AuthError extends Error {}
 /// The token from the fragment (then removed from the address bar) or sessionStorage.
 function takeToken() {
   const m = /(?:^|[#&])token=([^&]*)/.exec(location.hash);
+  const r = /(?:^|[#&])range=([^&]*)/.exec(location.hash);
+  if (r && r[1] in RANGES) current.range = r[1];
   if (m) {
     sessionStorage.setItem(KEY, decodeURIComponent(m[1]));
     history.replaceState(null, "", location.pathname + location.search);
@@ -379,6 +381,7 @@ async function start() {
     const parts = [loadMeta()];
     if (current.topic) parts.push(loadChart(), loadHourly(), loadHistogram());
     await Promise.all(parts);
+    document.body.dataset.readyMs = String(Math.round(performance.now()));
     document.body.dataset.ready = "1";
     startLive();
   } catch (e) { fail(e); }
@@ -413,6 +416,9 @@ function init() {
     }
   }, 5000);
   token = takeToken();
+  for (const o of $("ranges").querySelectorAll("button")) {
+    o.classList.toggle("on", o.dataset.range === current.range);
+  }
   if (token) start(); else showLogin("");
 }
 
