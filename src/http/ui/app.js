@@ -209,12 +209,8 @@ async function loadChart() {
   if (plot) plot.destroy();
   box.replaceChildren();
   plot = new uPlot(opts, data, box);
-  // The CSV of the range, fetched with the token (a plain link could not carry the header).
-  const csv = await api("/history?" + q, "text/csv");
-  if (csvUrl) URL.revokeObjectURL(csvUrl);
-  csvUrl = URL.createObjectURL(csv);
   const a = $("csv");
-  a.href = csvUrl;
+  a.dataset.query = q;
   a.download = topic.replace(/[^A-Za-z0-9._-]+/g, "_") + "-" + current.range + ".csv";
 }
 
@@ -397,6 +393,21 @@ function init() {
     start();
   });
   $("logout").addEventListener("click", () => showLogin(""));
+  // The CSV of the range, fetched on demand with the token (a plain link could not carry the
+  // header), then handed to the browser as a download.
+  $("csv").addEventListener("click", async (ev) => {
+    const a = ev.currentTarget;
+    if (a.dataset.fetched === a.dataset.query) return; // the blob of this range: download it
+    ev.preventDefault();
+    try {
+      const csv = await api("/history?" + a.dataset.query, "text/csv");
+      if (csvUrl) URL.revokeObjectURL(csvUrl);
+      csvUrl = URL.createObjectURL(csv);
+      a.href = csvUrl;
+      a.dataset.fetched = a.dataset.query;
+      a.click();
+    } catch (e) { fail(e); }
+  });
   $("top-form").addEventListener("submit", (ev) => {
     ev.preventDefault();
     loadTop().catch(fail);
