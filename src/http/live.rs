@@ -1,8 +1,10 @@
 //! Live readings for the dashboard: server-sent events fed by one MQTT subscription on `#`.
 //!
-//! The daemon subscribes once (renewed by [`super::broker`] after a reconnect) and fans every
-//! message out over a tokio broadcast channel to the connected browsers: a slow browser loses
-//! the oldest events (it is told how many, as a `lagged` event) instead of slowing the others.
+//! The daemon subscribes while at least one browser listens (renewed by [`super::broker`] after
+//! a reconnect; dropped at the first message after the last browser left, so an idle daemon
+//! does not receive the whole broker's traffic) and fans every message out over a tokio
+//! broadcast channel: a slow browser loses the oldest events (it is told how many, as a
+//! `lagged` event) instead of slowing the others.
 //!
 //! Auth: `EventSource` cannot send headers, so this one endpoint takes the read token as the
 //! query parameter `access_token` (the OAuth 2.0 bearer-token form, RFC 6750 §2.3). The request
@@ -54,10 +56,46 @@ pub fn reading(topic: &str, payload: &[u8], at: chrono::DateTime<chrono::Utc>) -
     .to_string()
 }
 
-/// Subscribe to `#` whenever the broker is connected and send every message to `tx`.
-pub async fn feed(broker: Broker, tx: broadcast::Sender<Arc<str>>, mut shutdown: Shutdown) {
+/// The fan-out and its subscription state, shared by [`feed`] and the handler.
+#[derive(Clone)]
+pub struct Hub {
+    /// Every message, as [`reading`] JSON.
+    pub tx: broadcast::Sender<Arc<str>>,
+    /// Woken when a browser arrives.
+    pub wanted: Arc<tokio::sync::Notify>,
+    /// Whether the subscription on `#` is active.
+    pub subscribed: tokio::sync::watch::Sender<bool>,
+}
+
+impl Hub {
+    /// A hub with no subscription yet.
+    pub fn new() -> Hub {
+        Hub {
+            tx: broadcast::channel(BUFFER).0,
+            wanted: Arc::new(tokio::sync::Notify::new()),
+            subscribed: tokio::sync::watch::channel(false).0,
+        }
+    }
+}
+
+impl Default for Hub {
+    fn default() -> Self {
+        Hub::new()
+    }
+}
+
+/// Subscribe to `#` while the broker is connected and a browser listens, and send every
+/// message to the hub.
+pub async fn feed(broker: Broker, hub: Hub, mut shutdown: Shutdown) {
+    let tx = hub.tx.clone();
     let mut connected = broker.watch();
     loop {
+        while tx.receiver_count() == 0 {
+            tokio::select! {
+                _ = shutdown.recv() => return,
+                _ = hub.wanted.notified() => {}
+            }
+        }
         tokio::select! {
             _ = shutdown.recv() => return,
             r = connected.wait_for(|c| *c) => if r.is_err() { return },
@@ -73,18 +111,23 @@ pub async fn feed(broker: Broker, tx: broadcast::Sender<Arc<str>>, mut shutdown:
             }
         };
         tracing::info!("live readings: subscribed to #");
+        hub.subscribed.send_replace(true);
         loop {
             tokio::select! {
                 _ = shutdown.recv() => return,
                 m = sub.next() => match m {
                     Some(p) => {
-                        // No receiver is fine: nobody is watching.
-                        let _ = tx.send(reading(&p.topic, &p.payload, chrono::Utc::now()).into());
+                        if tx.send(reading(&p.topic, &p.payload, chrono::Utc::now()).into()).is_err() {
+                            tracing::info!("live readings: nobody listens, unsubscribing");
+                            break;
+                        }
                     }
                     None => break,
                 },
             }
         }
+        hub.subscribed.send_replace(false);
+        drop(sub);
     }
 }
 
@@ -94,7 +137,7 @@ pub struct Live {
     /// Access tokens.
     pub tokens: Arc<Tokens>,
     /// The fan-out of [`feed`].
-    pub tx: broadcast::Sender<Arc<str>>,
+    pub hub: Hub,
 }
 
 /// `GET /api/v1/live?access_token=...` (or the Authorization header): `reading` events.
@@ -111,7 +154,13 @@ pub async fn handler(
         auth.insert(header::AUTHORIZATION, v);
     }
     live.tokens.authorize(&auth, Scope::Read)?;
-    let rx = live.tx.subscribe();
+    let rx = live.hub.tx.subscribe();
+    live.hub.wanted.notify_one();
+    // Answer once the subscription is there, so that a reading published after the browser
+    // saw the stream open is not missed. Without a broker, the stream opens anyway (and gets
+    // its readings once the broker is back).
+    let mut subscribed = live.hub.subscribed.subscribe();
+    let _ = tokio::time::timeout(Duration::from_secs(5), subscribed.wait_for(|s| *s)).await;
     let events = stream::unfold(rx, |mut rx| async move {
         let event = match rx.recv().await {
             Ok(data) => Event::default().event("reading").data(&*data),

@@ -70,10 +70,10 @@ pub async fn run(
     let local = listener.local_addr().context("listener address")?;
     let (client, driver) = mqtt::connect(&cfg.mqtt, "http").context("mqtt settings")?;
     let (broker, poller) = broker::Broker::start(client.clone(), driver);
-    let (live_tx, _) = tokio::sync::broadcast::channel(live::BUFFER);
+    let live_hub = live::Hub::new();
     tokio::spawn(live::feed(
         broker.clone(),
-        live_tx.clone(),
+        live_hub.clone(),
         shutdown.clone(),
     ));
     let app = Arc::new(server::App {
@@ -87,7 +87,7 @@ pub async fn run(
         max_body: http.max_body.0,
         request_timeout: http.request_timeout.get(),
         alerts_topic: cfg.alerts.events_topic.clone(),
-        live: live_tx,
+        live: live_hub,
     });
     let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!(

@@ -53,7 +53,7 @@ pub struct App {
     /// `alerts.events_topic`: where the dashboard finds alert transitions.
     pub alerts_topic: String,
     /// Live readings for `/api/v1/live` (see [`super::live`]).
-    pub live: tokio::sync::broadcast::Sender<Arc<str>>,
+    pub live: live::Hub,
 }
 
 /// The daemon's router. `read` is the router of the read endpoints (`/topics`, `/history`, …)
@@ -69,7 +69,7 @@ pub fn router(app: Arc<App>, read: Option<Router>) -> Router {
                 .route("/live", get(live::handler))
                 .with_state(live::Live {
                     tokens: app.tokens.clone(),
-                    tx: app.live.clone(),
+                    hub: app.live.clone(),
                 }),
         );
     // The read endpoints (HTTP.md: topics, history, aggregate, top, histogram) go here, each
