@@ -20,10 +20,12 @@ pub mod broker;
 pub mod command;
 pub mod error;
 pub mod geofence;
+pub mod live;
 pub mod rate;
 pub mod reading;
 pub mod server;
 pub mod tls;
+pub mod ui;
 
 use crate::config::Config;
 use crate::exit::{self, ExitError};
@@ -68,6 +70,12 @@ pub async fn run(
     let local = listener.local_addr().context("listener address")?;
     let (client, driver) = mqtt::connect(&cfg.mqtt, "http").context("mqtt settings")?;
     let (broker, poller) = broker::Broker::start(client.clone(), driver);
+    let live_hub = live::Hub::new();
+    tokio::spawn(live::feed(
+        broker.clone(),
+        live_hub.clone(),
+        shutdown.clone(),
+    ));
     let app = Arc::new(server::App {
         tokens: Arc::new(tokens),
         broker: broker.clone(),
@@ -78,6 +86,8 @@ pub async fn run(
         command_timeout: http.command_timeout.get(),
         max_body: http.max_body.0,
         request_timeout: http.request_timeout.get(),
+        alerts_topic: cfg.alerts.events_topic.clone(),
+        live: live_hub,
     });
     let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!(

@@ -15,6 +15,7 @@ use super::broker::{Broker, Partial};
 use super::command;
 use super::error::{self, ApiError};
 use super::geofence::PrivateAreas;
+use super::live;
 use super::reading::{self, Rules};
 use crate::config::{DeviceConfig, Scope};
 use crate::shutdown::Shutdown;
@@ -49,6 +50,10 @@ pub struct App {
     pub max_body: u64,
     /// `http.request_timeout`.
     pub request_timeout: Duration,
+    /// `alerts.events_topic`: where the dashboard finds alert transitions.
+    pub alerts_topic: String,
+    /// Live readings for `/api/v1/live` (see [`super::live`]).
+    pub live: live::Hub,
 }
 
 /// The daemon's router. `read` is the router of the read endpoints (`/topics`, `/history`, …)
@@ -57,7 +62,16 @@ pub fn router(app: Arc<App>, read: Option<Router>) -> Router {
     let mut api = Router::new()
         .route("/readings", post(readings))
         .route("/commands", post(commands))
-        .with_state(app.clone());
+        .route("/dashboard", get(dashboard))
+        .with_state(app.clone())
+        .merge(
+            Router::new()
+                .route("/live", get(live::handler))
+                .with_state(live::Live {
+                    tokens: app.tokens.clone(),
+                    hub: app.live.clone(),
+                }),
+        );
     // The read endpoints (HTTP.md: topics, history, aggregate, top, histogram) go here, each
     // request let through only with a token that has the `read` scope.
     if let Some(read) = read {
@@ -70,6 +84,7 @@ pub fn router(app: Arc<App>, read: Option<Router>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .with_state(app.clone())
+        .merge(super::ui::routes())
         .nest("/api/v1", api)
         .fallback(|| async { ApiError::not_found("not_found", "no such path") })
         .layer(tower_http::limit::RequestBodyLimitLayer::new(
@@ -79,7 +94,14 @@ pub fn router(app: Arc<App>, read: Option<Router>) -> Router {
             error::json_errors(req, next, max_body)
         }))
         .layer(tower_http::compression::CompressionLayer::new())
-        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .layer(
+            // The path without its query: `/api/v1/live` may carry a token in its query.
+            tower_http::trace::TraceLayer::new_for_http().make_span_with(
+                |req: &axum::http::Request<Body>| {
+                    tracing::debug_span!("request", method = %req.method(), path = %req.uri().path())
+                },
+            ),
+        )
 }
 
 /// `GET /healthz`: up, and whether the broker is connected. No token, no data.
@@ -90,6 +112,29 @@ async fn healthz(State(app): State<Arc<App>>) -> Json<Value> {
         "disconnected"
     };
     Json(json!({"status": "ok", "broker": broker}))
+}
+
+/// `GET /api/v1/dashboard` (read): what the dashboard needs beyond the data — the
+/// `[[http.device]]` list for its on/off buttons and the topic of alert transitions.
+async fn dashboard(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    app.tokens.authorize(&headers, Scope::Read)?;
+    let devices: Vec<Value> = app
+        .devices
+        .iter()
+        .map(|d| {
+            json!({
+                "name": d.name,
+                "command_topic": d.command_topic,
+                "state_topic": d.state_topic,
+            })
+        })
+        .collect();
+    Ok(Json(
+        json!({"devices": devices, "alerts_topic": app.alerts_topic}),
+    ))
 }
 
 /// `POST /api/v1/readings`.
