@@ -345,36 +345,7 @@ mod tests {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
     }
 
-    /// European DST in 2026 (UTC+1, UTC+2 from 29 March to 25 October).
-    #[derive(Clone, Copy, Debug)]
-    struct Cet;
-    impl Cet {
-        fn offset(t: i64) -> i64 {
-            let (a, b) = (
-                utc("2026-03-29T01:00:00Z").timestamp(),
-                utc("2026-10-25T01:00:00Z").timestamp(),
-            );
-            if (a..b).contains(&t) { 7200 } else { 3600 }
-        }
-    }
-    impl Zone for Cet {
-        fn resolve(&self, l: &NaiveDateTime) -> LocalResult<DateTime<Utc>> {
-            let s = l.and_utc().timestamp();
-            let c: Vec<_> = [s - 3600, s - 7200]
-                .into_iter()
-                .filter(|&t| s - Self::offset(t) == t)
-                .filter_map(|t| DateTime::from_timestamp(t, 0))
-                .collect();
-            match c[..] {
-                [a] => LocalResult::Single(a),
-                [a, b] => LocalResult::Ambiguous(a.min(b), a.max(b)),
-                _ => LocalResult::None,
-            }
-        }
-        fn local(&self, t: DateTime<Utc>) -> NaiveDateTime {
-            (t + chrono::Duration::seconds(Self::offset(t.timestamp()))).naive_utc()
-        }
-    }
+    use crate::stats::line::tests::Cet;
 
     #[test]
     fn widths() {

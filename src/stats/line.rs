@@ -606,7 +606,7 @@ fn journal(line: &[u8]) -> Result<Line<'_>, LineError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use chrono::{FixedOffset, NaiveDate};
 
@@ -710,9 +710,10 @@ mod tests {
         );
     }
 
-    /// A zone with European DST rules in 2026 for UTC+1/+2 (CET/CEST).
-    #[derive(Clone, Copy)]
-    struct Cet;
+    /// A zone with European DST rules in 2026 for UTC+1/+2 (CET/CEST); the DST tests of the
+    /// read API's buckets use it too.
+    #[derive(Clone, Copy, Debug)]
+    pub(crate) struct Cet;
     impl Cet {
         fn start() -> i64 {
             utc("2026-03-29T01:00:00Z").timestamp()
