@@ -7,7 +7,7 @@ use common::*;
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
 const HTTP: &str = env!("CARGO_BIN_EXE_iotitan-http");
 const LOGGER: &str = env!("CARGO_BIN_EXE_iotitan-logger");
@@ -15,21 +15,11 @@ const LOGGER: &str = env!("CARGO_BIN_EXE_iotitan-logger");
 const INGEST: &str = "ingest-0123456789abcdef0123";
 const READ: &str = "read-0123456789abcdef012345";
 
-/// A child killed on drop.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 struct Setup {
     m: Mosquitto,
     _r: Rsyslogd,
-    _logger: Proc,
-    _http: Proc,
+    _logger: Killed,
+    _http: Killed,
     base: String,
     log: PathBuf,
     dir: tempfile::TempDir,
@@ -78,7 +68,7 @@ polygon = [[138.59, -34.93], [138.61, -34.93], [138.61, -34.91], [138.59, -34.91
             output = records.unwrap_or(&r.output).display(),
         ),
     );
-    let logger = Proc(
+    let logger = Killed(
         Command::new(LOGGER)
             .arg("--config")
             .arg(&cfg)
@@ -94,7 +84,7 @@ polygon = [[138.59, -34.93], [138.61, -34.93], [138.61, -34.91], [138.59, -34.91
     });
     assert!(ok, "the logger never wrote a probe record");
     let log = dir.path().join("http.log");
-    let http = Proc(
+    let http = Killed(
         Command::new(HTTP)
             .arg("--config")
             .arg(&cfg)
@@ -190,7 +180,7 @@ const CHROMIUM_FLAGS: &[&str] = &[
 /// the browser reads NUL-terminated JSON commands on fd 3 and answers on fd 4), so a page stays
 /// open as long as a test needs (a live stream would hold `--dump-dom`'s virtual time still).
 struct Browser {
-    child: Proc,
+    child: Killed,
     to: std::io::PipeWriter,
     from: std::sync::mpsc::Receiver<Value>,
     next: u64,
@@ -226,7 +216,7 @@ impl Browser {
                 Ok(())
             });
         }
-        let child = Proc(cmd.spawn().expect("start chromium"));
+        let child = Killed(cmd.spawn().expect("start chromium"));
         drop((their_in, their_out));
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {

@@ -130,21 +130,11 @@ impl Drop for Daemon {
     }
 }
 
-/// A running iotitan-logger.
-struct Logger(Child);
-
-impl Drop for Logger {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Broker, optionally rsyslogd + logger, and the daemon.
 struct Setup {
     m: Mosquitto,
     r: Option<Rsyslogd>,
-    _logger: Option<Logger>,
+    _logger: Option<Killed>,
     d: Daemon,
     _dir: tempfile::TempDir,
 }
@@ -169,7 +159,7 @@ fn setup(extra: &str, with_logger: bool) -> Setup {
         ),
     );
     let logger = logger.then(|| {
-        let l = Logger(
+        let l = Killed(
             Command::new(LOGGER)
                 .arg("--config")
                 .arg(&cfg)

@@ -800,3 +800,13 @@ impl Drop for DgramQlen {
         let _ = std::fs::write(Self::PATH, &self.was);
     }
 }
+
+/// A child process killed (and reaped) on drop, so a failing test leaves no daemon behind.
+pub struct Killed(pub Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
