@@ -51,6 +51,19 @@ pub fn check_config(arg: &ConfigArg) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `check-config` for a program with secrets: first where each one comes from (`describe`,
+/// which fails as the daemon would on a missing or unreadable secret; never the value), then
+/// the effective config.
+pub fn check_config_with(
+    arg: &ConfigArg,
+    describe: impl FnOnce(&Config) -> anyhow::Result<Vec<String>>,
+) -> anyhow::Result<()> {
+    for line in describe(&arg.load()?)? {
+        println!("# {line}");
+    }
+    check_config(arg)
+}
+
 /// Run a daemon body on a single-threaded runtime with SIGTERM/SIGINT wired to its
 /// [`crate::shutdown::Shutdown`]. A single thread is plenty for our I/O-bound daemons and
 /// keeps their CPU and memory small on a Raspberry Pi. With `linger`, the runtime runs its

@@ -28,11 +28,7 @@ fn main() -> std::process::ExitCode {
         let args: Cli = cli::parse();
         logging::init("iotitan-bridge");
         if let Some(Command::CheckConfig) = args.command {
-            let cfg = args.config.load()?;
-            for line in bridge::describe_keys(&cfg)? {
-                println!("# {line}");
-            }
-            return cli::check_config(&args.config);
+            return cli::check_config_with(&args.config, bridge::describe_keys);
         }
         let cfg = args.config.load()?;
         let opts = bridge::Options {

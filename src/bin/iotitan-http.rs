@@ -26,11 +26,7 @@ fn main() -> std::process::ExitCode {
         let args: Cli = cli::parse();
         logging::init("iotitan-http");
         if let Some(Command::CheckConfig) = args.command {
-            let cfg = args.config.load()?;
-            for line in http::describe_tokens(&cfg)? {
-                println!("# {line}");
-            }
-            return cli::check_config(&args.config);
+            return cli::check_config_with(&args.config, http::describe_tokens);
         }
         let cfg = args.config.load()?;
         // The read endpoints (topics, history, aggregate, top, histogram) read syslog with the
