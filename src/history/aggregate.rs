@@ -256,15 +256,20 @@ pub struct Answer {
     pub every: i64,
 }
 
+/// One bucket as a consumer keeps it: its local start, its first instant, its statistics.
+type Held = (NaiveDateTime, DateTime<Utc>, Series);
+
 /// Collects per-bucket statistics.
 #[derive(Debug)]
 pub struct Aggregate<Z> {
     buckets: Buckets<Z>,
     statistics: Vec<Statistic>,
     keep_values: bool,
-    /// Per series, its buckets in time order: (local start, first instant, statistics).
-    /// Readings come in time order, so the last bucket is almost always the one to add to.
-    series: ahash::AHashMap<String, Vec<(NaiveDateTime, DateTime<Utc>, Series)>>,
+    /// Series name → index into `lists`: one hash of the name per reading.
+    names: ahash::AHashMap<Box<str>, usize>,
+    /// Per series, its buckets in time order. Readings come in time order, so the last bucket
+    /// is almost always the one to add to.
+    lists: Vec<Vec<Held>>,
 }
 
 impl<Z: Zone> Aggregate<Z> {
@@ -274,18 +279,22 @@ impl<Z: Zone> Aggregate<Z> {
             buckets: Buckets::new(every, zone),
             statistics: statistics.to_vec(),
             keep_values: statistics.iter().any(|s| s.needs_values()),
-            series: ahash::AHashMap::new(),
+            names: ahash::AHashMap::new(),
+            lists: Vec::new(),
         }
     }
 
     /// The answer.
     pub fn finish(self) -> Answer {
         let stats = self.statistics;
+        let mut lists: Vec<Option<Vec<Held>>> = self.lists.into_iter().map(Some).collect();
         let series = self
-            .series
+            .names
             .into_iter()
-            .map(|(name, buckets)| {
-                let list = buckets
+            .map(|(name, i)| {
+                let list = lists[i]
+                    .take()
+                    .unwrap_or_default()
                     .into_iter()
                     .map(|(_, start, s)| Bucket {
                         start,
@@ -297,7 +306,7 @@ impl<Z: Zone> Aggregate<Z> {
                             .collect(),
                     })
                     .collect();
-                (name, list)
+                (name.into(), list)
             })
             .collect();
         Answer {
@@ -305,32 +314,76 @@ impl<Z: Zone> Aggregate<Z> {
             every: self.buckets.every.0,
         }
     }
+
+    /// The bucket list of `series`, created empty on first use.
+    fn list(&mut self, series: &str) -> &mut Vec<Held> {
+        let i = match self.names.get(series) {
+            Some(&i) => i,
+            None => {
+                self.names.insert(series.into(), self.lists.len());
+                self.lists.push(Vec::new());
+                self.lists.len() - 1
+            }
+        };
+        &mut self.lists[i]
+    }
 }
 
-impl<Z: Zone> Consumer for Aggregate<Z> {
+/// Add `s` to the bucket of `key` in `list` (kept in key order), creating it if needed.
+fn add(list: &mut Vec<Held>, key: NaiveDateTime, start: DateTime<Utc>, s: Series) {
+    match list.last_mut() {
+        Some(b) if b.0 == key => b.2.merge(s),
+        Some(b) if b.0 < key => list.push((key, start, s)),
+        _ => match list.binary_search_by(|b| b.0.cmp(&key)) {
+            Ok(i) => list[i].2.merge(s),
+            Err(i) => list.insert(i, (key, start, s)),
+        },
+    }
+}
+
+impl<Z: Zone + Clone + Send> Consumer for Aggregate<Z> {
     fn reading(&mut self, time: DateTime<Utc>, series: &str, value: Value<'_>) {
         let Value::Number(v) = value else {
             return;
         };
         let (key, start, _) = self.buckets.of(time);
-        // Looked up by `&str` first: a new `String` per reading only for a new series.
-        if !self.series.contains_key(series) {
-            self.series.insert(series.to_owned(), Vec::new());
-        }
-        let Some(list) = self.series.get_mut(series) else {
-            return;
-        };
+        let keep_values = self.keep_values;
+        let list = self.list(series);
         match list.last_mut() {
             Some(b) if b.0 == key => b.2.push(time, v),
             _ => match list.binary_search_by(|b| b.0.cmp(&key)) {
                 Ok(i) => list[i].2.push(time, v),
                 // A new bucket: at the end in time order, in the middle for another source.
                 Err(i) => {
-                    let mut s = Series::new(self.keep_values);
+                    let mut s = Series::new(keep_values);
                     s.push(time, v);
                     list.insert(i, (key, start, s));
                 }
             },
+        }
+    }
+
+    fn fork(&self) -> Option<Self> {
+        Some(Aggregate {
+            buckets: self.buckets.clone(),
+            statistics: self.statistics.clone(),
+            keep_values: self.keep_values,
+            names: ahash::AHashMap::new(),
+            lists: Vec::new(),
+        })
+    }
+
+    /// Exact where it must be: counts, min, max and kept values (median, percentiles) of a
+    /// bucket split between two ranges are those of one pass; mean and stddev agree up to
+    /// rounding ([`Series::merge`]).
+    fn merge(&mut self, later: Self) {
+        let mut lists: Vec<Option<Vec<Held>>> = later.lists.into_iter().map(Some).collect();
+        for (name, i) in later.names {
+            let theirs = lists[i].take().unwrap_or_default();
+            let mine = self.list(&name);
+            for (key, start, s) in theirs {
+                add(mine, key, start, s);
+            }
         }
     }
 }

@@ -119,6 +119,19 @@ impl Consumer for Histogram {
             },
         }
     }
+
+    fn fork(&self) -> Option<Self> {
+        Some(Histogram::new(self.bins))
+    }
+
+    fn merge(&mut self, later: Self) {
+        for (bits, n) in later.values {
+            *self.values.entry(bits).or_default() += n;
+        }
+        for (state, n) in later.states {
+            *self.states.entry(state).or_default() += n;
+        }
+    }
 }
 
 #[cfg(test)]

@@ -20,13 +20,14 @@ pub mod rows;
 pub mod top;
 pub mod topics;
 
-use crate::payload::{Extractor, Reading, Rejected};
-use crate::stats::collect::{Reader, Seen};
+use crate::payload::{self, Extractor, Reading, Rejected};
+use crate::stats::collect::{FastHash, RawSeen, Reader, TOPIC_CACHE};
 use crate::stats::line::Zone;
-use crate::syslog::source::Lines;
+use crate::syslog::source::{Lines, Split};
 use crate::topic::Filters;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use std::collections::HashMap;
 use std::ops::ControlFlow;
 
 /// Longest payload kept as a state (`online`, `offline`, `OPEN`): longer non-numeric payloads
@@ -63,15 +64,43 @@ impl From<Value<'_>> for Owned {
 
 /// What a consumer is handed, one reading at a time, in the order of the sources (each
 /// source in time order; several sources interleave).
-pub trait Consumer {
+///
+/// A large file is read on every core: split into ranges of lines, each fed to a consumer of
+/// its own ([`Consumer::fork`]), whose results are then merged in line order
+/// ([`Consumer::merge`]). A consumer that cannot merge exactly keeps the default `fork`, and
+/// its reads stay on one thread.
+pub trait Consumer: Send + Sized {
     /// One reading of `series` (the topic, or `<topic>/<field>` for JSON fields) at `time`.
     fn reading(&mut self, time: DateTime<Utc>, series: &str, value: Value<'_>);
+
+    /// An empty consumer with this one's settings, for the lines that follow the ones this
+    /// one is fed; `None` when this consumer must see every line itself.
+    fn fork(&self) -> Option<Self> {
+        None
+    }
+
+    /// Add what `later`, a [`fork`](Consumer::fork) of this consumer, was fed: the readings
+    /// of the lines right after the ones this one was fed.
+    fn merge(&mut self, later: Self) {
+        let _ = later;
+    }
 }
 
 /// The state a non-numeric payload stands for, if it is one: short, UTF-8, not blank.
 pub fn state_of(payload: &[u8]) -> Option<&str> {
     let s = std::str::from_utf8(payload).ok()?.trim();
     (!s.is_empty() && s.len() <= MAX_STATE && !s.contains(['\n', '\r'])).then_some(s)
+}
+
+/// What a feed decided about a topic, once.
+#[derive(Debug, Clone)]
+enum Route {
+    /// Not selected (or not UTF-8).
+    Unwanted,
+    /// Selected, and no JSON rule applies: the payload is one plain value of the topic.
+    Plain(Box<str>),
+    /// Selected, and a JSON rule applies: the extractor names the series.
+    Rules(Box<str>),
 }
 
 /// Feeds the records of the selected topics in a window to a consumer: the [`Lines`] side of
@@ -81,19 +110,17 @@ pub struct Feed<Z, C> {
     topics: Filters,
     extractor: Extractor,
     readings: Vec<Reading>,
-    /// Topic filter decisions: matching filters per line is a large part of the per-line cost,
-    /// and topics repeat endlessly. aHash: SipHash was a tenth of a read's time, and aHash
-    /// keeps a random key against crafted topics.
-    matched: ahash::AHashMap<String, bool>,
+    /// Topic bytes, as in the line → index into `routes`. Matching the filters and checking
+    /// the topic's UTF-8 on every line was most of a read's per-line cost, and topics repeat
+    /// endlessly; the line's bytes are looked up without a copy.
+    index: HashMap<Box<[u8]>, usize, FastHash>,
+    routes: Vec<Route>,
     /// The consumer.
     pub consumer: C,
     /// Records of the selected topics that gave neither a number nor a state (documents
     /// without the configured fields, payloads the logger cut).
     pub rejected: u64,
 }
-
-/// Most topics whose filter decisions a feed remembers.
-const MATCH_CACHE: usize = 4096;
 
 impl<Z: Zone + Clone, C: Consumer> Feed<Z, C> {
     /// A feed of the records of `topics` that `reader` finds in its window.
@@ -103,7 +130,8 @@ impl<Z: Zone + Clone, C: Consumer> Feed<Z, C> {
             topics,
             extractor,
             readings: Vec::new(),
-            matched: ahash::AHashMap::new(),
+            index: HashMap::default(),
+            routes: Vec::new(),
             consumer,
             rejected: 0,
         }
@@ -113,16 +141,14 @@ impl<Z: Zone + Clone, C: Consumer> Feed<Z, C> {
     pub fn range(&self) -> (DateTime<Utc>, DateTime<Utc>) {
         self.reader.range()
     }
+}
 
-    fn wanted(&mut self, topic: &str) -> bool {
-        if let Some(&m) = self.matched.get(topic) {
-            return m;
-        }
-        let m = self.topics.matches(topic);
-        if self.matched.len() < MATCH_CACHE {
-            self.matched.insert(topic.to_owned(), m);
-        }
-        m
+/// The route of a topic.
+fn route(topics: &Filters, extractor: &Extractor, topic: &[u8]) -> Route {
+    match std::str::from_utf8(topic) {
+        Ok(t) if topics.matches(t) && extractor.is_plain(t) => Route::Plain(t.into()),
+        Ok(t) if topics.matches(t) => Route::Rules(t.into()),
+        _ => Route::Unwanted,
     }
 }
 
@@ -134,43 +160,88 @@ impl<Z: Zone + Clone, C: Consumer> Lines for Feed<Z, C> {
         self.reader.input(reference);
     }
     fn take(&mut self, line: &[u8]) -> ControlFlow<()> {
-        let (time, topic, payload) = match self.reader.read(line) {
-            Seen::Past => return ControlFlow::Break(()),
-            Seen::Record {
-                time,
+        let (micros, topic, payload) = match self.reader.read_raw(line) {
+            RawSeen::Past => return ControlFlow::Break(()),
+            RawSeen::Record {
+                micros,
                 topic,
                 payload,
-            } => (time, topic, payload),
+            } => (micros, topic, payload),
             _ => return ControlFlow::Continue(()),
         };
-        if !self.wanted(&topic) {
-            return ControlFlow::Continue(());
-        }
-        let payload = match payload {
-            Ok(p) => p,
-            Err(_) => {
-                self.rejected += 1;
-                return ControlFlow::Continue(());
-            }
-        };
-        self.readings.clear();
-        match self
-            .extractor
-            .readings(&topic, &payload, &mut self.readings)
-        {
-            Ok(()) => {
-                for r in &self.readings {
-                    self.consumer
-                        .reading(time, &r.series, Value::Number(r.value));
+        let cached;
+        let route = match self.index.get(&topic[..]) {
+            Some(&i) => &self.routes[i],
+            None => {
+                let r = route(&self.topics, &self.extractor, &topic);
+                if self.index.len() < TOPIC_CACHE {
+                    self.index.insert(topic[..].into(), self.routes.len());
+                    self.routes.push(r);
+                    &self.routes[self.routes.len() - 1]
+                } else {
+                    cached = r;
+                    &cached
                 }
             }
+        };
+        let (topic, plain) = match route {
+            Route::Unwanted => return ControlFlow::Continue(()),
+            Route::Plain(t) => (&**t, true),
+            Route::Rules(t) => (&**t, false),
+        };
+        let Some(time) = DateTime::from_timestamp_micros(micros) else {
+            return ControlFlow::Continue(());
+        };
+        let Ok(payload) = payload else {
+            self.rejected += 1;
+            return ControlFlow::Continue(());
+        };
+        let got = if plain {
+            // One value named after the topic: no reading to build.
+            payload::parse_plain(&payload)
+                .map(|v| self.consumer.reading(time, topic, Value::Number(v)))
+        } else {
+            self.readings.clear();
+            self.extractor
+                .readings(topic, &payload, &mut self.readings)
+                .map(|()| {
+                    for r in &self.readings {
+                        self.consumer
+                            .reading(time, &r.series, Value::Number(r.value));
+                    }
+                })
+        };
+        match got {
+            Ok(()) => {}
             Err(Rejected::NotNumeric) => match state_of(&payload) {
-                Some(s) => self.consumer.reading(time, &topic, Value::State(s)),
+                Some(s) => self.consumer.reading(time, topic, Value::State(s)),
                 None => self.rejected += 1,
             },
             Err(_) => self.rejected += 1,
         }
         ControlFlow::Continue(())
+    }
+}
+
+impl<Z: Zone + Clone + Send, C: Consumer> Split for Feed<Z, C> {
+    fn fork(&self, start: DateTime<Utc>, reference: DateTime<Utc>) -> Option<Self> {
+        if !self.reader.can_start_at(start) {
+            return None;
+        }
+        Some(Feed {
+            reader: self.reader.fork(reference),
+            topics: self.topics.clone(),
+            extractor: self.extractor.clone(),
+            readings: Vec::new(),
+            index: self.index.clone(),
+            routes: self.routes.clone(),
+            consumer: self.consumer.fork()?,
+            rejected: 0,
+        })
+    }
+    fn merge(&mut self, later: Self) {
+        self.consumer.merge(later.consumer);
+        self.rejected += later.rejected;
     }
 }
 
@@ -228,6 +299,142 @@ mod tests {
             ]
         );
         assert_eq!(f.rejected, 2);
+    }
+
+    /// A read split across threads answers what one thread answers, for every consumer.
+    #[test]
+    fn a_split_read_answers_what_one_thread_answers() {
+        use crate::payload::{FieldPath, JsonRule};
+        use crate::stats::aggregate::Statistic;
+        use crate::syslog::source::{Scan, Source, scan_split_min};
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("syslog");
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+        let base = 1_795_000_000i64;
+        // 20 000 lines over 4000 s: plain values, JSON documents, LWT states, cut payloads,
+        // other programs, lines out of order by up to 3 s and timeless lines between.
+        for i in 0..20_000i64 {
+            let jitter = if i % 7 == 0 { -3_000_000 } else { 0 };
+            let t = DateTime::from_timestamp_micros(base * 1_000_000 + i * 200_000 + jitter)
+                .unwrap()
+                .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+            let (tag, topic, payload) = match i % 6 {
+                0 => (
+                    "iotitan-logger",
+                    "zigbee2mqtt/bed",
+                    format!("{{\"temperature\":{}}}", i % 30),
+                ),
+                1 => (
+                    "iotitan-logger",
+                    "iotitan/a/LWT",
+                    ["online", "offline"][(i / 6 % 2) as usize].into(),
+                ),
+                2 => (
+                    "iotitan-logger",
+                    "iotitan/b/t",
+                    format!("{}\\[cut 9]", i % 5),
+                ),
+                3 => ("sshd", "iotitan/a/t", "1".into()),
+                _ => (
+                    "iotitan-logger",
+                    ["iotitan/a/t", "iotitan/b/t"][(i % 2) as usize],
+                    format!("{}.{}", i % 41, i % 10),
+                ),
+            };
+            writeln!(f, "{t} pi {tag}[1]: {topic} {payload}").unwrap();
+            if i % 1000 == 0 {
+                writeln!(f, "  continuation without a time").unwrap();
+            }
+        }
+        drop(f);
+        let extractor = Extractor::new(vec![JsonRule {
+            topics: Filters::of(&["zigbee2mqtt/+"]),
+            fields: vec![FieldPath::new("temperature").unwrap()],
+        }]);
+        let t = |s: i64| DateTime::from_timestamp(base + s, 0).unwrap();
+        fn run<C: Consumer>(
+            path: &std::path::Path,
+            extractor: &Extractor,
+            window: Window,
+            consumer: C,
+            threads: usize,
+        ) -> (C, u64) {
+            let reader = Reader::new(window, chrono::Duration::seconds(5), "iotitan-logger", Utc);
+            let topics = Filters::of(&["iotitan/#", "zigbee2mqtt/#"]);
+            let mut feed = Feed::new(reader, topics, extractor.clone(), consumer);
+            let (from, until) = feed.range();
+            let scan = Scan {
+                from,
+                until,
+                identifier: "iotitan-logger",
+            };
+            let source = Source::File(path.to_owned());
+            scan_split_min(&source, &scan, &mut feed, &mut |_| {}, threads, 0).unwrap();
+            (feed.consumer, feed.rejected)
+        }
+        let stats = [
+            Statistic::Count,
+            Statistic::Mean,
+            Statistic::Min,
+            Statistic::Max,
+            Statistic::Median,
+            Statistic::Percentile(90),
+            Statistic::First,
+            Statistic::Last,
+        ];
+        let every = aggregate::Every::parse("10m").unwrap();
+        for (from, to) in [(0, 4000), (100, 3100), (500, 600)] {
+            let w = Window {
+                start: t(from),
+                end: t(to),
+            };
+            macro_rules! read {
+                ($consumer:expr, $threads:expr) => {
+                    run(&path, &extractor, w, $consumer, $threads)
+                };
+            }
+            // Every consumer, on 2, 3 and 7 threads, against one thread.
+            for threads in [2, 3, 7] {
+                let one = read!(topics::Topics::new(), 1);
+                let many = read!(topics::Topics::new(), threads);
+                assert!(one.1 > 0, "cut payloads are rejected");
+                assert_eq!(many.1, one.1);
+                let one = one.0.finish();
+                assert!(!one.is_empty());
+                assert_eq!(many.0.finish(), one);
+                for limit in [50, 100_000] {
+                    let one = read!(rows::Rows::new(limit), 1).0.finish();
+                    assert_eq!(read!(rows::Rows::new(limit), threads).0.finish(), one);
+                }
+                let top = || top::Top::new("t", Statistic::Max, 3, top::Order::Desc);
+                assert_eq!(read!(top(), threads).0.finish(), read!(top(), 1).0.finish());
+                let hist = || histogram::Histogram::new(7);
+                assert_eq!(
+                    read!(hist(), threads).0.finish(),
+                    read!(hist(), 1).0.finish()
+                );
+                let agg = || aggregate::Aggregate::new(every, Utc, &stats);
+                let (many, one) = (read!(agg(), threads).0.finish(), read!(agg(), 1).0.finish());
+                assert_eq!(
+                    many.series.keys().collect::<Vec<_>>(),
+                    one.series.keys().collect::<Vec<_>>()
+                );
+                for (name, buckets) in &many.series {
+                    let ones = &one.series[name];
+                    assert_eq!(buckets.len(), ones.len(), "{name}");
+                    for (a, b) in buckets.iter().zip(ones) {
+                        assert_eq!((a.start, a.count), (b.start, b.count), "{name}");
+                        for ((sa, va), (sb, vb)) in a.values.iter().zip(&b.values) {
+                            assert_eq!(sa, sb);
+                            // Mean and stddev merge up to rounding; the rest exactly.
+                            let close = (va - vb).abs() <= 1e-9 * vb.abs().max(1.0);
+                            assert!(close, "{name} {sa}: {va} vs {vb}");
+                        }
+                    }
+                }
+            }
+        }
     }
 
     #[test]

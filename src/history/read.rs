@@ -1,5 +1,5 @@
 //! The I/O edge of the read API: scan the configured sources for one consumer, through the
-//! same engine as `iotitan-stats query` ([`crate::stats::scan_one`], [`Reader`], the
+//! same engine as `iotitan-stats query` ([`crate::stats::scan_split_one`], [`Reader`], the
 //! configured payload rules).
 
 use super::{Consumer, Feed};
@@ -22,6 +22,8 @@ struct Inner {
     identifier: String,
     extractor: Extractor,
     disorder: chrono::Duration,
+    /// Threads a read of a large plain file may use.
+    threads: usize,
 }
 
 /// A read that failed: a source could not be read.
@@ -52,6 +54,19 @@ impl Context {
             identifier: identifier.to_owned(),
             extractor,
             disorder: chrono::Duration::from_std(disorder).unwrap_or(chrono::Duration::zero()),
+            threads: crate::stats::all_threads(),
+        }))
+    }
+
+    /// The same context reading on at most `threads` threads (default: one per core).
+    pub fn with_threads(self, threads: usize) -> Self {
+        let inner = &self.0;
+        Context(Arc::new(Inner {
+            sources: inner.sources.clone(),
+            identifier: inner.identifier.clone(),
+            extractor: inner.extractor.clone(),
+            disorder: inner.disorder,
+            threads: threads.max(1),
         }))
     }
 
@@ -93,13 +108,13 @@ impl Context {
         );
         let mut feed = Feed::new(reader, topics, inner.extractor.clone(), consumer);
         let (from, to) = feed.range();
-        crate::stats::scan_one(
+        crate::stats::scan_split_one(
             &inner.sources,
             from,
             to,
             &inner.identifier,
             &mut feed,
-            &mut |_| {},
+            inner.threads,
         )
         .map_err(|e| ReadError(format!("{e:#}")))?;
         Ok(Read {

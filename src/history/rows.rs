@@ -124,6 +124,23 @@ impl Consumer for Rows {
             self.prune();
         }
     }
+
+    fn fork(&self) -> Option<Self> {
+        Some(Rows::new(self.limit))
+    }
+
+    fn merge(&mut self, later: Self) {
+        // The later rows were read after all of this one's: their reading order follows on.
+        let offset = self.seen;
+        self.rows.extend(
+            later
+                .rows
+                .into_iter()
+                .map(|(time, n, topic, value)| (time, offset + n, topic, value)),
+        );
+        self.seen += later.seen;
+        self.prune();
+    }
 }
 
 #[cfg(test)]

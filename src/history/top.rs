@@ -99,6 +99,21 @@ impl Consumer for Top {
             }
         }
     }
+
+    fn fork(&self) -> Option<Self> {
+        Some(Top::new(&self.feature, self.stat, self.n, self.order))
+    }
+
+    fn merge(&mut self, later: Self) {
+        for (series, s) in later.devices {
+            match self.devices.get_mut(&series) {
+                Some(mine) => mine.merge(s),
+                None => {
+                    self.devices.insert(series, s);
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]

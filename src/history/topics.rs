@@ -61,6 +61,28 @@ impl Consumer for Topics {
             }
         }
     }
+
+    fn fork(&self) -> Option<Self> {
+        Some(Topics::new())
+    }
+
+    fn merge(&mut self, later: Self) {
+        for (topic, (at, last, count)) in later.seen {
+            match self.seen.get_mut(&topic) {
+                Some(mine) => {
+                    mine.2 += count;
+                    // The later lines win a tie, as in one pass.
+                    if at >= mine.0 {
+                        mine.0 = at;
+                        mine.1 = last;
+                    }
+                }
+                None => {
+                    self.seen.insert(topic, (at, last, count));
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -45,6 +45,27 @@ pub enum Seen<'a> {
     },
 }
 
+/// What one line turned out to be, as [`Seen`] but with the record's time in microseconds
+/// and its topic not yet checked to be UTF-8 ([`Reader::read_raw`]).
+#[derive(Debug, PartialEq)]
+pub enum RawSeen<'a> {
+    /// See [`Seen::Outside`].
+    Outside,
+    /// See [`Seen::Past`].
+    Past,
+    /// See [`Seen::Skipped`].
+    Skipped,
+    /// A record of ours in the window.
+    Record {
+        /// When it was logged, in microseconds since the epoch.
+        micros: i64,
+        /// Its topic's bytes.
+        topic: Cow<'a, [u8]>,
+        /// Its payload; `Err(Cut)` when the logger cut it.
+        payload: Result<Cow<'a, [u8]>, Rejected>,
+    },
+}
+
 /// Where a time lies relative to a window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Place {
@@ -165,13 +186,13 @@ impl<Z: Zone + Clone> Reader<Z> {
 
     /// Whether a reader could start at a line of time `t` with a fresh clock and read the
     /// lines after it as this one would (see [`Clock::steady_around`]).
-    fn can_start_at(&self, t: DateTime<Utc>) -> bool {
+    pub(crate) fn can_start_at(&self, t: DateTime<Utc>) -> bool {
         self.stream.steady_around(t)
     }
 
     /// A fresh reader with this one's settings (window, identifier, zone, the reference of
     /// the current input), for the lines of a later range.
-    fn fork(&self, reference: DateTime<Utc>) -> Self {
+    pub(crate) fn fork(&self, reference: DateTime<Utc>) -> Self {
         let mut r = self.clone();
         r.input(reference);
         r
@@ -208,19 +229,40 @@ impl<Z: Zone + Clone> Reader<Z> {
         }
     }
 
-    /// Classify one line.
-    pub fn read<'a>(&mut self, raw: &'a [u8]) -> Seen<'a> {
+    /// Classify one line, leaving its time in microseconds and its topic as the bytes of the
+    /// line: readers that cache a decision per topic look it up by those bytes, and validate
+    /// a topic's UTF-8 once, not on every line.
+    pub fn read_raw<'a>(&mut self, raw: &'a [u8]) -> RawSeen<'a> {
         let (time, parsed) = self.stamp(raw);
         let Some(time) = time else {
-            return Seen::Outside;
+            return RawSeen::Outside;
         };
         match self.bounds.place(time) {
-            Place::Past => return Seen::Past,
-            Place::Outside => return Seen::Outside,
+            Place::Past => return RawSeen::Past,
+            Place::Outside => return RawSeen::Outside,
             Place::Inside => {}
         }
-        let Body::Record { topic, payload } = self.body(parsed) else {
-            return Seen::Skipped;
+        match self.body(parsed) {
+            Body::Record { topic, payload } => RawSeen::Record {
+                micros: time,
+                topic,
+                payload,
+            },
+            Body::Skipped => RawSeen::Skipped,
+        }
+    }
+
+    /// Classify one line.
+    pub fn read<'a>(&mut self, raw: &'a [u8]) -> Seen<'a> {
+        let (time, topic, payload) = match self.read_raw(raw) {
+            RawSeen::Outside => return Seen::Outside,
+            RawSeen::Past => return Seen::Past,
+            RawSeen::Skipped => return Seen::Skipped,
+            RawSeen::Record {
+                micros,
+                topic,
+                payload,
+            } => (micros, topic, payload),
         };
         let topic = match topic {
             Cow::Borrowed(t) => std::str::from_utf8(t).map(Cow::Borrowed),
@@ -306,11 +348,11 @@ impl Selection {
 
 /// Most topics whose decisions a collector remembers: a flood of distinct topics (a broken
 /// or hostile publisher) only makes their lines slower, not memory grow.
-const TOPIC_CACHE: usize = 1 << 16;
+pub(crate) const TOPIC_CACHE: usize = 1 << 16;
 
 /// The hash of the topic and series maps: keyed per process (a hostile log cannot choose
 /// colliding topics) and several times faster than SipHash on short keys.
-type FastHash = ahash::RandomState;
+pub(crate) type FastHash = ahash::RandomState;
 
 /// What a collector decided about a topic.
 #[derive(Debug, Clone)]

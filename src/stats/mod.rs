@@ -196,24 +196,30 @@ fn scan_all<L: Split>(
     Ok(())
 }
 
-/// Scan every source into `lines` on one thread, in file order, covering `[from, until)`: the
-/// HTTP read API ([`crate::history`]) reads through this, as `query` does.
-pub(crate) fn scan_one(
+/// Scan every source into `lines` on up to `threads` threads (large plain files are split
+/// into ranges, one per thread, merged in order), covering `[from, until)`: the HTTP read
+/// API ([`crate::history`]) reads through this.
+pub(crate) fn scan_split_one<L: Split>(
     sources: &[Source],
     from: DateTime<Utc>,
     until: DateTime<Utc>,
     identifier: &str,
-    lines: &mut dyn Lines,
-    progress: &mut dyn FnMut(u64),
+    lines: &mut L,
+    threads: usize,
 ) -> anyhow::Result<()> {
-    scan_all::<Batch<'_, chrono::Local>>(
+    scan_all(
         sources,
         from,
         until,
         identifier,
-        Feed::One(lines),
-        progress,
+        Feed::Split(lines, threads),
+        &mut |_| {},
     )
+}
+
+/// The threads a read of history may use: every core.
+pub(crate) fn all_threads() -> usize {
+    threads(None)
 }
 
 /// Compute the statistics of consecutive `windows` in one pass over `sources`, reading large
