@@ -19,7 +19,7 @@ use rumqttc::{
 };
 use std::collections::VecDeque;
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 /// Capacity of the request channel between clients and the event loop.
 pub const REQUEST_CAPACITY: usize = 4096;
@@ -207,14 +207,19 @@ pub fn qos(n: u8) -> rumqttc::QoS {
 
 /// Client and driver for `role`.
 pub fn connect(cfg: &MqttConfig, role: &str) -> anyhow::Result<(AsyncClient, Driver)> {
-    let opts = options(cfg, role)?;
+    Ok(client(options(cfg, role)?, cfg))
+}
+
+/// Client and driver with `opts` (from [`options`], adjusted by the caller): the one place a
+/// client is built.
+pub fn client(opts: MqttOptions, cfg: &MqttConfig) -> (AsyncClient, Driver) {
     let (client, mut eventloop) = AsyncClient::new(opts, REQUEST_CAPACITY);
     // MQTT messages are small and should leave at once: with Nagle's algorithm a publish can
     // wait behind unacknowledged PUBACKs for a delayed-ACK period (tens of milliseconds).
     let mut net = eventloop.network_options();
     net.set_tcp_nodelay(true);
     eventloop.set_network_options(net);
-    Ok((client, Driver::new(eventloop, cfg.reconnect_max.get())))
+    (client, Driver::new(eventloop, cfg.reconnect_max.get()))
 }
 
 /// Poll `driver` in a task of its own until the client disconnects, subscribing to `filters`
@@ -244,9 +249,10 @@ pub fn spawn_poller(
     mut driver: Driver,
     filters: Vec<SubscribeFilter>,
     capacity: usize,
-) -> (mpsc::Receiver<Publish>, tokio::task::JoinHandle<()>) {
+) -> Polled {
     let capacity = capacity.max(1);
     let (tx, rx) = mpsc::channel(capacity);
+    let (subscribed_tx, subscribed) = watch::channel(false);
     let task = tokio::spawn(async move {
         let mut poller = Poller {
             client,
@@ -254,6 +260,7 @@ pub fn spawn_poller(
             tx,
             waiting: VecDeque::new(),
             disconnecting: false,
+            subscribed: subscribed_tx,
         };
         loop {
             // Hand over what was read, in order, before reading more. While the consumer
@@ -302,7 +309,33 @@ pub fn spawn_poller(
             }
         }
     });
-    (rx, task)
+    Polled {
+        inbox: rx,
+        task,
+        subscribed,
+    }
+}
+
+/// What [`spawn_poller`] hands back.
+pub struct Polled {
+    /// The incoming publishes, in order.
+    pub inbox: mpsc::Receiver<Publish>,
+    /// The polling task: it ends once the broker closed the connection after our DISCONNECT.
+    pub task: tokio::task::JoinHandle<()>,
+    /// `true` once the broker holds our subscriptions: a SUBACK that refused none, or a
+    /// connection that found our persistent session (and its subscriptions) present.
+    pub subscribed: watch::Receiver<bool>,
+}
+
+/// Tell systemd the daemon is ready once `subscribed` turns `true`: only then does a
+/// message published after `systemctl start` returns reach us. Without a broker (or with a
+/// refused subscription) the start never completes, and systemd reports the failure.
+pub fn ready_once_subscribed(mut subscribed: watch::Receiver<bool>) {
+    tokio::spawn(async move {
+        if subscribed.wait_for(|&s| s).await.is_ok() {
+            crate::notify::ready();
+        }
+    });
 }
 
 /// The state of [`spawn_poller`]'s task.
@@ -313,6 +346,7 @@ struct Poller {
     /// Messages read and not handed to the consumer yet, oldest first.
     waiting: VecDeque<Publish>,
     disconnecting: bool,
+    subscribed: watch::Sender<bool>,
 }
 
 /// Most payload bytes [`spawn_poller`] keeps while answering the keep-alive for a consumer
@@ -337,7 +371,9 @@ impl Poller {
         match update {
             Update::Connected { fresh } => {
                 tracing::info!("connected to the MQTT broker (session present: {})", !fresh);
-                if fresh && !self.filters.is_empty() {
+                if !fresh || self.filters.is_empty() {
+                    self.subscribed.send_replace(true);
+                } else {
                     // Subscribing goes through the request channel that only this task
                     // drains: ask from another task so this one keeps polling.
                     let (c, f) = (self.client.clone(), self.filters.clone());
@@ -362,6 +398,7 @@ impl Poller {
                 } else {
                     let names: Vec<&str> = self.filters.iter().map(|f| f.path.as_str()).collect();
                     tracing::info!("subscribed: {}", names.join(", "));
+                    self.subscribed.send_replace(true);
                 }
             }
             Update::Event(Event::Outgoing(Outgoing::Disconnect)) => self.disconnecting = true,

@@ -801,6 +801,35 @@ fn tells_systemd_ready_then_watchdog_pings_then_stopping() {
     assert_eq!(notify.count("READY=1"), 1, "{:#?}", notify.seen.borrow());
 }
 
+/// READY is sent once the broker holds the subscriptions: not while the broker is down, and
+/// a message published the moment systemd would report the unit started is logged (the
+/// session is new, so one published before the SUBSCRIBE reached the broker would be lost).
+#[test]
+fn ready_means_subscribed() {
+    let mut m = Mosquitto::start();
+    m.stop();
+    let r = Rsyslogd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), &m, &format!("unix:{}", r.socket.display()), "");
+    let notify = NotifySocket::new();
+    let mut logger = Logger::start_with(systemd_command(LOGGER, &notify, 0), &cfg);
+    // Retries every second at most (reconnect_max): half a second shows no READY came early.
+    let early = wait_until(Duration::from_millis(500), || {
+        notify
+            .recv(Duration::from_millis(50))
+            .is_some_and(|d| d.lines().any(|l| l == "READY=1"))
+    });
+    assert!(!early, "READY=1 without a broker\n{}", logger.log());
+    m.restart();
+    notify.wait_for("READY=1", TIMEOUT);
+    m.publish(&["-q", "1", "-t", "ready/first", "-m", "1"]);
+    r.wait_lines("ready/first 1", 1, TIMEOUT);
+    let log = logger.log();
+    let subscribed = log.find("subscribed: ");
+    assert!(subscribed.is_some(), "{log}");
+    terminate_cleanly(&mut logger, &r);
+}
+
 #[test]
 fn rfc5424_records_reach_rsyslog_field_by_field() {
     let m = Mosquitto::start();

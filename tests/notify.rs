@@ -9,8 +9,11 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-/// Run `program --config config` under a notify socket and check the sequence.
-fn notifies_systemd(program: &str, config: &Path, env: &[(&str, &str)]) {
+/// Run `program --config config` under a notify socket and check the sequence. The broker
+/// `m` is down at first: start-up is complete (READY) only once it is up and the daemon
+/// subscribed, so that a message published after `systemctl start` returns reaches it.
+fn notifies_systemd(m: &mut Mosquitto, program: &str, config: &Path, env: &[(&str, &str)]) {
+    m.stop();
     let notify = NotifySocket::new();
     let log = config.with_file_name("daemon.log");
     let mut cmd = systemd_command(program, &notify, 200_000);
@@ -23,6 +26,14 @@ fn notifies_systemd(program: &str, config: &Path, env: &[(&str, &str)]) {
         .stderr(std::fs::File::create(&log).unwrap());
     let mut child = cmd.spawn().expect("start the daemon");
     let log = || std::fs::read_to_string(&log).unwrap_or_default();
+    // Reconnects every second at most (reconnect_max): half a second shows READY is not early.
+    let early = wait_until(Duration::from_millis(500), || {
+        notify
+            .recv(Duration::from_millis(50))
+            .is_some_and(|d| d.lines().any(|l| l == "READY=1"))
+    });
+    assert!(!early, "READY=1 without a broker\n{}", log());
+    m.restart();
     notify.expect_ready_then_pings();
     Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -38,7 +49,7 @@ fn notifies_systemd(program: &str, config: &Path, env: &[(&str, &str)]) {
 
 #[test]
 fn alerts_tells_systemd_ready_watchdog_and_stopping() {
-    let m = Mosquitto::start();
+    let mut m = Mosquitto::start();
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(
         dir.path(),
@@ -47,12 +58,12 @@ fn alerts_tells_systemd_ready_watchdog_and_stopping() {
             m.mqtt_toml("notify-alerts")
         ),
     );
-    notifies_systemd(env!("CARGO_BIN_EXE_iotitan-alerts"), &cfg, &[]);
+    notifies_systemd(&mut m, env!("CARGO_BIN_EXE_iotitan-alerts"), &cfg, &[]);
 }
 
 #[test]
 fn bridge_tells_systemd_ready_watchdog_and_stopping() {
-    let m = Mosquitto::start();
+    let mut m = Mosquitto::start();
     let dir = tempfile::tempdir().unwrap();
     // Nothing is published, so the (closed) ThingSpeak URL is never used.
     let cfg = write_config(
@@ -66,6 +77,7 @@ fn bridge_tells_systemd_ready_watchdog_and_stopping() {
         ),
     );
     notifies_systemd(
+        &mut m,
         env!("CARGO_BIN_EXE_iotitan-bridge"),
         &cfg,
         &[("IOTITAN_THINGSPEAK_KEY_4242", "NOTIFYTESTKEY0000")],
@@ -74,7 +86,7 @@ fn bridge_tells_systemd_ready_watchdog_and_stopping() {
 
 #[test]
 fn http_tells_systemd_ready_watchdog_and_stopping() {
-    let m = Mosquitto::start();
+    let mut m = Mosquitto::start();
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(
         dir.path(),
@@ -85,6 +97,7 @@ fn http_tells_systemd_ready_watchdog_and_stopping() {
         ),
     );
     notifies_systemd(
+        &mut m,
         env!("CARGO_BIN_EXE_iotitan-http"),
         &cfg,
         &[("IOTITAN_HTTP_TOKEN_T", "NOTIFYTESTTOKEN0000")],

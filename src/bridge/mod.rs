@@ -136,19 +136,22 @@ pub async fn run_with(cfg: &Config, mut shutdown: Shutdown, opts: Options) -> an
     mqtt_opts
         .set_clean_session(opts.dry_run)
         .set_manual_acks(true);
-    let (client, eventloop) = AsyncClient::new(mqtt_opts, mqtt::REQUEST_CAPACITY);
+    let (client, driver) = mqtt::client(mqtt_opts, &cfg.mqtt);
     // The event loop runs in a task of its own (`spawn_poller`), never inside the `select!`
     // below: a poll cancelled by the watchdog's tick in the middle of connecting made the
     // client connect twice, and the second connection found the session the first had just
     // made (without our subscriptions), so the bridge never subscribed at all.
-    let driver = mqtt::Driver::new(eventloop, cfg.mqtt.reconnect_max.get());
     let filters = routes
         .subscriptions()
         .iter()
         .map(|t| SubscribeFilter::new(t.clone(), QoS::AtLeastOnce))
         .collect();
-    let (mut inbox, poller) = mqtt::spawn_poller(client.clone(), driver, filters, INBOX);
-    notify::ready();
+    let mqtt::Polled {
+        mut inbox,
+        task: poller,
+        subscribed,
+    } = mqtt::spawn_poller(client.clone(), driver, filters, INBOX);
+    mqtt::ready_once_subscribed(subscribed);
     let mut watchdog = notify::Watchdog::new();
     let mut out = Vec::new();
     let mut rejected: u64 = 0;

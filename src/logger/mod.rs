@@ -26,7 +26,7 @@ pub use outbox::{Flow, Limits, Outbox};
 
 use crate::config::Config;
 use crate::linger::Linger;
-use crate::mqtt::{self, Driver, REQUEST_CAPACITY};
+use crate::mqtt;
 use crate::shutdown::Shutdown;
 use crate::syslog::sink::{Formatter, Outcome, Sink};
 use crate::topic::Filters;
@@ -121,8 +121,7 @@ pub async fn run(
     opts.set_manual_acks(true);
     opts.set_clean_session(cfg.logger.clean_session);
     let keep_alive = opts.keep_alive();
-    let (client, eventloop) = AsyncClient::new(opts, REQUEST_CAPACITY);
-    let driver = Driver::new(eventloop, cfg.mqtt.reconnect_max.get());
+    let (client, driver) = mqtt::client(opts, &cfg.mqtt);
     let qos = mqtt::qos(cfg.logger.qos);
     let filters = cfg
         .logger
@@ -130,7 +129,7 @@ pub async fn run(
         .iter()
         .map(|f| SubscribeFilter::new(f.to_string(), qos))
         .collect();
-    let (inbox, poller) = mqtt::spawn_poller(client.clone(), driver, filters, INBOX);
+    let polled = mqtt::spawn_poller(client.clone(), driver, filters, INBOX);
     let sink = Sink::new(cfg.syslog.target.clone());
     let formatter = Formatter::new(&cfg.syslog, sink.is_network());
     let limits = Limits {
@@ -161,9 +160,9 @@ pub async fn run(
         cfg.mqtt.port,
         cfg.syslog.target
     );
-    notify::ready();
-    logger.run(inbox, shutdown).await;
-    logger.disconnect(poller).await;
+    mqtt::ready_once_subscribed(polled.subscribed);
+    logger.run(polled.inbox, shutdown).await;
+    logger.disconnect(polled.task).await;
     let c = logger.counters;
     tracing::info!(
         "stopped: {} received, {} written, {} excluded, {} dropped (too big)",
