@@ -5,7 +5,7 @@
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use iotitan::config::{SyslogConfig, SyslogFormat};
 use iotitan::record;
-use iotitan::syslog::sink::Formatter;
+use iotitan::syslog::header::Formatter;
 use std::hint::black_box;
 use std::time::SystemTime;
 

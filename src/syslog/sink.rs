@@ -28,111 +28,17 @@
 //!
 //! Queued records (the daemon unreachable) are kept by the caller on every transport.
 
-use crate::config::{SyslogConfig, SyslogFormat, SyslogTarget};
+use super::sys::{EMSGSIZE, EPROTOTYPE, max_dgram_qlen, outq, register_writable, send_mmsg};
+use crate::config::SyslogTarget;
 use crate::mqtt::Backoff;
 use std::io::{self, Write};
 use std::net::UdpSocket;
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixDatagram;
 use std::path::PathBuf;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use tokio::io::unix::AsyncFd;
 use tokio::net::{TcpStream, UnixStream};
-
-/// Formats syslog messages (header + record) for one program.
-pub struct Formatter {
-    format: SyslogFormat,
-    /// `<PRI>` for facility and severity info.
-    pri: String,
-    /// `host ` (with trailing space) or empty.
-    host: String,
-    /// `ident[pid]: ` (3164) or `ident pid - - ` (5424).
-    tag: String,
-    cache_sec: u64,
-    /// The header up to the end of the seconds of `cache_sec` (3164: whole timestamp + space).
-    cache: String,
-    /// 5424: the UTC offset suffix (`+00:00`).
-    offset: String,
-}
-
-impl Formatter {
-    /// A formatter for `cfg`; `with_host` puts the host name in 3164 headers (network
-    /// targets; local sockets, like glibc's syslog(), leave it to the daemon).
-    pub fn new(cfg: &SyslogConfig, with_host: bool) -> Self {
-        let pri = format!(
-            "<{}>",
-            cfg.facility() as u8 | ::syslog::Severity::LOG_INFO as u8
-        );
-        let pid = std::process::id();
-        let hostname = cfg.hostname.clone().unwrap_or_else(local_hostname);
-        let (host, tag) = match cfg.format {
-            SyslogFormat::Rfc3164 => (
-                if with_host {
-                    format!("{hostname} ")
-                } else {
-                    String::new()
-                },
-                format!("{}[{pid}]: ", cfg.identifier),
-            ),
-            SyslogFormat::Rfc5424 => (
-                format!("{hostname} "),
-                format!("{} {pid} - - ", cfg.identifier),
-            ),
-        };
-        Formatter {
-            format: cfg.format,
-            pri,
-            host,
-            tag,
-            cache_sec: u64::MAX,
-            cache: String::new(),
-            offset: String::new(),
-        }
-    }
-
-    /// Append the syslog message for `msg`, stamped `now`, to `out`.
-    pub fn message(&mut self, now: SystemTime, msg: &[u8], out: &mut Vec<u8>) {
-        let d = now.duration_since(UNIX_EPOCH).unwrap_or_default();
-        let sec = d.as_secs();
-        if sec != self.cache_sec {
-            self.refresh(sec);
-        }
-        out.extend_from_slice(self.pri.as_bytes());
-        out.extend_from_slice(self.cache.as_bytes());
-        if self.format == SyslogFormat::Rfc5424 {
-            // Microseconds, as RFC 5424 allows at most six digits.
-            let _ = write!(out, ".{:06}{} ", d.subsec_micros(), self.offset);
-        }
-        out.extend_from_slice(self.host.as_bytes());
-        out.extend_from_slice(self.tag.as_bytes());
-        out.extend_from_slice(msg);
-    }
-
-    fn refresh(&mut self, sec: u64) {
-        use chrono::{Local, TimeZone};
-        let t = Local
-            .timestamp_opt(i64::try_from(sec).unwrap_or(0), 0)
-            .single()
-            .unwrap_or_else(Local::now);
-        self.cache_sec = sec;
-        match self.format {
-            // RFC 3164: "Mmm dd hh:mm:ss", day padded with a space, local time.
-            SyslogFormat::Rfc3164 => self.cache = t.format("%b %e %H:%M:%S ").to_string(),
-            SyslogFormat::Rfc5424 => {
-                self.cache = format!("1 {}", t.format("%Y-%m-%dT%H:%M:%S"));
-                self.offset = t.format("%:z").to_string();
-            }
-        }
-    }
-}
-
-fn local_hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_owned())
-        .ok()
-        .filter(|s| !s.is_empty() && !s.contains(' '))
-        .unwrap_or_else(|| "localhost".into())
-}
 
 /// An open connection to the daemon.
 ///
@@ -490,9 +396,7 @@ impl<S: AsRawFd> Dgram<S> {
     /// Wait until the socket has room, registering it for as long as writes wait.
     async fn writable(&mut self) -> io::Result<()> {
         if let Some(s) = self.idle.take() {
-            // SAFETY: the AsyncFd owns the socket, so its descriptor stays open and the same
-            // for the registration's whole life.
-            match unsafe { AsyncFd::register_with_interest(s, tokio::io::Interest::WRITABLE) } {
+            match register_writable(s) {
                 Ok(a) => self.waiting = Some(a),
                 Err(e) => {
                     let (s, e) = e.into_parts();
@@ -516,39 +420,9 @@ impl<S: AsRawFd> Dgram<S> {
 }
 
 /// Most datagrams handed to one `sendmmsg` call.
-const RUN: usize = 64;
+pub(super) const RUN: usize = 64;
 /// Messages this big or bigger are sent alone (see [`Sink::send_run`]).
 const RUN_MAX_BYTES: usize = 16 * 1024;
-
-/// Send each of `msgs` (at most [`RUN`]) as one datagram on the connected socket `fd` with
-/// one system call; the number sent, which is less than asked when the socket filled up.
-///
-/// By hand, as the socket crates (socket2, tokio) have no `sendmmsg`, and nix's wants its
-/// headers prepared in a type of its own; this is the one call we need.
-fn send_mmsg(fd: std::os::fd::RawFd, msgs: &[&[u8]]) -> io::Result<usize> {
-    let n = msgs.len().min(RUN);
-    // SAFETY: iovec and mmsghdr are plain C structs for which all zeroes is a valid value
-    // (null pointers, zero lengths).
-    let mut iov: [libc::iovec; RUN] = unsafe { std::mem::zeroed() };
-    let mut hdr: [libc::mmsghdr; RUN] = unsafe { std::mem::zeroed() };
-    for i in 0..n {
-        iov[i] = libc::iovec {
-            iov_base: msgs[i].as_ptr() as *mut libc::c_void,
-            iov_len: msgs[i].len(),
-        };
-        hdr[i].msg_hdr.msg_iov = &mut iov[i];
-        hdr[i].msg_hdr.msg_iovlen = 1;
-    }
-    // SAFETY: `hdr[..n]` are valid headers, each pointing at one iovec in `iov`, which points
-    // into a message of `msgs`; all of them outlive the call, and the kernel only reads
-    // them (and writes `msg_len`). `n` ≤ RUN fits a c_uint.
-    let rc = unsafe { libc::sendmmsg(fd, hdr.as_mut_ptr(), n as libc::c_uint, 0) };
-    if rc < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(rc as usize)
-    }
-}
 
 /// A connection attempt, kept across calls of [`Sink::ready`].
 type Connecting = std::pin::Pin<Box<dyn std::future::Future<Output = io::Result<Conn>> + Send>>;
@@ -667,30 +541,6 @@ impl Unread {
     }
 }
 
-/// `net.unix.max_dgram_qlen` + 1: the most datagrams a unix socket's receive queue holds.
-fn max_dgram_qlen() -> usize {
-    std::fs::read_to_string("/proc/sys/net/unix/max_dgram_qlen")
-        .ok()
-        .and_then(|s| s.trim().parse::<usize>().ok())
-        .unwrap_or(512)
-        + 1
-}
-
-/// Bytes sent on `s` and not yet read by the receiver (`SIOCOUTQ`, which is `TIOCOUTQ`).
-fn outq(s: &UnixDatagram) -> Option<usize> {
-    let mut n: libc::c_int = 0;
-    // SAFETY: SIOCOUTQ writes one c_int through the pointer, which points at `n`; the fd is
-    // owned by `s` and open for the duration of the call.
-    let rc = unsafe { libc::ioctl(s.as_raw_fd(), libc::TIOCOUTQ, &mut n) };
-    (rc == 0).then(|| usize::try_from(n).unwrap_or(0))
-}
-
-/// Linux errno EMSGSIZE: the datagram is bigger than the socket can ever carry (a unix
-/// datagram is capped by the send buffer, about 208 KiB by default; UDP by 64 KiB).
-const EMSGSIZE: i32 = libc::EMSGSIZE;
-/// Linux errno EPROTOTYPE: connecting a datagram socket to a stream socket.
-const EPROTOTYPE: i32 = libc::EPROTOTYPE;
-
 /// Build the framed bytes for `msg` unless a partial write of it is in progress.
 fn frame_once(buf: &mut Vec<u8>, partial: usize, build: impl FnOnce(&mut Vec<u8>)) {
     if partial == 0 {
@@ -742,56 +592,6 @@ fn connect_unix(path: PathBuf) -> io::Result<Conn> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn cfg(format: SyslogFormat) -> SyslogConfig {
-        SyslogConfig {
-            format,
-            hostname: Some("pi".into()),
-            ..SyslogConfig::default()
-        }
-    }
-
-    fn text(f: &mut Formatter, t: SystemTime, msg: &str) -> String {
-        let mut out = Vec::new();
-        f.message(t, msg.as_bytes(), &mut out);
-        String::from_utf8(out).unwrap()
-    }
-
-    #[test]
-    fn rfc3164_header() {
-        let mut f = Formatter::new(&cfg(SyslogFormat::Rfc3164), false);
-        let t = UNIX_EPOCH + Duration::from_secs(1_795_000_000);
-        let s = text(&mut f, t, "a/b 1");
-        // local0.info = 16*8 + 6 = 134
-        let re = regex::Regex::new(
-            r"^<134>[A-Z][a-z]{2} [ 1-3][0-9] \d\d:\d\d:\d\d iotitan-logger\[\d+\]: a/b 1$",
-        )
-        .unwrap();
-        assert!(re.is_match(&s), "{s}");
-        let mut f = Formatter::new(&cfg(SyslogFormat::Rfc3164), true);
-        assert!(text(&mut f, t, "x").contains(" pi iotitan-logger["));
-    }
-
-    #[test]
-    fn rfc5424_header() {
-        let mut f = Formatter::new(&cfg(SyslogFormat::Rfc5424), true);
-        let t = UNIX_EPOCH + Duration::from_micros(1_795_000_000_123_456);
-        let s = text(&mut f, t, "a/b 1");
-        let re = regex::Regex::new(
-            r"^<134>1 \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.123456[+-]\d\d:\d\d pi iotitan-logger \d+ - - a/b 1$",
-        )
-        .unwrap();
-        assert!(re.is_match(&s), "{s}");
-    }
-
-    #[test]
-    fn header_cache_follows_the_clock() {
-        let mut f = Formatter::new(&cfg(SyslogFormat::Rfc5424), true);
-        let t = UNIX_EPOCH + Duration::from_secs(1_795_000_000);
-        let a = text(&mut f, t, "m");
-        let b = text(&mut f, t + Duration::from_secs(1), "m");
-        assert_ne!(a, b);
-    }
 
     #[test]
     fn unread_window_is_bounded_and_trimmed_on_proof() {
