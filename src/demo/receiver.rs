@@ -38,7 +38,7 @@ impl Receiver {
             socket: sock,
             path: socket.to_owned(),
             output: output.to_owned(),
-            hostname: hostname(),
+            hostname: crate::syslog::header::local_hostname(),
             records: Arc::default(),
         })
     }
@@ -85,14 +85,6 @@ impl Receiver {
         self.records.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
-}
-
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|h| h.trim().to_owned())
-        .filter(|h| !h.is_empty() && !h.contains(char::is_whitespace))
-        .unwrap_or_else(|| "localhost".into())
 }
 
 /// Turn one syslog datagram (RFC 3164 as glibc writes it, with or without a host; or

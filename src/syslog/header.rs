@@ -96,11 +96,12 @@ impl Formatter {
     }
 }
 
-fn local_hostname() -> String {
+/// This machine's host name as syslog headers carry it: one word, `localhost` when unknown.
+pub fn local_hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_owned())
         .ok()
-        .filter(|s| !s.is_empty() && !s.contains(' '))
+        .filter(|s| !s.is_empty() && !s.contains(char::is_whitespace))
         .unwrap_or_else(|| "localhost".into())
 }
 
