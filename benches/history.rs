@@ -89,19 +89,26 @@ fn read_7d(c: &mut Criterion) {
     let mut g = c.benchmark_group("read_7d_10_per_s");
     g.sample_size(10);
     g.throughput(Throughput::Elements(lines));
-    g.bench_function("aggregate_hourly", |b| {
-        b.iter(|| {
-            let agg = Aggregate::new(Every::from_secs(3600).unwrap(), Local, &stats);
-            let r = ctx
-                .read(Filters::of(&["iotitan/bench/#"]), since, until, agg)
-                .unwrap();
-            let a = r.consumer.finish();
-            assert_eq!(a.series.len(), DEVICES as usize);
-            let n: u64 = a.series.values().flatten().map(|b| b.count).sum();
-            assert_eq!(n, lines);
-            black_box(a)
-        })
-    });
+    // As iotitan-http reads (one thread per core), and on one thread.
+    let one = ctx.clone().with_threads(1);
+    for (name, ctx) in [
+        ("aggregate_hourly", &ctx),
+        ("aggregate_hourly_1_thread", &one),
+    ] {
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                let agg = Aggregate::new(Every::from_secs(3600).unwrap(), Local, &stats);
+                let r = ctx
+                    .read(Filters::of(&["iotitan/bench/#"]), since, until, agg)
+                    .unwrap();
+                let a = r.consumer.finish();
+                assert_eq!(a.series.len(), DEVICES as usize);
+                let n: u64 = a.series.values().flatten().map(|b| b.count).sum();
+                assert_eq!(n, lines);
+                black_box(a)
+            })
+        });
+    }
     g.bench_function("query_export_csv", |b| {
         b.iter(|| {
             let reader = Reader::new(
