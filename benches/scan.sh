@@ -10,7 +10,8 @@
 #
 # Usage: benches/scan.sh [LINES [RUNS]]   (after `cargo build --release --bin iotitan-stats`)
 # Env: DIR (default /tmp/iotitan-scan; the files are written once and reused, never commit
-# them), BIN (default target/release/iotitan-stats), PYTHON (a python3 with pandas).
+# them), BIN (default target/release/iotitan-stats), PYTHON (a python3 with pandas),
+# BATCH_ANALYSIS (a copy of IoTitan's batch_analysis.py, to compare `query` with).
 set -euo pipefail
 LINES=${1:-2000000} RUNS=${2:-5}
 DIR=${DIR:-/tmp/iotitan-scan} BIN=${BIN:-target/release/iotitan-stats}
@@ -90,10 +91,25 @@ measure "query --format csv, plain file" "$RUNS" \
 measure "query --format csv, gzipped" "$RUNS" \
   "$BIN" -c "$DIR/cfg.toml" query --topics '#' --input "$GZ" --since $SINCE --until $UNTIL
 measure "gzip -dc (the decompression alone)" "$RUNS" gzip -dc "$GZ"
-if [ -f benches/batch_analysis.py ]; then
-  measure "IoTitan batch_analysis.py" 3 python3 benches/batch_analysis.py "$GZ"
+# The original IoTitan's export, batch_analysis.py, is not ours to commit: BATCH_ANALYSIS
+# names a copy. It reads every `syslog*` file under the current directory (the year from the
+# directory's name) and takes lines tagged `mqtt_logger` with traditional timestamps, so it
+# gets the traditional day gzipped with that tag; ours exports the same day gzipped.
+if [ -n "${BATCH_ANALYSIS:-}" ]; then
+  mkdir -p "$DIR/batch/2026"
+  [ -s "$DIR/batch/2026/syslog.1.gz" ] \
+    || sed 's/ iotitan-logger\[/ mqtt_logger[/' "$TRAD" | gzip > "$DIR/batch/2026/syslog.1.gz"
+  [ -s "$TRAD.gz" ] || { gzip -c "$TRAD" > "$TRAD.gz"; touch -r "$TRAD" "$TRAD.gz"; }
+  cat "$DIR/batch/2026/syslog.1.gz" "$TRAD.gz" > /dev/null
+  theirs=$(cd "$DIR/batch" && python3 "$BATCH_ANALYSIS" | grep -c '^[0-9]')
+  ours=$("$BIN" -c "$DIR/cfg.toml" query --topics '#' --input "$TRAD.gz" --since $SINCE --until $UNTIL | tail -n +2 | wc -l)
+  echo "# rows: batch_analysis.py $theirs, iotitan-stats query $ours"
+  measure "query --format csv, traditional, gzipped" "$RUNS" \
+    "$BIN" -c "$DIR/cfg.toml" query --topics '#' --input "$TRAD.gz" --since $SINCE --until $UNTIL
+  measure "IoTitan batch_analysis.py, same day gzipped" 3 \
+    sh -c 'cd "$1/batch" && exec python3 "$2"' sh "$DIR" "$BATCH_ANALYSIS"
 else
-  echo "# no copy of IoTitan's batch_analysis.py in benches/: the export is not compared with it"
+  echo "# BATCH_ANALYSIS unset: the export is not compared with IoTitan's batch_analysis.py"
 fi
 load
 if [ -n "${PYTHON:-}" ] || /usr/bin/python3 -c 'import pandas' 2>/dev/null; then
