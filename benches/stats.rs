@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use iotitan::config::Config;
 use iotitan::stats::aggregate::{Statistic, Summary};
-use iotitan::stats::collect::{Batch, Collector, Reader, Selection};
+use iotitan::stats::collect::{CatchUp, Collector, Reader, Selection};
 use iotitan::stats::line::{self, Ambiguity, Clock};
 use iotitan::stats::window::Window;
 use iotitan::syslog::source::Lines;
@@ -120,7 +120,7 @@ fn parse(c: &mut Criterion) {
                         Collector::new(reader, &selection, summary)
                     })
                     .collect();
-                let mut batch = Batch::new(collectors);
+                let mut batch = CatchUp::new(collectors);
                 for l in &lines {
                     let _ = black_box(batch.take(l.as_bytes()));
                 }

@@ -88,7 +88,7 @@ impl Backoff {
 
 /// What the driver saw.
 #[derive(Debug)]
-pub enum Update {
+pub enum DriverEvent {
     /// Connected; `fresh` means the broker holds no session for us: subscribe again.
     Connected {
         /// No session was present.
@@ -134,7 +134,7 @@ impl Driver {
 
     /// Forget every request not yet acknowledged: those in flight and those still waiting in
     /// the request channel. With a clean session (the default) rumqttc drops them at the next
-    /// connect anyway; calling this after [`Update::Disconnected`] also catches requests that
+    /// connect anyway; calling this after [`DriverEvent::Disconnected`] also catches requests that
     /// were queued between the connection's failure and the caller noticing it, so a caller
     /// that has told its clients "not published" never publishes them after all.
     pub fn drop_unsent(&mut self) {
@@ -153,7 +153,7 @@ impl Driver {
 
     /// The next update. Cancel-safe enough for `select!`: a cancelled backoff sleep is simply
     /// started again.
-    pub async fn next(&mut self) -> Update {
+    pub async fn next(&mut self) -> DriverEvent {
         if let Some(d) = self.pending_delay {
             tokio::time::sleep(d).await;
             self.pending_delay = None;
@@ -171,7 +171,7 @@ impl Driver {
                 self.connected = true;
                 self.last_ping = Some(tokio::time::Instant::now());
                 self.heard_since_ping = false;
-                Update::Connected {
+                DriverEvent::Connected {
                     fresh: !ack.session_present,
                 }
             }
@@ -184,13 +184,13 @@ impl Driver {
                     Event::Incoming(_) => self.heard_since_ping = true,
                     Event::Outgoing(_) => {}
                 }
-                Update::Event(ev)
+                DriverEvent::Event(ev)
             }
-            Err(rumqttc::ConnectionError::RequestsDone) => Update::Closed,
+            Err(rumqttc::ConnectionError::RequestsDone) => DriverEvent::Closed,
             Err(e) => {
                 self.connected = false;
                 self.pending_delay = Some(self.backoff.delay());
-                Update::Disconnected(e.to_string())
+                DriverEvent::Disconnected(e.to_string())
             }
         }
     }
@@ -292,7 +292,10 @@ pub fn spawn_poller(
                 let mut pinged = false;
                 loop {
                     let update = driver.next().await;
-                    pinged |= matches!(update, Update::Event(Event::Outgoing(Outgoing::PingReq)));
+                    pinged |= matches!(
+                        update,
+                        DriverEvent::Event(Event::Outgoing(Outgoing::PingReq))
+                    );
                     if !poller.handle(update) {
                         return;
                     }
@@ -367,9 +370,9 @@ impl Poller {
     }
 
     /// Act on `update`; `false` once the task is done.
-    fn handle(&mut self, update: Update) -> bool {
+    fn handle(&mut self, update: DriverEvent) -> bool {
         match update {
-            Update::Connected { fresh } => {
+            DriverEvent::Connected { fresh } => {
                 tracing::info!("connected to the MQTT broker (session present: {})", !fresh);
                 if !fresh || self.filters.is_empty() {
                     self.subscribed.send_replace(true);
@@ -384,14 +387,14 @@ impl Poller {
                     });
                 }
             }
-            Update::Event(Event::Incoming(Packet::Publish(p))) => {
+            DriverEvent::Event(Event::Incoming(Packet::Publish(p))) => {
                 // After `close()` (shutting down), publishes stay unacknowledged: the
                 // broker keeps QoS ≥ 1 ones for the persistent session.
                 if !self.tx.is_closed() {
                     self.waiting.push_back(p);
                 }
             }
-            Update::Event(Event::Incoming(Packet::SubAck(ack))) => {
+            DriverEvent::Event(Event::Incoming(Packet::SubAck(ack))) => {
                 use rumqttc::SubscribeReasonCode as R;
                 if ack.return_codes.iter().any(|c| matches!(c, R::Failure)) {
                     tracing::error!("the broker refused a subscription: {:?}", ack.return_codes);
@@ -401,12 +404,12 @@ impl Poller {
                     self.subscribed.send_replace(true);
                 }
             }
-            Update::Event(Event::Outgoing(Outgoing::Disconnect)) => self.disconnecting = true,
-            Update::Event(_) => {}
-            Update::Closed => return false,
+            DriverEvent::Event(Event::Outgoing(Outgoing::Disconnect)) => self.disconnecting = true,
+            DriverEvent::Event(_) => {}
+            DriverEvent::Closed => return false,
             // The broker closed the connection after our DISCONNECT: done.
-            Update::Disconnected(_) if self.disconnecting => return false,
-            Update::Disconnected(e) => {
+            DriverEvent::Disconnected(_) if self.disconnecting => return false,
+            DriverEvent::Disconnected(e) => {
                 tracing::warn!("MQTT connection lost: {e}; reconnecting");
             }
         }

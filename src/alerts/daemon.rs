@@ -24,7 +24,7 @@ use super::machine::checks;
 use super::{Kind, Machine, Observed, Transition, event::Event, parse_state, split_output};
 use crate::config::Config;
 use crate::exit::{self, ExitError};
-use crate::mqtt::{self, Driver, Update};
+use crate::mqtt::{self, Driver, DriverEvent};
 use crate::notify;
 use crate::payload::{Extractor, Reading};
 use crate::shutdown::Shutdown;
@@ -103,7 +103,7 @@ async fn sleep_until(deadline: Option<Instant>) {
 }
 
 /// Poll the event loop forever, handing every update to the main loop.
-async fn poll(mut driver: Driver, tx: mpsc::Sender<Update>) {
+async fn poll(mut driver: Driver, tx: mpsc::Sender<DriverEvent>) {
     loop {
         let update = driver.next().await;
         if tx.send(update).await.is_err() {
@@ -206,20 +206,20 @@ impl Daemon {
         }
     }
 
-    fn on_update(&mut self, update: Update) {
+    fn on_update(&mut self, update: DriverEvent) {
         match update {
-            Update::Connected { fresh } => {
+            DriverEvent::Connected { fresh } => {
                 tracing::info!(fresh, "connected to the broker");
                 if fresh {
                     self.sessions += 1;
                     self.subscribe();
                 }
             }
-            Update::Disconnected(e) => tracing::warn!("broker connection lost: {e}"),
+            DriverEvent::Disconnected(e) => tracing::warn!("broker connection lost: {e}"),
             // Never seen: the daemon holds its client until it returns.
-            Update::Closed => {}
-            Update::Event(MqttEvent::Incoming(Packet::Publish(p))) => self.on_publish(p),
-            Update::Event(MqttEvent::Incoming(Packet::SubAck(ack))) => {
+            DriverEvent::Closed => {}
+            DriverEvent::Event(MqttEvent::Incoming(Packet::Publish(p))) => self.on_publish(p),
+            DriverEvent::Event(MqttEvent::Incoming(Packet::SubAck(ack))) => {
                 if ack
                     .return_codes
                     .iter()
@@ -229,7 +229,7 @@ impl Daemon {
                 }
                 self.on_suback();
             }
-            Update::Event(_) => {}
+            DriverEvent::Event(_) => {}
         }
     }
 
@@ -436,7 +436,7 @@ impl Daemon {
     }
 
     /// Send what is queued and disconnect cleanly, for at most [`DRAIN_TIMEOUT`].
-    async fn drain(&mut self, rx: &mut mpsc::Receiver<Update>) {
+    async fn drain(&mut self, rx: &mut mpsc::Receiver<DriverEvent>) {
         let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
         let mut disconnect_sent = false;
         loop {
@@ -446,7 +446,7 @@ impl Daemon {
             }
             let update = tokio::time::timeout_at(deadline, rx.recv()).await;
             match update {
-                Ok(Some(Update::Event(MqttEvent::Outgoing(Outgoing::Disconnect)))) => return,
+                Ok(Some(DriverEvent::Event(MqttEvent::Outgoing(Outgoing::Disconnect)))) => return,
                 Ok(Some(_)) => {}
                 Ok(None) | Err(_) => break,
             }

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 /// One ThingSpeak entry: a time and up to eight field values and a status.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Update {
+pub struct Entry {
     /// When the newest reading in it arrived; once queued, whole seconds and unique.
     pub created_at: DateTime<Utc>,
     /// `field1`..`field8`.
@@ -31,9 +31,9 @@ pub struct Update {
     pub status: Option<String>,
 }
 
-impl Update {
+impl Entry {
     fn empty(at: DateTime<Utc>) -> Self {
-        Update {
+        Entry {
             created_at: at,
             fields: [None; 8],
             status: None,
@@ -66,7 +66,7 @@ impl Update {
 
 /// ThingSpeak's wire form: `{"created_at":"2026-11-22T07:00:00Z","field1":23.1,…}`. The spool
 /// stores updates the same way, so what is on disk is what will be sent.
-impl Serialize for Update {
+impl Serialize for Entry {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
         let mut m = s.serialize_map(None)?;
@@ -91,7 +91,7 @@ impl Serialize for Update {
     }
 }
 
-/// The serde side of [`Update`]'s wire form.
+/// The serde side of [`Entry`]'s wire form.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct WireUpdate {
@@ -107,10 +107,10 @@ struct WireUpdate {
     status: Option<String>,
 }
 
-impl<'de> Deserialize<'de> for Update {
+impl<'de> Deserialize<'de> for Entry {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let w = WireUpdate::deserialize(d)?;
-        Ok(Update {
+        Ok(Entry {
             created_at: w.created_at,
             fields: [
                 w.field1, w.field2, w.field3, w.field4, w.field5, w.field6, w.field7, w.field8,
@@ -135,7 +135,7 @@ pub struct Pending {
     /// When its first reading arrived (for `max_interval` across restarts).
     pub since: DateTime<Utc>,
     /// The values so far.
-    pub update: Update,
+    pub update: Entry,
 }
 
 /// A change to what is waiting, in the order it happened: the spool's record format.
@@ -145,7 +145,7 @@ pub enum Change {
     /// The open update now holds this (or nothing).
     Open(Option<Pending>),
     /// The open update was sealed as this and appended to the queue.
-    Queued(Update),
+    Queued(Entry),
     /// A request was started or answered at this time: the rate limit counts from here, also
     /// across restarts.
     Contact(DateTime<Utc>),
@@ -162,7 +162,7 @@ pub enum Change {
 
 /// How a request ended, as far as scheduling cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub enum Delivery {
     /// Accepted: the updates are done.
     Delivered,
     /// Refused for good (bad key, bad data): the updates are dropped, nothing is retried.
@@ -197,7 +197,7 @@ impl From<&crate::config::ChannelConfig> for Limits {
 
 #[derive(Debug, Clone)]
 struct Queued {
-    update: Update,
+    update: Entry,
     since: Instant,
     complete: bool,
 }
@@ -321,7 +321,7 @@ impl Batcher {
             Some(o) => o.pending.clone(),
             None => Pending {
                 since: wall,
-                update: Update::empty(wall),
+                update: Entry::empty(wall),
             },
         };
         pending.update.set(value);
@@ -365,7 +365,7 @@ impl Batcher {
     }
 
     /// Start a request if one is due at `now` (`wall`): the updates to send, oldest first.
-    pub fn start(&mut self, now: Instant, wall: DateTime<Utc>) -> Option<Vec<Update>> {
+    pub fn start(&mut self, now: Instant, wall: DateTime<Utc>) -> Option<Vec<Entry>> {
         if self.next_send().is_none_or(|t| t > now) {
             return None;
         }
@@ -402,7 +402,7 @@ impl Batcher {
     /// the starts alone can put two writes closer than the limit at the server.
     pub fn finish(
         &mut self,
-        outcome: Outcome,
+        outcome: Delivery,
         now: Instant,
         wall: DateTime<Utc>,
         jitter: f64,
@@ -411,14 +411,14 @@ impl Batcher {
         self.last_attempt = Some(now);
         self.record(Change::Contact(wall), now);
         let delay = match outcome {
-            Outcome::Delivered | Outcome::Refused => {
+            Delivery::Delivered | Delivery::Refused => {
                 self.record(Change::Removed(n), now);
                 self.failures = 0;
                 self.retry_at = None;
                 self.backlog = self.left_behind;
                 None
             }
-            Outcome::Failed => {
+            Delivery::Failed => {
                 self.failures = self.failures.saturating_add(1);
                 let d = self.backoff(jitter);
                 self.retry_at = Some(now + d);
@@ -464,7 +464,7 @@ impl Batcher {
         d.max(min_interval)
     }
 
-    fn is_complete(&self, u: &Update) -> bool {
+    fn is_complete(&self, u: &Entry) -> bool {
         let present = u.present();
         self.mapped & !present == 0 && (present != 0 || u.status.is_some())
     }
@@ -581,7 +581,7 @@ mod tests {
         fn finish_at(
             &mut self,
             c: &Clock,
-            o: Outcome,
+            o: Delivery,
             t: Instant,
             jitter: f64,
         ) -> (Option<Duration>, usize) {
@@ -589,7 +589,7 @@ mod tests {
         }
 
         /// `start` with the wall clock that goes with `t`.
-        fn go(&mut self, c: &Clock, t: Instant) -> Option<Vec<Update>> {
+        fn go(&mut self, c: &Clock, t: Instant) -> Option<Vec<Entry>> {
             self.start(t, c.w0 + (t - c.t0))
         }
     }
@@ -604,7 +604,7 @@ mod tests {
 
     #[test]
     fn wire_form_is_exact_and_round_trips() {
-        let mut u = Update::empty(stamp("2026-11-22T07:00:01Z"));
+        let mut u = Entry::empty(stamp("2026-11-22T07:00:01Z"));
         u.fields[0] = Some(23.1);
         u.fields[2] = Some(-4.0);
         u.status = Some("ok \"quoted\"".into());
@@ -613,10 +613,10 @@ mod tests {
             json,
             r#"{"created_at":"2026-11-22T07:00:01Z","field1":23.1,"field3":-4.0,"status":"ok \"quoted\""}"#
         );
-        assert_eq!(serde_json::from_str::<Update>(&json).unwrap(), u);
-        assert!(serde_json::from_str::<Update>(r#"{"created_at":"x"}"#).is_err());
+        assert_eq!(serde_json::from_str::<Entry>(&json).unwrap(), u);
+        assert!(serde_json::from_str::<Entry>(r#"{"created_at":"x"}"#).is_err());
         assert!(
-            serde_json::from_str::<Update>(r#"{"created_at":"2026-11-22T07:00:01Z","field9":1}"#)
+            serde_json::from_str::<Entry>(r#"{"created_at":"2026-11-22T07:00:01Z","field9":1}"#)
                 .is_err()
         );
     }
@@ -641,7 +641,7 @@ mod tests {
         assert_eq!(batch[0].created_at, stamp("2026-11-22T07:00:01Z"));
         assert_eq!(batch[0].fields[..2], [Some(1.0), Some(2.0)]);
         assert_eq!(b.next_send(), None, "nothing while in flight");
-        b.finish_at(&c, Outcome::Delivered, c.mono(1000), 0.5);
+        b.finish_at(&c, Delivery::Delivered, c.mono(1000), 0.5);
         assert_eq!(b.waiting(), 0);
         assert_eq!(b.next_send(), None);
     }
@@ -686,7 +686,7 @@ mod tests {
         b.push(f(1, 1.0), w, t);
         assert!(b.go(&c, t).is_some());
         // Counted from the answer, so the server never sees two writes too close.
-        b.finish_at(&c, Outcome::Delivered, c.mono(100), 0.0);
+        b.finish_at(&c, Delivery::Delivered, c.mono(100), 0.0);
         let (w, t) = c.at(2_000);
         b.push(f(1, 2.0), w, t);
         assert_eq!(b.next_send(), Some(c.mono(15_100)));
@@ -733,7 +733,7 @@ mod tests {
         for _ in 0..6 {
             let batch = b.go(&c, now).expect("due after the backoff");
             assert_eq!(batch.len(), 1, "the same update is retried");
-            let (d, _) = b.finish_at(&c, Outcome::Failed, now, 1.0);
+            let (d, _) = b.finish_at(&c, Delivery::Failed, now, 1.0);
             let d = d.unwrap();
             assert!(b.go(&c, now + d - Duration::from_millis(1)).is_none());
             delays.push(d.as_secs());
@@ -748,14 +748,14 @@ mod tests {
         let mut now = t;
         for _ in 0..4 {
             b.go(&c, now).unwrap();
-            let d = b.finish_at(&c, Outcome::Failed, now, 0.0).0.unwrap();
+            let d = b.finish_at(&c, Delivery::Failed, now, 0.0).0.unwrap();
             got.push(d.as_secs());
             now += d;
         }
         assert_eq!(got, [15, 15, 30, 50]);
         // Success resets.
         b.go(&c, now).unwrap();
-        b.finish_at(&c, Outcome::Delivered, now, 0.0);
+        b.finish_at(&c, Delivery::Delivered, now, 0.0);
         assert_eq!(b.failures(), 0);
         assert_eq!(b.waiting(), 0);
     }
@@ -774,7 +774,7 @@ mod tests {
             b.push(f(2, s as f64), w, t);
             updates += 1;
             if under_way.take().is_some() {
-                b.finish_at(&c, Outcome::Failed, t, 0.5);
+                b.finish_at(&c, Delivery::Failed, t, 0.5);
             }
             if let Some(batch) = b.go(&c, t) {
                 attempts += 1;
@@ -784,12 +784,12 @@ mod tests {
         // 15 s doubling to the 10 min cap: a handful of attempts, not a storm.
         assert!((5..=10).contains(&attempts), "{attempts} attempts");
         let t = c.mono(30 * 60 * 1000);
-        b.finish_at(&c, Outcome::Failed, t, 0.5);
+        b.finish_at(&c, Delivery::Failed, t, 0.5);
         let at = b.next_send().unwrap();
         assert!(at <= t + MAX, "the next try is at most max_interval away");
         let batch = b.go(&c, at).unwrap();
         assert_eq!(batch.len(), updates, "everything, once, in one request");
-        b.finish_at(&c, Outcome::Delivered, at, 0.5);
+        b.finish_at(&c, Delivery::Delivered, at, 0.5);
         assert_eq!(b.waiting(), 0);
     }
 
@@ -800,7 +800,7 @@ mod tests {
         let (w, t) = c.at(0);
         b.push(f(1, 1.0), w, t);
         b.go(&c, t).unwrap();
-        let (d, _) = b.finish_at(&c, Outcome::Refused, t, 0.0);
+        let (d, _) = b.finish_at(&c, Delivery::Refused, t, 0.0);
         assert_eq!(d, None);
         assert_eq!(b.waiting(), 0);
         assert_eq!(b.next_send(), None);
@@ -826,14 +826,14 @@ mod tests {
             let (w, t) = c.at(i * 1000);
             b.push(f(1, i as f64), w, t);
         }
-        b.finish_at(&c, Outcome::Failed, c.mono(5_000), 0.0);
+        b.finish_at(&c, Delivery::Failed, c.mono(5_000), 0.0);
         let mut sizes = Vec::new();
         let mut now = c.mono(5_000);
         while let Some(at) = b.next_send() {
             now = now.max(at);
             let batch = b.go(&c, now).unwrap();
             sizes.push((batch.len(), (now - c.t0).as_secs()));
-            b.finish_at(&c, Outcome::Delivered, now, 0.0);
+            b.finish_at(&c, Delivery::Delivered, now, 0.0);
         }
         assert_eq!(sizes, [(2, 20), (2, 35), (1, 50)]);
     }
@@ -859,7 +859,7 @@ mod tests {
             let (w, t) = c.at(i * 1000);
             assert_eq!(b.push(f(1, i as f64), w, t), 0, "not while in flight");
         }
-        let (_, dropped) = b.finish_at(&c, Outcome::Failed, c.mono(6_000), 0.0);
+        let (_, dropped) = b.finish_at(&c, Delivery::Failed, c.mono(6_000), 0.0);
         assert_eq!(dropped, 3);
         assert_eq!(b.dropped(), 3);
         let batch = b.go(&c, c.mono(60_000)).unwrap();
@@ -901,7 +901,7 @@ mod tests {
         b.push(f(1, 1.0), w, t);
         b.push(f(2, 2.0), w, t);
         b.go(&c, t).unwrap();
-        b.finish_at(&c, Outcome::Delivered, t, 0.0);
+        b.finish_at(&c, Delivery::Delivered, t, 0.0);
         for i in 0..3 {
             let (w, t) = c.at(1_000 + i * 1000);
             b.push(f(1, 10.0 + i as f64), w, t);
@@ -922,7 +922,7 @@ mod tests {
         let batch = from_log.go(&c, c.mono(15_000)).unwrap();
         assert_eq!(batch.len(), 2, "the sealed two; the open one is young");
         // Timestamps continue after the restored ones.
-        from_log.finish_at(&c, Outcome::Delivered, c.mono(15_000), 0.0);
+        from_log.finish_at(&c, Delivery::Delivered, c.mono(15_000), 0.0);
         from_log.push(f(2, 5.0), c.at(15_000).0, c.mono(15_000));
         let batch = from_log.go(&c, c.mono(30_000)).unwrap();
         assert_eq!(batch[0].created_at, stamp("2026-11-22T07:00:15Z"));
@@ -967,7 +967,7 @@ mod tests {
             let mut attempts: Vec<u64> = Vec::new();
             let mut last_answer: Option<u64> = None;
             let mut stamps: Vec<DateTime<Utc>> = Vec::new();
-            let mut under_way: Option<Vec<Update>> = None;
+            let mut under_way: Option<Vec<Entry>> = None;
             for op in ops {
                 match op {
                     Op::Push(n, gap) => {
@@ -991,20 +991,20 @@ mod tests {
                         if let Some(batch) = under_way.take() {
                             let t = c.mono(ms);
                             last_answer = Some(ms);
-                            let outcome = [Outcome::Delivered, Outcome::Refused, Outcome::Failed][kind as usize];
+                            let outcome = [Delivery::Delivered, Delivery::Refused, Delivery::Failed][kind as usize];
                             b.finish_at(&c, outcome, t, 0.3);
                             for u in &batch {
                                 let n = u.fields.iter().flatten().count();
                                 match outcome {
-                                    Outcome::Delivered => {
+                                    Delivery::Delivered => {
                                         delivered.extend(u.fields.iter().flatten());
                                         stamps.push(u.created_at);
                                     }
-                                    Outcome::Refused => {
+                                    Delivery::Refused => {
                                         refused += n;
                                         stamps.push(u.created_at);
                                     }
-                                    Outcome::Failed => {}
+                                    Delivery::Failed => {}
                                 }
                             }
                         }

@@ -6,7 +6,7 @@
 //! single `write` + `fdatasync`, so moving them to a blocking pool would cost more than it
 //! saves.
 
-use super::batch::{Batcher, Limits, Outcome, Value};
+use super::batch::{Batcher, Delivery, Limits, Value};
 use super::key;
 use super::spool::Spool;
 use super::thingspeak::{self, Answer, Client};
@@ -24,7 +24,7 @@ use tokio::sync::{mpsc, watch};
 
 /// A value as it arrived from the broker.
 #[derive(Debug, Clone)]
-pub struct Reading {
+pub struct Arrival {
     /// What it sets.
     pub value: Value,
     /// Arrival, wall clock (becomes `created_at`).
@@ -78,7 +78,7 @@ impl Drop for AckOnDrop {
 }
 
 /// Where batches go.
-enum Sink {
+enum Destination {
     Http(Client),
     /// `--dry-run`: print the request (key masked) and count it as delivered.
     Print(Printer),
@@ -128,7 +128,7 @@ pub struct Channel {
     batcher: Batcher,
     spool: Option<Spool>,
     spool_broken: bool,
-    sink: Sink,
+    sink: Destination,
     status: Arc<watch::Sender<Status>>,
     delivered: u64,
     refused: u64,
@@ -148,7 +148,7 @@ impl Channel {
         let id = ch.id;
         let mut batcher = Batcher::new(Limits::from(ch), ch.fields.iter().map(|(_, n)| n));
         let (sink, spool) = if let Some(printer) = dry_run {
-            (Sink::Print(printer), None)
+            (Destination::Print(printer), None)
         } else {
             let (key, source) =
                 key::load(ch).map_err(|e| ExitError::new(exit::CONFIG, e.to_string()))?;
@@ -191,7 +191,7 @@ impl Channel {
                     ),
                 )
             })?;
-            (Sink::Http(client), Some(spool))
+            (Destination::Http(client), Some(spool))
         };
         Ok(Channel {
             id,
@@ -208,7 +208,7 @@ impl Channel {
 
     /// Run until `readings` is closed (the MQTT task stopped), then finish the request under
     /// way (bounded by the request timeout) so that its answer is recorded.
-    pub async fn run(mut self, mut readings: mpsc::Receiver<Reading>) {
+    pub async fn run(mut self, mut readings: mpsc::Receiver<Arrival>) {
         self.publish_status();
         let mut request: Option<Request> = None;
         let mut unacked: Vec<Ack> = Vec::new();
@@ -249,13 +249,13 @@ impl Channel {
         }
     }
 
-    fn send(&self, batch: Vec<super::batch::Update>) -> Request {
+    fn send(&self, batch: Vec<super::batch::Entry>) -> Request {
         match &self.sink {
-            Sink::Http(client) => {
+            Destination::Http(client) => {
                 let client = client.clone();
                 Box::pin(async move { client.send(&batch).await })
             }
-            Sink::Print(printer) => {
+            Destination::Print(printer) => {
                 printer.print(&thingspeak::masked_body(&batch));
                 Box::pin(std::future::ready(Answer::Delivered))
             }
@@ -267,9 +267,9 @@ impl Channel {
         let n = self.batcher.in_flight();
         let failures = self.batcher.failures();
         let outcome = match &answer {
-            Answer::Delivered => Outcome::Delivered,
-            Answer::Refused { .. } => Outcome::Refused,
-            Answer::Retry { .. } => Outcome::Failed,
+            Answer::Delivered => Delivery::Delivered,
+            Answer::Refused { .. } => Delivery::Refused,
+            Answer::Retry { .. } => Delivery::Failed,
         };
         let (delay, dropped) =
             self.batcher

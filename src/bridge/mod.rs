@@ -26,7 +26,7 @@ use crate::exit::{self, ExitError};
 use crate::mqtt;
 use crate::notify;
 use crate::shutdown::Shutdown;
-use channel::{Ack, Channel, Reading};
+use channel::{Ack, Arrival, Channel};
 use route::Routes;
 use rumqttc::{AsyncClient, QoS, SubscribeFilter};
 use std::sync::Arc;
@@ -179,7 +179,7 @@ pub async fn run_with(cfg: &Config, mut shutdown: Shutdown, opts: Options) -> an
                     tracing::debug!("{}: payload rejected ({e}); {rejected} so far", p.topic);
                 }
                 for (i, value) in out.drain(..) {
-                    let reading = Reading { value, wall, at, ack: ack.clone() };
+                    let reading = Arrival { value, wall, at, ack: ack.clone() };
                     if senders[i].send(reading).await.is_err() {
                         anyhow::bail!("channel {} stopped unexpectedly", cfg.bridge.channel[i].id);
                     }

@@ -147,11 +147,11 @@ fn parse(bytes: &[u8]) -> Loaded {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bridge::batch::{Pending, Update};
+    use crate::bridge::batch::{Entry, Pending};
     use chrono::{DateTime, Utc};
 
-    fn update(s: u32) -> Update {
-        Update {
+    fn update(s: u32) -> Entry {
+        Entry {
             created_at: DateTime::<Utc>::from_timestamp(1_700_000_000 + i64::from(s), 0).unwrap(),
             fields: [Some(f64::from(s)), None, None, None, None, None, None, None],
             status: None,

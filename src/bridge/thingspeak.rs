@@ -10,7 +10,7 @@
 //! - 400, 401, 402, 413, 422 will not change by sending the same batch again: it is dropped
 //!   and logged once.
 
-use super::batch::Update;
+use super::batch::Entry;
 use super::key::{MASK, WriteKey};
 use crate::config::ChannelConfig;
 use serde::Serialize;
@@ -86,11 +86,11 @@ fn describe(body: &[u8]) -> String {
 #[derive(Serialize)]
 struct Body<'a> {
     write_api_key: &'a str,
-    updates: &'a [Update],
+    updates: &'a [Entry],
 }
 
 /// The request body for `updates`.
-pub fn body(key: &WriteKey, updates: &[Update]) -> Vec<u8> {
+pub fn body(key: &WriteKey, updates: &[Entry]) -> Vec<u8> {
     serde_json::to_vec(&Body {
         write_api_key: key.expose(),
         updates,
@@ -99,7 +99,7 @@ pub fn body(key: &WriteKey, updates: &[Update]) -> Vec<u8> {
 }
 
 /// The request body with the key masked, pretty-printed: what `--dry-run` shows.
-pub fn masked_body(updates: &[Update]) -> String {
+pub fn masked_body(updates: &[Entry]) -> String {
     serde_json::to_string_pretty(&Body {
         write_api_key: MASK,
         updates,
@@ -151,7 +151,7 @@ impl Client {
 
     /// Send `updates` in one request and say what the answer means. Never fails: transport
     /// errors are [`Answer::Retry`]. Texts in the answer are scrubbed of the key.
-    pub async fn send(&self, updates: &[Update]) -> Answer {
+    pub async fn send(&self, updates: &[Entry]) -> Answer {
         let answer = match self.exchange(updates).await {
             Ok((status, body)) => classify(status, &body),
             Err(e) => Answer::Retry {
@@ -170,7 +170,7 @@ impl Client {
         }
     }
 
-    async fn exchange(&self, updates: &[Update]) -> reqwest::Result<(u16, Vec<u8>)> {
+    async fn exchange(&self, updates: &[Entry]) -> reqwest::Result<(u16, Vec<u8>)> {
         let mut resp = self
             .http
             .post(&self.endpoint)
@@ -273,7 +273,7 @@ mod tests {
     #[test]
     fn the_request_body_is_exact() {
         let key = WriteKey::new("XYZ").unwrap();
-        let u = Update {
+        let u = Entry {
             created_at: DateTime::from_timestamp(1_795_000_000, 0).unwrap(),
             fields: [
                 Some(1.5),

@@ -18,7 +18,7 @@ pub mod receiver;
 pub mod view;
 
 use crate::config::Config;
-use crate::mqtt::{self, Update};
+use crate::mqtt::{self, DriverEvent};
 use crate::shutdown::{self, Shutdown};
 use crate::sim::{
     self, BrokerAddr, FaultOptions, Faulty, Fleet, FleetOptions, Mix, ScheduledSpike,
@@ -269,20 +269,20 @@ async fn watch(cfg: Arc<Config>, view: Arc<Mutex<View>>, mut stop: Shutdown) -> 
             _ = stop.recv() => break,
         };
         match update {
-            Update::Connected { .. } => {
+            DriverEvent::Connected { .. } => {
                 client
                     .subscribe("#", QoS::AtMostOnce)
                     .await
                     .context("subscribe")?;
             }
-            Update::Event(Event::Incoming(Packet::Publish(p))) => {
+            DriverEvent::Event(Event::Incoming(Packet::Publish(p))) => {
                 if let Ok(mut v) = view.lock() {
                     v.observe(&p.topic, &p.payload);
                 }
             }
-            Update::Event(_) => {}
-            Update::Disconnected(e) => tracing::warn!("view lost the broker: {e}"),
-            Update::Closed => break,
+            DriverEvent::Event(_) => {}
+            DriverEvent::Disconnected(e) => tracing::warn!("view lost the broker: {e}"),
+            DriverEvent::Closed => break,
         }
     }
     let _ = client.disconnect().await;

@@ -14,7 +14,7 @@
 //! once, and whatever was queued but not acknowledged is dropped rather than sent after the
 //! reconnect: the client has been told it was not published, so it must not be.
 
-use crate::mqtt::{Driver, Update};
+use crate::mqtt::{Driver, DriverEvent};
 use rumqttc::{AsyncClient, Event, Outgoing, Packet, Publish, QoS};
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -42,7 +42,7 @@ pub struct Partial {
 
 /// What became of one message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Outcome {
+enum Confirmation {
     Acked,
     /// Written, then the connection failed before the PUBACK.
     Unconfirmed,
@@ -52,8 +52,8 @@ enum Outcome {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Unavailable;
 
-/// A publish's waiter learns its [`Outcome`]; dropped unsent, it learns "not sent".
-type Waiter = oneshot::Sender<Outcome>;
+/// A publish's waiter learns its [`Confirmation`]; dropped unsent, it learns "not sent".
+type Waiter = oneshot::Sender<Confirmation>;
 /// A subscription's waiter learns whether the broker granted it.
 type SubWaiter = oneshot::Sender<bool>;
 
@@ -85,7 +85,7 @@ impl Tracker {
         self.queued.clear();
         for (_, waiters) in self.written.drain() {
             for w in waiters {
-                let _ = w.send(Outcome::Unconfirmed);
+                let _ = w.send(Confirmation::Unconfirmed);
             }
         }
         self.sub_queued.clear();
@@ -172,8 +172,8 @@ impl Broker {
         let deadline = tokio::time::Instant::now() + ACK_TIMEOUT;
         for rx in acks {
             match tokio::time::timeout_at(deadline, rx).await {
-                Ok(Ok(Outcome::Acked)) => acked += 1,
-                Ok(Ok(Outcome::Unconfirmed)) => unconfirmed += 1,
+                Ok(Ok(Confirmation::Acked)) => acked += 1,
+                Ok(Ok(Confirmation::Unconfirmed)) => unconfirmed += 1,
                 // Never sent (the connection failed first).
                 Ok(Err(_)) => {}
                 // Still waiting: the broker may yet take it.
@@ -281,7 +281,7 @@ async fn poll(mut driver: Driver, inner: Arc<Inner>) {
         let update = driver.next().await;
         let mut t = lock(&inner);
         match update {
-            Update::Connected { .. } => {
+            DriverEvent::Connected { .. } => {
                 tracing::info!("connected to the MQTT broker");
                 t.connected = true;
                 // A clean session has no subscriptions: renew those someone waits on.
@@ -293,27 +293,27 @@ async fn poll(mut driver: Driver, inner: Arc<Inner>) {
                 }
                 inner.connected.send_replace(true);
             }
-            Update::Event(Event::Outgoing(Outgoing::Publish(pkid))) => {
+            DriverEvent::Event(Event::Outgoing(Outgoing::Publish(pkid))) => {
                 if let Some(w) = t.queued.pop_front() {
                     t.written.entry(pkid).or_default().push_back(w);
                 }
             }
-            Update::Event(Event::Incoming(Packet::PubAck(ack))) => {
+            DriverEvent::Event(Event::Incoming(Packet::PubAck(ack))) => {
                 if let Some(q) = t.written.get_mut(&ack.pkid) {
                     if let Some(w) = q.pop_front() {
-                        let _ = w.send(Outcome::Acked);
+                        let _ = w.send(Confirmation::Acked);
                     }
                     if q.is_empty() {
                         t.written.remove(&ack.pkid);
                     }
                 }
             }
-            Update::Event(Event::Outgoing(Outgoing::Subscribe(pkid))) => {
+            DriverEvent::Event(Event::Outgoing(Outgoing::Subscribe(pkid))) => {
                 if let Some(w) = t.sub_queued.pop_front() {
                     t.sub_written.insert(pkid, w);
                 }
             }
-            Update::Event(Event::Incoming(Packet::SubAck(ack))) => {
+            DriverEvent::Event(Event::Incoming(Packet::SubAck(ack))) => {
                 let ok = !ack
                     .return_codes
                     .iter()
@@ -325,7 +325,7 @@ async fn poll(mut driver: Driver, inner: Arc<Inner>) {
                     let _ = w.send(ok);
                 }
             }
-            Update::Event(Event::Incoming(Packet::Publish(p))) => {
+            DriverEvent::Event(Event::Incoming(Packet::Publish(p))) => {
                 if !p.retain {
                     for l in &t.listeners {
                         if crate::topic::matches(&l.filter, &p.topic) {
@@ -334,16 +334,16 @@ async fn poll(mut driver: Driver, inner: Arc<Inner>) {
                     }
                 }
             }
-            Update::Event(Event::Outgoing(Outgoing::Disconnect)) => disconnecting = true,
-            Update::Event(_) => {}
+            DriverEvent::Event(Event::Outgoing(Outgoing::Disconnect)) => disconnecting = true,
+            DriverEvent::Event(_) => {}
             // The broker closed the connection after our DISCONNECT: done.
-            Update::Disconnected(_) if disconnecting => {
+            DriverEvent::Disconnected(_) if disconnecting => {
                 t.connected = false;
                 t.fail_all();
                 inner.connected.send_replace(false);
                 return;
             }
-            Update::Disconnected(e) => {
+            DriverEvent::Disconnected(e) => {
                 if t.connected {
                     tracing::warn!("MQTT connection lost: {e}; reconnecting");
                 } else {
@@ -354,7 +354,7 @@ async fn poll(mut driver: Driver, inner: Arc<Inner>) {
                 t.fail_all();
                 inner.connected.send_replace(false);
             }
-            Update::Closed => return,
+            DriverEvent::Closed => return,
         }
     }
 }

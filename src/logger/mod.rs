@@ -29,7 +29,7 @@ use crate::linger::Linger;
 use crate::mqtt;
 use crate::shutdown::Shutdown;
 use crate::syslog::header::Formatter;
-use crate::syslog::sink::{Outcome, Sink};
+use crate::syslog::sink::{Sink, Written};
 use crate::topic::Filters;
 use crate::{notify, record};
 use rumqttc::{AsyncClient, Publish, QoS, SubscribeFilter};
@@ -145,7 +145,7 @@ pub async fn run(
         max_payload: cfg.logger.max_payload_bytes,
         outbox: Outbox::new(limits, keep_alive),
         record: Vec::with_capacity(512),
-        batch: Batch::default(),
+        batch: Records::default(),
         counters: Counters::default(),
         linger,
     };
@@ -185,14 +185,14 @@ struct Logger {
     /// Scratch: the record of the current message.
     record: Vec<u8>,
     /// Scratch: the syslog messages of the messages being handled.
-    batch: Batch,
+    batch: Records,
     counters: Counters,
     linger: Option<Linger>,
 }
 
 /// Syslog messages made from one batch of MQTT messages, back to back in one buffer.
 #[derive(Default)]
-struct Batch {
+struct Records {
     bytes: Vec<u8>,
     /// Where each message ends in `bytes`.
     ends: Vec<usize>,
@@ -200,7 +200,7 @@ struct Batch {
     acks: Vec<Option<Ack>>,
 }
 
-impl Batch {
+impl Records {
     fn clear(&mut self) {
         self.bytes.clear();
         self.ends.clear();
@@ -379,8 +379,8 @@ impl Logger {
             done += n;
             self.requeue_replay();
             match outcome {
-                Outcome::Done | Outcome::Later => break,
-                Outcome::Rejected(e) => {
+                Written::Done | Written::Later => break,
+                Written::Rejected(e) => {
                     if let Some(a) = self.batch.acks[done].take() {
                         self.outbox.ack(a);
                     }
@@ -406,12 +406,12 @@ impl Logger {
             self.outbox.written(n);
             self.counters.written += n as u64;
             match outcome {
-                Outcome::Done => self.requeue_replay(),
-                Outcome::Later => {
+                Written::Done => self.requeue_replay(),
+                Written::Later => {
                     self.requeue_replay();
                     break;
                 }
-                Outcome::Rejected(e) => {
+                Written::Rejected(e) => {
                     self.outbox.reject_front();
                     self.requeue_replay();
                     self.reject(e);

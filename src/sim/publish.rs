@@ -11,7 +11,7 @@ use super::load::Achieved;
 use super::{Generator, Message, Next};
 use crate::config::MqttConfig;
 use crate::exit::{ExitError, UNAVAILABLE};
-use crate::mqtt::{self, Update};
+use crate::mqtt::{self, DriverEvent};
 use crate::shutdown::Shutdown;
 use anyhow::Context;
 use rumqttc::{AsyncClient, Event, Outgoing, Packet, QoS, SubscribeFilter};
@@ -171,7 +171,7 @@ async fn poll(
 ) {
     loop {
         match driver.next().await {
-            Update::Connected { fresh } => {
+            DriverEvent::Connected { fresh } => {
                 if fresh && !filters.is_empty() {
                     // Through the request channel only this task drains: never await it here.
                     if let Err(e) = client.try_subscribe_many(filters.clone()) {
@@ -185,19 +185,21 @@ async fn poll(
                     p.connected = true;
                 })
             }
-            Update::Event(Event::Incoming(Packet::Publish(p))) => {
+            DriverEvent::Event(Event::Incoming(Packet::Publish(p))) => {
                 // A full queue drops the command: a device that is busy misses one too.
                 let _ = commands.try_send(p);
             }
-            Update::Event(Event::Outgoing(Outgoing::Publish(_))) if qos == QoS::AtMostOnce => {
+            DriverEvent::Event(Event::Outgoing(Outgoing::Publish(_))) if qos == QoS::AtMostOnce => {
                 tx.send_modify(|p| p.completed += 1)
             }
-            Update::Event(Event::Incoming(Packet::PubAck(_))) if qos != QoS::AtMostOnce => {
+            DriverEvent::Event(Event::Incoming(Packet::PubAck(_))) if qos != QoS::AtMostOnce => {
                 tx.send_modify(|p| p.completed += 1)
             }
-            Update::Event(Event::Outgoing(Outgoing::Disconnect)) | Update::Closed => return,
-            Update::Event(_) => {}
-            Update::Disconnected(e) => tx.send_modify(|p| {
+            DriverEvent::Event(Event::Outgoing(Outgoing::Disconnect)) | DriverEvent::Closed => {
+                return;
+            }
+            DriverEvent::Event(_) => {}
+            DriverEvent::Disconnected(e) => tx.send_modify(|p| {
                 if p.last_error.is_none() && p.connected {
                     tracing::warn!("lost the broker: {e}; reconnecting");
                 }

@@ -3,7 +3,7 @@
 //!
 //! [`Reader`] is the part shared by the window statistics, `query` and the read API: it parses
 //! a line, keeps it if its time lies in the window and it carries our identifier, and decodes
-//! the record. [`Collector`] turns the records of one window into statistics, [`Batch`] those
+//! the record. [`Collector`] turns the records of one window into statistics, [`CatchUp`] those
 //! of several consecutive windows from one pass.
 //!
 //! The per-line path is what reading history costs, so it avoids work that repeats: times
@@ -642,14 +642,14 @@ impl<Z: Zone + Clone + Send> Split for Collector<'_, Z> {
 
 /// Several consecutive windows read in one pass (catch-up after missed runs, and the only
 /// way to read stdin for more than one window). Each line is parsed once, for all windows.
-pub struct Batch<'s, Z> {
+pub struct CatchUp<'s, Z> {
     /// Parses every line, over the union of the windows.
     reader: Option<Reader<Z>>,
     /// The collectors, in window order, and whether each is done with the current input.
     collectors: Vec<(Collector<'s, Z>, bool)>,
 }
 
-impl<'s, Z: Zone + Clone> Batch<'s, Z> {
+impl<'s, Z: Zone + Clone> CatchUp<'s, Z> {
     /// A batch of collectors, in window order.
     pub fn new(collectors: Vec<Collector<'s, Z>>) -> Self {
         let reader = match (collectors.first(), collectors.last()) {
@@ -659,7 +659,7 @@ impl<'s, Z: Zone + Clone> Batch<'s, Z> {
             })),
             _ => None,
         };
-        Batch {
+        CatchUp {
             reader,
             collectors: collectors.into_iter().map(|c| (c, false)).collect(),
         }
@@ -681,7 +681,7 @@ impl<'s, Z: Zone + Clone> Batch<'s, Z> {
     }
 }
 
-impl<Z: Zone + Clone> Lines for Batch<'_, Z> {
+impl<Z: Zone + Clone> Lines for CatchUp<'_, Z> {
     fn time_of(&mut self, line: &[u8], reference: DateTime<Utc>) -> Option<DateTime<Utc>> {
         self.reader.as_mut()?.time_of(line, reference)
     }
@@ -728,13 +728,13 @@ impl<Z: Zone + Clone> Lines for Batch<'_, Z> {
     }
 }
 
-impl<Z: Zone + Clone + Send> Split for Batch<'_, Z> {
+impl<Z: Zone + Clone + Send> Split for CatchUp<'_, Z> {
     fn fork(&self, start: DateTime<Utc>, reference: DateTime<Utc>) -> Option<Self> {
         let reader = self.reader.as_ref()?;
         if !reader.can_start_at(start) {
             return None;
         }
-        Some(Batch {
+        Some(CatchUp {
             reader: Some(reader.fork(reference)),
             collectors: self
                 .collectors
@@ -1128,7 +1128,7 @@ mod tests {
                         Collector::new(reader, &sel, summary)
                     })
                     .collect();
-                let mut batch = Batch::new(collectors);
+                let mut batch = CatchUp::new(collectors);
                 let (from, until) = batch.range().unwrap();
                 let scan = Scan {
                     from,

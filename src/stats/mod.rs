@@ -28,7 +28,7 @@ use crate::syslog::source::{self, Lines, Scan, Source, SourceError, Split};
 use aggregate::Summary;
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use collect::{Batch, Collector, Reader, Selection};
+use collect::{CatchUp, Collector, Reader, Selection};
 use std::io::IsTerminal;
 use window::Window;
 
@@ -158,7 +158,7 @@ fn sources(cfg: &Config, inputs: &[String]) -> anyhow::Result<Vec<Source>> {
 }
 
 /// How a scan reads: on one thread into any [`Lines`], or split across threads.
-enum Feed<'a, L> {
+enum Threads<'a, L> {
     One(&'a mut dyn Lines),
     Split(&'a mut L, usize),
 }
@@ -169,7 +169,7 @@ fn scan_all<L: Split>(
     from: DateTime<Utc>,
     until: DateTime<Utc>,
     identifier: &str,
-    mut lines: Feed<'_, L>,
+    mut lines: Threads<'_, L>,
     progress: &mut dyn FnMut(u64),
 ) -> anyhow::Result<()> {
     let scan = Scan {
@@ -179,8 +179,10 @@ fn scan_all<L: Split>(
     };
     for src in sources {
         let report = match &mut lines {
-            Feed::One(l) => source::scan(src, &scan, &mut **l, progress),
-            Feed::Split(l, threads) => source::scan_split(src, &scan, &mut **l, progress, *threads),
+            Threads::One(l) => source::scan(src, &scan, &mut **l, progress),
+            Threads::Split(l, threads) => {
+                source::scan_split(src, &scan, &mut **l, progress, *threads)
+            }
         };
         let report = report.map_err(|e| {
             let code = match e {
@@ -212,7 +214,7 @@ pub(crate) fn scan_split_one<L: Split>(
         from,
         until,
         identifier,
-        Feed::Split(lines, threads),
+        Threads::Split(lines, threads),
         &mut |_| {},
     )
 }
@@ -262,7 +264,7 @@ pub fn compute_with(
             Collector::new(reader, &selection, summary)
         })
         .collect();
-    let mut batch = Batch::new(collectors);
+    let mut batch = CatchUp::new(collectors);
     let Some((from, until)) = batch.range() else {
         return Ok(Vec::new());
     };
@@ -271,7 +273,7 @@ pub fn compute_with(
         from,
         until,
         &cfg.syslog.identifier,
-        Feed::Split(&mut batch, threads.max(1)),
+        Threads::Split(&mut batch, threads.max(1)),
         progress,
     )?;
     Ok(batch.into_summaries())
@@ -436,12 +438,12 @@ pub fn run_query(cfg: &Config, opts: &QueryOptions) -> anyhow::Result<()> {
     let bar = opts.progress.bar();
     let (from, to) = export.range();
     // Rows are written in file order as they are read: one thread.
-    scan_all::<Batch<'_, chrono::Local>>(
+    scan_all::<CatchUp<'_, chrono::Local>>(
         &sources,
         from,
         to,
         &cfg.syslog.identifier,
-        Feed::One(&mut export),
+        Threads::One(&mut export),
         &mut |n| bar.inc(n),
     )?;
     let (rows, rejected) = (export.rows, export.rejected);

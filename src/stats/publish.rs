@@ -7,7 +7,7 @@
 
 use crate::config::MqttConfig;
 use crate::exit::{ExitError, UNAVAILABLE};
-use crate::mqtt::{self, Update};
+use crate::mqtt::{self, DriverEvent};
 use crate::shutdown::Shutdown;
 use rumqttc::{Event, Outgoing, Packet, QoS};
 use std::collections::HashSet;
@@ -69,12 +69,12 @@ pub async fn publish(
             }
         };
         match update {
-            Update::Connected { .. } => connected = true,
-            Update::Disconnected(e) if disconnecting => {
+            DriverEvent::Connected { .. } => connected = true,
+            DriverEvent::Disconnected(e) if disconnecting => {
                 tracing::debug!("disconnected: {e}");
                 break;
             }
-            Update::Disconnected(e) => {
+            DriverEvent::Disconnected(e) => {
                 failures += 1;
                 tracing::warn!("broker connection failed: {e}");
                 if !connected && failures >= ATTEMPTS {
@@ -82,15 +82,17 @@ pub async fn publish(
                     return Err(unreachable(&e).into());
                 }
             }
-            Update::Event(Event::Outgoing(Outgoing::Publish(pkid))) => {
+            DriverEvent::Event(Event::Outgoing(Outgoing::Publish(pkid))) => {
                 sent += 1;
                 unacked.insert(pkid);
             }
-            Update::Event(Event::Incoming(Packet::PubAck(ack))) => {
+            DriverEvent::Event(Event::Incoming(Packet::PubAck(ack))) => {
                 unacked.remove(&ack.pkid);
             }
-            Update::Event(Event::Outgoing(Outgoing::Disconnect)) | Update::Closed => break,
-            Update::Event(_) => {}
+            DriverEvent::Event(Event::Outgoing(Outgoing::Disconnect)) | DriverEvent::Closed => {
+                break;
+            }
+            DriverEvent::Event(_) => {}
         }
         if !disconnecting && sent >= total && unacked.is_empty() && sender.is_finished() {
             disconnecting = true;

@@ -56,7 +56,7 @@ enum Conn {
 
 /// What happened to a write attempt.
 #[derive(Debug)]
-pub enum Outcome {
+pub enum Written {
     /// The whole message was handed to the socket.
     Done,
     /// The socket is full (or still reconnecting): call [`Sink::ready`], then try again.
@@ -247,14 +247,14 @@ impl Sink {
 
     /// Try to write messages from the front of `msgs` without blocking. Returns how many
     /// were handed to the socket and, when that is not all of them, what happened to the
-    /// next one: [`Outcome::Later`] (the socket is full or the connection gone; write it
-    /// again after [`Sink::ready`]) or [`Outcome::Rejected`] (it can never be sent: drop it
+    /// next one: [`Written::Later`] (the socket is full or the connection gone; write it
+    /// again after [`Sink::ready`]) or [`Written::Rejected`] (it can never be sent: drop it
     /// and go on with the one after).
     ///
     /// Datagram transports hand a run of messages to the kernel in one `sendmmsg` call: one
     /// system call per datagram was the largest cost per record left after the datagram
     /// itself (see BENCHMARKS.md).
-    pub fn try_write_many(&mut self, msgs: &[&[u8]]) -> (usize, Outcome) {
+    pub fn try_write_many(&mut self, msgs: &[&[u8]]) -> (usize, Written) {
         let mut n = 0;
         while n < msgs.len() {
             let k = match self.send_run(&msgs[n..]) {
@@ -262,19 +262,19 @@ impl Sink {
                 Some(Err(e)) => return (n, self.write_error(e)),
                 // Not a run: one message at a time.
                 None => match self.try_write(msgs[n]) {
-                    Outcome::Done => 1,
+                    Written::Done => 1,
                     outcome => return (n, outcome),
                 },
             };
             if k == 0 {
-                return (n, Outcome::Later);
+                return (n, Written::Later);
             }
             n += k;
         }
         if n > 0 {
             self.backoff.reset();
         }
-        (n, Outcome::Done)
+        (n, Written::Done)
     }
 
     /// On a datagram connection, send the longest run of small messages at the front of
@@ -309,23 +309,23 @@ impl Sink {
         Some(res)
     }
 
-    /// What a failed write means: [`Outcome::Later`] (WouldBlock, or a broken connection,
-    /// which is dropped and rebuilt) or [`Outcome::Rejected`] (too big); never `Done`.
-    fn write_error(&mut self, e: io::Error) -> Outcome {
+    /// What a failed write means: [`Written::Later`] (WouldBlock, or a broken connection,
+    /// which is dropped and rebuilt) or [`Written::Rejected`] (too big); never `Done`.
+    fn write_error(&mut self, e: io::Error) -> Written {
         if e.kind() == io::ErrorKind::WouldBlock {
-            Outcome::Later
+            Written::Later
         } else if e.raw_os_error() == Some(EMSGSIZE) {
-            Outcome::Rejected(e)
+            Written::Rejected(e)
         } else {
             self.fail(e);
-            Outcome::Later
+            Written::Later
         }
     }
 
     /// Try to write one message without blocking: the path of streams and big datagrams.
-    fn try_write(&mut self, msg: &[u8]) -> Outcome {
+    fn try_write(&mut self, msg: &[u8]) -> Written {
         let Some(conn) = &self.conn else {
-            return Outcome::Later;
+            return Written::Later;
         };
         let res = match conn {
             Conn::UnixDgram(s) => s.send(|s| s.send(msg)).map(|_| {
@@ -353,9 +353,9 @@ impl Sink {
         match res {
             Ok(true) => {
                 self.backoff.reset();
-                Outcome::Done
+                Written::Done
             }
-            Ok(false) => Outcome::Later,
+            Ok(false) => Written::Later,
             Err(e) => self.write_error(e),
         }
     }
@@ -656,9 +656,9 @@ mod tests {
             let (n, outcome) = sink.try_write_many(&rest);
             sent += n;
             match outcome {
-                Outcome::Done => assert_eq!(sent, msgs.len()),
-                Outcome::Later => stops += 1,
-                Outcome::Rejected(e) => panic!("message {sent} rejected: {e}"),
+                Written::Done => assert_eq!(sent, msgs.len()),
+                Written::Later => stops += 1,
+                Written::Rejected(e) => panic!("message {sent} rejected: {e}"),
             }
             read_all(&rx, &mut got);
         }
@@ -675,10 +675,10 @@ mod tests {
         let msgs: Vec<&[u8]> = vec![b"one", b"two", &big, b"three", b"four"];
         let (n, outcome) = sink.try_write_many(&msgs);
         assert_eq!(n, 2);
-        assert!(matches!(outcome, Outcome::Rejected(_)), "{outcome:?}");
+        assert!(matches!(outcome, Written::Rejected(_)), "{outcome:?}");
         let (n, outcome) = sink.try_write_many(&msgs[3..]);
         assert_eq!(n, 2);
-        assert!(matches!(outcome, Outcome::Done), "{outcome:?}");
+        assert!(matches!(outcome, Written::Done), "{outcome:?}");
         let mut got = Vec::new();
         read_all(&rx, &mut got);
         assert_eq!(
