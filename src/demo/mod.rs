@@ -18,13 +18,13 @@ pub mod receiver;
 pub mod view;
 
 use crate::config::Config;
-use crate::mqtt::{self, DriverEvent};
+use crate::mqtt;
 use crate::shutdown::{self, Shutdown};
 use crate::sim::{
     self, BrokerAddr, FaultOptions, Faulty, Fleet, FleetOptions, Mix, ScheduledSpike,
 };
 use anyhow::Context;
-use rumqttc::{Event, Packet, QoS};
+use rumqttc::{QoS, SubscribeFilter};
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -261,33 +261,34 @@ fn simulation(seed: u64) -> anyhow::Result<Mix> {
 }
 
 /// Follow everything on the broker into the view.
+///
+/// Through [`mqtt::spawn_poller`], the one pump of subscribers: subscribing from the task
+/// that polls would wait on the request channel only that task drains.
 async fn watch(cfg: Arc<Config>, view: Arc<Mutex<View>>, mut stop: Shutdown) -> anyhow::Result<()> {
-    let (client, mut driver) = mqtt::connect(&cfg.mqtt, "demo")?;
+    let (client, driver) = mqtt::connect(&cfg.mqtt, "demo")?;
+    let all = vec![SubscribeFilter::new("#".into(), QoS::AtMostOnce)];
+    let mqtt::Polled {
+        mut inbox, task, ..
+    } = mqtt::spawn_poller(client.clone(), driver, all, WATCH_INBOX);
     loop {
-        let update = tokio::select! {
-            u = driver.next() => u,
+        let p = tokio::select! {
+            p = inbox.recv() => p,
             _ = stop.recv() => break,
         };
-        match update {
-            DriverEvent::Connected { .. } => {
-                client
-                    .subscribe("#", QoS::AtMostOnce)
-                    .await
-                    .context("subscribe")?;
-            }
-            DriverEvent::Event(Event::Incoming(Packet::Publish(p))) => {
-                if let Ok(mut v) = view.lock() {
-                    v.observe(&p.topic, &p.payload);
-                }
-            }
-            DriverEvent::Event(_) => {}
-            DriverEvent::Disconnected(e) => tracing::warn!("view lost the broker: {e}"),
-            DriverEvent::Closed => break,
+        let Some(p) = p else { break };
+        if let Ok(mut v) = view.lock() {
+            v.observe(&p.topic, &p.payload);
         }
     }
-    let _ = client.disconnect().await;
+    inbox.close();
+    let _ = client.try_disconnect();
+    // The poller ends once the broker closed the connection after our DISCONNECT.
+    let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
     Ok(())
 }
+
+/// Messages the view's poller may hold while the view catches up.
+const WATCH_INBOX: usize = 1024;
 
 /// Run the demo until `stop` fires or the duration is over.
 pub async fn run(opts: &DemoOptions, mut stop: Shutdown) -> anyhow::Result<Summary> {
