@@ -101,9 +101,24 @@ if [ -n "${BATCH_ANALYSIS:-}" ]; then
     || sed 's/ iotitan-logger\[/ mqtt_logger[/' "$TRAD" | gzip > "$DIR/batch/2026/syslog.1.gz"
   [ -s "$TRAD.gz" ] || { gzip -c "$TRAD" > "$TRAD.gz"; touch -r "$TRAD" "$TRAD.gz"; }
   cat "$DIR/batch/2026/syslog.1.gz" "$TRAD.gz" > /dev/null
-  theirs=$(cd "$DIR/batch" && python3 "$BATCH_ANALYSIS" | grep -c '^[0-9]')
-  ours=$("$BIN" -c "$DIR/cfg.toml" query --topics '#' --input "$TRAD.gz" --since $SINCE --until $UNTIL | tail -n +2 | wc -l)
-  echo "# rows: batch_analysis.py $theirs, iotitan-stats query $ours"
+  # The same rows: (unix time, topic, value) as a multiset, ours' RFC 3339 times converted.
+  (cd "$DIR/batch" && python3 "$BATCH_ANALYSIS") > "$DIR/theirs.csv"
+  "$BIN" -c "$DIR/cfg.toml" query --topics '#' --input "$TRAD.gz" --since $SINCE --until $UNTIL \
+    > "$DIR/ours.csv" 2> /dev/null
+  python3 - "$DIR/theirs.csv" "$DIR/ours.csv" <<'EOF'
+import sys, collections, datetime
+theirs = collections.Counter()
+for l in open(sys.argv[1]):
+    if l[:1].isdigit():
+        t, topic, v = l.rstrip("\n").split(",", 2)
+        theirs[(int(t), topic, float(v))] += 1
+ours = collections.Counter()
+for l in list(open(sys.argv[2]))[1:]:
+    t, topic, v = l.rstrip("\n").split(",", 2)
+    ours[(int(datetime.datetime.fromisoformat(t.replace("Z", "+00:00")).timestamp()), topic, float(v))] += 1
+same = "the same rows" if theirs == ours else "DIFFERENT rows"
+print(f"# rows: batch_analysis.py {sum(theirs.values())}, iotitan-stats query {sum(ours.values())}: {same}")
+EOF
   measure "query --format csv, traditional, gzipped" "$RUNS" \
     "$BIN" -c "$DIR/cfg.toml" query --topics '#' --input "$TRAD.gz" --since $SINCE --until $UNTIL
   measure "IoTitan batch_analysis.py, same day gzipped" 3 \
