@@ -483,9 +483,16 @@ fn an_unreachable_broker_exits_69_and_keeps_the_state() {
 // ---- real syslog daemons ------------------------------------------------------------------
 
 fn send(socket: &Path, tag: &str, msg: &str) {
+    send_as(socket, &[], tag, msg);
+}
+
+/// Send with logger(1)'s extra `options` (`--rfc5424 -i`: as iotitan-logger sends with
+/// `syslog.format = "rfc5424"`, with its pid).
+fn send_as(socket: &Path, options: &[&str], tag: &str, msg: &str) {
     let st = Command::new("logger")
         .arg("--socket")
         .arg(socket)
+        .args(options)
         .args(["-t", tag, "--", msg])
         .status()
         .expect("run logger");
@@ -505,9 +512,14 @@ fn window_args() -> [String; 6] {
 }
 
 fn check_daemon_file(template: &str) {
+    check_daemon_file_of(template, &[]);
+}
+
+/// Records sent with logger(1)'s `options`, as rsyslogd writes them with `template`, are read.
+fn check_daemon_file_of(template: &str, options: &[&str]) {
     let r = Rsyslogd::start_with_template(template);
     for v in ["21.5", "22.5", "not-a-number"] {
-        send(&r.socket, ID, &format!("iotitan/home/x/t {v}"));
+        send_as(&r.socket, options, ID, &format!("iotitan/home/x/t {v}"));
     }
     send(&r.socket, "someone-else", "iotitan/home/x/t 1000");
     send(&r.socket, ID, "iotitan/home/x/t_mean 1000");
@@ -545,6 +557,15 @@ fn reads_what_rsyslogd_wrote_in_the_traditional_format() {
 #[test]
 fn reads_what_rsyslogd_wrote_in_rfc5424() {
     check_daemon_file("RSYSLOG_SyslogProtocol23Format");
+}
+
+/// With `syslog.format = "rfc5424"`, rsyslogd's file formats write the tag as
+/// `iotitan-logger[pid]` without a colon.
+#[test]
+fn reads_what_rsyslogd_wrote_of_rfc5424_messages() {
+    for template in ["RSYSLOG_FileFormat", "RSYSLOG_TraditionalFileFormat"] {
+        check_daemon_file_of(template, &["--rfc5424", "-i"]);
+    }
 }
 
 #[test]

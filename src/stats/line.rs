@@ -358,6 +358,9 @@ fn after_pri<'a, Z: Zone>(line: &'a [u8], clock: &mut Clock<Z>) -> Result<Line<'
 }
 
 /// ` host tag[pid]: msg` → (tag, msg). The tag ends at `[`, `:` or a space.
+///
+/// rsyslog writes the tag of a message it received in RFC 5424 (`syslog.format = "rfc5424"`)
+/// as `APP-NAME[PROCID]` without the colon, so `tag[pid] msg` is read too.
 fn bsd_header(rest: &[u8]) -> Option<(&[u8], &[u8])> {
     let rest = rest.strip_prefix(b" ")?;
     let host_end = memchr::memchr(b' ', rest)?;
@@ -365,11 +368,17 @@ fn bsd_header(rest: &[u8]) -> Option<(&[u8], &[u8])> {
     let tag_end = rest.iter().position(|&b| matches!(b, b'[' | b':' | b' '))?;
     let tag = &rest[..tag_end];
     let mut after = &rest[tag_end..];
+    let mut pid = false;
     if after.first() == Some(&b'[') {
         let close = memchr::memchr(b']', after)?;
         after = &after[close + 1..];
+        pid = true;
     }
-    let msg = after.strip_prefix(b":")?;
+    let msg = match after.strip_prefix(b":") {
+        Some(msg) => msg,
+        None if pid && after.first() == Some(&b' ') => after,
+        None => return None,
+    };
     let msg = msg.strip_prefix(b" ").unwrap_or(msg);
     if tag.is_empty() {
         return None;
@@ -620,6 +629,32 @@ pub(crate) mod tests {
 
     fn p<'a>(line: &'a str, clock: &mut Clock<impl Zone>) -> Line<'a> {
         parse(line.as_bytes(), clock).unwrap()
+    }
+
+    /// What rsyslog's `RSYSLOG_FileFormat` makes of a record the logger sent in RFC 5424.
+    #[test]
+    fn rsyslog_file_lines_of_rfc5424_messages() {
+        let mut c = clock_at("2026-12-01T11:00:00Z");
+        let l = p(
+            "2026-12-01T10:35:36.980471+00:00 pi iotitan-logger[4242] iotitan/a/t 21.5",
+            &mut c,
+        );
+        assert_eq!(&l.ident[..], b"iotitan-logger");
+        assert_eq!(&l.msg[..], b"iotitan/a/t 21.5");
+        let fast = parse_fast(
+            b"2026-12-01T10:35:36.980471+00:00 pi iotitan-logger[4242] iotitan/a/t 21.5",
+            &mut c,
+        )
+        .unwrap();
+        assert_eq!(&fast.msg[..], b"iotitan/a/t 21.5");
+        // Without a `[pid]`, a tag still needs its colon.
+        assert!(
+            parse(
+                b"2026-12-01T10:35:36Z pi iotitan-logger iotitan/a/t 1",
+                &mut c
+            )
+            .is_err()
+        );
     }
 
     #[test]
