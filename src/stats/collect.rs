@@ -1158,6 +1158,79 @@ mod tests {
         }
     }
 
+    /// Rotated archives read side by side give what one thread gives, whichever archive the
+    /// window starts and ends in.
+    #[test]
+    fn archives_read_side_by_side_give_the_statistics_of_one_thread() {
+        use crate::syslog::source::{Scan, Source, scan_split_min};
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let base = 1_795_000_000i64;
+        // Five files of 2000 lines each, 0.2 s apart: syslog.4.gz (oldest) … syslog.
+        let names = [
+            "syslog.4.gz",
+            "syslog.3.gz",
+            "syslog.2.gz",
+            "syslog.1",
+            "syslog",
+        ];
+        for (k, name) in names.iter().enumerate() {
+            let mut text = Vec::new();
+            for j in 0..2000i64 {
+                let i = k as i64 * 2000 + j;
+                let t = DateTime::from_timestamp_micros(base * 1_000_000 + i * 200_000).unwrap();
+                let topic = ["iotitan/a/t", "iotitan/b/t", "zigbee2mqtt/bed"][(i % 3) as usize];
+                let payload = if topic.starts_with("zigbee") {
+                    format!("{{\"temperature\":{}.{}}}", i % 30, i % 7)
+                } else {
+                    format!("{}.{}", i % 41, i % 10)
+                };
+                let stamp = t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+                writeln!(text, "{stamp} pi iotitan-logger[1]: {topic} {payload}").unwrap();
+            }
+            let path = dir.path().join(name);
+            if name.ends_with(".gz") {
+                let f = std::fs::File::create(&path).unwrap();
+                let mut gz = flate2::write::GzEncoder::new(f, flate2::Compression::fast());
+                gz.write_all(&text).unwrap();
+                gz.finish().unwrap();
+            } else {
+                std::fs::write(&path, &text).unwrap();
+            }
+        }
+        let sel = json_selection();
+        let t = |s: i64| DateTime::from_timestamp(base + s, 0).unwrap();
+        // The whole range, one starting and ending inside archives, one inside a single one.
+        for (from, to) in [(0, 2000), (300, 1300), (450, 700), (100, 180)] {
+            let w = Window {
+                start: t(from),
+                end: t(to),
+            };
+            let run = |threads: usize| {
+                let reader = Reader::new(w, chrono::Duration::seconds(5), "iotitan-logger", Utc);
+                let summary = Summary::new(w.start, w.end, &all_statistics(), ["g".to_owned()]);
+                let mut c = Collector::new(reader, &sel, summary);
+                let (from, until) = c.reader().range();
+                let scan = Scan {
+                    from,
+                    until,
+                    identifier: "iotitan-logger",
+                };
+                let source = Source::File(dir.path().join("syslog"));
+                let report = scan_split_min(&source, &scan, &mut c, &mut |_| {}, threads, 0);
+                assert!(report.unwrap().damaged.is_empty());
+                c.into_summary()
+            };
+            let one = run(1);
+            assert!(one.lines.matched > 0, "{from}..{to}");
+            for threads in [2, 3, 7] {
+                let many = run(threads);
+                assert_eq!(many.lines.read, one.lines.read, "{from}..{to} on {threads}");
+                same_statistics(&one, &many);
+            }
+        }
+    }
+
     #[test]
     fn series_merge_is_exact_where_it_must_be() {
         let values: Vec<f64> = (0..1000)

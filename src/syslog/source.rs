@@ -122,6 +122,15 @@ pub struct ScanReport {
     pub damaged: Vec<String>,
 }
 
+impl ScanReport {
+    /// Add the report of the files read right after this one's.
+    fn absorb(&mut self, later: ScanReport) {
+        self.files.extend(later.files);
+        self.bytes += later.bytes;
+        self.damaged.extend(later.damaged);
+    }
+}
+
 /// Why a source could not be read at all.
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
@@ -192,6 +201,22 @@ pub(crate) fn scan_split_min<L: Split>(
 /// How the lines of a plain file are read from an offset: on one thread or on several.
 trait Target {
     fn lines(&mut self) -> &mut dyn Lines;
+    /// Read `archives` (gzipped rotations, consecutive, oldest first) into the lines, in
+    /// order; the flow after the last one read. A damaged archive is reported and its tail
+    /// skipped.
+    fn read_archives(
+        &mut self,
+        archives: &[PathBuf],
+        progress: &mut dyn FnMut(u64),
+        report: &mut ScanReport,
+    ) -> Result<ControlFlow<()>, SourceError> {
+        for f in archives {
+            if read_archive(f, self.lines(), progress, report)?.is_break() {
+                return Ok(ControlFlow::Break(()));
+            }
+        }
+        Ok(ControlFlow::Continue(()))
+    }
     /// Read `file` (at `path`) from `offset` to its end into the lines; an offset inside a
     /// line skips the rest of that line.
     fn read_from(
@@ -244,6 +269,81 @@ struct Many<'a, L> {
 impl<L: Split> Target for Many<'_, L> {
     fn lines(&mut self) -> &mut dyn Lines {
         &mut *self.lines
+    }
+
+    /// A deflate stream cannot be entered in the middle, but the archives of a rotation can
+    /// be read side by side: in batches of one per thread, the first by the consumer itself,
+    /// the others by forks starting at their first line, merged in file order.
+    fn read_archives(
+        &mut self,
+        archives: &[PathBuf],
+        progress: &mut dyn FnMut(u64),
+        report: &mut ScanReport,
+    ) -> Result<ControlFlow<()>, SourceError> {
+        let mut next = 0;
+        while next < archives.len() {
+            let mut forks = Vec::new();
+            let mut end = next + 1;
+            while end < archives.len() && forks.len() + 1 < self.threads {
+                let f = &archives[end];
+                let fork = first_time(f, &mut *self.lines).and_then(|start| {
+                    let mtime = modified(&File::open(f).ok()?);
+                    self.lines.fork(start, mtime)
+                });
+                let Some(fork) = fork else { break };
+                forks.push(fork);
+                end += 1;
+            }
+            let others = AtomicU64::new(0);
+            let lines = &mut *self.lines;
+            let (first, rest) = std::thread::scope(|s| {
+                let handles: Vec<_> = forks
+                    .into_iter()
+                    .zip(&archives[next + 1..end])
+                    .map(|(mut fork, f)| {
+                        let others = &others;
+                        s.spawn(move || {
+                            let mut mine = ScanReport::default();
+                            let mut count = |n| {
+                                others.fetch_add(n, Ordering::Relaxed);
+                            };
+                            let flow = read_archive(f, &mut fork, &mut count, &mut mine);
+                            (flow, mine, fork)
+                        })
+                    })
+                    .collect();
+                let mut mine = ScanReport::default();
+                let flow = read_archive(
+                    &archives[next],
+                    lines,
+                    &mut |n| progress(n + others.swap(0, Ordering::Relaxed)),
+                    &mut mine,
+                );
+                let rest: Vec<_> = handles
+                    .into_iter()
+                    .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                    .collect();
+                ((flow, mine), rest)
+            });
+            progress(others.swap(0, Ordering::Relaxed));
+            let (flow, mine) = first;
+            report.absorb(mine);
+            let mut flow = flow?;
+            for (later_flow, mine, fork) in rest {
+                // Archives after the one that ended the scan are not part of it.
+                if flow.is_break() {
+                    break;
+                }
+                report.absorb(mine);
+                lines.merge(fork);
+                flow = later_flow?;
+            }
+            if flow.is_break() {
+                return Ok(flow);
+            }
+            next = end;
+        }
+        Ok(ControlFlow::Continue(()))
     }
     fn read_from(
         &mut self,
@@ -483,9 +583,12 @@ fn scan_files(
         }
     }
     let mut report = ScanReport::default();
-    for (i, f) in files[first..].iter().enumerate() {
-        report.files.push(f.clone());
+    let files = &files[first..];
+    let mut i = 0;
+    while i < files.len() {
+        let f = &files[i];
         let flow = if !is_gz(f) {
+            report.files.push(f.clone());
             let mut file = File::open(f).map_err(io_err(f))?;
             let mtime = modified(&file);
             let offset = if i == 0 {
@@ -493,28 +596,45 @@ fn scan_files(
             } else {
                 0
             };
+            i += 1;
             target
                 .read_from(f, file, offset, mtime, progress, &mut report.bytes)
                 .map_err(io_err(f))?
         } else {
-            let (reader, mtime) = open(f)?;
-            let lines = target.lines();
-            lines.input(mtime);
-            match stream(reader, lines, progress, &mut report.bytes) {
-                Ok(flow) => flow,
-                // A damaged archive loses its tail, not the run: what was read counts.
-                Err(e) => {
-                    tracing::warn!("{}: {e}; the rest of this file is skipped", f.display());
-                    report.damaged.push(format!("{}: {e}", f.display()));
-                    ControlFlow::Continue(())
-                }
-            }
+            let end = files[i..]
+                .iter()
+                .position(|f| !is_gz(f))
+                .map_or(files.len(), |n| i + n);
+            let flow = target.read_archives(&files[i..end], progress, &mut report)?;
+            i = end;
+            flow
         };
         if flow.is_break() {
             break;
         }
     }
     Ok(report)
+}
+
+/// Read one gzipped archive into `lines`. A damaged archive loses its tail, not the run: what
+/// was read counts, and the damage is reported.
+fn read_archive(
+    f: &Path,
+    lines: &mut dyn Lines,
+    progress: &mut dyn FnMut(u64),
+    report: &mut ScanReport,
+) -> Result<ControlFlow<()>, SourceError> {
+    report.files.push(f.to_owned());
+    let (reader, mtime) = open(f)?;
+    lines.input(mtime);
+    match stream(reader, lines, progress, &mut report.bytes) {
+        Ok(flow) => Ok(flow),
+        Err(e) => {
+            tracing::warn!("{}: {e}; the rest of this file is skipped", f.display());
+            report.damaged.push(format!("{}: {e}", f.display()));
+            Ok(ControlFlow::Continue(()))
+        }
+    }
 }
 
 /// Binary search for an offset at or before the first line at `from` or later.
