@@ -9,7 +9,7 @@
 
 use super::{Consumer, Value};
 use crate::stats::aggregate::{Series, Statistic};
-use crate::stats::line::Zone;
+use crate::syslog::line::Zone;
 use chrono::{DateTime, LocalResult, NaiveDate, NaiveDateTime, SecondsFormat, Timelike, Utc};
 use serde::Serialize;
 use serde::ser::SerializeMap;
@@ -398,7 +398,7 @@ mod tests {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
     }
 
-    use crate::stats::line::tests::Cet;
+    use crate::syslog::line::tests::Cet;
 
     #[test]
     fn widths() {

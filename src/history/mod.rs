@@ -22,7 +22,7 @@ pub mod topics;
 
 use crate::payload::{self, Extractor, Reading, Rejected};
 use crate::stats::collect::{FastHash, RawSeen, Reader, TOPIC_CACHE};
-use crate::stats::line::Zone;
+use crate::syslog::line::Zone;
 use crate::syslog::source::{Lines, Split};
 use crate::topic::Filters;
 use chrono::{DateTime, Utc};

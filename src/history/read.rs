@@ -1,5 +1,5 @@
 //! The I/O edge of the read API: scan the configured sources for one consumer, through the
-//! same engine as `iotitan-stats query` ([`crate::stats::scan_split_one`], [`Reader`], the
+//! same engine as `iotitan-stats query` (`stats::scan_split_one`, [`Reader`], the
 //! configured payload rules).
 
 use super::{Consumer, Feed};

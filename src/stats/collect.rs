@@ -16,8 +16,8 @@
 use crate::payload::{self, Extractor, Reading, Rejected};
 use crate::record;
 use crate::stats::aggregate::{Series, Summary, is_output};
-use crate::stats::line::{self, Ambiguity, Clock, LineError, Stamped, Zone};
 use crate::stats::window::Window;
+use crate::syslog::line::{self, Ambiguity, Clock, LineError, Stamped, Zone};
 use crate::syslog::source::{Lines, Split};
 use crate::topic::Filters;
 use chrono::{DateTime, Utc};

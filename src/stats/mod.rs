@@ -5,7 +5,7 @@
 //!    missed since the state file's last window ([`state`]), or `--since/--until`;
 //! 2. read the lines of those windows from the sources in one pass
 //!    ([`crate::syslog::source`]: binary search in files, rotated and `.gz` siblings,
-//!    `journalctl`, stdin), parse them ([`line`]) and sort them into values ([`collect`]);
+//!    `journalctl`, stdin), parse them ([`crate::syslog::line`]) and sort them into values ([`collect`]);
 //! 3. compute the statistics ([`aggregate`]) and print ([`report`]) or publish them
 //!    ([`publish`]), then record the last window done.
 //!
@@ -14,7 +14,6 @@
 
 pub mod aggregate;
 pub mod collect;
-pub mod line;
 pub mod publish;
 pub mod query;
 pub mod report;

@@ -3,8 +3,8 @@
 
 use crate::payload::{self, Extractor, Reading};
 use crate::stats::collect::{Reader, Seen};
-use crate::stats::line::Zone;
 use crate::stats::window::Window;
+use crate::syslog::line::Zone;
 use crate::syslog::source::Lines;
 use crate::topic::Filters;
 use chrono::{DateTime, Datelike, SecondsFormat, Timelike, Utc};

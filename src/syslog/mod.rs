@@ -1,7 +1,9 @@
-//! Syslog as our storage: [`sink`] writes records (with [`header`]s, through [`sys`]'s calls),
-//! [`source`] reads them back (stats, query, the read API).
+//! Syslog as our storage: [`sink`] writes records (with [`header`]s, through the system
+//! calls of `sys`); [`source`] reads them back (stats, query, the read API), and [`line`]
+//! parses each line.
 
 pub mod header;
+pub mod line;
 pub mod sink;
 pub mod source;
 mod sys;
