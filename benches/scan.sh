@@ -91,6 +91,19 @@ measure "query --format csv, plain file" "$RUNS" \
 measure "query --format csv, gzipped" "$RUNS" \
   "$BIN" -c "$DIR/cfg.toml" query --topics '#' --input "$GZ" --since $SINCE --until $UNTIL
 measure "gzip -dc (the decompression alone)" "$RUNS" gzip -dc "$GZ"
+# The day as four gzipped rotations (syslog.4.gz oldest … syslog.1.gz), as logrotate leaves a
+# week: archives are read side by side, one per thread.
+ROT=$DIR/rot-$LINES
+if [ ! -s "$ROT/syslog.1.gz" ]; then
+  mkdir -p "$ROT"
+  split -n l/4 -d -a 1 "$RFC" "$ROT/part."
+  for k in 0 1 2 3; do gzip -c "$ROT/part.$k" > "$ROT/syslog.$((4 - k)).gz"; rm "$ROT/part.$k"; done
+fi
+cat "$ROT"/syslog.*.gz > /dev/null
+for th in 1 2; do
+  measure "iotitan-stats, 4 gzipped rotations, $th thread(s)" "$RUNS" \
+    "$BIN" -c "$DIR/cfg.toml" --input "$ROT/syslog" --dry-run --since $SINCE --until $UNTIL --threads $th
+done
 # The original IoTitan's export, batch_analysis.py, is not ours to commit: BATCH_ANALYSIS
 # names a copy. It reads every `syslog*` file under the current directory (the year from the
 # directory's name) and takes lines tagged `mqtt_logger` with traditional timestamps, so it
