@@ -7,6 +7,7 @@
 //! Like rsyslog for local sockets, the time written is the time of receipt.
 
 use crate::shutdown::Shutdown;
+use crate::syslog::line;
 use anyhow::Context;
 use chrono::{DateTime, Local, SecondsFormat};
 use std::io::Write;
@@ -91,7 +92,7 @@ impl Receiver {
 /// RFC 5424) into one file line `TIME HOST TAG[PID]: MSG\n`. Control bytes are escaped as
 /// `#ooo` (rsyslog's escaping), so one datagram is always one line.
 pub fn file_line(datagram: &[u8], now: DateTime<Local>, hostname: &str, out: &mut Vec<u8>) {
-    let mut rest = strip_priority(datagram);
+    let mut rest = line::after_priority(datagram).unwrap_or(datagram);
     let mut host = hostname.as_bytes();
     let mut tag_and_msg: Vec<u8> = Vec::new();
     if let Some(r) = rest.strip_prefix(b"1 ") {
@@ -103,7 +104,8 @@ pub fn file_line(datagram: &[u8], now: DateTime<Local>, hostname: &str, out: &mu
             if h != b"-" {
                 host = h;
             }
-            let msg = skip_structured_data(tail.unwrap_or_default());
+            let msg = line::skip_structured_data(tail.unwrap_or_default()).unwrap_or_default();
+            let msg = msg.strip_prefix(b" ").unwrap_or(msg);
             let msg = msg.strip_prefix("\u{feff}".as_bytes()).unwrap_or(msg);
             tag_and_msg.extend_from_slice(app);
             if pid != b"-" {
@@ -148,16 +150,6 @@ pub fn file_line(datagram: &[u8], now: DateTime<Local>, hostname: &str, out: &mu
     out.push(b'\n');
 }
 
-fn strip_priority(d: &[u8]) -> &[u8] {
-    if d.first() == Some(&b'<')
-        && let Some(end) = d.iter().take(5).position(|b| *b == b'>')
-        && d[1..end].iter().all(u8::is_ascii_digit)
-    {
-        return &d[end + 1..];
-    }
-    d
-}
-
 /// Skip `Mmm dd hh:mm:ss ` if present.
 fn skip_rfc3164_time(d: &[u8]) -> &[u8] {
     let looks_like_time = d.len() > 16
@@ -168,28 +160,6 @@ fn skip_rfc3164_time(d: &[u8]) -> &[u8] {
         && d[12] == b':'
         && d[15] == b' ';
     if looks_like_time { &d[16..] } else { d }
-}
-
-/// Skip RFC 5424 structured data (`-` or `[id k="v"]…`) and the space after it.
-fn skip_structured_data(d: &[u8]) -> &[u8] {
-    if let Some(r) = d.strip_prefix(b"-") {
-        return r.strip_prefix(b" ").unwrap_or(r);
-    }
-    let mut depth_in = false;
-    let mut escaped = false;
-    let mut quoted = false;
-    for (i, &b) in d.iter().enumerate() {
-        match b {
-            _ if escaped => escaped = false,
-            b'\\' => escaped = true,
-            b'"' => quoted = !quoted,
-            b'[' if !quoted => depth_in = true,
-            b']' if !quoted => depth_in = false,
-            b' ' if !quoted && !depth_in => return &d[i + 1..],
-            _ => {}
-        }
-    }
-    &[]
 }
 
 #[cfg(test)]

@@ -246,12 +246,7 @@ pub fn parse<'a, Z: Zone>(line: &'a [u8], clock: &mut Clock<Z>) -> Result<Line<'
     match line.first() {
         Some(b'{') => journal(line),
         Some(b'<') => {
-            let close = line
-                .iter()
-                .take(5)
-                .position(|&b| b == b'>')
-                .ok_or(LineError::Timestamp)?;
-            let rest = &line[close + 1..];
+            let rest = after_priority(line).ok_or(LineError::Timestamp)?;
             if rest.starts_with(b"1 ") {
                 rfc5424(&rest[2..])
             } else {
@@ -553,8 +548,15 @@ fn rfc5424(b: &[u8]) -> Result<Line<'_>, LineError> {
     })
 }
 
+/// What follows a `<PRI>` (one to three digits) at the start of `line`.
+pub(crate) fn after_priority(line: &[u8]) -> Option<&[u8]> {
+    let rest = line.strip_prefix(b"<")?;
+    let close = rest.iter().take(4).position(|&b| b == b'>')?;
+    (close > 0 && rest[..close].iter().all(u8::is_ascii_digit)).then(|| &rest[close + 1..])
+}
+
 /// Skip `-` or `[id k="v"]…` (values may hold `\]` and `\"`).
-fn skip_structured_data(b: &[u8]) -> Option<&[u8]> {
+pub(crate) fn skip_structured_data(b: &[u8]) -> Option<&[u8]> {
     if let Some(rest) = b.strip_prefix(b"-") {
         return Some(rest);
     }
