@@ -114,6 +114,7 @@ impl Mosquitto {
     }
 
     /// The broker's log so far.
+    /// Its log (stderr) so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("mosquitto.log")).unwrap_or_default()
     }
@@ -808,5 +809,76 @@ impl Drop for Killed {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
+    }
+}
+
+/// The logger binary built for these tests.
+pub const LOGGER: &str = env!("CARGO_BIN_EXE_iotitan-logger");
+
+/// A running iotitan-logger with its stderr captured in a file.
+pub struct Logger {
+    pub child: Child,
+    pub stderr: std::path::PathBuf,
+}
+
+impl Logger {
+    /// Start the logger with `--config config`.
+    pub fn start(config: &Path) -> Logger {
+        Logger::start_with(Command::new(LOGGER), config)
+    }
+
+    /// Start `cmd` (the logger, or a wrapper that execs it) with `--config config`.
+    pub fn start_with(mut cmd: Command, config: &Path) -> Logger {
+        let stderr = config.with_file_name(format!(
+            "logger-{}.log",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
+        let child = cmd
+            .arg("--config")
+            .arg(config)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .spawn()
+            .expect("start iotitan-logger");
+        Logger { child, stderr }
+    }
+
+    /// Its log (stderr) so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    /// Records this process wrote, as rsyslog's file shows them (its pid is in the tag).
+    pub fn lines_in(&self, r: &Rsyslogd) -> Vec<String> {
+        let tag = format!(" iotitan-logger[{}]: ", self.child.id());
+        r.lines().into_iter().filter(|l| l.contains(&tag)).collect()
+    }
+
+    /// SIGTERM; waits for the exit and returns the status and how long it took.
+    pub fn terminate(&mut self) -> (std::process::ExitStatus, Duration) {
+        let t0 = Instant::now();
+        self.signal("-TERM");
+        let status = wait_exit(&mut self.child, Duration::from_secs(5)).expect("logger exits");
+        (status, t0.elapsed())
+    }
+
+    /// Send `sig` (`-KILL`, `-TERM`, …).
+    pub fn signal(&self, sig: &str) {
+        Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+    }
+}
+
+impl Drop for Logger {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

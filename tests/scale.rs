@@ -1,0 +1,193 @@
+//! Beyond one machine: several loggers sharing one stream through an MQTT shared
+//! subscription into one central rsyslogd over TCP, and alerts partitioned by configuration.
+//! docs/SCALING.md explains the setups these tests prove.
+
+mod common;
+use common::*;
+use iotitan::record;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The shared subscription every logger of the group takes.
+const SHARE: &str = "$share/iotitan/load/#";
+
+/// Messages in the stream.
+const N: usize = 10_000;
+
+/// A logger instance of the group: its own directory and config, and a client id of its own
+/// (`<mqtt.client_id>-logger`) that stays the same across restarts, so that a restarted
+/// instance finds its persistent session, with what the broker kept for it, again.
+fn member_config(dir: &Path, m: &Mosquitto, r: &Rsyslogd, name: &str) -> PathBuf {
+    let dir = dir.join(name);
+    std::fs::create_dir_all(&dir).expect("member dir");
+    write_config(
+        &dir,
+        &format!(
+            "{}\n[logger]\nsubscribe = [\"{SHARE}\"]\nqos = 1\nclean_session = false\n\
+             [syslog]\ntarget = \"tcp:127.0.0.1:{}\"\n",
+            m.mqtt_toml(&format!("site-{name}")),
+            r.tcp_port
+        ),
+    )
+}
+
+/// Start a member and wait until the broker holds its subscription: a SUBACK on a fresh
+/// session, or a session found present (which carries the subscription).
+fn start_member(cfg: &Path) -> Logger {
+    let l = Logger::start(cfg);
+    assert!(
+        wait_until(TIMEOUT, || {
+            let log = l.log();
+            log.contains("subscribed: ") || log.contains("session present: true")
+        }),
+        "the logger did not subscribe:\n{}",
+        l.log()
+    );
+    l
+}
+
+/// The numbers of the `load/` records in rsyslog's output, by the pid that wrote them.
+fn numbers_by_pid(r: &Rsyslogd) -> HashMap<u32, Vec<usize>> {
+    let mut by = HashMap::<u32, Vec<usize>>::new();
+    for line in r.lines() {
+        let Some(start) = line.find(" iotitan-logger[") else {
+            continue;
+        };
+        let rest = &line[start + " iotitan-logger[".len()..];
+        let Some((pid, msg)) = rest.split_once("]: ") else {
+            continue;
+        };
+        let pid: u32 = pid.parse().expect("a pid in the tag");
+        let rec = record::decode(msg.as_bytes()).expect("every record decodes");
+        if !rec.topic.starts_with(b"load/") {
+            continue;
+        }
+        let n = std::str::from_utf8(&rec.payload)
+            .ok()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("a numbered payload: {line}"));
+        by.entry(pid).or_default().push(n);
+    }
+    by
+}
+
+/// How many records each number has, over every writer.
+fn tally(by_pid: &HashMap<u32, Vec<usize>>) -> HashMap<usize, usize> {
+    let mut t = HashMap::new();
+    for n in by_pid.values().flatten() {
+        *t.entry(*n).or_insert(0) += 1;
+    }
+    t
+}
+
+/// `loggers` members share [`N`] QoS 1 messages; the first is SIGKILLed once about half are
+/// in syslog and started again (as systemd's `Restart=on-failure` does) once the others have
+/// written more. Then:
+///
+/// - nothing is lost: every number is in the central syslog;
+/// - the only duplicates are MQTT's own QoS 1 redeliveries: messages the killed process had
+///   written to syslog but not yet acknowledged when it died. The broker delivers those
+///   again to the same session (mosquitto does not hand a member's in-flight messages to
+///   another member), so each duplicate is one record from the killed process and one from
+///   its successor, and there are at most as many as the broker lets be in flight
+///   unacknowledged to one client (`max_inflight_messages`, 100 in the test broker; the
+///   logger acknowledges right after writing, so usually far fewer).
+///
+/// While the member is dead, mosquitto keeps dealing it its share of the stream and queues
+/// that for its persistent session (`max_queued_messages 0`, unlimited, in the test broker:
+/// mosquitto's default of 1 000 would drop the rest); the restarted member writes them.
+fn shared_stream_survives_a_sigkill(loggers: usize) {
+    const INFLIGHT: usize = 100;
+    let m = Mosquitto::start();
+    let r = Rsyslogd::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let configs: Vec<PathBuf> = (0..loggers)
+        .map(|i| member_config(dir.path(), &m, &r, &format!("l{i}")))
+        .collect();
+    let mut members: Vec<Logger> = configs.iter().map(|c| start_member(c)).collect();
+    let messages: Vec<(String, Vec<u8>)> = (0..N)
+        .map(|i| (format!("load/{}", i % 50), i.to_string().into_bytes()))
+        .collect();
+    let publisher = Publisher::start(m.port, "scale-pub", messages, 2000, 1);
+    let count = |r: &Rsyslogd| tally(&numbers_by_pid(r)).len();
+    assert!(
+        wait_until(TIMEOUT, || count(&r) >= N / 2),
+        "half the stream never arrived"
+    );
+    let killed_pid = members[0].child.id();
+    members[0].signal("-KILL");
+    wait_exit(&mut members[0].child, TIMEOUT).expect("killed");
+    // The survivors go on while the broker queues the dead member's share.
+    let at_kill = count(&r);
+    assert!(
+        wait_until(TIMEOUT, || count(&r) >= at_kill + N / 10),
+        "the survivors stopped writing"
+    );
+    members[0] = start_member(&configs[0]);
+    assert!(
+        members[0].log().contains("session present: true"),
+        "the restarted member found its session:\n{}",
+        members[0].log()
+    );
+    let successor_pid = members[0].child.id();
+    let complete = wait_until(Duration::from_secs(90), || count(&r) >= N);
+    let by_pid = numbers_by_pid(&r);
+    let t = tally(&by_pid);
+    let missing: Vec<usize> = (0..N).filter(|i| !t.contains_key(i)).collect();
+    assert!(
+        complete && missing.is_empty(),
+        "{} of {N} lost (published {}); first: {:?}\nrestarted member:\n{}",
+        missing.len(),
+        publisher.sent(),
+        &missing[..missing.len().min(20)],
+        members[0].log()
+    );
+    // Redeliveries come in right after the reconnect, before the queue: all are in by now.
+    let dups: Vec<usize> = t.iter().filter(|(_, c)| **c > 1).map(|(n, _)| *n).collect();
+    let of = |pid: u32, n: usize| {
+        by_pid
+            .get(&pid)
+            .map_or(0, |v| v.iter().filter(|x| **x == n).count())
+    };
+    for &n in &dups {
+        assert_eq!(t[&n], 2, "{n} written {} times", t[&n]);
+        assert_eq!(
+            (of(killed_pid, n), of(successor_pid, n)),
+            (1, 1),
+            "duplicate {n} is not a redelivery to the restarted member"
+        );
+    }
+    assert!(
+        dups.len() <= INFLIGHT,
+        "{} duplicates, more than can be in flight",
+        dups.len()
+    );
+    eprintln!(
+        "{loggers} loggers, {N} messages: {} records by pid {:?}, {} duplicates (redeliveries)",
+        t.values().sum::<usize>(),
+        by_pid
+            .iter()
+            .map(|(p, v)| (*p, v.len()))
+            .collect::<Vec<_>>(),
+        dups.len()
+    );
+    // Every member still stops cleanly, having written all it received.
+    for l in &mut members {
+        let (status, _) = l.terminate();
+        let log = l.log();
+        assert!(status.success(), "exit status {status:?}\n{log}");
+        let c = stopped_counters(&log);
+        assert_eq!(c["received"], c["written"], "{c:?}");
+    }
+}
+
+#[test]
+fn two_loggers_share_a_stream_and_a_sigkill_loses_nothing() {
+    shared_stream_survives_a_sigkill(2);
+}
+
+#[test]
+fn three_loggers_share_a_stream_and_a_sigkill_loses_nothing() {
+    shared_stream_survives_a_sigkill(3);
+}
