@@ -191,3 +191,156 @@ fn two_loggers_share_a_stream_and_a_sigkill_loses_nothing() {
 fn three_loggers_share_a_stream_and_a_sigkill_loses_nothing() {
     shared_stream_survives_a_sigkill(3);
 }
+
+/// Rules of partition `a`: everything under `site/a/`, with a device command.
+const RULES_A: &str = r#"
+[[alerts.rule]]
+name = "a-temperature"
+topics = "site/a/+/temperature"
+low = 10
+high = 30
+hysteresis = 1
+action = { topic = "site/a/fan/cmd", on = "1", off = "0" }
+
+[[alerts.rule]]
+name = "a-marker"
+topics = "site/a/marker"
+high = 0
+"#;
+
+/// Rules of partition `b`: everything under `site/b/`.
+const RULES_B: &str = r#"
+[[alerts.rule]]
+name = "b-temperature"
+topics = "site/b/+/temperature"
+high = 25
+hysteresis = 2
+
+[[alerts.rule]]
+name = "b-humidity"
+topics = "site/b/+/humidity"
+low = 30
+high = 70
+
+[[alerts.rule]]
+name = "b-marker"
+topics = "site/b/marker"
+high = 0
+"#;
+
+/// The same readings every run: random walks (a fixed linear congruential generator) that
+/// cross every threshold many times, in one order, then a marker per partition.
+fn readings() -> Vec<(String, Vec<u8>)> {
+    let mut series: Vec<(String, f64, f64, f64)> = Vec::new();
+    for i in 0..8 {
+        series.push((format!("site/a/r{i}/temperature"), 20.0, 0.0, 40.0));
+        series.push((format!("site/b/r{i}/temperature"), 20.0, 0.0, 40.0));
+    }
+    for i in 0..4 {
+        series.push((format!("site/b/r{i}/humidity"), 50.0, 10.0, 90.0));
+    }
+    let mut x: u64 = 0x1234_5678;
+    let mut out = Vec::new();
+    for _ in 0..100 {
+        for (topic, value, lo, hi) in &mut series {
+            x = x
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            let step = ((x >> 33) % 121) as f64 / 10.0 - 6.0;
+            *value = (*value + step).clamp(*lo, *hi);
+            out.push((topic.clone(), format!("{value:.1}").into_bytes()));
+        }
+    }
+    out.push(("site/a/marker".into(), b"1".to_vec()));
+    out.push(("site/b/marker".into(), b"1".to_vec()));
+    out
+}
+
+/// What one partition's alerts amount to: its outputs (`_alert_` topics and commands) and
+/// its events without their timestamps, each in the order published.
+#[derive(Debug, Default, PartialEq)]
+struct Outcome {
+    outputs: Vec<String>,
+    events: Vec<serde_json::Value>,
+}
+
+/// Run one `iotitan-alerts` per rule set in `instances` (each with a client id of its own)
+/// on a fresh broker, publish [`readings`], and return what came out, per partition (`a`,
+/// `b`: by topic prefix and rule name).
+fn alerts_outcome(instances: &[&str]) -> [Outcome; 2] {
+    let m = Mosquitto::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let running: Vec<Alerts> = instances
+        .iter()
+        .enumerate()
+        .map(|(i, rules)| {
+            let d = dir.path().join(format!("i{i}"));
+            std::fs::create_dir_all(&d).expect("instance dir");
+            let cfg = write_config(
+                &d,
+                &format!(
+                    "{}\n[alerts]\nevents_topic = \"ev/alerts\"\n{rules}",
+                    m.mqtt_toml(&format!("part{i}"))
+                ),
+            );
+            Alerts::start(&cfg)
+        })
+        .collect();
+    let sub = subscriber(&m, &["site/#", "ev/#"]);
+    let _publisher = Publisher::start(m.port, "readings", readings(), 2000, 1);
+    let mut out = [Outcome::default(), Outcome::default()];
+    let mut markers = 0;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    // A marker's output and its event, for each partition.
+    while markers < 4 {
+        let left = deadline
+            .checked_duration_since(std::time::Instant::now())
+            .unwrap_or_else(|| panic!("the markers never went on; got {out:#?}"));
+        let Some(line) = sub.next_line(left) else {
+            continue;
+        };
+        let (topic, payload) = line.split_once(' ').unwrap_or((&line, ""));
+        if topic == "ev/alerts" {
+            let mut ev: serde_json::Value = serde_json::from_str(payload).expect("JSON events");
+            let rule = ev["rule"].as_str().expect("a rule name").to_owned();
+            if rule.ends_with("-marker") {
+                markers += 1;
+            }
+            let obj = ev.as_object_mut().expect("an object");
+            obj.remove("at");
+            obj.remove("since");
+            out[usize::from(rule.starts_with("b-"))].events.push(ev);
+        } else if topic.contains("_alert_") || topic.ends_with("/cmd") {
+            if topic.ends_with("marker_alert_hi") && payload == "on" {
+                markers += 1;
+            }
+            out[usize::from(topic.starts_with("site/b/"))]
+                .outputs
+                .push(line.clone());
+        }
+    }
+    for a in running {
+        a.stop();
+    }
+    out
+}
+
+/// Alerts keep state per series (hysteresis, hold, staleness), so a series must always
+/// reach the same instance: instances split the rules by configuration, never by a shared
+/// subscription. Two instances with disjoint rule sets publish, partition by partition,
+/// exactly what one instance with every rule publishes: the same outputs, commands and
+/// events in the same order.
+#[test]
+fn alerts_partitioned_by_configuration_raise_exactly_the_alerts_of_one_instance() {
+    let all = format!("{RULES_A}\n{RULES_B}");
+    let one = alerts_outcome(&[&all]);
+    let two = alerts_outcome(&[RULES_A, RULES_B]);
+    for (part, o) in ["a", "b"].iter().zip(&one) {
+        // Enough happened for the comparison to mean something.
+        assert!(
+            o.outputs.len() > 20 && o.events.len() > 20,
+            "partition {part}: {o:#?}"
+        );
+    }
+    assert_eq!(one, two);
+}

@@ -882,3 +882,102 @@ impl Drop for Logger {
         let _ = self.child.wait();
     }
 }
+
+/// A running `iotitan-alerts` with its log lines (stderr) readable by the test.
+pub struct Alerts {
+    pub child: Child,
+    log: std::sync::mpsc::Receiver<String>,
+    /// The log lines waited through so far.
+    pub seen: Vec<String>,
+}
+
+impl Alerts {
+    /// Start with `config` and wait until it has subscribed and read back its alert states.
+    pub fn start(config: &Path) -> Alerts {
+        let mut a = Alerts::spawn(config);
+        a.wait_log("subscribed;");
+        a
+    }
+
+    /// Start with `config` without waiting for anything.
+    pub fn spawn(config: &Path) -> Alerts {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_iotitan-alerts"))
+            .arg("--config")
+            .arg(config)
+            .env("NO_COLOR", "1")
+            .env("RUST_LOG", "info")
+            .env_remove("JOURNAL_STREAM")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start iotitan-alerts");
+        let err = child.stderr.take().expect("stderr");
+        let (tx, log) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Alerts {
+            child,
+            log,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Wait for a log line containing `needle` (after the ones already waited for).
+    pub fn wait_log(&mut self, needle: &str) -> String {
+        let deadline = std::time::Instant::now() + TIMEOUT;
+        while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+            match self.log.recv_timeout(left) {
+                Ok(l) => {
+                    self.seen.push(l.clone());
+                    if l.contains(needle) {
+                        return l;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        panic!("no log line with {needle:?}; saw {:#?}", self.seen);
+    }
+
+    /// SIGTERM, wait for a clean exit; returns the log lines not yet waited for.
+    pub fn stop(mut self) -> Vec<String> {
+        let st = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(st.success());
+        let status = wait_exit(&mut self.child, TIMEOUT).expect("iotitan-alerts stops");
+        assert!(status.success(), "exit status {status:?}");
+        self.log.try_iter().collect()
+    }
+}
+
+impl Drop for Alerts {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A subscriber on `topics` (plus a probe topic) whose subscription is known to be active.
+pub fn subscriber(m: &Mosquitto, topics: &[&str]) -> Subscriber {
+    let mut all = topics.to_vec();
+    all.push("probe/ready");
+    let sub = m.subscribe(&all, &[]);
+    assert!(
+        wait_until(TIMEOUT, || {
+            m.publish(&["-t", "probe/ready", "-m", "x"]);
+            sub.next_line(Duration::from_millis(200))
+                .is_some_and(|l| l == "probe/ready x")
+        }),
+        "subscriber did not come up"
+    );
+    sub
+}
