@@ -25,8 +25,12 @@
 # QLEN (default 512): it sets the sysctl for the run if it may (root) and restores it at
 # exit; otherwise it measures with what it finds. The header line says which it used.
 #
+# SYSLOG=tcp sends (c)'s records over TCP (RFC 6587 octet counting) to rsyslogd's imtcp input
+# on loopback instead of its unix socket: the central rsyslog's ingest from one logger
+# (docs/SCALING.md). (b) always uses the unix socket.
+#
 # Usage: benches/logger-load.sh [COUNT [RUNS]]      (default 200000 1)
-# Env:   GENERATORS="pub sim"  CONSUMERS="a b c"  SIM_RATE=0  QLEN=512
+# Env:   GENERATORS="pub sim"  CONSUMERS="a b c"  SIM_RATE=0  QLEN=512  SYSLOG=unix|tcp
 # Needs: mosquitto, mosquitto-clients, rsyslog, bsdutils (logger), python3, cargo; root or a
 # user allowed to run mosquitto and rsyslogd on private files and a loopback port.
 set -euo pipefail
@@ -36,6 +40,7 @@ RUNS=${2:-1}
 GENERATORS=${GENERATORS:-pub sim}
 CONSUMERS=${CONSUMERS:-a b c}
 SIM_RATE=${SIM_RATE:-0}
+SYSLOG=${SYSLOG:-unix}
 
 cargo build --release --quiet --bin iotitan-logger --bin iotitan-sim
 TARGET=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
@@ -53,6 +58,7 @@ if [ "$QLEN" != "$QLEN_WAS" ] && ! { echo "$QLEN" > "$QLEN_FILE"; } 2>/dev/null;
   echo "# cannot set net.unix.max_dgram_qlen to $QLEN (not root?): measuring with $QLEN_WAS" >&2
 fi
 PORT=$((20000 + RANDOM % 20000))
+SYSLOG_PORT=$((PORT + 1))
 cat > "$D/mosquitto.conf" <<CONF
 listener $PORT 127.0.0.1
 allow_anonymous true
@@ -69,6 +75,8 @@ cat > "$D/rsyslog.conf" <<CONF
 global(workDirectory="$D" maxMessageSize="64k")
 module(load="imuxsock" SysSock.Use="off")
 input(type="imuxsock" Socket="$D/log.sock" RateLimit.Interval="0")
+module(load="imtcp")
+input(type="imtcp" address="127.0.0.1" port="$SYSLOG_PORT")
 template(name="perTag" type="string" string="$D/syslog-%programname%")
 action(type="omfile" dynaFile="perTag" template="RSYSLOG_FileFormat" ioBufferSize="256k" flushOnTXEnd="on")
 CONF
@@ -189,15 +197,15 @@ client_id = "$tag"
 subscribe = ["#"]
 qos = 0
 [syslog]
-target = "unix:$D/log.sock"
+target = "$( [ "$SYSLOG" = tcp ] && echo "tcp:127.0.0.1:$SYSLOG_PORT" || echo "unix:$D/log.sock")"
 identifier = "$tag"
 CONF
   "$LOGGER" --config "$D/iotitan.toml" 2>"$D/c.err" & local c=$!
-  measure "$(gen_label "$gen") (c) iotitan-logger" "$D/syslog-$tag" "$gen" $c
+  measure "$(gen_label "$gen") (c) iotitan-logger$( [ "$SYSLOG" = tcp ] && echo " over tcp")" "$D/syslog-$tag" "$gen" $c
   kill $c; wait $c 2>/dev/null || true
 }
 
-echo "# $(date -u +%FT%TZ) $(uname -n) $(nproc) cores; $N QoS 0 messages; net.unix.max_dgram_qlen $(cat /proc/sys/net/unix/max_dgram_qlen);" \
+echo "# $(date -u +%FT%TZ) $(uname -n) $(nproc) cores; $N QoS 0 messages; syslog over $SYSLOG; net.unix.max_dgram_qlen $(cat /proc/sys/net/unix/max_dgram_qlen);" \
   "load average $(cut -d' ' -f1-3 /proc/loadavg)"
 for _ in $(seq "$RUNS"); do
   for gen in $GENERATORS; do
