@@ -1,6 +1,7 @@
 //! Beyond one machine: several loggers sharing one stream through an MQTT shared
-//! subscription into one central rsyslogd over TCP, and alerts partitioned by configuration.
-//! docs/SCALING.md explains the setups these tests prove.
+//! subscription into one central rsyslogd over TCP (mosquitto), the same split by topic on a
+//! real two-node RabbitMQ cluster, and alerts partitioned by configuration. docs/SCALING.md
+//! explains the setups these tests prove.
 
 mod common;
 use common::*;
