@@ -131,7 +131,6 @@ fn only_redeliveries(
 /// that for its persistent session (`max_queued_messages 0`, unlimited, in the test broker:
 /// mosquitto's default of 1 000 would drop the rest); the restarted member writes them.
 fn shared_stream_survives_a_sigkill(loggers: usize) {
-    const INFLIGHT: usize = 100;
     let m = Mosquitto::start();
     let r = Rsyslogd::start();
     let dir = tempfile::tempdir().expect("tempdir");
@@ -177,7 +176,7 @@ fn shared_stream_survives_a_sigkill(loggers: usize) {
         members[0].log()
     );
     // Redeliveries come in right after the reconnect, before the queue: all are in by now.
-    let dups = only_redeliveries(&by_pid, killed_pid, successor_pid, INFLIGHT);
+    let dups = only_redeliveries(&by_pid, killed_pid, successor_pid, MOSQUITTO_INFLIGHT);
     eprintln!(
         "{loggers} loggers, {N} messages: {} records by pid {:?}, {} duplicates (redeliveries)",
         t.values().sum::<usize>(),

@@ -87,6 +87,9 @@ pub fn wait_exit(child: &mut Child, timeout: Duration) -> Option<std::process::E
     }
 }
 
+/// Unacknowledged QoS 1/2 messages the test broker sends one client (`max_inflight_messages`).
+pub const MOSQUITTO_INFLIGHT: usize = 100;
+
 /// A mosquitto broker on 127.0.0.1 with persistence in its own temp dir.
 pub struct Mosquitto {
     pub port: u16,
@@ -135,7 +138,7 @@ impl Mosquitto {
         let conf = self.dir.path().join("mosquitto.conf");
         let mut text = format!(
             "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n\
-             persistence_location {dir}/\nmax_queued_messages 0\nmax_inflight_messages 100\n\
+             persistence_location {dir}/\nmax_queued_messages 0\nmax_inflight_messages {MOSQUITTO_INFLIGHT}\n\
              log_dest file {dir}/mosquitto.log\n",
             port = self.port,
             dir = self.dir.path().display()
