@@ -25,8 +25,13 @@
 # QLEN (default 512): it sets the sysctl for the run if it may (root) and restores it at
 # exit; otherwise it measures with what it finds. The header line says which it used.
 #
+# SYSLOG=tcp sends (c)'s records over TCP (RFC 6587 octet counting) to rsyslogd's imtcp input
+# on loopback instead of its unix socket: the central rsyslog's ingest from one logger
+# (docs/SCALING.md). (b) always uses the unix socket. LOGGERS=N runs (c) as N loggers on one
+# shared subscription ($share/bench/#), all writing to the one rsyslogd (CPU and RSS summed).
+#
 # Usage: benches/logger-load.sh [COUNT [RUNS]]      (default 200000 1)
-# Env:   GENERATORS="pub sim"  CONSUMERS="a b c"  SIM_RATE=0  QLEN=512
+# Env:   GENERATORS="pub sim"  CONSUMERS="a b c"  SIM_RATE=0  QLEN=512  SYSLOG=unix|tcp  LOGGERS=1
 # Needs: mosquitto, mosquitto-clients, rsyslog, bsdutils (logger), python3, cargo; root or a
 # user allowed to run mosquitto and rsyslogd on private files and a loopback port.
 set -euo pipefail
@@ -36,6 +41,8 @@ RUNS=${2:-1}
 GENERATORS=${GENERATORS:-pub sim}
 CONSUMERS=${CONSUMERS:-a b c}
 SIM_RATE=${SIM_RATE:-0}
+SYSLOG=${SYSLOG:-unix}
+LOGGERS=${LOGGERS:-1}
 
 cargo build --release --quiet --bin iotitan-logger --bin iotitan-sim
 TARGET=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
@@ -53,6 +60,7 @@ if [ "$QLEN" != "$QLEN_WAS" ] && ! { echo "$QLEN" > "$QLEN_FILE"; } 2>/dev/null;
   echo "# cannot set net.unix.max_dgram_qlen to $QLEN (not root?): measuring with $QLEN_WAS" >&2
 fi
 PORT=$((20000 + RANDOM % 20000))
+SYSLOG_PORT=$((PORT + 1))
 cat > "$D/mosquitto.conf" <<CONF
 listener $PORT 127.0.0.1
 allow_anonymous true
@@ -69,6 +77,8 @@ cat > "$D/rsyslog.conf" <<CONF
 global(workDirectory="$D" maxMessageSize="64k")
 module(load="imuxsock" SysSock.Use="off")
 input(type="imuxsock" Socket="$D/log.sock" RateLimit.Interval="0")
+module(load="imtcp")
+input(type="imtcp" address="127.0.0.1" port="$SYSLOG_PORT")
 template(name="perTag" type="string" string="$D/syslog-%programname%")
 action(type="omfile" dynaFile="perTag" template="RSYSLOG_FileFormat" ioBufferSize="256k" flushOnTXEnd="on")
 CONF
@@ -179,25 +189,38 @@ run_b() {
   kill $b1 $b2 2>/dev/null || true; wait $b1 $b2 2>/dev/null || true
 }
 run_c() {
-  local gen=$1 tag="new-$gen-$RANDOM"
-  cat > "$D/iotitan.toml" <<CONF
+  local gen=$1 tag="new-$gen-$RANDOM" pids=() i filter='#'
+  [ "$LOGGERS" -gt 1 ] && filter='$share/bench/#'
+  for i in $(seq "$LOGGERS"); do
+    cat > "$D/iotitan-$i.toml" <<CONF
 [mqtt]
 host = "127.0.0.1"
 port = $PORT
-client_id = "$tag"
+client_id = "$tag-$i"
 [logger]
-subscribe = ["#"]
+subscribe = ["$filter"]
 qos = 0
+# A clean session ends with the run: a persistent one would stay in the shared group after
+# the process is gone, and mosquitto would go on dealing it its share (dropped at QoS 0).
+clean_session = true
 [syslog]
-target = "unix:$D/log.sock"
+target = "$( [ "$SYSLOG" = tcp ] && echo "tcp:127.0.0.1:$SYSLOG_PORT" || echo "unix:$D/log.sock")"
 identifier = "$tag"
 CONF
-  "$LOGGER" --config "$D/iotitan.toml" 2>"$D/c.err" & local c=$!
-  measure "$(gen_label "$gen") (c) iotitan-logger" "$D/syslog-$tag" "$gen" $c
-  kill $c; wait $c 2>/dev/null || true
+    RUST_LOG=info "$LOGGER" --config "$D/iotitan-$i.toml" 2>"$D/c-$i.err" & pids+=($!)
+  done
+  # Every member of a shared subscription holds it before the probe (which reaches only one).
+  for i in $(seq "$LOGGERS"); do
+    for _ in $(seq 200); do grep -q "subscribed" "$D/c-$i.err" 2>/dev/null && break; sleep 0.05; done
+  done
+  local label="(c) iotitan-logger"
+  [ "$LOGGERS" -gt 1 ] && label="(c) $LOGGERS iotitan-loggers, \$share"
+  [ "$SYSLOG" = tcp ] && label="$label over tcp"
+  measure "$(gen_label "$gen") $label" "$D/syslog-$tag" "$gen" "${pids[@]}"
+  kill "${pids[@]}"; wait "${pids[@]}" 2>/dev/null || true
 }
 
-echo "# $(date -u +%FT%TZ) $(uname -n) $(nproc) cores; $N QoS 0 messages; net.unix.max_dgram_qlen $(cat /proc/sys/net/unix/max_dgram_qlen);" \
+echo "# $(date -u +%FT%TZ) $(uname -n) $(nproc) cores; $N QoS 0 messages; syslog over $SYSLOG; net.unix.max_dgram_qlen $(cat /proc/sys/net/unix/max_dgram_qlen);" \
   "load average $(cut -d' ' -f1-3 /proc/loadavg)"
 for _ in $(seq "$RUNS"); do
   for gen in $GENERATORS; do

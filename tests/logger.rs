@@ -6,75 +6,8 @@ use common::*;
 use iotitan::record;
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
-
-const LOGGER: &str = env!("CARGO_BIN_EXE_iotitan-logger");
-
-/// A running iotitan-logger with its stderr captured in a file.
-struct Logger {
-    child: Child,
-    stderr: std::path::PathBuf,
-}
-
-impl Logger {
-    fn start(config: &Path) -> Logger {
-        Logger::start_with(Command::new(LOGGER), config)
-    }
-
-    /// Start `cmd` (the logger, or a wrapper that execs it) with `--config config`.
-    fn start_with(mut cmd: Command, config: &Path) -> Logger {
-        let stderr = config.with_file_name(format!(
-            "logger-{}.log",
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos()
-        ));
-        let child = cmd
-            .arg("--config")
-            .arg(config)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&stderr).unwrap())
-            .spawn()
-            .expect("start iotitan-logger");
-        Logger { child, stderr }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.stderr).unwrap_or_default()
-    }
-
-    /// Records this process wrote, as rsyslog's file shows them (its pid is in the tag).
-    fn lines_in(&self, r: &Rsyslogd) -> Vec<String> {
-        let tag = format!(" iotitan-logger[{}]: ", self.child.id());
-        r.lines().into_iter().filter(|l| l.contains(&tag)).collect()
-    }
-
-    /// SIGTERM; waits for the exit and returns the status and how long it took.
-    fn terminate(&mut self) -> (std::process::ExitStatus, Duration) {
-        let t0 = Instant::now();
-        self.signal("-TERM");
-        let status = wait_exit(&mut self.child, Duration::from_secs(5)).expect("logger exits");
-        (status, t0.elapsed())
-    }
-
-    fn signal(&self, sig: &str) {
-        Command::new("kill")
-            .args([sig, &self.child.id().to_string()])
-            .status()
-            .unwrap();
-    }
-}
-
-impl Drop for Logger {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn config(dir: &Path, m: &Mosquitto, target: &str, extra: &str) -> std::path::PathBuf {
     write_config(

@@ -7,6 +7,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -86,6 +87,9 @@ pub fn wait_exit(child: &mut Child, timeout: Duration) -> Option<std::process::E
     }
 }
 
+/// Unacknowledged QoS 1/2 messages the test broker sends one client (`max_inflight_messages`).
+pub const MOSQUITTO_INFLIGHT: usize = 100;
+
 /// A mosquitto broker on 127.0.0.1 with persistence in its own temp dir.
 pub struct Mosquitto {
     pub port: u16,
@@ -114,6 +118,7 @@ impl Mosquitto {
     }
 
     /// The broker's log so far.
+    /// Its log (stderr) so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("mosquitto.log")).unwrap_or_default()
     }
@@ -133,7 +138,7 @@ impl Mosquitto {
         let conf = self.dir.path().join("mosquitto.conf");
         let mut text = format!(
             "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n\
-             persistence_location {dir}/\nmax_queued_messages 0\nmax_inflight_messages 100\n\
+             persistence_location {dir}/\nmax_queued_messages 0\nmax_inflight_messages {MOSQUITTO_INFLIGHT}\n\
              log_dest file {dir}/mosquitto.log\n",
             port = self.port,
             dir = self.dir.path().display()
@@ -808,5 +813,358 @@ impl Drop for Killed {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
+    }
+}
+
+/// The logger binary built for these tests.
+pub const LOGGER: &str = env!("CARGO_BIN_EXE_iotitan-logger");
+
+/// A running iotitan-logger with its stderr captured in a file.
+pub struct Logger {
+    pub child: Child,
+    pub stderr: std::path::PathBuf,
+}
+
+impl Logger {
+    /// Start the logger with `--config config`.
+    pub fn start(config: &Path) -> Logger {
+        Logger::start_with(Command::new(LOGGER), config)
+    }
+
+    /// Start `cmd` (the logger, or a wrapper that execs it) with `--config config`.
+    pub fn start_with(mut cmd: Command, config: &Path) -> Logger {
+        let stderr = config.with_file_name(format!(
+            "logger-{}.log",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
+        let child = cmd
+            .arg("--config")
+            .arg(config)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .spawn()
+            .expect("start iotitan-logger");
+        Logger { child, stderr }
+    }
+
+    /// Its log (stderr) so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    /// Records this process wrote, as rsyslog's file shows them (its pid is in the tag).
+    pub fn lines_in(&self, r: &Rsyslogd) -> Vec<String> {
+        let tag = format!(" iotitan-logger[{}]: ", self.child.id());
+        r.lines().into_iter().filter(|l| l.contains(&tag)).collect()
+    }
+
+    /// SIGTERM; waits for the exit and returns the status and how long it took.
+    pub fn terminate(&mut self) -> (std::process::ExitStatus, Duration) {
+        let t0 = Instant::now();
+        self.signal("-TERM");
+        let status = wait_exit(&mut self.child, Duration::from_secs(5)).expect("logger exits");
+        (status, t0.elapsed())
+    }
+
+    /// Send `sig` (`-KILL`, `-TERM`, …).
+    pub fn signal(&self, sig: &str) {
+        Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+    }
+}
+
+impl Drop for Logger {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A running `iotitan-alerts` with its log lines (stderr) readable by the test.
+pub struct Alerts {
+    pub child: Child,
+    log: std::sync::mpsc::Receiver<String>,
+    /// The log lines waited through so far.
+    pub seen: Vec<String>,
+}
+
+impl Alerts {
+    /// Start with `config` and wait until it has subscribed and read back its alert states.
+    pub fn start(config: &Path) -> Alerts {
+        let mut a = Alerts::spawn(config);
+        a.wait_log("subscribed;");
+        a
+    }
+
+    /// Start with `config` without waiting for anything.
+    pub fn spawn(config: &Path) -> Alerts {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_iotitan-alerts"))
+            .arg("--config")
+            .arg(config)
+            .env("NO_COLOR", "1")
+            .env("RUST_LOG", "info")
+            .env_remove("JOURNAL_STREAM")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start iotitan-alerts");
+        let err = child.stderr.take().expect("stderr");
+        let (tx, log) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Alerts {
+            child,
+            log,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Wait for a log line containing `needle` (after the ones already waited for).
+    pub fn wait_log(&mut self, needle: &str) -> String {
+        let deadline = std::time::Instant::now() + TIMEOUT;
+        while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+            match self.log.recv_timeout(left) {
+                Ok(l) => {
+                    self.seen.push(l.clone());
+                    if l.contains(needle) {
+                        return l;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        panic!("no log line with {needle:?}; saw {:#?}", self.seen);
+    }
+
+    /// SIGTERM, wait for a clean exit; returns the log lines not yet waited for.
+    pub fn stop(mut self) -> Vec<String> {
+        let st = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(st.success());
+        let status = wait_exit(&mut self.child, TIMEOUT).expect("iotitan-alerts stops");
+        assert!(status.success(), "exit status {status:?}");
+        self.log.try_iter().collect()
+    }
+}
+
+impl Drop for Alerts {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A subscriber on `topics` (plus a probe topic) whose subscription is known to be active.
+pub fn subscriber(m: &Mosquitto, topics: &[&str]) -> Subscriber {
+    let mut all = topics.to_vec();
+    all.push("probe/ready");
+    let sub = m.subscribe(&all, &[]);
+    assert!(
+        wait_until(TIMEOUT, || {
+            m.publish(&["-t", "probe/ready", "-m", "x"]);
+            sub.next_line(Duration::from_millis(200))
+                .is_some_and(|l| l == "probe/ready x")
+        }),
+        "subscriber did not come up"
+    );
+    sub
+}
+
+/// Unacknowledged messages RabbitMQ's MQTT plugin sends one subscriber (`mqtt.prefetch`).
+pub const RABBIT_PREFETCH: usize = 100;
+
+/// A two-node RabbitMQ cluster with the MQTT plugin, on loopback ports and in a temp dir of
+/// its own (its own Erlang port mapper and cookie), stopped on drop. Node 1 starts first;
+/// node 2 then joins it through `classic_config` peer discovery, so the cluster is formed
+/// before the MQTT listener of node 2 opens.
+pub struct RabbitCluster {
+    pub dir: tempfile::TempDir,
+    /// The MQTT port of each node.
+    pub mqtt_ports: [u16; 2],
+    epmd_port: u16,
+    epmd: Option<Child>,
+    nodes: Vec<Child>,
+}
+
+impl RabbitCluster {
+    /// Start both nodes and wait until a message published on node 1 reaches a subscriber on
+    /// node 2.
+    pub fn start() -> RabbitCluster {
+        let server = Path::new("/usr/lib/rabbitmq/bin/rabbitmq-server");
+        assert!(
+            server.exists(),
+            "rabbitmq-server is not installed: `apt-get install rabbitmq-server` (.ci/run does this)"
+        );
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cookie = dir.path().join(".erlang.cookie");
+        std::fs::write(&cookie, format!("iotitan{}", free_port())).expect("write cookie");
+        std::fs::set_permissions(&cookie, std::os::unix::fs::PermissionsExt::from_mode(0o400))
+            .expect("cookie mode");
+        let mut c = RabbitCluster {
+            mqtt_ports: [free_port(), free_port()],
+            epmd_port: free_port(),
+            epmd: None,
+            nodes: Vec::new(),
+            dir,
+        };
+        // The port mapper, ours to stop: the nodes find it running and do not start one of
+        // their own (which would outlive the test as a daemon).
+        let epmd = Command::new("epmd")
+            .args(["-port", &c.epmd_port.to_string(), "-address", "127.0.0.1"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start epmd (erlang-base)");
+        c.epmd = Some(epmd);
+        let port = c.epmd_port;
+        assert!(
+            wait_until(TIMEOUT, || TcpStream::connect(("127.0.0.1", port)).is_ok()),
+            "epmd did not listen on {port}"
+        );
+        for i in 0..2 {
+            c.spawn(i);
+            let port = c.mqtt_ports[i];
+            assert!(
+                wait_until(Duration::from_secs(90), || TcpStream::connect((
+                    "127.0.0.1",
+                    port
+                ))
+                .is_ok()),
+                "RabbitMQ node {} did not listen on {port}; see {}",
+                i + 1,
+                c.dir.path().display()
+            );
+        }
+        c.wait_clustered();
+        c
+    }
+
+    fn node_name(i: usize) -> String {
+        format!("iotitan{}@localhost", i + 1)
+    }
+
+    fn spawn(&mut self, i: usize) {
+        let d = self.dir.path().join(format!("n{}", i + 1));
+        std::fs::create_dir_all(&d).expect("node dir");
+        let peers = format!(
+            "cluster_formation.peer_discovery_backend = classic_config\n\
+             cluster_formation.classic_config.nodes.1 = {}\n\
+             cluster_formation.classic_config.nodes.2 = {}\n",
+            Self::node_name(0),
+            Self::node_name(1)
+        );
+        std::fs::write(
+            d.join("rabbit.conf"),
+            format!(
+                "listeners.tcp.default = 127.0.0.1:{}\nmqtt.listeners.tcp.default = 127.0.0.1:{}\n\
+                 loopback_users = none\nmqtt.prefetch = {RABBIT_PREFETCH}\n{peers}",
+                free_port(),
+                self.mqtt_ports[i]
+            ),
+        )
+        .expect("write rabbit.conf");
+        std::fs::write(d.join("enabled_plugins"), "[rabbitmq_mqtt].\n").expect("plugins");
+        let child = Command::new("/usr/lib/rabbitmq/bin/rabbitmq-server")
+            .env("HOME", self.dir.path())
+            .env("ERL_EPMD_PORT", self.epmd_port.to_string())
+            .env("RABBITMQ_NODENAME", Self::node_name(i))
+            .env("RABBITMQ_DIST_PORT", free_port().to_string())
+            .env("RABBITMQ_MNESIA_BASE", d.join("mnesia"))
+            .env("RABBITMQ_LOG_BASE", d.join("log"))
+            .env("RABBITMQ_CONFIG_FILE", d.join("rabbit.conf"))
+            .env("RABBITMQ_ENABLED_PLUGINS_FILE", d.join("enabled_plugins"))
+            .env("RABBITMQ_PID_FILE", d.join("pid"))
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(d.join("out.log")).expect("log file"))
+            .stderr(Stdio::null())
+            // Its own process group: the script's Erlang VM is stopped with it.
+            .process_group(0)
+            .spawn()
+            .expect("start rabbitmq-server");
+        self.nodes.push(child);
+    }
+
+    /// A message published on node 1 reaches a subscriber on node 2.
+    fn wait_clustered(&self) {
+        let sub = self.subscribe(1, "probe/cluster");
+        let ok = wait_until(TIMEOUT, || {
+            self.publish(0, "probe/cluster", "x");
+            sub.next_line(Duration::from_millis(300))
+                .is_some_and(|l| l == "probe/cluster x")
+        });
+        assert!(ok, "node 2 never got a message published on node 1");
+    }
+
+    /// `mosquitto_sub -v` on node `i` (0 or 1).
+    pub fn subscribe(&self, i: usize, topic: &str) -> Subscriber {
+        let subbin = require("mosquitto_sub", "mosquitto-clients");
+        let mut child = Command::new(subbin)
+            .args(["-h", "127.0.0.1", "-p", &self.mqtt_ports[i].to_string()])
+            .args(["-v", "-q", "1", "-t", topic])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start mosquitto_sub");
+        let out = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Subscriber { child, rx }
+    }
+
+    /// `mosquitto_pub` one QoS 1 message on node `i`.
+    pub fn publish(&self, i: usize, topic: &str, payload: &str) {
+        let pubbin = require("mosquitto_pub", "mosquitto-clients");
+        let _ = Command::new(pubbin)
+            .args(["-h", "127.0.0.1", "-p", &self.mqtt_ports[i].to_string()])
+            .args(["-q", "1", "-t", topic, "-m", payload])
+            .status();
+    }
+
+    /// A `[mqtt]` section for node `i`.
+    pub fn mqtt_toml(&self, i: usize, client_id: &str) -> String {
+        format!(
+            "[mqtt]\nhost = \"127.0.0.1\"\nport = {}\nclient_id = \"{client_id}\"\nkeep_alive = \"5s\"\nreconnect_max = \"1s\"\n",
+            self.mqtt_ports[i]
+        )
+    }
+}
+
+impl Drop for RabbitCluster {
+    fn drop(&mut self) {
+        for c in &mut self.nodes {
+            // The whole group: the script and the Erlang VM it started.
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &format!("-{}", c.id())])
+                .status();
+            let _ = c.wait();
+        }
+        if let Some(mut e) = self.epmd.take() {
+            let _ = e.kill();
+            let _ = e.wait();
+        }
     }
 }
