@@ -11,9 +11,11 @@ use std::process::{Command, Stdio};
 
 const HTTP: &str = env!("CARGO_BIN_EXE_iotitan-http");
 const LOGGER: &str = env!("CARGO_BIN_EXE_iotitan-logger");
+const SIM: &str = env!("CARGO_BIN_EXE_iotitan-sim");
 
 const INGEST: &str = "ingest-0123456789abcdef0123";
 const READ: &str = "read-0123456789abcdef012345";
+const OPERATOR: &str = "operator-0123456789abcdef01";
 
 struct Setup {
     m: Mosquitto,
@@ -45,6 +47,7 @@ sources = ["{output}"]
 
 [http]
 listen = "127.0.0.1:{port}"
+command_timeout = "1s"
 
 [[http.token]]
 name = "phone"
@@ -54,10 +57,19 @@ scopes = ["ingest"]
 name = "reader"
 scopes = ["read"]
 
+[[http.token]]
+name = "operator"
+scopes = ["read", "command"]
+
 [[http.device]]
 name = "plug1"
 command_topic = "iotitan/home/living/plug1/cmnd/POWER"
 state_topic = "iotitan/home/living/plug1/stat/POWER"
+
+[[http.device]]
+name = "plug2"
+command_topic = "iotitan/home/living/plug2/cmnd/POWER"
+state_topic = "iotitan/home/living/plug2/stat/POWER"
 
 [[http.private_area]]
 name = "home"
@@ -92,6 +104,7 @@ polygon = [[138.59, -34.93], [138.61, -34.93], [138.61, -34.91], [138.59, -34.91
             .env_remove("JOURNAL_STREAM")
             .env("IOTITAN_HTTP_TOKEN_PHONE", INGEST)
             .env("IOTITAN_HTTP_TOKEN_READER", READ)
+            .env("IOTITAN_HTTP_TOKEN_OPERATOR", OPERATOR)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
@@ -444,6 +457,19 @@ fn dashboard_shows_the_series_the_api_has_and_nothing_without_a_token() {
     let kitchen = row(&dom, "iotitan/home/kitchen/temperature");
     assert!(kitchen.contains(">22.25<"), "{kitchen}");
     assert!(kitchen.contains("hi on"), "alert state missing: {kitchen}");
+    assert!(
+        kitchen.contains("class=\"alerting\""),
+        "row not coloured: {kitchen}"
+    );
+    // A sparkline per series, from the aggregate of the day.
+    for w in want {
+        let r = row(&dom, w);
+        let points: usize = attr(r, "<svg class=\"spark\"", "data-points")
+            .unwrap_or_else(|| panic!("no sparkline for {w}: {r}"))
+            .parse()
+            .unwrap();
+        assert!(points >= 1, "{r}");
+    }
     assert!(row(&dom, "iotitan/home/hall/humidity").contains(">55<"));
     assert!(row(&dom, "iotitan/http/phone1/battery/level").contains(">87<"));
     assert!(
@@ -476,6 +502,22 @@ fn dashboard_shows_the_series_the_api_has_and_nothing_without_a_token() {
     assert!(!api_means.is_empty());
     assert_eq!(means, api_means, "chart data differ from the API");
     assert!(dom.contains("class=\"uplot"), "no uPlot chart drawn");
+
+    // The hourly view: the chart and the table of the same series, one row per bucket.
+    assert_eq!(
+        attr(&dom, "id=\"hourly-chart\"", "data-topic").as_deref(),
+        Some(topic.as_str())
+    );
+    let hourly: usize = attr(&dom, "id=\"hourly-chart\"", "data-buckets")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(hourly >= 1);
+    let table = &dom[dom.find("id=\"hourly\"").unwrap()..];
+    let table = &table[..table.find("</table>").unwrap()];
+    assert_eq!(table.matches("<tr data-start=").count(), hourly, "{table}");
+    let hourly_chart = &dom[dom.find("id=\"hourly-chart\"").unwrap()..];
+    assert!(hourly_chart[..hourly_chart.find("id=\"hourly\"").unwrap()].contains("class=\"uplot"));
 
     // The CSV link: the range's rows from /history as CSV.
     b.call(
@@ -518,6 +560,49 @@ fn dashboard_shows_the_series_the_api_has_and_nothing_without_a_token() {
         "{r}"
     );
     assert!(api_csv.lines().count() >= 2, "{api_csv}");
+
+    // Two series on one chart: tick a second one in the overview; its buckets are the API's
+    // for the same two-series query.
+    let second = want.iter().find(|w| **w != topic).unwrap();
+    b.call(
+        Some(&tab),
+        "Runtime.evaluate",
+        serde_json::json!({"expression": format!(
+            "document.querySelector('#overview tr[data-topic=\"{second}\"] input.pick').click()")}),
+    );
+    let (ok, dom) = b.wait_for(
+        &tab,
+        "Object.keys(JSON.parse(document.getElementById('chart').dataset.means || '{}')).length === 2",
+        20_000,
+    );
+    assert!(ok, "the second series never reached the chart:\n{dom}");
+    let means: serde_json::Map<String, Value> =
+        serde_json::from_str(&attr(&dom, "id=\"chart\"", "data-means").unwrap()).unwrap();
+    let api = get_json(
+        &s,
+        &format!(
+            "/api/v1/aggregate?topics={}&topics={}&since=-24h&every=1s&stats=min,mean,max,count&max_points={max_points}",
+            topic.replace('/', "%2F"),
+            second.replace('/', "%2F")
+        ),
+    );
+    let numbers = |v: &Value| -> Vec<Option<f64>> {
+        v.as_array().unwrap().iter().map(Value::as_f64).collect()
+    };
+    for t in [topic.as_str(), second] {
+        let api_means: Vec<Value> = api["series"][t]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["mean"].clone())
+            .collect();
+        assert!(!api_means.is_empty(), "{t}");
+        let api_means = numbers(&Value::Array(api_means));
+        assert_eq!(numbers(&means[t]), api_means, "chart data of {t}");
+    }
+    let legend = second.rsplit('/').take(3).collect::<Vec<_>>();
+    let label = format!("{}/{}/{} mean", legend[2], legend[1], legend[0]);
+    assert!(dom.contains(&label), "no legend {label}");
 
     // The other views: devices, top devices, alert transitions, histogram.
     assert!(dom.contains("<tr data-device=\"plug1\">"), "no device row");
@@ -645,4 +730,61 @@ fn bench_thirty_day_chart() {
             b.screenshot(&tab, "dashboard-30d.png");
         }
     }
+}
+
+#[test]
+fn device_buttons_show_the_acknowledgement_or_the_timeout() {
+    let s = setup();
+    // Two Tasmota-style plugs: plug1 answers its commands, plug2 never does.
+    let _plugs = Killed(
+        Command::new(SIM)
+            .args(["fleet", "--devices", "0", "--rooms", "1", "--plugs", "2"])
+            .args(["--mute-plugs", "1", "--broker", &s.m.addr()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start iotitan-sim"),
+    );
+    // plug1's first state, recorded: the simulator is connected and subscribed.
+    let up = wait_until(TIMEOUT, || {
+        get_json(&s, "/api/v1/topics?since=-1d")
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["topic"] == "iotitan/home/living/plug1/stat/POWER")
+    });
+    assert!(up, "plug1 never reported its state");
+    let mut b = Browser::launch(s.dir.path());
+    let tab = b.open(&format!("{}/#token={OPERATOR}", s.base));
+    let (ok, dom) = b.wait_for(&tab, "document.body.dataset.ready === '1'", 20_000);
+    assert!(ok, "the page never got ready:\n{dom}");
+    let answer = |device: &str| {
+        format!(
+            "document.querySelector('#devices tr[data-device=\"{device}\"] td:last-child').textContent"
+        )
+    };
+    let click = |b: &mut Browser, device: &str, payload: &str| {
+        b.call(
+            Some(&tab),
+            "Runtime.evaluate",
+            serde_json::json!({"expression": format!(
+                "[...document.querySelectorAll('#devices tr[data-device=\"{device}\"] button')].find(x => x.textContent === '{payload}').click()")}),
+        );
+    };
+    click(&mut b, "plug1", "ON");
+    let (ok, dom) = b.wait_for(
+        &tab,
+        &format!("{}.startsWith('acknowledged: ON after ')", answer("plug1")),
+        20_000,
+    );
+    assert!(ok, "no acknowledgement shown:\n{dom}");
+    click(&mut b, "plug2", "ON");
+    let (ok, dom) = b.wait_for(
+        &tab,
+        &format!("{}.includes('no matching answer')", answer("plug2")),
+        20_000,
+    );
+    assert!(ok, "no timeout shown:\n{dom}");
+    b.screenshot(&tab, "dashboard-devices.png");
 }
