@@ -339,19 +339,23 @@ impl Browser {
         )
     }
 
-    /// Save a PNG of the tab under `target/`.
+    /// Save a PNG of the whole page under `target/`.
     fn screenshot(&mut self, session: &str, name: &str) {
+        let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
+        std::fs::write(target.join(name), self.png(session, true)).unwrap();
+    }
+
+    /// A PNG of the tab: the whole page, or what the window shows.
+    fn png(&mut self, session: &str, whole_page: bool) -> Vec<u8> {
         use base64::Engine;
         let r = self.call(
             Some(session),
             "Page.captureScreenshot",
-            serde_json::json!({"format": "png", "captureBeyondViewport": true}),
+            serde_json::json!({"format": "png", "captureBeyondViewport": whole_page}),
         );
-        let png = base64::engine::general_purpose::STANDARD
+        base64::engine::general_purpose::STANDARD
             .decode(r["data"].as_str().unwrap())
-            .unwrap();
-        let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
-        std::fs::write(target.join(name), png).unwrap();
+            .unwrap()
     }
 }
 
@@ -502,6 +506,20 @@ fn dashboard_shows_the_series_the_api_has_and_nothing_without_a_token() {
     assert!(!api_means.is_empty());
     assert_eq!(means, api_means, "chart data differ from the API");
     assert!(dom.contains("class=\"uplot"), "no uPlot chart drawn");
+    // The chart shows the whole range, and zooms (what a drag over it does).
+    let r = b.call(
+        Some(&tab),
+        "Runtime.evaluate",
+        // (uPlot applies a new scale in a microtask: await one.)
+        serde_json::json!({"returnByValue": true, "awaitPromise": true, "expression":
+            "(async () => { const x = plot.scales.x, whole = x.max - x.min; \
+              plot.setScale('x', {min: x.max - 60, max: x.max}); await null; \
+              return [whole, plot.scales.x.max - plot.scales.x.min]; })()"}),
+    );
+    let spans = &r["result"]["value"];
+    let whole = spans[0].as_f64().unwrap_or_default();
+    assert!((whole - 86_400.0).abs() < 5.0, "{r}");
+    assert_eq!(spans[1].as_f64(), Some(60.0), "{r}");
 
     // The hourly view: the chart and the table of the same series, one row per bucket.
     assert_eq!(
@@ -787,4 +805,70 @@ fn device_buttons_show_the_acknowledgement_or_the_timeout() {
     );
     assert!(ok, "no timeout shown:\n{dom}");
     b.screenshot(&tab, "dashboard-devices.png");
+}
+
+/// README's screenshot, `docs/dashboard.png`: the demo's dashboard after a minute, 1280×900,
+/// with the replayed series and its spike on a one-hour chart.
+/// `cargo test --test dashboard -- --ignored readme_screenshot`.
+#[test]
+#[ignore = "writes docs/dashboard.png: run it by hand"]
+fn readme_screenshot() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let mut demo = Killed(
+        Command::new(env!("CARGO_BIN_EXE_iotitan-demo"))
+            .current_dir(dir.path())
+            .args(["--duration", "3m"])
+            .env_remove("IOTITAN_CONFIG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("run iotitan-demo"),
+    );
+    let mut lines = std::io::BufReader::new(demo.0.stdout.take().unwrap()).lines();
+    let url = loop {
+        let line = lines.next().expect("no dashboard URL").unwrap();
+        if let Some(at) = line.find("http://127.0.0.1:") {
+            break line[at..].trim().to_owned();
+        }
+    };
+    // Keep reading the demo's status lines, so that it never blocks on a full pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    std::thread::sleep(std::time::Duration::from_secs(60)); // a minute of data, not a sync
+    let mut b = Browser::launch(dir.path());
+    let tab = b.open("about:blank");
+    b.call(
+        Some(&tab),
+        "Emulation.setDeviceMetricsOverride",
+        serde_json::json!({"width": 1280, "height": 900, "deviceScaleFactor": 1, "mobile": false}),
+    );
+    let replay = "iotitan/adelaide/outdoor/openmeteo/temperature";
+    b.call(
+        Some(&tab),
+        "Page.navigate",
+        serde_json::json!({"url": format!("{url}&range=1h&series={replay}")}),
+    );
+    let (ok, dom) = b.wait_for(
+        &tab,
+        "document.body.dataset.ready === '1' && document.getElementById('live-state').textContent === 'live: on'",
+        30_000,
+    );
+    assert!(ok, "the demo's dashboard never got ready:\n{dom}");
+    assert!(
+        dom.contains(&format!("<tr data-topic=\"{replay}\"")),
+        "{dom}"
+    );
+    // Zoomed in on the minute there is, as a drag over the chart would.
+    let (ok, _) = b.wait_for(
+        &tab,
+        "(plot.setScale('x', {min: plot.data[0][plot.data[2].findIndex(v => v != null)] - 5, max: Date.now() / 1000}), plot.scales.x.max - plot.scales.x.min < 600)",
+        5_000,
+    );
+    assert!(ok, "cannot zoom the chart");
+    let png = b.png(&tab, false);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/dashboard.png");
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, &png).unwrap();
+    eprintln!("{}: {} bytes", path.display(), png.len());
 }

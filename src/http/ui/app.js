@@ -301,9 +301,12 @@ const COLOURS = [
 ];
 
 /// uPlot data and series for min–max bands with the mean line, one per topic, on the union of
-/// their bucket starts (one aggregate request: the same buckets for all).
-function bandsOf(topics, per, labelled) {
-  const xs = [...new Set(per.flatMap((b) => b.map((x) => secs(x.start))))].sort((a, b) => a - b);
+/// their bucket starts (one aggregate request: the same buckets for all). The ends of the
+/// range `[t0, t1]` are x values too (without data), so the chart shows the whole range even
+/// where there is no data yet, and still zooms (a scale range function would undo zooming).
+function bandsOf(topics, per, labelled, t0, t1) {
+  const starts = per.flatMap((b) => b.map((x) => secs(x.start)));
+  const xs = [...new Set([t0, ...starts, t1])].sort((a, b) => a - b);
   const at = new Map(xs.map((x, i) => [x, i]));
   const data = [xs];
   const lines = [{}];
@@ -340,7 +343,8 @@ async function loadChart() {
   const q = topics.map((t) => "topics=" + encodeURIComponent(t)).join("&") + "&since=" + since;
   const v = await api("/aggregate?" + q + "&every=1s&stats=min,mean,max,count&max_points=" + width);
   const per = topics.map((t) => (v.series && v.series[t]) || []);
-  const { data, lines, bands } = bandsOf(topics, per, topics.length > 1);
+  const { data, lines, bands } = bandsOf(topics, per, topics.length > 1,
+    now - RANGES[current.range], now);
   box.dataset.buckets = String(per[0].length);
   box.dataset.maxPoints = String(width);
   box.dataset.range = current.range;
@@ -351,8 +355,7 @@ async function loadChart() {
     width,
     height: 300,
     title: title + " (" + current.range + ")",
-    // The whole range, even where it has no data yet.
-    scales: { x: { time: true, range: () => [now - RANGES[current.range], now] } },
+    scales: { x: { time: true } },
     series: lines,
     bands,
     cursor: { drag: { x: true, y: false } },
@@ -378,14 +381,14 @@ async function loadHourly() {
   box.dataset.topic = topic;
   box.dataset.buckets = String(buckets.length);
   const now = Date.now() / 1000;
-  const { data, lines, bands } = bandsOf([topic], [buckets], false);
+  const { data, lines, bands } = bandsOf([topic], [buckets], false, now - 7 * 86400, now);
   if (hourlyPlot) hourlyPlot.destroy();
   box.replaceChildren();
   hourlyPlot = new uPlot({
     width: Math.max(300, Math.min(box.clientWidth || 800, 2000)),
     height: 200,
     title: topic + " (hourly, 7 d)",
-    scales: { x: { time: true, range: () => [now - 7 * 86400, now] } },
+    scales: { x: { time: true } },
     series: lines,
     bands,
     cursor: { drag: { x: true, y: false } },
