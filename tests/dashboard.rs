@@ -404,6 +404,15 @@ fn dashboard_shows_the_series_the_api_has_and_nothing_without_a_token() {
         s.m.publish(&["-t", "iotitan/home/kitchen/temperature", "-m", v, "-q", "1"]);
     }
     s.m.publish(&["-t", "iotitan/home/hall/humidity", "-m", "55", "-q", "1"]);
+    // The hall sensor's last will, as ESPEasy publishes it: a state in its histogram.
+    s.m.publish(&[
+        "-t",
+        "iotitan/home/hall/status/LWT",
+        "-m",
+        "Connected",
+        "-q",
+        "1",
+    ]);
     s.m.publish(&[
         "-t",
         "iotitan/home/kitchen/temperature_alert_hi",
@@ -442,6 +451,7 @@ fn dashboard_shows_the_series_the_api_has_and_nothing_without_a_token() {
         want.iter().all(|w| seen.contains(w))
             && seen.contains(&"iotitan/home/kitchen/temperature_alert_hi")
             && seen.contains(&"iotitan/alerts/events")
+            && seen.contains(&"iotitan/home/hall/status/LWT")
             && v.as_array().unwrap().iter().any(|t| {
                 t["topic"] == "iotitan/home/kitchen/temperature"
                     && t["last"].as_f64() == Some(22.25)
@@ -579,6 +589,40 @@ fn dashboard_shows_the_series_the_api_has_and_nothing_without_a_token() {
     );
     assert!(api_csv.lines().count() >= 2, "{api_csv}");
 
+    // Seven days: the chart's buckets are the API's for the same range.
+    b.call(
+        Some(&tab),
+        "Runtime.evaluate",
+        serde_json::json!({"expression": "document.querySelector('#ranges button[data-range=\"7d\"]').click()"}),
+    );
+    let (ok, dom) = b.wait_for(
+        &tab,
+        "document.getElementById('chart').dataset.range === '7d'",
+        20_000,
+    );
+    assert!(ok, "no 7-day chart:\n{dom}");
+    let means: Vec<f64> =
+        serde_json::from_str(&attr(&dom, "id=\"chart\"", "data-mean").unwrap()).unwrap();
+    let buckets: usize = attr(&dom, "id=\"chart\"", "data-buckets")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let api = get_json(
+        &s,
+        &format!(
+            "/api/v1/aggregate?topics={}&since=-7d&every=1s&stats=min,mean,max,count&max_points={max_points}",
+            topic.replace('/', "%2F")
+        ),
+    );
+    let api_means: Vec<f64> = api["series"][&topic]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["mean"].as_f64().unwrap())
+        .collect();
+    assert_eq!(buckets, api_means.len());
+    assert_eq!(means, api_means, "7-day chart data differ from the API");
+
     // Two series on one chart: tick a second one in the overview; its buckets are the API's
     // for the same two-series query.
     let second = want.iter().find(|w| **w != topic).unwrap();
@@ -599,7 +643,7 @@ fn dashboard_shows_the_series_the_api_has_and_nothing_without_a_token() {
     let api = get_json(
         &s,
         &format!(
-            "/api/v1/aggregate?topics={}&topics={}&since=-24h&every=1s&stats=min,mean,max,count&max_points={max_points}",
+            "/api/v1/aggregate?topics={}&topics={}&since=-7d&every=1s&stats=min,mean,max,count&max_points={max_points}",
             topic.replace('/', "%2F"),
             second.replace('/', "%2F")
         ),
@@ -634,6 +678,10 @@ fn dashboard_shows_the_series_the_api_has_and_nothing_without_a_token() {
     assert!(alerts.contains("iotitan/home/kitchen/temperature_alert_hi on 22.25"));
     let histogram = &dom[dom.find("id=\"histogram\"").unwrap()..];
     assert!(histogram.contains("class=\"bar\""), "no histogram bars");
+    assert!(
+        dom.contains("States: Connected: 1"),
+        "no LWT state in the histogram of {topic}"
+    );
     b.screenshot(&tab, "dashboard-overview.png");
 
     // A wrong token: the message, no data.

@@ -402,15 +402,17 @@ async function loadHourly() {
   }));
 }
 
-/// Histogram of the chosen series over the chosen range, with its device's LWT states.
+/// Histogram of the chosen series over the chosen range, with its device's LWT states: the
+/// last will on `<device>/LWT`, or `<device>/status/LWT` as ESPEasy publishes it.
 async function loadHistogram() {
   const topic = current.topic;
   const t = $("histogram");
   t.dataset.topic = topic || "";
   if (!topic) return;
   const device = topic.slice(0, topic.lastIndexOf("/"));
-  const v = await api("/histogram?topics=" + encodeURIComponent(topic) + "&topics=" +
-    encodeURIComponent(device + "/LWT") + "&since=-" + current.range + "&bins=20");
+  const q = [topic, device + "/LWT", device + "/status/LWT"]
+    .map((f) => "topics=" + encodeURIComponent(f)).join("&");
+  const v = await api("/histogram?" + q + "&since=-" + current.range + "&bins=20");
   const bins = v.bins || [];
   const most = Math.max(1, ...bins.map((b) => b.count));
   t.tBodies[0].replaceChildren(...bins.map((b) => {
