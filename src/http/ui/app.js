@@ -225,7 +225,6 @@ function topicsQuery(topics) {
 /// Where all data is younger than a quarter of the span (a fresh install, the demo), the same
 /// request again over the span there is, in finer buckets: at most three requests.
 async function loadSparks(topics) {
-  sparks = { points: {}, span: [0, 1] };
   if (!topics.length) return;
   const q = topicsQuery(topics);
   const now = Date.now() / 1000;
@@ -240,11 +239,16 @@ async function loadSparks(topics) {
     v = await api("/aggregate?" + q + "&since=" + encodeURIComponent(new Date(first * 1000).toISOString()) +
       "&every=1s&stats=mean&max_points=48");
   }
+  const points = {};
   for (const t of topics) {
     const b = (v.series || {})[t];
-    if (b && b.length) sparks.points[t] = b.map((x) => [secs(x.start), x.mean]);
+    if (b && b.length) points[t] = b.map((x) => [secs(x.start), x.mean]);
   }
-  sparks.span = [since, now];
+  sparks = { points, span: [since, now] };
+  for (const tr of $("overview").tBodies[0].rows) {
+    const td = tr.querySelector("td.spark");
+    if (td) td.replaceWith(sparkCell(tr.dataset.topic));
+  }
 }
 
 const numericTopics = () =>
@@ -259,7 +263,6 @@ async function loadOverview() {
   if (!current.topic || !series.has(current.topic)) current.topic = numeric[0] || null;
   current.topics = current.topics.filter((t) => numeric.includes(t));
   if (current.topic && !current.topics.includes(current.topic)) current.topics.unshift(current.topic);
-  await loadSparks(numeric);
   renderOverview();
   const sel = $("series");
   sel.replaceChildren(...numeric.map((t) => {
@@ -549,7 +552,7 @@ async function start() {
   say("");
   try {
     await loadOverview();
-    const parts = [loadMeta()];
+    const parts = [loadMeta(), loadSparks(numericTopics())];
     if (current.topic) parts.push(loadChart(), loadHourly(), loadHistogram());
     await Promise.all(parts);
     document.body.dataset.readyMs = String(Math.round(performance.now()));
