@@ -175,7 +175,8 @@ function rowOf(topic) {
   const tr = document.createElement("tr");
   tr.dataset.topic = topic;
   const pick = document.createElement("td");
-  if (typeof s.last === "number") {
+  // Numbers, and states the read API counts as 1/0 (a plug's ON/OFF, which live sends as text).
+  if (typeof s.last === "number" || /^(on|off|true|false)$/i.test(String(s.last))) {
     const box = document.createElement("input");
     box.type = "checkbox";
     box.className = "pick";
