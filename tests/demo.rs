@@ -153,6 +153,7 @@ fn short_demo_runs_the_pipeline_and_exits_cleanly() {
     // terminal belongs to the view), and counted them.
     assert!(!stdout.contains("write_api_key"), "{stdout}");
     assert!(stdout.contains("demo/bridge-requests.json"), "{stdout}");
+    assert!(stdout.contains("demo/http-demo.token"), "{stdout}");
     let sent = number_after(&stdout, "bridge sent ");
     assert!(sent > 0, "{stdout}");
     let requests = std::fs::read_to_string(dir.path().join("demo/bridge-requests.json")).unwrap();

@@ -158,6 +158,10 @@ impl std::fmt::Display for Summary {
             "  {dir}/iotitan.toml   the config every program can use (--config)"
         )?;
         writeln!(f, "  {dir}/iotitan.log    the programs' own logs")?;
+        writeln!(
+            f,
+            "  {dir}/{TOKEN_FILE} the dashboard's token (read, and the plugs' commands)"
+        )?;
         if self.bridge_dry_run {
             writeln!(
                 f,
