@@ -66,7 +66,9 @@ sources = [{sources}]
 
 [stats]
 schedule = "* * * * *"
-topics = ["iotitan/home/+/+/+", "iotitan/adelaide/+/+/+"]
+# The sensors' attributes by name: a filter ending in + would take the alerts' on/off states
+# (`…/temperature_alert_hi`) for readings too.
+topics = ["iotitan/home/+/+/temperature", "iotitan/home/+/+/humidity", "iotitan/home/+/+/pressure", "iotitan/home/+/+/motion", "iotitan/adelaide/+/+/temperature"]
 statistics = ["mean", "min", "max", "count"]
 
 [alerts]
@@ -154,6 +156,7 @@ mod tests {
         assert_eq!(cfg.alerts.rule[0].high, Some(HIGH));
         assert!(cfg.alerts.rule[0].topics.matches(REPLAY_TOPIC));
         assert!(cfg.stats.topics.matches(REPLAY_TOPIC));
+        assert!(!cfg.stats.topics.matches(&format!("{REPLAY_TOPIC}_alert_hi")));
         assert_eq!(cfg.bridge.channel[0].id, DRY_RUN_CHANNEL);
         assert_eq!(cfg.http.listen.port(), 8750);
         assert_eq!(
