@@ -156,7 +156,11 @@ mod tests {
         assert_eq!(cfg.alerts.rule[0].high, Some(HIGH));
         assert!(cfg.alerts.rule[0].topics.matches(REPLAY_TOPIC));
         assert!(cfg.stats.topics.matches(REPLAY_TOPIC));
-        assert!(!cfg.stats.topics.matches(&format!("{REPLAY_TOPIC}_alert_hi")));
+        assert!(
+            !cfg.stats
+                .topics
+                .matches(&format!("{REPLAY_TOPIC}_alert_hi"))
+        );
         assert_eq!(cfg.bridge.channel[0].id, DRY_RUN_CHANNEL);
         assert_eq!(cfg.http.listen.port(), 8750);
         assert_eq!(
