@@ -11,9 +11,11 @@ use std::process::{Command, Stdio};
 
 const HTTP: &str = env!("CARGO_BIN_EXE_iotitan-http");
 const LOGGER: &str = env!("CARGO_BIN_EXE_iotitan-logger");
+const SIM: &str = env!("CARGO_BIN_EXE_iotitan-sim");
 
 const INGEST: &str = "ingest-0123456789abcdef0123";
 const READ: &str = "read-0123456789abcdef012345";
+const OPERATOR: &str = "operator-0123456789abcdef01";
 
 struct Setup {
     m: Mosquitto,
@@ -45,6 +47,7 @@ sources = ["{output}"]
 
 [http]
 listen = "127.0.0.1:{port}"
+command_timeout = "1s"
 
 [[http.token]]
 name = "phone"
@@ -54,10 +57,19 @@ scopes = ["ingest"]
 name = "reader"
 scopes = ["read"]
 
+[[http.token]]
+name = "operator"
+scopes = ["read", "command"]
+
 [[http.device]]
 name = "plug1"
 command_topic = "iotitan/home/living/plug1/cmnd/POWER"
 state_topic = "iotitan/home/living/plug1/stat/POWER"
+
+[[http.device]]
+name = "plug2"
+command_topic = "iotitan/home/living/plug2/cmnd/POWER"
+state_topic = "iotitan/home/living/plug2/stat/POWER"
 
 [[http.private_area]]
 name = "home"
@@ -92,6 +104,7 @@ polygon = [[138.59, -34.93], [138.61, -34.93], [138.61, -34.91], [138.59, -34.91
             .env_remove("JOURNAL_STREAM")
             .env("IOTITAN_HTTP_TOKEN_PHONE", INGEST)
             .env("IOTITAN_HTTP_TOKEN_READER", READ)
+            .env("IOTITAN_HTTP_TOKEN_OPERATOR", OPERATOR)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
@@ -326,19 +339,23 @@ impl Browser {
         )
     }
 
-    /// Save a PNG of the tab under `target/`.
+    /// Save a PNG of the whole page under `target/`.
     fn screenshot(&mut self, session: &str, name: &str) {
+        let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
+        std::fs::write(target.join(name), self.png(session, true)).unwrap();
+    }
+
+    /// A PNG of the tab: the whole page, or what the window shows.
+    fn png(&mut self, session: &str, whole_page: bool) -> Vec<u8> {
         use base64::Engine;
         let r = self.call(
             Some(session),
             "Page.captureScreenshot",
-            serde_json::json!({"format": "png", "captureBeyondViewport": true}),
+            serde_json::json!({"format": "png", "captureBeyondViewport": whole_page}),
         );
-        let png = base64::engine::general_purpose::STANDARD
+        base64::engine::general_purpose::STANDARD
             .decode(r["data"].as_str().unwrap())
-            .unwrap();
-        let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
-        std::fs::write(target.join(name), png).unwrap();
+            .unwrap()
     }
 }
 
@@ -387,6 +404,15 @@ fn dashboard_shows_the_series_the_api_has_and_nothing_without_a_token() {
         s.m.publish(&["-t", "iotitan/home/kitchen/temperature", "-m", v, "-q", "1"]);
     }
     s.m.publish(&["-t", "iotitan/home/hall/humidity", "-m", "55", "-q", "1"]);
+    // The hall sensor's last will, as ESPEasy publishes it: a state in its histogram.
+    s.m.publish(&[
+        "-t",
+        "iotitan/home/hall/status/LWT",
+        "-m",
+        "Connected",
+        "-q",
+        "1",
+    ]);
     s.m.publish(&[
         "-t",
         "iotitan/home/kitchen/temperature_alert_hi",
@@ -425,6 +451,7 @@ fn dashboard_shows_the_series_the_api_has_and_nothing_without_a_token() {
         want.iter().all(|w| seen.contains(w))
             && seen.contains(&"iotitan/home/kitchen/temperature_alert_hi")
             && seen.contains(&"iotitan/alerts/events")
+            && seen.contains(&"iotitan/home/hall/status/LWT")
             && v.as_array().unwrap().iter().any(|t| {
                 t["topic"] == "iotitan/home/kitchen/temperature"
                     && t["last"].as_f64() == Some(22.25)
@@ -444,6 +471,19 @@ fn dashboard_shows_the_series_the_api_has_and_nothing_without_a_token() {
     let kitchen = row(&dom, "iotitan/home/kitchen/temperature");
     assert!(kitchen.contains(">22.25<"), "{kitchen}");
     assert!(kitchen.contains("hi on"), "alert state missing: {kitchen}");
+    assert!(
+        kitchen.contains("class=\"alerting\""),
+        "row not coloured: {kitchen}"
+    );
+    // A sparkline per series, from the aggregate of the day.
+    for w in want {
+        let r = row(&dom, w);
+        let points: usize = attr(r, "<svg class=\"spark\"", "data-points")
+            .unwrap_or_else(|| panic!("no sparkline for {w}: {r}"))
+            .parse()
+            .unwrap();
+        assert!(points >= 1, "{r}");
+    }
     assert!(row(&dom, "iotitan/home/hall/humidity").contains(">55<"));
     assert!(row(&dom, "iotitan/http/phone1/battery/level").contains(">87<"));
     assert!(
@@ -476,6 +516,36 @@ fn dashboard_shows_the_series_the_api_has_and_nothing_without_a_token() {
     assert!(!api_means.is_empty());
     assert_eq!(means, api_means, "chart data differ from the API");
     assert!(dom.contains("class=\"uplot"), "no uPlot chart drawn");
+    // The chart shows the whole range, and zooms (what a drag over it does).
+    let r = b.call(
+        Some(&tab),
+        "Runtime.evaluate",
+        // (uPlot applies a new scale in a microtask: await one.)
+        serde_json::json!({"returnByValue": true, "awaitPromise": true, "expression":
+            "(async () => { const x = plot.scales.x, whole = x.max - x.min; \
+              plot.setScale('x', {min: x.max - 60, max: x.max}); await null; \
+              return [whole, plot.scales.x.max - plot.scales.x.min]; })()"}),
+    );
+    let spans = &r["result"]["value"];
+    let whole = spans[0].as_f64().unwrap_or_default();
+    assert!((whole - 86_400.0).abs() < 5.0, "{r}");
+    assert_eq!(spans[1].as_f64(), Some(60.0), "{r}");
+
+    // The hourly view: the chart and the table of the same series, one row per bucket.
+    assert_eq!(
+        attr(&dom, "id=\"hourly-chart\"", "data-topic").as_deref(),
+        Some(topic.as_str())
+    );
+    let hourly: usize = attr(&dom, "id=\"hourly-chart\"", "data-buckets")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(hourly >= 1);
+    let table = &dom[dom.find("id=\"hourly\"").unwrap()..];
+    let table = &table[..table.find("</table>").unwrap()];
+    assert_eq!(table.matches("<tr data-start=").count(), hourly, "{table}");
+    let hourly_chart = &dom[dom.find("id=\"hourly-chart\"").unwrap()..];
+    assert!(hourly_chart[..hourly_chart.find("id=\"hourly\"").unwrap()].contains("class=\"uplot"));
 
     // The CSV link: the range's rows from /history as CSV.
     b.call(
@@ -519,6 +589,83 @@ fn dashboard_shows_the_series_the_api_has_and_nothing_without_a_token() {
     );
     assert!(api_csv.lines().count() >= 2, "{api_csv}");
 
+    // Seven days: the chart's buckets are the API's for the same range.
+    b.call(
+        Some(&tab),
+        "Runtime.evaluate",
+        serde_json::json!({"expression": "document.querySelector('#ranges button[data-range=\"7d\"]').click()"}),
+    );
+    let (ok, dom) = b.wait_for(
+        &tab,
+        "document.getElementById('chart').dataset.range === '7d'",
+        20_000,
+    );
+    assert!(ok, "no 7-day chart:\n{dom}");
+    let means: Vec<f64> =
+        serde_json::from_str(&attr(&dom, "id=\"chart\"", "data-mean").unwrap()).unwrap();
+    let buckets: usize = attr(&dom, "id=\"chart\"", "data-buckets")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let api = get_json(
+        &s,
+        &format!(
+            "/api/v1/aggregate?topics={}&since=-7d&every=1s&stats=min,mean,max,count&max_points={max_points}",
+            topic.replace('/', "%2F")
+        ),
+    );
+    let api_means: Vec<f64> = api["series"][&topic]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["mean"].as_f64().unwrap())
+        .collect();
+    assert_eq!(buckets, api_means.len());
+    assert_eq!(means, api_means, "7-day chart data differ from the API");
+
+    // Two series on one chart: tick a second one in the overview; its buckets are the API's
+    // for the same two-series query.
+    let second = want.iter().find(|w| **w != topic).unwrap();
+    b.call(
+        Some(&tab),
+        "Runtime.evaluate",
+        serde_json::json!({"expression": format!(
+            "document.querySelector('#overview tr[data-topic=\"{second}\"] input.pick').click()")}),
+    );
+    let (ok, dom) = b.wait_for(
+        &tab,
+        "Object.keys(JSON.parse(document.getElementById('chart').dataset.means || '{}')).length === 2",
+        20_000,
+    );
+    assert!(ok, "the second series never reached the chart:\n{dom}");
+    let means: serde_json::Map<String, Value> =
+        serde_json::from_str(&attr(&dom, "id=\"chart\"", "data-means").unwrap()).unwrap();
+    let api = get_json(
+        &s,
+        &format!(
+            "/api/v1/aggregate?topics={}&topics={}&since=-7d&every=1s&stats=min,mean,max,count&max_points={max_points}",
+            topic.replace('/', "%2F"),
+            second.replace('/', "%2F")
+        ),
+    );
+    let numbers = |v: &Value| -> Vec<Option<f64>> {
+        v.as_array().unwrap().iter().map(Value::as_f64).collect()
+    };
+    for t in [topic.as_str(), second] {
+        let api_means: Vec<Value> = api["series"][t]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["mean"].clone())
+            .collect();
+        assert!(!api_means.is_empty(), "{t}");
+        let api_means = numbers(&Value::Array(api_means));
+        assert_eq!(numbers(&means[t]), api_means, "chart data of {t}");
+    }
+    let legend = second.rsplit('/').take(3).collect::<Vec<_>>();
+    let label = format!("{}/{}/{} mean", legend[2], legend[1], legend[0]);
+    assert!(dom.contains(&label), "no legend {label}");
+
     // The other views: devices, top devices, alert transitions, histogram.
     assert!(dom.contains("<tr data-device=\"plug1\">"), "no device row");
     let top = &dom[dom.find("id=\"top\"").unwrap()..];
@@ -531,6 +678,10 @@ fn dashboard_shows_the_series_the_api_has_and_nothing_without_a_token() {
     assert!(alerts.contains("iotitan/home/kitchen/temperature_alert_hi on 22.25"));
     let histogram = &dom[dom.find("id=\"histogram\"").unwrap()..];
     assert!(histogram.contains("class=\"bar\""), "no histogram bars");
+    assert!(
+        dom.contains("States: Connected: 1"),
+        "no LWT state in the histogram of {topic}"
+    );
     b.screenshot(&tab, "dashboard-overview.png");
 
     // A wrong token: the message, no data.
@@ -645,4 +796,127 @@ fn bench_thirty_day_chart() {
             b.screenshot(&tab, "dashboard-30d.png");
         }
     }
+}
+
+#[test]
+fn device_buttons_show_the_acknowledgement_or_the_timeout() {
+    let s = setup();
+    // Two Tasmota-style plugs: plug1 answers its commands, plug2 never does.
+    let _plugs = Killed(
+        Command::new(SIM)
+            .args(["fleet", "--devices", "0", "--rooms", "1", "--plugs", "2"])
+            .args(["--mute-plugs", "1", "--broker", &s.m.addr()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start iotitan-sim"),
+    );
+    // plug1's first state, recorded: the simulator is connected and subscribed.
+    let up = wait_until(TIMEOUT, || {
+        get_json(&s, "/api/v1/topics?since=-1d")
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["topic"] == "iotitan/home/living/plug1/stat/POWER")
+    });
+    assert!(up, "plug1 never reported its state");
+    let mut b = Browser::launch(s.dir.path());
+    let tab = b.open(&format!("{}/#token={OPERATOR}", s.base));
+    let (ok, dom) = b.wait_for(&tab, "document.body.dataset.ready === '1'", 20_000);
+    assert!(ok, "the page never got ready:\n{dom}");
+    let answer = |device: &str| {
+        format!(
+            "document.querySelector('#devices tr[data-device=\"{device}\"] td:last-child').textContent"
+        )
+    };
+    let click = |b: &mut Browser, device: &str, payload: &str| {
+        b.call(
+            Some(&tab),
+            "Runtime.evaluate",
+            serde_json::json!({"expression": format!(
+                "[...document.querySelectorAll('#devices tr[data-device=\"{device}\"] button')].find(x => x.textContent === '{payload}').click()")}),
+        );
+    };
+    click(&mut b, "plug1", "ON");
+    let (ok, dom) = b.wait_for(
+        &tab,
+        &format!("{}.startsWith('acknowledged: ON after ')", answer("plug1")),
+        20_000,
+    );
+    assert!(ok, "no acknowledgement shown:\n{dom}");
+    click(&mut b, "plug2", "ON");
+    let (ok, dom) = b.wait_for(
+        &tab,
+        &format!("{}.includes('no matching answer')", answer("plug2")),
+        20_000,
+    );
+    assert!(ok, "no timeout shown:\n{dom}");
+    b.screenshot(&tab, "dashboard-devices.png");
+}
+
+/// README's screenshot, `docs/dashboard.png`: the demo's dashboard after a minute, 1280×900,
+/// with the replayed series and its spike on a one-hour chart.
+/// `cargo test --test dashboard -- --ignored readme_screenshot`.
+#[test]
+#[ignore = "writes docs/dashboard.png: run it by hand"]
+fn readme_screenshot() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let mut demo = Killed(
+        Command::new(env!("CARGO_BIN_EXE_iotitan-demo"))
+            .current_dir(dir.path())
+            .args(["--duration", "3m"])
+            .env_remove("IOTITAN_CONFIG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("run iotitan-demo"),
+    );
+    let mut lines = std::io::BufReader::new(demo.0.stdout.take().unwrap()).lines();
+    let url = loop {
+        let line = lines.next().expect("no dashboard URL").unwrap();
+        if let Some(at) = line.find("http://127.0.0.1:") {
+            break line[at..].trim().to_owned();
+        }
+    };
+    // Keep reading the demo's status lines, so that it never blocks on a full pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    std::thread::sleep(std::time::Duration::from_secs(60)); // a minute of data, not a sync
+    let mut b = Browser::launch(dir.path());
+    let tab = b.open("about:blank");
+    b.call(
+        Some(&tab),
+        "Emulation.setDeviceMetricsOverride",
+        serde_json::json!({"width": 1280, "height": 900, "deviceScaleFactor": 1, "mobile": false}),
+    );
+    let replay = "iotitan/adelaide/outdoor/openmeteo/temperature";
+    b.call(
+        Some(&tab),
+        "Page.navigate",
+        serde_json::json!({"url": format!("{url}&range=1h&series={replay}")}),
+    );
+    let (ok, dom) = b.wait_for(
+        &tab,
+        "document.body.dataset.ready === '1' && document.getElementById('live-state').textContent === 'live: on'",
+        30_000,
+    );
+    assert!(ok, "the demo's dashboard never got ready:\n{dom}");
+    assert!(
+        dom.contains(&format!("<tr data-topic=\"{replay}\"")),
+        "{dom}"
+    );
+    // Zoomed in on the minute there is, as a drag over the chart would.
+    let (ok, _) = b.wait_for(
+        &tab,
+        "(plot.setScale('x', {min: plot.data[0][plot.data[2].findIndex(v => v != null)] - 5, max: Date.now() / 1000}), plot.scales.x.max - plot.scales.x.min < 600)",
+        5_000,
+    );
+    assert!(ok, "cannot zoom the chart");
+    let png = b.png(&tab, false);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/dashboard.png");
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, &png).unwrap();
+    eprintln!("{}: {} bytes", path.display(), png.len());
 }

@@ -1,5 +1,6 @@
 //! `iotitan-demo` end to end: a short run with the embedded broker and the demo's syslog
-//! receiver produces what the README promises, and stops cleanly.
+//! receiver produces what the README promises (the dashboard's address included), and stops
+//! cleanly.
 
 mod common;
 use common::*;
@@ -14,21 +15,129 @@ fn number_after(text: &str, label: &str) -> usize {
         .unwrap_or_else(|| panic!("no number after {label:?} in {text}"))
 }
 
+/// GET `url` with `token`: status and body.
+fn get(url: &str, token: &str) -> (u16, String) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let r = reqwest::Client::builder()
+            .timeout(TIMEOUT)
+            .build()
+            .unwrap()
+            .get(url)
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+        (r.status().as_u16(), r.text().await.unwrap_or_default())
+    })
+}
+
+/// POST a command for `device` with `token`: status and JSON answer.
+fn command(base: &str, token: &str, device: &str) -> (u16, serde_json::Value) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let r = reqwest::Client::builder()
+            .timeout(TIMEOUT)
+            .build()
+            .unwrap()
+            .post(format!("{base}/api/v1/commands"))
+            .bearer_auth(token)
+            .json(&serde_json::json!({"device": device, "payload": "ON"}))
+            .send()
+            .await
+            .expect("POST /api/v1/commands");
+        (r.status().as_u16(), r.json().await.unwrap_or_default())
+    })
+}
+
 #[test]
 fn short_demo_runs_the_pipeline_and_exits_cleanly() {
+    use std::io::BufRead;
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_iotitan-demo"))
-        .current_dir(dir.path())
-        .args(["--duration", "15s"])
-        .env_remove("IOTITAN_CONFIG")
-        .output()
-        .expect("run iotitan-demo");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let mut child = Killed(
+        Command::new(env!("CARGO_BIN_EXE_iotitan-demo"))
+            .current_dir(dir.path())
+            .args(["--duration", "15s"])
+            .env_remove("IOTITAN_CONFIG")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::fs::File::create(dir.path().join("stderr")).unwrap())
+            .spawn()
+            .expect("run iotitan-demo"),
+    );
+    let (tx, lines) = std::sync::mpsc::channel();
+    let out = child.0.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+
+    // The dashboard's address comes first, with the token in its fragment.
+    let mut seen = Vec::new();
+    let url = loop {
+        let line = lines
+            .recv_timeout(TIMEOUT)
+            .unwrap_or_else(|_| panic!("no dashboard URL in:\n{}", seen.join("\n")));
+        seen.push(line.clone());
+        if let Some(at) = line.find("http://127.0.0.1:") {
+            break line[at..].trim().to_owned();
+        }
+    };
+    let (base, token) = url
+        .split_once("/#token=")
+        .unwrap_or_else(|| panic!("no token in the fragment: {url}"));
+    assert!(token.len() >= 32, "{url}");
+    let file = std::fs::read_to_string(dir.path().join("demo/http-demo.token")).unwrap();
+    assert_eq!(file, token);
+
+    // While it runs: the page, the read API with that token (the replayed series shows up),
+    // commands to the plugs (one answers, one never does), and nothing without the token.
+    let (status, page) = get(&format!("{base}/"), "");
+    assert_eq!(status, 200);
+    assert!(page.contains("id=\"overview\""), "{page}");
+    let replay = "iotitan/adelaide/outdoor/openmeteo/temperature";
+    let listed = wait_until(TIMEOUT, || {
+        let (status, body) = get(&format!("{base}/api/v1/topics?since=-1d"), token);
+        assert_eq!(status, 200, "{body}");
+        body.contains(replay)
+    });
+    assert!(listed, "{replay} never showed up in /api/v1/topics");
+    let (status, body) = get(&format!("{base}/api/v1/topics"), "not-the-demo-token-0000");
+    assert_eq!(status, 401, "{body}");
+    let (status, body) = get(&format!("{base}/api/v1/dashboard"), token);
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains("\"plug1\"") && body.contains("\"plug2\""),
+        "{body}"
+    );
+    let (status, answer) = command(base, token, "plug1");
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["acked_by"]["payload"], "ON", "{answer}");
+    let (status, answer) = command(base, token, "plug2");
+    assert_eq!(status, 504, "{answer}");
+
+    let status = wait_exit(&mut child.0, TIMEOUT * 2).expect("the demo did not stop");
+    reader.join().unwrap();
+    seen.extend(lines.try_iter());
+    let stdout = seen.join("\n");
+    let stderr = std::fs::read_to_string(dir.path().join("stderr")).unwrap_or_default();
     assert_eq!(
-        out.status.code(),
+        status.code(),
         Some(0),
         "stdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    // Stopped means stopped: nothing listens on the dashboard's port any more.
+    let addr = base.trim_start_matches("http://");
+    assert!(
+        std::net::TcpStream::connect(addr).is_err(),
+        "{addr} still answers after the demo"
     );
 
     // Not a terminal: periodic status lines, then the summary.
@@ -44,6 +153,7 @@ fn short_demo_runs_the_pipeline_and_exits_cleanly() {
     // terminal belongs to the view), and counted them.
     assert!(!stdout.contains("write_api_key"), "{stdout}");
     assert!(stdout.contains("demo/bridge-requests.json"), "{stdout}");
+    assert!(stdout.contains("demo/http-demo.token"), "{stdout}");
     let sent = number_after(&stdout, "bridge sent ");
     assert!(sent > 0, "{stdout}");
     let requests = std::fs::read_to_string(dir.path().join("demo/bridge-requests.json")).unwrap();
@@ -67,7 +177,7 @@ fn short_demo_runs_the_pipeline_and_exits_cleanly() {
     }
     assert_eq!(updates, sent, "{requests}");
     assert!(
-        stdout.contains("programs run: logger, alerts, stats, bridge"),
+        stdout.contains("programs run: logger, alerts, stats, bridge, http"),
         "{stdout}"
     );
     // Stats windows ran on the records and published their outputs.

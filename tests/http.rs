@@ -981,3 +981,36 @@ async fn with_tls_cert_and_key_it_serves_https() {
     let plain = client().get(d.url("/healthz")).send().await;
     assert!(plain.is_err() || !plain.unwrap().status().is_success());
 }
+
+/// SIGTERM ends the live streams of the dashboard at once: a browser that would listen forever
+/// does not hold the daemon for its grace period.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_ends_live_streams_instead_of_waiting_for_them() {
+    let mut s = setup("", false);
+    let mut live = client()
+        .get(s.d.url("/api/v1/live"))
+        .bearer_auth(READ)
+        .send()
+        .await
+        .expect("GET /api/v1/live");
+    assert_eq!(live.status(), StatusCode::OK);
+    s.d.wait_log("live readings: subscribed");
+    let st = Command::new("kill")
+        .args(["-TERM", &s.d.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    // The stream ends (a keep-alive comment may come first)...
+    let ended = tokio::time::timeout(TIMEOUT, async {
+        while let Ok(Some(_)) = live.chunk().await {}
+    })
+    .await;
+    assert!(ended.is_ok(), "the live stream outlived SIGTERM");
+    // ...and the daemon exits cleanly, without waiting out its grace period.
+    let child = &mut s.d.child;
+    let status = tokio::task::block_in_place(|| wait_exit(child, TIMEOUT)).expect("still running");
+    assert!(status.success(), "{status:?}");
+    let log = s.d.log();
+    assert!(!log.contains("still under way"), "{log}");
+    assert!(log.contains("iotitan-http stopped"), "{log}");
+}

@@ -14,17 +14,34 @@ pub const HIGH: f64 = 45.0;
 /// The channel id written when the bridge runs dry (ids must be positive; nothing is sent).
 pub const DRY_RUN_CHANNEL: u64 = 1;
 
+/// The name of the dashboard's token (`[[http.token]]`).
+pub const HTTP_TOKEN: &str = "demo";
+
+/// The simulated smart plugs the dashboard's on/off buttons switch: the first answers its
+/// commands, the second never does (the page shows the timeout).
+pub const PLUGS: [&str; 2] = ["iotitan/home/living/plug1", "iotitan/home/kitchen/plug2"];
+
+/// Where iotitan-http listens and where its one token is.
+#[derive(Debug, Clone)]
+pub struct Http {
+    /// The address bound for the dashboard.
+    pub listen: std::net::SocketAddr,
+    /// The file holding the demo token.
+    pub token_file: std::path::PathBuf,
+}
+
 /// The demo config as TOML.
 ///
 /// `syslog_target` and `sources` say where records go and are read back; `thingspeak`
 /// names a channel to really write to (its key comes from the environment), else the bridge
-/// runs dry.
+/// runs dry. The dashboard's token may read and switch the demo's plugs, nothing else.
 pub fn render(
     dir: &Path,
     broker: &BrokerAddr,
     syslog_target: &str,
     sources: &[String],
     thingspeak: Option<u64>,
+    http: &Http,
 ) -> String {
     let q = |s: &str| toml::Value::String(s.to_owned()).to_string();
     let sources: Vec<_> = sources.iter().map(|s| q(s)).collect();
@@ -49,7 +66,9 @@ sources = [{sources}]
 
 [stats]
 schedule = "* * * * *"
-topics = ["iotitan/home/+/+/+", "iotitan/adelaide/+/+/+"]
+# The sensors' attributes by name: a filter ending in + would take the alerts' on/off states
+# (`…/temperature_alert_hi`) for readings too.
+topics = ["iotitan/home/+/+/temperature", "iotitan/home/+/+/humidity", "iotitan/home/+/+/pressure", "iotitan/home/+/+/motion", "iotitan/adelaide/+/+/temperature"]
 statistics = ["mean", "min", "max", "count"]
 
 [alerts]
@@ -67,6 +86,26 @@ fields = {{ "{REPLAY_TOPIC}" = 1, "{REPLAY_TOPIC}_mean" = 2, "iotitan/home/livin
 status_topic = "iotitan/alerts/events"
 min_interval = {min_interval}
 max_interval = {max_interval}
+
+[http]
+listen = "{listen}"
+command_timeout = "3s"
+
+[[http.token]]
+name = "{HTTP_TOKEN}"
+scopes = ["read", "command"]
+topics = ["iotitan/home/+/+/cmnd/POWER"]
+token_file = {token_file}
+
+[[http.device]]
+name = "plug1"
+command_topic = "{plug1}/cmnd/POWER"
+state_topic = "{plug1}/stat/POWER"
+
+[[http.device]]
+name = "plug2"
+command_topic = "{plug2}/cmnd/POWER"
+state_topic = "{plug2}/stat/POWER"
 "##,
         state = q(&dir.join("state").display().to_string()),
         host = q(&broker.host),
@@ -77,6 +116,10 @@ max_interval = {max_interval}
         // A real channel gets ThingSpeak's free-account limit; a dry run shows batches sooner.
         min_interval = q(if thingspeak.is_some() { "15s" } else { "2s" }),
         max_interval = q(if thingspeak.is_some() { "1m" } else { "5s" }),
+        listen = http.listen,
+        token_file = q(&http.token_file.display().to_string()),
+        plug1 = PLUGS[0],
+        plug2 = PLUGS[1],
     )
 }
 
@@ -98,6 +141,10 @@ mod tests {
             "unix:/tmp/x \"y\"/demo/log.sock",
             &["/tmp/s".into()],
             None,
+            &Http {
+                listen: "127.0.0.1:8750".parse().unwrap(),
+                token_file: dir.join("http-demo.token"),
+            },
         );
         let cfg = Config::parse(&text, "demo").unwrap();
         assert_eq!(cfg.mqtt.port, 41883);
@@ -109,6 +156,17 @@ mod tests {
         assert_eq!(cfg.alerts.rule[0].high, Some(HIGH));
         assert!(cfg.alerts.rule[0].topics.matches(REPLAY_TOPIC));
         assert!(cfg.stats.topics.matches(REPLAY_TOPIC));
+        assert!(
+            !cfg.stats
+                .topics
+                .matches(&format!("{REPLAY_TOPIC}_alert_hi"))
+        );
         assert_eq!(cfg.bridge.channel[0].id, DRY_RUN_CHANNEL);
+        assert_eq!(cfg.http.listen.port(), 8750);
+        assert_eq!(
+            cfg.http.token[0].token_file.as_deref(),
+            Some(dir.join("http-demo.token").as_path())
+        );
+        assert_eq!(cfg.http.device.len(), 2);
     }
 }

@@ -4,8 +4,10 @@
 //! (see [`receiver`]) unless told to use real ones, writes a config for them
 //! (`./demo/iotitan.toml`), then runs the pipeline's programs in-process through their
 //! library `run` functions, feeds them with the simulator (a real replayed series with a spike
-//! that trips an alert, plus a small ESPEasy fleet), and shows what comes out in a live
-//! [`view`]. Everything it writes stays under `./demo/`.
+//! that trips an alert, a small ESPEasy fleet and two smart plugs), and shows what comes out
+//! in a live [`view`]. iotitan-http serves the dashboard on loopback with a token made for
+//! the run; the demo prints the page's address with the token in its fragment. Everything it
+//! writes stays under `./demo/`.
 //!
 //! Stopping (Ctrl+C or `--duration`) goes from the source to the sinks: the simulator first
 //! (its devices say goodbye), then the programs (they drain and flush), then the syslog
@@ -43,6 +45,13 @@ const SPIKE_VALUE: f64 = 85.0;
 
 /// How long stopping programs may take to drain before the demo stops waiting for them.
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where the dashboard is served when the port is free (iotitan-http's default); any free
+/// loopback port otherwise, so that two demos or a running iotitan-http do not collide.
+const DASHBOARD_PORT: u16 = 8750;
+
+/// The file, in the demo directory, holding the dashboard's token.
+const TOKEN_FILE: &str = "http-demo.token";
 
 /// What the user asked for.
 #[derive(Debug, Clone)]
@@ -87,6 +96,36 @@ pub struct Summary {
     pub failures: Vec<String>,
 }
 
+/// The dashboard's listener on loopback and a fresh token for it, written to
+/// `dir/`[`TOKEN_FILE`] (owner-only) for iotitan-http to load like any token file. The token
+/// is random per run: the page is reachable by every local user, its data should not be.
+fn dashboard(dir: &Path) -> anyhow::Result<(std::net::TcpListener, String)> {
+    use rand::Rng;
+    use std::net::{Ipv4Addr, TcpListener};
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, DASHBOARD_PORT))
+        .or_else(|_| TcpListener::bind((Ipv4Addr::LOCALHOST, 0)))
+        .context("cannot listen on loopback for the dashboard")?;
+    listener
+        .set_nonblocking(true)
+        .context("dashboard listener")?;
+    let bytes: [u8; 24] = rand::rng().random();
+    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let path = dir.join(TOKEN_FILE);
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    // A file left by an earlier run keeps its mode: make sure it is owner-only.
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))
+        .and_then(|()| file.write_all(token.as_bytes()))
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok((listener, token))
+}
+
 impl std::fmt::Display for Summary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let dir = self.dir.display();
@@ -119,6 +158,10 @@ impl std::fmt::Display for Summary {
             "  {dir}/iotitan.toml   the config every program can use (--config)"
         )?;
         writeln!(f, "  {dir}/iotitan.log    the programs' own logs")?;
+        writeln!(
+            f,
+            "  {dir}/{TOKEN_FILE} the dashboard's token (read, and the plugs' commands)"
+        )?;
         if self.bridge_dry_run {
             writeln!(
                 f,
@@ -241,13 +284,16 @@ fn simulation(seed: u64) -> anyhow::Result<Mix> {
         seed,
         ..FaultOptions::default()
     };
-    // Seven devices in three rooms: a DHT22 and a BME280 in each, and a PIR in the kitchen.
+    // Seven devices in three rooms: a DHT22 and a BME280 in each, and a PIR in the kitchen;
+    // two plugs (config::PLUGS), the second one muted.
     let fleet = Fleet::new(FleetOptions {
         devices: 7,
         rooms: 3,
         interval: Duration::from_secs(2),
         speed: sim::Speed::new(600.0).unwrap_or(sim::Speed::REAL_TIME),
         seed,
+        plugs: config::PLUGS.len(),
+        mute_plugs: 1,
         ..FleetOptions::default()
     });
     let junk = FaultOptions {
@@ -300,17 +346,26 @@ pub async fn run(opts: &DemoOptions, mut stop: Shutdown) -> anyhow::Result<Summa
         None => broker::start()?,
     };
     let mut storage = storage(opts)?;
+    let (listener, token) = dashboard(&opts.dir)?;
+    let http = config::Http {
+        listen: listener.local_addr().context("dashboard listener")?,
+        token_file: opts.dir.join(TOKEN_FILE),
+    };
+    let url = format!("http://{}/#token={token}", http.listen);
     let text = config::render(
         &opts.dir,
         &broker,
         &storage.target,
         &storage.sources,
         opts.thingspeak,
+        &http,
     );
     let config_path = opts.dir.join("iotitan.toml");
     std::fs::write(&config_path, &text)
         .with_context(|| format!("cannot write {}", config_path.display()))?;
     let cfg = Arc::new(Config::parse(&text, &config_path.display().to_string())?);
+    let read = crate::history::read::Context::from_config(&cfg).map_err(anyhow::Error::msg)?;
+    let listener = tokio::net::TcpListener::from_std(listener).context("dashboard listener")?;
 
     // Stopping order: simulator, then programs and view, then the receiver.
     let (sim_stop, sim_shutdown) = shutdown::channel();
@@ -325,7 +380,14 @@ pub async fn run(opts: &DemoOptions, mut stop: Shutdown) -> anyhow::Result<Summa
     });
     let view = Arc::new(Mutex::new(View::new(&cfg.alerts.events_topic)));
     let watcher = tokio::spawn(watch(cfg.clone(), view.clone(), pipeline_shutdown.clone()));
-    let pipeline = pipeline::start(&cfg, &pipeline_stop, opts.thingspeak, &opts.dir);
+    let pipeline = pipeline::start(
+        &cfg,
+        &pipeline_stop,
+        opts.thingspeak,
+        &opts.dir,
+        listener,
+        read,
+    );
     let part_names: Vec<&'static str> = pipeline.parts.iter().map(|p| p.0).collect();
     // The view runs until Ctrl+C, the duration, or the simulator failing (a broker that
     // cannot be reached): then there is nothing to watch, and the summary says why.
@@ -360,7 +422,13 @@ pub async fn run(opts: &DemoOptions, mut stop: Shutdown) -> anyhow::Result<Summa
         lines.extend(pipeline.bridge_lines());
         lines
     };
-    show(opts, &view, &mut halted, started, &extra).await;
+    {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "Dashboard (open it in a browser while the demo runs):");
+        let _ = writeln!(out, "  {url}");
+        let _ = out.flush();
+    }
+    show(opts, &view, &mut halted, started, &url, &extra).await;
 
     sim_stop.trigger();
     let mut failures = Vec::new();
@@ -423,6 +491,7 @@ async fn show(
     view: &Mutex<View>,
     stop: &mut Shutdown,
     started: Instant,
+    url: &str,
     extra: &dyn Fn() -> Vec<String>,
 ) {
     let tty = std::io::stdout().is_terminal();
@@ -446,6 +515,7 @@ async fn show(
         let mut out = std::io::stdout().lock();
         if tty {
             let mut lines = extra();
+            lines.push(format!("dashboard: {url}"));
             lines.push(format!(
                 "files in {}/ · logs in {}/iotitan.log",
                 opts.dir.display(),

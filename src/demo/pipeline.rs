@@ -55,14 +55,17 @@ impl Pipeline {
 /// (stdout belongs to the live view).
 pub(super) const BRIDGE_REQUESTS: &str = "bridge-requests.json";
 
-/// Start alerts, stats (on a fast schedule) and the bridge (dry unless `thingspeak` names a
-/// channel, writing its requests to [`BRIDGE_REQUESTS`] in `dir`). The logger is started
-/// first, so that records are written from the start.
+/// Start alerts, stats (on a fast schedule), the bridge (dry unless `thingspeak` names a
+/// channel, writing its requests to [`BRIDGE_REQUESTS`] in `dir`) and iotitan-http on
+/// `listener` with the read API over the demo's records (`read`), which serves the
+/// dashboard. The logger is started first, so that records are written from the start.
 pub(super) fn start(
     cfg: &Arc<Config>,
     stop: &Trigger,
     thingspeak: Option<u64>,
     dir: &std::path::Path,
+    listener: tokio::net::TcpListener,
+    read: crate::history::read::Context,
 ) -> Pipeline {
     let mut parts: Vec<Part> = Vec::new();
 
@@ -92,6 +95,13 @@ pub(super) fn start(
     parts.push((
         "bridge",
         tokio::spawn(async move { crate::bridge::run_with(&c, s, opts).await }),
+    ));
+
+    let (c, s) = (cfg.clone(), stop.subscribe());
+    let routes = crate::history::api::routes(read);
+    parts.push((
+        "http",
+        tokio::spawn(async move { crate::http::run_on(&c, Some(listener), s, Some(routes)).await }),
     ));
 
     Pipeline {

@@ -138,6 +138,9 @@ pub struct Live {
     pub tokens: Arc<Tokens>,
     /// The fan-out of [`feed`].
     pub hub: Hub,
+    /// The daemon's shutdown: it ends every stream, so that stopping does not wait out the
+    /// grace period for browsers that would listen forever.
+    pub stop: Shutdown,
 }
 
 /// `GET /api/v1/live?access_token=...` (or the Authorization header): `reading` events.
@@ -161,13 +164,17 @@ pub async fn handler(
     // its readings once the broker is back).
     let mut subscribed = live.hub.subscribed.subscribe();
     let _ = tokio::time::timeout(Duration::from_secs(5), subscribed.wait_for(|s| *s)).await;
-    let events = stream::unfold(rx, |mut rx| async move {
-        let event = match rx.recv().await {
+    let events = stream::unfold((rx, live.stop), |(mut rx, mut stop)| async move {
+        let next = tokio::select! {
+            r = rx.recv() => r,
+            _ = stop.recv() => return None,
+        };
+        let event = match next {
             Ok(data) => Event::default().event("reading").data(&*data),
             Err(RecvError::Lagged(n)) => Event::default().event("lagged").data(n.to_string()),
             Err(RecvError::Closed) => return None,
         };
-        Some((Ok(event), rx))
+        Some((Ok(event), (rx, stop)))
     });
     Ok(Sse::new(events).keep_alive(KeepAlive::default()))
 }

@@ -43,6 +43,17 @@ const GRACE: Duration = Duration::from_secs(10);
 /// `/api/v1` behind the `read` scope (see [`server::router`]).
 pub async fn run(
     cfg: &Config,
+    shutdown: Shutdown,
+    read: Option<axum::Router>,
+) -> anyhow::Result<()> {
+    run_on(cfg, None, shutdown, read).await
+}
+
+/// [`run`] on a listener bound by the caller instead of `http.listen`: the demo binds a free
+/// port first, so that it can print the dashboard's address before the daemon runs.
+pub async fn run_on(
+    cfg: &Config,
+    listener: Option<tokio::net::TcpListener>,
     mut shutdown: Shutdown,
     read: Option<axum::Router>,
 ) -> anyhow::Result<()> {
@@ -59,14 +70,17 @@ pub async fn run(
         tracing::info!(token = %name, "token value from {source}");
     }
     let tls = tls::acceptor(http)?;
-    let listener = tokio::net::TcpListener::bind(http.listen)
-        .await
-        .map_err(|e| {
-            ExitError::new(
-                exit::UNAVAILABLE,
-                format!("cannot listen on {}: {e}", http.listen),
-            )
-        })?;
+    let listener = match listener {
+        Some(l) => l,
+        None => tokio::net::TcpListener::bind(http.listen)
+            .await
+            .map_err(|e| {
+                ExitError::new(
+                    exit::UNAVAILABLE,
+                    format!("cannot listen on {}: {e}", http.listen),
+                )
+            })?,
+    };
     let local = listener.local_addr().context("listener address")?;
     let (client, driver) = mqtt::connect(&cfg.mqtt, "http").context("mqtt settings")?;
     let (broker, poller) = broker::Broker::start(client.clone(), driver);
@@ -88,6 +102,7 @@ pub async fn run(
         request_timeout: http.request_timeout.get(),
         alerts_topic: cfg.alerts.events_topic.clone(),
         live: live_hub,
+        stop: shutdown.clone(),
     });
     let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!(

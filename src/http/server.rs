@@ -54,6 +54,8 @@ pub struct App {
     pub alerts_topic: String,
     /// Live readings for `/api/v1/live` (see [`super::live`]).
     pub live: live::Hub,
+    /// The daemon's shutdown, which ends the live streams.
+    pub stop: Shutdown,
 }
 
 /// The daemon's router. `read` is the router of the read endpoints (`/topics`, `/history`, …)
@@ -70,6 +72,7 @@ pub fn router(app: Arc<App>, read: Option<Router>) -> Router {
                 .with_state(live::Live {
                     tokens: app.tokens.clone(),
                     hub: app.live.clone(),
+                    stop: app.stop.clone(),
                 }),
         );
     // The read endpoints (HTTP.md: topics, history, aggregate, top, histogram) go here, each

@@ -1,16 +1,23 @@
 //! The dashboard: one HTML page, its script, its style sheet and the vendored uPlot, all
 //! compiled into the binary so the page works with the network unplugged.
 //!
+//! The page is an askama template, checked when the crate compiles and HTML-escaped by
+//! default; what it renders (the version, the statistics top devices can rank by) is known at
+//! start-up, so it is rendered once. Everything else the page shows is data, fetched with the
+//! token by the script and put into the page as text (`textContent`), never as markup.
+//!
 //! The page and its assets hold no data, so they are served without a token: a browser cannot
 //! put an `Authorization` header on a navigation, and the token lives in the URL fragment or
 //! sessionStorage (never in a URL the server sees). Every piece of data the page shows comes
 //! from `/api/v1/...` with the read token as a Bearer header. The Content-Security-Policy allows
 //! only 'self': no inline script, no CDN, no external font.
 
+use askama::Template;
 use axum::Router;
 use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
+use std::sync::LazyLock;
 
 /// `Content-Security-Policy` of every UI answer.
 pub const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
@@ -22,10 +29,122 @@ struct Asset {
     body: &'static [u8],
 }
 
-const INDEX: Asset = Asset {
-    content_type: "text/html; charset=utf-8",
-    body: include_bytes!("ui/index.html"),
-};
+/// The statistics the top-devices form offers: each one `/api/v1/top` takes (a unit test
+/// parses them as the API does).
+pub const TOP_STATISTICS: &[&str] = &[
+    "max", "min", "mean", "median", "p95", "last", "first", "count", "stddev",
+];
+
+/// The page.
+#[derive(Template)]
+#[template(
+    ext = "html",
+    source = r##"<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>iotitan dashboard</title>
+<meta name="generator" content="iotitan {{ version }}">
+<link rel="stylesheet" href="/ui/vendor/uPlot.min.css">
+<link rel="stylesheet" href="/ui/app.css">
+<script src="/ui/vendor/uPlot.iife.min.js" defer></script>
+<script src="/ui/app.js" defer></script>
+</head>
+<body>
+<header>
+  <h1>iotitan</h1>
+  <span class="muted" id="version">{{ version }}</span>
+  <span id="live-state" class="muted">live: off</span>
+  <button id="logout" type="button" hidden>Forget token</button>
+</header>
+<p id="message" role="alert" hidden></p>
+<form id="login" hidden>
+  <label>Read token <input id="token" type="password" autocomplete="off" required></label>
+  <button type="submit">Show data</button>
+</form>
+<main id="data" hidden>
+  <section>
+    <h2>Overview <small class="muted">series seen in the last day</small></h2>
+    <div class="scroll">
+      <table id="overview">
+        <thead><tr><th title="on the chart">Chart</th><th>Series</th><th>Last value</th><th>Age</th><th>Last 24 h</th><th>Alerts</th></tr></thead>
+        <tbody></tbody>
+      </table>
+    </div>
+  </section>
+  <section>
+    <h2>Series <small class="muted">tick more series in the overview to compare them</small></h2>
+    <div class="controls">
+      <select id="series" title="the series of the chart, the hourly view and the histogram"></select>
+      <span id="ranges">
+        <button type="button" data-range="1h">1 h</button>
+        <button type="button" data-range="24h" class="on">24 h</button>
+        <button type="button" data-range="7d">7 d</button>
+        <button type="button" data-range="30d">30 d</button>
+      </span>
+      <a id="csv" href="#" download="series.csv">Download CSV</a>
+    </div>
+    <div id="chart"></div>
+  </section>
+  <section>
+    <h2>Hourly, last 7 days <small class="muted">min / mean / max</small></h2>
+    <div id="hourly-chart"></div>
+    <div class="scroll">
+      <table id="hourly">
+        <thead><tr><th>Hour</th><th>Min</th><th>Mean</th><th>Max</th><th>Count</th></tr></thead>
+        <tbody></tbody>
+      </table>
+    </div>
+  </section>
+  <section>
+    <h2>Histogram <small class="muted">of the chosen series over the chosen range, and its device's LWT states</small></h2>
+    <table id="histogram"><thead><tr><th>From</th><th>To</th><th>Count</th><th></th></tr></thead><tbody></tbody></table>
+    <p id="states" class="muted"></p>
+  </section>
+  <section>
+    <h2>Top devices</h2>
+    <form id="top-form" class="controls">
+      <label>Feature <input id="top-feature" value="temperature" size="14" required></label>
+      <label>Statistic <select id="top-stat">
+        {%- for s in statistics %}<option>{{ s }}</option>{% endfor -%}
+      </select></label>
+      <label>Interval <select id="top-since">
+        <option value="-1m">past minute</option><option value="-1h" selected>past hour</option>
+        <option value="-1d">past day</option><option value="-3650d">all time</option>
+      </select></label>
+      <label>N <input id="top-n" type="number" min="1" max="100" value="10"></label>
+      <button type="submit">Show</button>
+    </form>
+    <table id="top"><thead><tr><th>Device</th><th>Value</th><th>Topic</th></tr></thead><tbody></tbody></table>
+  </section>
+  <section>
+    <h2>Alerts <small class="muted">last transitions, newest first</small></h2>
+    <table id="alerts"><thead><tr><th>When</th><th>Event</th></tr></thead><tbody></tbody></table>
+  </section>
+  <section>
+    <h2>Devices</h2>
+    <table id="devices"><thead><tr><th>Device</th><th>State</th><th></th><th>Answer</th></tr></thead><tbody></tbody></table>
+  </section>
+</main>
+</body>
+</html>"##
+)]
+struct Index<'a> {
+    version: &'a str,
+    statistics: &'a [&'a str],
+}
+
+/// The page, rendered once.
+static INDEX_HTML: LazyLock<String> = LazyLock::new(|| {
+    Index {
+        version: env!("CARGO_PKG_VERSION"),
+        statistics: TOP_STATISTICS,
+    }
+    .render()
+    // Rendering only writes strings into a String: it cannot fail on this template.
+    .unwrap_or_else(|e| format!("<!doctype html><title>iotitan</title><p>{e}</p>"))
+});
 const APP_JS: Asset = Asset {
     content_type: "text/javascript; charset=utf-8",
     body: include_bytes!("ui/app.js"),
@@ -44,22 +163,30 @@ const UPLOT_CSS: Asset = Asset {
 };
 
 fn serve(asset: &'static Asset) -> impl IntoResponse {
+    with_headers(asset.content_type, asset.body)
+}
+
+/// An answer of the UI with its security headers.
+fn with_headers(content_type: &'static str, body: &'static [u8]) -> impl IntoResponse {
     (
         [
-            (header::CONTENT_TYPE, asset.content_type),
+            (header::CONTENT_TYPE, content_type),
             (header::CONTENT_SECURITY_POLICY, CSP),
             (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
             (header::REFERRER_POLICY, "no-referrer"),
             (header::CACHE_CONTROL, "no-cache"),
         ],
-        asset.body,
+        body,
     )
 }
 
 /// `/` and `/ui/...`.
 pub fn routes() -> Router {
     Router::new()
-        .route("/", get(|| async { serve(&INDEX) }))
+        .route(
+            "/",
+            get(|| async { with_headers("text/html; charset=utf-8", INDEX_HTML.as_bytes()) }),
+        )
         .route("/ui/app.js", get(|| async { serve(&APP_JS) }))
         .route("/ui/app.css", get(|| async { serve(&APP_CSS) }))
         .route(
@@ -78,7 +205,7 @@ mod tests {
 
     #[test]
     fn the_page_has_no_inline_script_and_loads_only_local_files() {
-        let html = std::str::from_utf8(INDEX.body).unwrap();
+        let html = INDEX_HTML.as_str();
         for tag in html.split("<script").skip(1) {
             let open = &tag[..tag.find('>').unwrap()];
             assert!(
@@ -88,5 +215,36 @@ mod tests {
         }
         assert!(!html.contains("http://") && !html.contains("https://"));
         assert!(html.contains("id=\"overview\""));
+        assert!(html.contains(&format!("id=\"version\">{}<", env!("CARGO_PKG_VERSION"))));
+        assert!(html.contains("<option>p95</option>"), "{html}");
+    }
+
+    #[test]
+    fn the_page_offers_only_statistics_the_api_takes() {
+        for s in TOP_STATISTICS {
+            assert!(
+                s.parse::<crate::stats::aggregate::Statistic>().is_ok(),
+                "{s}"
+            );
+        }
+    }
+
+    #[test]
+    fn what_the_template_renders_is_escaped() {
+        let html = Index {
+            version: "<script>x</script>",
+            statistics: &["a&b"],
+        }
+        .render()
+        .unwrap();
+        assert!(
+            html.contains("&#60;script&#62;x&#60;/script&#62;") || html.contains("&lt;script&gt;"),
+            "{html}"
+        );
+        assert!(!html.contains("<script>x"));
+        assert!(
+            html.contains("a&#38;b") || html.contains("a&amp;b"),
+            "{html}"
+        );
     }
 }

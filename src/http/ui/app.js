@@ -11,8 +11,11 @@ const $ = (id) => document.getElementById(id);
 let token = null;
 let series = new Map(); // topic -> {last, at}
 let alerts = new Map(); // topic -> {hi, lo, stale}
-let current = { topic: null, range: "24h" };
+// The chosen series (hourly view, histogram, first on the chart) and every series on the chart.
+let current = { topic: null, topics: [], range: "24h" };
+let sparks = { points: {}, span: [0, 1] }; // topic -> [[t, mean]], over span [t0, t1]
 let plot = null;
+let hourlyPlot = null;
 let live = null;
 let csvUrl = null;
 
@@ -23,6 +26,12 @@ function takeToken() {
   const m = /(?:^|[#&])token=([^&]*)/.exec(location.hash);
   const r = /(?:^|[#&])range=([^&]*)/.exec(location.hash);
   if (r && r[1] in RANGES) current.range = r[1];
+  // #series=a/b/t,c/d/t: the chart's series, the first one chosen.
+  const sr = /(?:^|[#&])series=([^&]*)/.exec(location.hash);
+  if (sr) {
+    current.topics = decodeURIComponent(sr[1]).split(",").filter((t) => t);
+    current.topic = current.topics[0] || null;
+  }
   if (m) {
     sessionStorage.setItem(KEY, decodeURIComponent(m[1]));
     history.replaceState(null, "", location.pathname + location.search);
@@ -67,6 +76,7 @@ function showLogin(text) {
   $("states").textContent = "";
   $("series").replaceChildren();
   if (plot) { plot.destroy(); plot = null; }
+  if (hourlyPlot) { hourlyPlot.destroy(); hourlyPlot = null; }
   $("data").hidden = true;
   $("logout").hidden = true;
   $("login").hidden = false;
@@ -122,11 +132,66 @@ function alertCell(topic) {
   return td;
 }
 
+const SVG = "http://www.w3.org/2000/svg";
+
+/// The sparkline of the last 24 h (the span there is, when shorter): bucket means as a line.
+function sparkCell(topic) {
+  const td = document.createElement("td");
+  td.className = "spark";
+  const pts = sparks.points[topic];
+  if (!pts || !pts.length) return td;
+  const [W, H] = [120, 24];
+  const [t0, t1] = sparks.span;
+  const vs = pts.map((p) => p[1]);
+  const lo = Math.min(...vs), hi = Math.max(...vs);
+  const x = (t) => 1 + (W - 2) * Math.min(1, Math.max(0, (t - t0) / Math.max(1, t1 - t0)));
+  const y = (v) => (hi > lo ? H - 2 - (H - 4) * (v - lo) / (hi - lo) : H / 2);
+  const svg = document.createElementNS(SVG, "svg");
+  svg.setAttribute("class", "spark");
+  svg.setAttribute("width", W);
+  svg.setAttribute("height", H);
+  svg.setAttribute("viewBox", "0 0 " + W + " " + H);
+  svg.dataset.points = String(pts.length);
+  const title = document.createElementNS(SVG, "title");
+  title.textContent = "since " + new Date(t0 * 1000).toLocaleString() + ": " + fmt(lo) + " to " + fmt(hi);
+  svg.append(title);
+  if (pts.length === 1) {
+    const c = document.createElementNS(SVG, "circle");
+    c.setAttribute("cx", x(pts[0][0]).toFixed(1));
+    c.setAttribute("cy", y(vs[0]).toFixed(1));
+    c.setAttribute("r", "1.5");
+    svg.append(c);
+  } else {
+    const line = document.createElementNS(SVG, "polyline");
+    line.setAttribute("points", pts.map((p) => x(p[0]).toFixed(1) + "," + y(p[1]).toFixed(1)).join(" "));
+    svg.append(line);
+  }
+  td.append(svg);
+  return td;
+}
+
 function rowOf(topic) {
   const s = series.get(topic);
   const tr = document.createElement("tr");
   tr.dataset.topic = topic;
-  tr.append(cell(topic), cell(fmt(s.last), "num value"), cell(age(s.at), "age"), alertCell(topic));
+  const pick = document.createElement("td");
+  // Numbers, and states the read API counts as 1/0 (a plug's ON/OFF, which live sends as text).
+  if (typeof s.last === "number" || /^(on|off|true|false)$/i.test(String(s.last))) {
+    const box = document.createElement("input");
+    box.type = "checkbox";
+    box.className = "pick";
+    box.title = "on the chart";
+    box.checked = current.topics.includes(topic);
+    box.addEventListener("click", (ev) => {
+      ev.stopPropagation();
+      toggle(topic, box.checked);
+    });
+    pick.append(box);
+  }
+  const a = alerts.get(topic) || {};
+  if (ALERT_KINDS.some((k) => a[k])) tr.classList.add("alerting");
+  tr.append(pick, cell(topic), cell(fmt(s.last), "num value"), cell(age(s.at), "age"),
+    sparkCell(topic), alertCell(topic));
   tr.addEventListener("click", () => select(topic));
   return tr;
 }
@@ -150,60 +215,153 @@ function note(topic, value, at) {
   return topic;
 }
 
+/// Query string of an aggregate over `topics` (all series, `#`, when the list is too long
+/// for a URL).
+function topicsQuery(topics) {
+  const q = topics.map((t) => "topics=" + encodeURIComponent(t)).join("&");
+  return q.length > 6000 ? "topics=%23" : q;
+}
+
+/// The sparklines: bucket means of every numeric series over the last 24 h, in one request.
+/// Where all data is younger than a quarter of the span (a fresh install, the demo), the same
+/// request again over the span there is, in finer buckets: at most three requests.
+async function loadSparks(topics) {
+  if (!topics.length) return;
+  const q = topicsQuery(topics);
+  const now = Date.now() / 1000;
+  let since = now - 86400;
+  let v = await api("/aggregate?" + q + "&since=-24h&every=1h&stats=mean");
+  for (let i = 0; i < 2; i++) {
+    const firsts = Object.values(v.series || {}).filter((b) => b.length).map((b) => secs(b[0].start));
+    if (!firsts.length) break;
+    const first = Math.min(...firsts);
+    if (now - first > (now - since) / 4) break;
+    since = first;
+    v = await api("/aggregate?" + q + "&since=" + encodeURIComponent(new Date(first * 1000).toISOString()) +
+      "&every=1s&stats=mean&max_points=48");
+  }
+  const points = {};
+  for (const t of topics) {
+    const b = (v.series || {})[t];
+    if (b && b.length) points[t] = b.map((x) => [secs(x.start), x.mean]);
+  }
+  sparks = { points, span: [since, now] };
+  for (const tr of $("overview").tBodies[0].rows) {
+    const td = tr.querySelector("td.spark");
+    if (td) td.replaceWith(sparkCell(tr.dataset.topic));
+  }
+}
+
+const numericTopics = () =>
+  [...series.keys()].filter((t) => typeof series.get(t).last === "number").sort();
+
 async function loadOverview() {
   const seen = await api("/topics?since=-1d");
   series = new Map();
   alerts = new Map();
   for (const s of seen) note(s.topic, s.last, s.at);
+  const numeric = numericTopics();
+  if (!current.topic || !series.has(current.topic)) current.topic = numeric[0] || null;
+  current.topics = current.topics.filter((t) => numeric.includes(t));
+  if (current.topic && !current.topics.includes(current.topic)) current.topics.unshift(current.topic);
   renderOverview();
   const sel = $("series");
-  const numeric = [...series.keys()].filter((t) => typeof series.get(t).last === "number").sort();
   sel.replaceChildren(...numeric.map((t) => {
     const o = document.createElement("option");
     o.value = o.textContent = t;
     return o;
   }));
-  if (!current.topic || !series.has(current.topic)) current.topic = numeric[0] || null;
   if (current.topic) sel.value = current.topic;
+}
+
+/// Tick boxes of the overview follow the chart's series.
+function syncPicks() {
+  for (const b of $("overview").querySelectorAll("input.pick")) {
+    b.checked = current.topics.includes(b.closest("tr").dataset.topic);
+  }
+}
+
+/// A series ticked on or off the chart (at most COLOURS.length of them).
+function toggle(topic, on) {
+  current.topics = current.topics.filter((t) => t !== topic);
+  if (on) current.topics.push(topic);
+  current.topics = current.topics.slice(-COLOURS.length);
+  if (!current.topics.length && current.topic) current.topics = [current.topic];
+  syncPicks();
+  loadChart().catch(fail);
 }
 
 /// Seconds since the epoch of an RFC 3339 time.
 const secs = (t) => Date.parse(t) / 1000;
 
+/// Line, band edge and band fill of each series on a chart.
+const COLOURS = [
+  ["#135", "#8ab", "rgba(100,150,200,0.2)"],
+  ["#a33", "#e99", "rgba(220,100,100,0.15)"],
+  ["#270", "#9c8", "rgba(100,180,100,0.15)"],
+  ["#a60", "#eb8", "rgba(230,160,60,0.15)"],
+  ["#628", "#b9d", "rgba(150,100,200,0.15)"],
+  ["#077", "#8cc", "rgba(60,160,160,0.15)"],
+];
+
+/// uPlot data and series for min–max bands with the mean line, one per topic, on the union of
+/// their bucket starts (one aggregate request: the same buckets for all). The ends of the
+/// range `[t0, t1]` are x values too (without data), so the chart shows the whole range even
+/// where there is no data yet, and still zooms (a scale range function would undo zooming).
+function bandsOf(topics, per, labelled, t0, t1) {
+  const starts = per.flatMap((b) => b.map((x) => secs(x.start)));
+  const xs = [...new Set([t0, ...starts, t1])].sort((a, b) => a - b);
+  const at = new Map(xs.map((x, i) => [x, i]));
+  const data = [xs];
+  const lines = [{}];
+  const bands = [];
+  per.forEach((buckets, k) => {
+    const col = (stat) => {
+      const a = new Array(xs.length).fill(null);
+      for (const b of buckets) a[at.get(secs(b.start))] = b[stat];
+      return a;
+    };
+    const [line, edge, fill] = COLOURS[k % COLOURS.length];
+    const name = labelled ? topics[k].split("/").slice(-3).join("/") + " " : "";
+    const base = data.length;
+    data.push(col("min"), col("mean"), col("max"));
+    lines.push(
+      { label: name + "min", stroke: edge, width: 1 },
+      { label: name + "mean", stroke: line, width: 2, points: { show: buckets.length < 60 } },
+      { label: name + "max", stroke: edge, width: 1 },
+    );
+    bands.push({ series: [base + 2, base], fill });
+  });
+  return { data, lines, bands };
+}
+
 async function loadChart() {
-  const topic = current.topic;
+  const topics = current.topics.length ? current.topics : (current.topic ? [current.topic] : []);
   const box = $("chart");
-  box.dataset.topic = topic || "";
-  if (!topic) { box.textContent = "No numeric series in the last day."; return; }
+  box.dataset.topic = topics[0] || "";
+  box.dataset.topics = JSON.stringify(topics);
+  if (!topics.length) { box.textContent = "No numeric series in the last day."; return; }
   const now = Date.now() / 1000;
   const width = Math.max(300, Math.min(box.clientWidth || 800, 2000));
   const since = "-" + current.range;
-  const q = "topics=" + encodeURIComponent(topic) + "&since=" + since;
+  const q = topics.map((t) => "topics=" + encodeURIComponent(t)).join("&") + "&since=" + since;
   const v = await api("/aggregate?" + q + "&every=1s&stats=min,mean,max,count&max_points=" + width);
-  const buckets = (v.series && v.series[topic]) || [];
-  const data = [
-    buckets.map((b) => secs(b.start)),
-    buckets.map((b) => b.min),
-    buckets.map((b) => b.mean),
-    buckets.map((b) => b.max),
-  ];
-  box.dataset.buckets = String(buckets.length);
+  const per = topics.map((t) => (v.series && v.series[t]) || []);
+  const { data, lines, bands } = bandsOf(topics, per, topics.length > 1,
+    now - RANGES[current.range], now);
+  box.dataset.buckets = String(per[0].length);
   box.dataset.maxPoints = String(width);
   box.dataset.range = current.range;
-  box.dataset.mean = JSON.stringify(data[2]);
+  box.dataset.mean = JSON.stringify(per[0].map((b) => b.mean));
+  box.dataset.means = JSON.stringify(Object.fromEntries(topics.map((t, k) => [t, per[k].map((b) => b.mean)])));
+  const title = topics.length > 1 ? topics.length + " series" : topics[0];
   const opts = {
     width,
     height: 300,
-    title: topic + " (" + current.range + ")",
-    // The whole range, even where it has no data yet.
-    scales: { x: { time: true, range: () => [now - RANGES[current.range], now] } },
-    series: [
-      {},
-      { label: "min", stroke: "#8ab", width: 1 },
-      { label: "mean", stroke: "#135", width: 2, points: { show: buckets.length < 60 } },
-      { label: "max", stroke: "#8ab", width: 1 },
-    ],
-    bands: [{ series: [3, 1], fill: "rgba(100,150,200,0.2)" }],
+    title: title + " (" + current.range + ")",
+    scales: { x: { time: true } },
+    series: lines,
+    bands,
     cursor: { drag: { x: true, y: false } },
   };
   if (plot) plot.destroy();
@@ -211,7 +369,8 @@ async function loadChart() {
   plot = new uPlot(opts, data, box);
   const a = $("csv");
   a.dataset.query = q;
-  a.download = topic.replace(/[^A-Za-z0-9._-]+/g, "_") + "-" + current.range + ".csv";
+  a.download = (topics.length > 1 ? "series" : topics[0].replace(/[^A-Za-z0-9._-]+/g, "_")) +
+    "-" + current.range + ".csv";
 }
 
 async function loadHourly() {
@@ -222,6 +381,22 @@ async function loadHourly() {
   const v = await api("/aggregate?topics=" + encodeURIComponent(topic) +
     "&since=-7d&every=1h&stats=min,mean,max,count");
   const buckets = (v.series && v.series[topic]) || [];
+  const box = $("hourly-chart");
+  box.dataset.topic = topic;
+  box.dataset.buckets = String(buckets.length);
+  const now = Date.now() / 1000;
+  const { data, lines, bands } = bandsOf([topic], [buckets], false, now - 7 * 86400, now);
+  if (hourlyPlot) hourlyPlot.destroy();
+  box.replaceChildren();
+  hourlyPlot = new uPlot({
+    width: Math.max(300, Math.min(box.clientWidth || 800, 2000)),
+    height: 200,
+    title: topic + " (hourly, 7 d)",
+    scales: { x: { time: true } },
+    series: lines,
+    bands,
+    cursor: { drag: { x: true, y: false } },
+  }, data, box);
   t.tBodies[0].replaceChildren(...buckets.slice().reverse().map((b) => {
     const tr = document.createElement("tr");
     tr.dataset.start = b.start;
@@ -231,15 +406,17 @@ async function loadHourly() {
   }));
 }
 
-/// Histogram of the chosen series over the chosen range, with its device's LWT states.
+/// Histogram of the chosen series over the chosen range, with its device's LWT states: the
+/// last will on `<device>/LWT`, or `<device>/status/LWT` as ESPEasy publishes it.
 async function loadHistogram() {
   const topic = current.topic;
   const t = $("histogram");
   t.dataset.topic = topic || "";
   if (!topic) return;
   const device = topic.slice(0, topic.lastIndexOf("/"));
-  const v = await api("/histogram?topics=" + encodeURIComponent(topic) + "&topics=" +
-    encodeURIComponent(device + "/LWT") + "&since=-" + current.range + "&bins=20");
+  const q = [topic, device + "/LWT", device + "/status/LWT"]
+    .map((f) => "topics=" + encodeURIComponent(f)).join("&");
+  const v = await api("/histogram?" + q + "&since=-" + current.range + "&bins=20");
   const bins = v.bins || [];
   const most = Math.max(1, ...bins.map((b) => b.count));
   t.tBodies[0].replaceChildren(...bins.map((b) => {
@@ -338,6 +515,8 @@ async function loadMeta() {
 
 async function select(topic) {
   current.topic = topic;
+  current.topics = [topic];
+  syncPicks();
   $("series").value = topic;
   try {
     await Promise.all([loadChart(), loadHourly(), loadHistogram()]);
@@ -374,7 +553,7 @@ async function start() {
   say("");
   try {
     await loadOverview();
-    const parts = [loadMeta()];
+    const parts = [loadMeta(), loadSparks(numericTopics())];
     if (current.topic) parts.push(loadChart(), loadHourly(), loadHistogram());
     await Promise.all(parts);
     document.body.dataset.readyMs = String(Math.round(performance.now()));
