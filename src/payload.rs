@@ -87,6 +87,28 @@ pub fn short_decimal(b: &[u8]) -> Option<f64> {
     Some(if negative { -v } else { v })
 }
 
+/// Whether `b` is a decimal exactly as `f64`'s `Display` writes the value it parses to:
+/// `-?(0|[1-9][0-9]*)(.[0-9]*[1-9])?` with at most 15 digits (any such decimal survives the
+/// round trip through `f64` digit for digit, and `Display` writes neither exponents nor
+/// trailing zeros). `query` then copies the payload instead of formatting the number, which
+/// was a fifth of an export's time.
+pub fn is_canonical_decimal(b: &[u8]) -> bool {
+    let digits = b.strip_prefix(b"-").unwrap_or(b);
+    let (int, frac) = match memchr::memchr(b'.', digits) {
+        Some(p) => (&digits[..p], Some(&digits[p + 1..])),
+        None => (digits, None),
+    };
+    let int_ok = int == b"0" || (!int.is_empty() && int[0] != b'0');
+    let frac_ok = frac.is_none_or(|f| f.last().is_some_and(|&c| c != b'0'));
+    int_ok
+        && frac_ok
+        && int.len() + frac.map_or(0, <[u8]>::len) <= 15
+        && int
+            .iter()
+            .chain(frac.unwrap_or_default())
+            .all(u8::is_ascii_digit)
+}
+
 fn parse_word(s: &str) -> Option<f64> {
     const ONE: [&str; 2] = ["on", "true"];
     const ZERO: [&str; 2] = ["off", "false"];
@@ -301,6 +323,53 @@ mod tests {
                 proptest::prop_assert_eq!(got.to_bits(), want.to_bits());
             }
             proptest::prop_assert_eq!(parse_plain(s.as_bytes()).map(f64::to_bits), Ok(want.to_bits()));
+        }
+
+        /// A canonical decimal is what `Display` writes of its value; and what `Display`
+        /// writes of a short decimal's value is canonical.
+        #[test]
+        fn canonical_decimals_are_what_display_writes(s in "-?[0-9]{1,8}(\\.[0-9]{0,7})?") {
+            let v: f64 = s.parse().unwrap();
+            let shown = v.to_string();
+            if is_canonical_decimal(s.as_bytes()) {
+                proptest::prop_assert_eq!(&shown, &s);
+            }
+            proptest::prop_assert!(is_canonical_decimal(shown.as_bytes()), "{}", shown);
+        }
+    }
+
+    #[test]
+    fn canonical_decimals() {
+        for s in [
+            "0",
+            "-0",
+            "7",
+            "-12.5",
+            "0.25",
+            "123456789012345",
+            "99.000000000001",
+        ] {
+            assert!(is_canonical_decimal(s.as_bytes()), "{s}");
+        }
+        for s in [
+            "",
+            "-",
+            "00",
+            "01",
+            "1.",
+            ".5",
+            "1.50",
+            "1.0",
+            "+1",
+            "1e3",
+            " 1",
+            "1 ",
+            "1234567890123456",
+            "1.2.3",
+            "0x1",
+            "--1",
+        ] {
+            assert!(!is_canonical_decimal(s.as_bytes()), "{s}");
         }
     }
 

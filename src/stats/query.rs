@@ -2,7 +2,7 @@
 //! gzipped files like the window statistics are.
 
 use crate::payload::{self, Extractor, Reading};
-use crate::stats::collect::{Reader, Seen};
+use crate::stats::collect::{FastHash, RawSeen, Reader};
 use crate::stats::window::Window;
 use crate::syslog::line::Zone;
 use crate::syslog::source::Lines;
@@ -26,67 +26,87 @@ pub struct Export<Z, W> {
     reader: Reader<Z>,
     topics: Filters,
     extractor: Extractor,
-    format: QueryFormat,
-    out: W,
+    writer: RowWriter<W>,
     readings: Vec<Reading>,
     /// Rows written.
     pub rows: u64,
     /// Records of the selected topics whose payload was not a number.
     pub rejected: u64,
     error: Option<std::io::Error>,
-    /// Per topic: whether it is selected, and whether its payload is one plain value.
-    decisions: HashMap<Box<str>, (bool, bool), ahash::RandomState>,
+    /// Topic bytes, as in the line → index into `decisions`: a topic is checked for UTF-8,
+    /// matched and escaped once, not on every line.
+    index: HashMap<Box<[u8]>, usize, FastHash>,
+    decisions: Vec<Decision>,
+}
+
+/// What an export decided about a topic, once.
+struct Decision {
+    /// Whether it is selected.
+    selected: bool,
+    /// Whether its payload is one plain value (no JSON rule applies).
+    plain: bool,
+    /// The topic.
+    topic: Box<str>,
+    /// The topic as written in a row: a CSV field or a JSON string.
+    field: Box<str>,
+}
+
+impl Decision {
+    fn of(topic: &[u8], topics: &Filters, extractor: &Extractor, format: QueryFormat) -> Self {
+        let Ok(topic) = std::str::from_utf8(topic) else {
+            return Decision {
+                selected: false,
+                plain: false,
+                topic: "".into(),
+                field: "".into(),
+            };
+        };
+        Decision {
+            selected: topics.matches(topic),
+            plain: extractor.is_plain(topic),
+            topic: topic.into(),
+            field: field(format, topic).into(),
+        }
+    }
+}
+
+/// `series` as written in a row of `format`.
+fn field(format: QueryFormat, series: &str) -> String {
+    match format {
+        QueryFormat::Csv => csv_field(series).into_owned(),
+        QueryFormat::Json => serde_json::to_string(series).unwrap_or_default(),
+    }
+}
+
+/// A value as a row writes it.
+enum Number<'a> {
+    /// A value whose payload is already what `Display` writes of it
+    /// ([`payload::is_canonical_decimal`]): the payload and the value.
+    Text(&'a [u8], f64),
+    /// A value to format.
+    Float(f64),
+}
+
+/// Formats rows into the output.
+struct RowWriter<W> {
+    format: QueryFormat,
+    out: W,
     /// The formatted second of the last row, `YYYY-MM-DDTHH:MM:SS`.
     second: Option<(i64, [u8; 19])>,
 }
 
-/// Most topics whose decisions an export remembers.
-const TOPIC_CACHE: usize = 1 << 16;
-
-impl<Z: Zone + Clone, W: Write> Export<Z, W> {
-    /// An export of `topics` in `window` to `out`.
-    pub fn new(
-        reader: Reader<Z>,
-        topics: Filters,
-        extractor: Extractor,
-        format: QueryFormat,
-        out: W,
-    ) -> Self {
-        Export {
-            reader,
-            topics,
-            extractor,
-            format,
-            out,
-            readings: Vec::new(),
-            rows: 0,
-            rejected: 0,
-            error: None,
-            decisions: HashMap::default(),
-            second: None,
-        }
-    }
-
-    /// Whether `topic` is selected, and whether its payload is one plain value.
-    fn decide(&mut self, topic: &str) -> (bool, bool) {
-        if let Some(&d) = self.decisions.get(topic) {
-            return d;
-        }
-        let d = (self.topics.matches(topic), self.extractor.is_plain(topic));
-        if self.decisions.len() < TOPIC_CACHE {
-            self.decisions.insert(topic.into(), d);
-        }
-        d
-    }
-
-    /// The RFC 3339 text of `time` as chrono writes it (`SecondsFormat::AutoSi`, `Z`), into
+impl<W: Write> RowWriter<W> {
+    /// The RFC 3339 text of `micros` as chrono writes it (`SecondsFormat::AutoSi`, `Z`), into
     /// `buf` without allocating: the second is formatted once for all its rows.
-    fn timestamp<'b>(&mut self, time: DateTime<Utc>, buf: &'b mut [u8; 32]) -> &'b [u8] {
-        let secs = time.timestamp();
+    fn timestamp<'b>(&mut self, micros: i64, buf: &'b mut [u8; 32]) -> &'b [u8] {
+        let secs = micros.div_euclid(1_000_000);
+        let sub = micros.rem_euclid(1_000_000) as u32;
         let second = match self.second {
             Some((s, text)) if s == secs => text,
             _ => {
+                let time = DateTime::from_timestamp(secs, 0).unwrap_or_default();
                 if !(0..=9999).contains(&time.year()) {
+                    let time = DateTime::from_timestamp_micros(micros).unwrap_or_default();
                     let text = time.to_rfc3339_opts(SecondsFormat::AutoSi, true);
                     let n = text.len().min(buf.len());
                     buf[..n].copy_from_slice(&text.as_bytes()[..n]);
@@ -110,12 +130,10 @@ impl<Z: Zone + Clone, W: Write> Export<Z, W> {
             }
         };
         buf[..19].copy_from_slice(&second);
-        let nanos = time.timestamp_subsec_nanos();
-        let (digits, value) = match nanos {
+        let (digits, value) = match sub {
             0 => (0, 0),
-            n if n % 1_000_000 == 0 => (3, n / 1_000_000),
-            n if n % 1_000 == 0 => (6, n / 1_000),
-            n => (9, n),
+            n if n % 1_000 == 0 => (3, n / 1_000),
+            n => (6, n),
         };
         let mut len = 19;
         if digits > 0 {
@@ -131,6 +149,73 @@ impl<Z: Zone + Clone, W: Write> Export<Z, W> {
         &buf[..len + 1]
     }
 
+    /// Write one row; `first` says whether it is the first of the document.
+    fn row(
+        &mut self,
+        micros: i64,
+        field: &str,
+        value: Number<'_>,
+        first: bool,
+    ) -> std::io::Result<()> {
+        let mut buf = [0u8; 32];
+        let ts = self.timestamp(micros, &mut buf);
+        let out = &mut self.out;
+        match self.format {
+            QueryFormat::Csv => {
+                out.write_all(ts)?;
+                out.write_all(b",")?;
+                out.write_all(field.as_bytes())?;
+                out.write_all(b",")?;
+                match value {
+                    Number::Text(t, _) => out.write_all(t)?,
+                    Number::Float(v) => write!(out, "{v}")?,
+                }
+                out.write_all(b"\n")
+            }
+            QueryFormat::Json => {
+                out.write_all(if first { b"\n" } else { b",\n" })?;
+                out.write_all(b"{\"timestamp\":\"")?;
+                out.write_all(ts)?;
+                out.write_all(b"\",\"topic\":")?;
+                out.write_all(field.as_bytes())?;
+                out.write_all(b",\"value\":")?;
+                let v = match value {
+                    Number::Text(_, v) | Number::Float(v) => v,
+                };
+                serde_json::to_writer(&mut *out, &v)?;
+                out.write_all(b"}")
+            }
+        }
+    }
+}
+
+impl<Z: Zone + Clone, W: Write> Export<Z, W> {
+    /// An export of `topics` in `window` to `out`.
+    pub fn new(
+        reader: Reader<Z>,
+        topics: Filters,
+        extractor: Extractor,
+        format: QueryFormat,
+        out: W,
+    ) -> Self {
+        Export {
+            reader,
+            topics,
+            extractor,
+            writer: RowWriter {
+                format,
+                out,
+                second: None,
+            },
+            readings: Vec::new(),
+            rows: 0,
+            rejected: 0,
+            error: None,
+            index: HashMap::default(),
+            decisions: Vec::new(),
+        }
+    }
+
     /// The range a scan must cover.
     pub fn range(&self) -> (DateTime<Utc>, DateTime<Utc>) {
         self.reader.range()
@@ -138,9 +223,9 @@ impl<Z: Zone + Clone, W: Write> Export<Z, W> {
 
     /// Write the header (CSV) or the opening bracket (JSON).
     pub fn begin(&mut self) -> std::io::Result<()> {
-        match self.format {
-            QueryFormat::Csv => writeln!(self.out, "timestamp,topic,value"),
-            QueryFormat::Json => write!(self.out, "["),
+        match self.writer.format {
+            QueryFormat::Csv => writeln!(self.writer.out, "timestamp,topic,value"),
+            QueryFormat::Json => write!(self.writer.out, "["),
         }
     }
 
@@ -149,37 +234,57 @@ impl<Z: Zone + Clone, W: Write> Export<Z, W> {
         if let Some(e) = self.error.take() {
             return Err(e);
         }
-        if self.format == QueryFormat::Json {
-            writeln!(self.out, "{}]", if self.rows > 0 { "\n" } else { "" })?;
+        let w = &mut self.writer;
+        if w.format == QueryFormat::Json {
+            writeln!(w.out, "{}]", if self.rows > 0 { "\n" } else { "" })?;
         }
-        self.out.flush()?;
-        Ok(self.out)
+        w.out.flush()?;
+        Ok(self.writer.out)
     }
 
-    fn row(&mut self, time: DateTime<Utc>, series: &str, value: f64) -> std::io::Result<()> {
-        let mut buf = [0u8; 32];
-        let ts = self.timestamp(time, &mut buf);
-        match self.format {
-            QueryFormat::Csv => {
-                self.out.write_all(ts)?;
-                self.out.write_all(b",")?;
-                self.out.write_all(csv_field(series).as_bytes())?;
-                writeln!(self.out, ",{value}")
-            }
-            QueryFormat::Json => {
-                let sep: &[u8] = if self.rows == 0 { b"\n" } else { b",\n" };
-                self.out.write_all(sep)?;
-                self.out.write_all(b"{\"timestamp\":\"")?;
-                self.out.write_all(ts)?;
-                self.out.write_all(b"\",\"topic\":")?;
-                serde_json::to_writer(&mut self.out, series)?;
-                self.out.write_all(b",\"value\":")?;
-                serde_json::to_writer(&mut self.out, &value)?;
-                self.out.write_all(b"}")
-            }
+    /// Write the rows of one record of a selected topic; the number written.
+    fn record(
+        &mut self,
+        micros: i64,
+        decision: usize,
+        payload: &[u8],
+        spare: Option<&Decision>,
+    ) -> std::io::Result<Option<u64>> {
+        let d = spare.unwrap_or(&self.decisions[decision]);
+        if d.plain {
+            // One value named after the topic: no reading to build.
+            let value = match payload::parse_plain(payload) {
+                Ok(v) if payload::is_canonical_decimal(payload) => Number::Text(payload, v),
+                Ok(v) => Number::Float(v),
+                Err(_) => return Ok(None),
+            };
+            self.writer.row(micros, &d.field, value, self.rows == 0)?;
+            return Ok(Some(1));
         }
+        self.readings.clear();
+        if self
+            .extractor
+            .readings(&d.topic, payload, &mut self.readings)
+            .is_err()
+        {
+            return Ok(None);
+        }
+        let format = self.writer.format;
+        for (k, r) in self.readings.iter().enumerate() {
+            let first = self.rows == 0 && k == 0;
+            self.writer.row(
+                micros,
+                &field(format, &r.series),
+                Number::Float(r.value),
+                first,
+            )?;
+        }
+        Ok(Some(self.readings.len() as u64))
     }
 }
+
+/// Most topics whose decisions an export remembers.
+const TOPIC_CACHE: usize = 1 << 16;
 
 /// A CSV field, quoted when it holds a comma, quote or line break (RFC 4180).
 fn csv_field(s: &str) -> std::borrow::Cow<'_, str> {
@@ -198,51 +303,47 @@ impl<Z: Zone + Clone, W: Write> Lines for Export<Z, W> {
         self.reader.input(reference);
     }
     fn take(&mut self, line: &[u8]) -> ControlFlow<()> {
-        let (time, topic, payload) = match self.reader.read(line) {
-            Seen::Past => return ControlFlow::Break(()),
-            Seen::Record {
-                time,
+        let (micros, topic, payload) = match self.reader.read_raw(line) {
+            RawSeen::Past => return ControlFlow::Break(()),
+            RawSeen::Record {
+                micros,
                 topic,
                 payload,
-            } => (time, topic, payload),
+            } => (micros, topic, payload),
             _ => return ControlFlow::Continue(()),
         };
-        let (selected, plain) = self.decide(&topic);
-        if !selected {
+        let format = self.writer.format;
+        let (decision, spare) = match self.index.get(&topic[..]) {
+            Some(&i) => (i, None),
+            None => {
+                let d = Decision::of(&topic, &self.topics, &self.extractor, format);
+                if self.index.len() < TOPIC_CACHE {
+                    self.index.insert(topic[..].into(), self.decisions.len());
+                    self.decisions.push(d);
+                    (self.decisions.len() - 1, None)
+                } else {
+                    (0, Some(d))
+                }
+            }
+        };
+        if !spare
+            .as_ref()
+            .unwrap_or_else(|| &self.decisions[decision])
+            .selected
+        {
             return ControlFlow::Continue(());
         }
-        let written = if plain {
-            // One value named after the topic: no reading to build.
-            match payload.and_then(|p| payload::parse_plain(&p)) {
-                Ok(value) => self.row(time, &topic, value).map(|()| 1),
-                Err(_) => {
-                    self.rejected += 1;
-                    return ControlFlow::Continue(());
-                }
-            }
-        } else {
-            self.readings.clear();
-            let ok = payload.and_then(|p| self.extractor.readings(&topic, &p, &mut self.readings));
-            if ok.is_err() {
-                self.rejected += 1;
-                return ControlFlow::Continue(());
-            }
-            let readings = std::mem::take(&mut self.readings);
-            let mut result = Ok(0);
-            for r in &readings {
-                // The JSON separator depends on the rows written so far.
-                if let Err(e) = self.row(time, &r.series, r.value) {
-                    result = Err(e);
-                    break;
-                }
-                self.rows += 1;
-            }
-            self.readings = readings;
-            result
+        let written = match payload {
+            Ok(p) => self.record(micros, decision, &p, spare.as_ref()),
+            Err(_) => Ok(None),
         };
         match written {
-            Ok(n) => {
+            Ok(Some(n)) => {
                 self.rows += n;
+                ControlFlow::Continue(())
+            }
+            Ok(None) => {
+                self.rejected += 1;
                 ControlFlow::Continue(())
             }
             Err(e) => {
@@ -305,32 +406,47 @@ mod tests {
 
     #[test]
     fn timestamps_are_written_as_chrono_writes_them() {
-        let w = window(utc("2026-11-22T05:00:00Z"), utc("2026-11-22T06:00:00Z"));
-        let reader = Reader::new(w, chrono::Duration::seconds(60), "iotitan-logger", Utc);
-        let mut e = Export::new(
-            reader,
-            Filters::of(&["#"]),
-            Extractor::default(),
-            QueryFormat::Csv,
-            Vec::new(),
-        );
+        let mut w = RowWriter {
+            format: QueryFormat::Csv,
+            out: Vec::new(),
+            second: None,
+        };
         for s in [
             "2026-11-22T05:00:00Z",
             "2026-11-22T05:00:00.5Z",
             "2026-11-22T05:00:00.000001Z",
-            "2026-11-22T05:00:00.123456789Z",
+            "2026-11-22T05:00:00.123456Z",
             "0001-01-01T00:00:00Z",
             "9999-12-31T23:59:59.999Z",
             "1969-12-31T23:59:59.25Z",
+            "1969-12-31T23:59:59.999999Z",
         ] {
             let t = utc(s);
             let mut buf = [0u8; 32];
-            let got = e.timestamp(t, &mut buf).to_vec();
+            let got = w.timestamp(t.timestamp_micros(), &mut buf).to_vec();
             assert_eq!(
                 String::from_utf8(got).unwrap(),
                 t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
             );
         }
+    }
+
+    #[test]
+    fn values_are_written_as_display_writes_them() {
+        let lines = [
+            "2026-11-22T05:00:00Z h iotitan-logger[1]: iotitan/a/t 20.50",
+            "2026-11-22T05:00:01Z h iotitan-logger[1]: iotitan/a/t 007",
+            "2026-11-22T05:00:02Z h iotitan-logger[1]: iotitan/a/t -0",
+            "2026-11-22T05:00:03Z h iotitan-logger[1]: iotitan/a/t 1e3",
+            "2026-11-22T05:00:04Z h iotitan-logger[1]: iotitan/a/t 12.25",
+        ];
+        let csv = export(QueryFormat::Csv, &lines);
+        let values: Vec<&str> = csv
+            .lines()
+            .skip(1)
+            .map(|l| l.rsplit(',').next().unwrap())
+            .collect();
+        assert_eq!(values, ["20.5", "7", "-0", "1000", "12.25"]);
     }
 
     #[test]
