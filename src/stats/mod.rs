@@ -425,7 +425,8 @@ pub fn run_query(cfg: &Config, opts: &QueryOptions) -> anyhow::Result<()> {
         &cfg.syslog.identifier,
         window::local(),
     );
-    let stdout = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
+    // Not locked: the export writes from a thread of its own.
+    let stdout = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout());
     let mut export = query::Export::new(
         reader,
         crate::topic::Filters(opts.topics.clone()),
@@ -436,7 +437,7 @@ pub fn run_query(cfg: &Config, opts: &QueryOptions) -> anyhow::Result<()> {
     export.begin().context("cannot write to stdout")?;
     let bar = opts.progress.bar();
     let (from, to) = export.range();
-    // Rows are written in file order as they are read: one thread.
+    // Rows are read on one thread, in file order, and written by the export's own thread.
     scan_all::<CatchUp<'_, chrono::Local>>(
         &sources,
         from,

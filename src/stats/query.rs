@@ -26,7 +26,10 @@ pub struct Export<Z, W> {
     reader: Reader<Z>,
     topics: Filters,
     extractor: Extractor,
-    writer: RowWriter<W>,
+    format: QueryFormat,
+    /// The writer thread and the rows not yet handed to it.
+    pipe: Pipe<W>,
+    pending: Queue,
     readings: Vec<Reading>,
     /// Rows written.
     pub rows: u64,
@@ -189,7 +192,74 @@ impl<W: Write> RowWriter<W> {
     }
 }
 
-impl<Z: Zone + Clone, W: Write> Export<Z, W> {
+/// Rows on their way to the writer thread. Formatting and writing rows is about half of an
+/// export's work, so it runs beside the scan, on the second core, a batch at a time.
+#[derive(Default)]
+struct Queue {
+    rows: Vec<Queued>,
+    /// Payload text of values written as they are, and fields of JSON-rule series.
+    text: Vec<u8>,
+    /// Fields of topics decided since the last batch, in decision order.
+    fields: Vec<Box<str>>,
+}
+
+/// One row in a [`Queue`].
+struct Queued {
+    micros: i64,
+    field: Field,
+    value: f64,
+    /// The value's text in `text`, when it is written as it came.
+    text: Option<std::ops::Range<usize>>,
+}
+
+/// The field of a queued row.
+enum Field {
+    /// Of decision `n`.
+    Decided(usize),
+    /// In the queue's `text`.
+    Inline(std::ops::Range<usize>),
+}
+
+/// Rows per batch handed to the writer thread.
+const QUEUE_ROWS: usize = 8192;
+
+/// The writer thread's end of an export, or the writer itself before the first batch.
+enum Pipe<W> {
+    Idle(RowWriter<W>),
+    Running {
+        tx: std::sync::mpsc::SyncSender<Queue>,
+        thread: std::thread::JoinHandle<std::io::Result<RowWriter<W>>>,
+    },
+    Gone,
+}
+
+impl<W: Write + Send + 'static> RowWriter<W> {
+    /// Write every queued batch, in order, until the sender is dropped.
+    fn drain(mut self, rx: std::sync::mpsc::Receiver<Queue>) -> std::io::Result<Self> {
+        let mut fields: Vec<Box<str>> = Vec::new();
+        let mut written = 0u64;
+        for q in rx {
+            fields.extend(q.fields);
+            for r in &q.rows {
+                let field = match &r.field {
+                    Field::Decided(n) => fields.get(*n).map_or("", |f| &**f),
+                    Field::Inline(range) => {
+                        std::str::from_utf8(&q.text[range.clone()]).unwrap_or("")
+                    }
+                };
+                let value = match &r.text {
+                    Some(range) => Number::Text(&q.text[range.clone()], r.value),
+                    None => Number::Float(r.value),
+                };
+                self.row(r.micros, field, value, written == 0)?;
+                written += 1;
+            }
+        }
+        Ok(self)
+    }
+}
+
+impl<Z: Zone + Clone, W: Write + Send + 'static> Export<Z, W> {
     /// An export of `topics` in `window` to `out`.
     pub fn new(
         reader: Reader<Z>,
@@ -202,11 +272,13 @@ impl<Z: Zone + Clone, W: Write> Export<Z, W> {
             reader,
             topics,
             extractor,
-            writer: RowWriter {
+            format,
+            pipe: Pipe::Idle(RowWriter {
                 format,
                 out,
                 second: None,
-            },
+            }),
+            pending: Queue::default(),
             readings: Vec::new(),
             rows: 0,
             rejected: 0,
@@ -221,11 +293,39 @@ impl<Z: Zone + Clone, W: Write> Export<Z, W> {
         self.reader.range()
     }
 
-    /// Write the header (CSV) or the opening bracket (JSON).
+    /// Write the header (CSV) or the opening bracket (JSON), and start the writer thread.
     pub fn begin(&mut self) -> std::io::Result<()> {
-        match self.writer.format {
-            QueryFormat::Csv => writeln!(self.writer.out, "timestamp,topic,value"),
-            QueryFormat::Json => write!(self.writer.out, "["),
+        let Pipe::Idle(mut w) = std::mem::replace(&mut self.pipe, Pipe::Gone) else {
+            return Ok(());
+        };
+        match w.format {
+            QueryFormat::Csv => writeln!(w.out, "timestamp,topic,value")?,
+            QueryFormat::Json => write!(w.out, "[")?,
+        }
+        let (tx, rx) = std::sync::mpsc::sync_channel(2);
+        let thread = std::thread::Builder::new()
+            .name("query-writer".into())
+            .spawn(move || w.drain(rx))?;
+        self.pipe = Pipe::Running { tx, thread };
+        Ok(())
+    }
+
+    /// Hand the pending rows to the writer thread; on failure, its error.
+    fn send(&mut self) -> std::io::Result<()> {
+        let queue = std::mem::take(&mut self.pending);
+        let Pipe::Running { tx, .. } = &self.pipe else {
+            return Err(std::io::Error::other("query: the export was not begun"));
+        };
+        if tx.send(queue).is_ok() {
+            return Ok(());
+        }
+        // The writer stopped: its error says why.
+        match std::mem::replace(&mut self.pipe, Pipe::Gone) {
+            Pipe::Running { thread, .. } => match thread.join() {
+                Ok(Err(e)) => Err(e),
+                _ => Err(std::io::Error::other("query: the writer thread ended")),
+            },
+            _ => Err(std::io::Error::other("query: the writer thread ended")),
         }
     }
 
@@ -234,15 +334,60 @@ impl<Z: Zone + Clone, W: Write> Export<Z, W> {
         if let Some(e) = self.error.take() {
             return Err(e);
         }
-        let w = &mut self.writer;
+        if matches!(self.pipe, Pipe::Idle(_)) {
+            self.begin()?;
+        }
+        self.send()?;
+        let mut w = match std::mem::replace(&mut self.pipe, Pipe::Gone) {
+            Pipe::Running { tx, thread } => {
+                drop(tx);
+                thread
+                    .join()
+                    .map_err(|_| std::io::Error::other("query: the writer thread panicked"))??
+            }
+            _ => return Err(std::io::Error::other("query: the writer thread ended")),
+        };
         if w.format == QueryFormat::Json {
             writeln!(w.out, "{}]", if self.rows > 0 { "\n" } else { "" })?;
         }
         w.out.flush()?;
-        Ok(self.writer.out)
+        Ok(w.out)
     }
 
-    /// Write the rows of one record of a selected topic; the number written.
+    /// Queue a row; hands a full batch to the writer.
+    fn queue(
+        &mut self,
+        micros: i64,
+        field: Field,
+        value: f64,
+        text: Option<&[u8]>,
+    ) -> std::io::Result<()> {
+        let text = text.map(|t| {
+            let start = self.pending.text.len();
+            self.pending.text.extend_from_slice(t);
+            start..self.pending.text.len()
+        });
+        self.pending.rows.push(Queued {
+            micros,
+            field,
+            value,
+            text,
+        });
+        if self.pending.rows.len() >= QUEUE_ROWS {
+            self.send()?;
+        }
+        Ok(())
+    }
+
+    /// A field written inline into the pending batch.
+    fn inline(&mut self, field: &str) -> Field {
+        let start = self.pending.text.len();
+        self.pending.text.extend_from_slice(field.as_bytes());
+        Field::Inline(start..self.pending.text.len())
+    }
+
+    /// Queue the rows of one record of a selected topic; the number queued, `None` when its
+    /// payload gave no number.
     fn record(
         &mut self,
         micros: i64,
@@ -253,12 +398,18 @@ impl<Z: Zone + Clone, W: Write> Export<Z, W> {
         let d = spare.unwrap_or(&self.decisions[decision]);
         if d.plain {
             // One value named after the topic: no reading to build.
-            let value = match payload::parse_plain(payload) {
-                Ok(v) if payload::is_canonical_decimal(payload) => Number::Text(payload, v),
-                Ok(v) => Number::Float(v),
-                Err(_) => return Ok(None),
+            let Ok(v) = payload::parse_plain(payload) else {
+                return Ok(None);
             };
-            self.writer.row(micros, &d.field, value, self.rows == 0)?;
+            let field = match spare {
+                Some(d) => {
+                    let f = d.field.clone();
+                    self.inline(&f)
+                }
+                None => Field::Decided(decision),
+            };
+            let text = payload::is_canonical_decimal(payload).then_some(payload);
+            self.queue(micros, field, v, text)?;
             return Ok(Some(1));
         }
         self.readings.clear();
@@ -269,17 +420,18 @@ impl<Z: Zone + Clone, W: Write> Export<Z, W> {
         {
             return Ok(None);
         }
-        let format = self.writer.format;
-        for (k, r) in self.readings.iter().enumerate() {
-            let first = self.rows == 0 && k == 0;
-            self.writer.row(
-                micros,
-                &field(format, &r.series),
-                Number::Float(r.value),
-                first,
-            )?;
+        let readings = std::mem::take(&mut self.readings);
+        let mut result = Ok(Some(readings.len() as u64));
+        for r in &readings {
+            let f = field(self.format, &r.series);
+            let f = self.inline(&f);
+            if let Err(e) = self.queue(micros, f, r.value, None) {
+                result = Err(e);
+                break;
+            }
         }
-        Ok(Some(self.readings.len() as u64))
+        self.readings = readings;
+        result
     }
 }
 
@@ -295,7 +447,7 @@ fn csv_field(s: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
-impl<Z: Zone + Clone, W: Write> Lines for Export<Z, W> {
+impl<Z: Zone + Clone, W: Write + Send + 'static> Lines for Export<Z, W> {
     fn time_of(&mut self, line: &[u8], reference: DateTime<Utc>) -> Option<DateTime<Utc>> {
         self.reader.time_of(line, reference)
     }
@@ -312,13 +464,14 @@ impl<Z: Zone + Clone, W: Write> Lines for Export<Z, W> {
             } => (micros, topic, payload),
             _ => return ControlFlow::Continue(()),
         };
-        let format = self.writer.format;
         let (decision, spare) = match self.index.get(&topic[..]) {
             Some(&i) => (i, None),
             None => {
-                let d = Decision::of(&topic, &self.topics, &self.extractor, format);
+                let d = Decision::of(&topic, &self.topics, &self.extractor, self.format);
                 if self.index.len() < TOPIC_CACHE {
                     self.index.insert(topic[..].into(), self.decisions.len());
+                    // The writer learns each field once, before the first row that uses it.
+                    self.pending.fields.push(d.field.clone());
                     self.decisions.push(d);
                     (self.decisions.len() - 1, None)
                 } else {
