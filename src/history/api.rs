@@ -22,7 +22,7 @@ use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Utc};
 
 /// Rows `/history` returns unless `limit` says otherwise.
 pub const DEFAULT_LIMIT: usize = 10_000;
@@ -145,6 +145,15 @@ impl Params {
         };
         let since = time("since", default_since)?;
         let until = time("until", "now")?;
+        // Relative times reach far beyond what RFC 3339 can write; buckets near chrono's
+        // limits would overflow, and no reading is there.
+        for (key, t) in [("since", since), ("until", until)] {
+            if !(0..=9999).contains(&t.year()) {
+                return Err(ApiError::bad(format!(
+                    "{key}: {t} is outside the years 0000 to 9999"
+                )));
+            }
+        }
         if until <= since {
             return Err(ApiError::bad(format!(
                 "until ({until}) is not after since ({since})"
@@ -377,4 +386,39 @@ pub fn check_params<Z: Zone + Clone>(query: &str, now: DateTime<Utc>, zone: &Z) 
     .flatten()
     .map(|e| e.message)
     .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn now() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-11-22T07:00:00Z")
+            .unwrap()
+            .to_utc()
+    }
+
+    /// Found by fuzzing the read API: these panicked (a bucket's end overflowed chrono's dates)
+    /// instead of being refused.
+    #[test]
+    fn far_times_and_wide_buckets_are_refused() {
+        let refusals = |q: &str| check_params(q, now(), &Utc);
+        let all = refusals("topics=a&every=100000000000d");
+        assert!(all.iter().any(|m| m.starts_with("every:")), "{all:?}");
+        for q in [
+            "topics=a&since=-90000000d&max_points=2",
+            "topics=a&since=%2B0d&until=%2B90000000d&every=1d&max_points=2",
+        ] {
+            let all = refusals(q);
+            assert!(
+                all.iter()
+                    .any(|m| m.contains("outside the years 0000 to 9999")),
+                "{q}: {all:?}"
+            );
+        }
+        // The widest range RFC 3339 can write still works.
+        let all =
+            refusals("topics=a&since=0000-01-01T00:00:00Z&until=9999-12-31T23:59:59Z&max_points=2");
+        assert!(!all.iter().any(|m| m.starts_with("every")), "{all:?}");
+    }
 }
