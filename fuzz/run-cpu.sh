@@ -8,6 +8,10 @@
 # to fuzz/work/TARGET (not committed); crashes to fuzz/artifacts/TARGET. The local zone is
 # Europe/Berlin, so the syslog and query targets see DST changes. The log ends up in
 # fuzz/work/TARGET.log.
+#
+# libFuzzer's -timeout is wall time: on a busy machine an input well under a second can be
+# reported. So the fuzzing runs in a child (-fork=1) that is restarted after a timeout, which
+# is kept in artifacts/ to be timed again alone; a crash or an out-of-memory stops the run.
 set -eu
 target=$1
 limit=${2:-600}
@@ -17,20 +21,31 @@ mkdir -p "$here/work/$target" "$here/artifacts/$target"
 cd "$here"
 RUST_BACKTRACE=0 TZ=Europe/Berlin nice -n 10 "$bin" "work/$target" "corpus/$target" \
     -artifact_prefix="artifacts/$target/" -rss_limit_mb=256 -timeout=1 \
+    -fork=1 -ignore_timeouts=1 -ignore_crashes=0 -ignore_ooms=0 \
     -max_total_time=$((limit * 4)) -print_final_stats=1 >"work/$target.log" 2>&1 &
 pid=$!
 tick=$(getconf CLK_TCK)
 used=0
 while kill -0 "$pid" 2>/dev/null; do
-    # utime + stime, in clock ticks (fields 14 and 15 of /proc/PID/stat).
-    used=$(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null || echo "$used")
+    # utime + stime, with the finished children's, in clock ticks (fields 14 to 17 of
+    # /proc/PID/stat), plus the running child's.
+    used=$(cat "/proc/$pid/stat" "/proc/$pid/task/$pid/children" 2>/dev/null | awk '
+        NR == 1 { t = $14 + $15 + $16 + $17; kids = "" }
+        NR == 2 { kids = $0 }
+        END { n = split(kids, k, " "); for (i = 1; i <= n; i++) {
+                  if ((getline line < ("/proc/" k[i] "/stat")) > 0) { split(line, f, " "); t += f[14] + f[15] } }
+              print t }' || echo "$used")
     if [ "$used" -ge $((limit * tick)) ]; then
+        # The child first: the parent only stops once its job has.
+        for c in $(cat "/proc/$pid/task/$pid/children" 2>/dev/null); do
+            for g in $(cat "/proc/$c/task/$c/children" 2>/dev/null); do kill -INT "$g"; done
+        done
         kill -INT "$pid"
         break
     fi
     sleep 2
 done
 wait "$pid" || true
-grep -E 'stat::number_of_executed_units|stat::peak_rss_mb|Done|interrupted|ERROR|SUMMARY|Test unit written' \
+grep -E 'stat::number_of_executed_units|stat::peak_rss_mb|Done|interrupted|ERROR|SUMMARY|Test unit written|oom/timeout/crash' \
     "work/$target.log" || true
 echo "cpu_seconds=$(awk "BEGIN{print $used / $tick}")"
