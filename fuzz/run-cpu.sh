@@ -36,9 +36,10 @@ while kill -0 "$pid" 2>/dev/null; do
                   if ((getline line < ("/proc/" k[i] "/stat")) > 0) { split(line, f, " "); t += f[14] + f[15] } }
               print t }' || echo "$used")
     if [ "$used" -ge $((limit * tick)) ]; then
-        # The child first: the parent only stops once its job has.
+        # The child first (SIGTERM: a background child ignores SIGINT): the parent only stops
+        # once its job has.
         for c in $(cat "/proc/$pid/task/$pid/children" 2>/dev/null); do
-            for g in $(cat "/proc/$c/task/$c/children" 2>/dev/null); do kill -INT "$g"; done
+            for g in $(cat "/proc/$c/task/$c/children" 2>/dev/null); do kill -TERM "$g"; done
         done
         kill -INT "$pid"
         break
