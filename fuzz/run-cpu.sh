@@ -28,7 +28,7 @@ tick=$(getconf CLK_TCK)
 used=0
 while kill -0 "$pid" 2>/dev/null; do
     # utime + stime, with the finished children's, in clock ticks (fields 14 to 17 of
-    # /proc/PID/stat), plus the running child's.
+    # /proc/PID/stat). A job is counted once it ends, so a run may go over by part of one.
     used=$(cat "/proc/$pid/stat" "/proc/$pid/task/$pid/children" 2>/dev/null | awk '
         NR == 1 { t = $14 + $15 + $16 + $17; kids = "" }
         NR == 2 { kids = $0 }
@@ -36,12 +36,14 @@ while kill -0 "$pid" 2>/dev/null; do
                   if ((getline line < ("/proc/" k[i] "/stat")) > 0) { split(line, f, " "); t += f[14] + f[15] } }
               print t }' || echo "$used")
     if [ "$used" -ge $((limit * tick)) ]; then
-        # The child first (SIGTERM: a background child ignores SIGINT): the parent only stops
-        # once its job has.
-        for c in $(cat "/proc/$pid/task/$pid/children" 2>/dev/null); do
-            for g in $(cat "/proc/$c/task/$c/children" 2>/dev/null); do kill -TERM "$g"; done
+        # libFuzzer's parent ignores SIGINT in the background and waits for its job: stop
+        # the job's process (SIGTERM) until the parent is gone, in case it was between jobs.
+        while kill -0 "$pid" 2>/dev/null; do
+            for c in $(cat "/proc/$pid/task/$pid/children" 2>/dev/null); do
+                for g in $(cat "/proc/$c/task/$c/children" 2>/dev/null); do kill -TERM "$g"; done
+            done
+            sleep 1
         done
-        kill -INT "$pid"
         break
     fi
     sleep 2
