@@ -25,6 +25,8 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod exit;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod history;
 pub mod http;
 pub mod linger;

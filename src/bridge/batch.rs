@@ -514,7 +514,7 @@ impl Batcher {
                 let since = self.open.take().map_or(now, |o| o.first);
                 let complete = self.is_complete(u);
                 self.complete += usize::from(complete);
-                self.last_stamp = Some(u.created_at);
+                self.last_stamp = self.last_stamp.max(Some(u.created_at));
                 self.queue.push_back(Queued {
                     update: u.clone(),
                     since,
@@ -527,9 +527,12 @@ impl Batcher {
                     self.complete -= usize::from(q.complete);
                 }
             }
+            // The newest stamp never goes back, whatever a damaged spool says: a stamp that
+            // did would let a new update take the time of one already queued (or sent), and
+            // ThingSpeak refuses a timestamp it has.
             Change::Mark { attempted, stamp } => {
                 self.last_attempt_wall = *attempted;
-                self.last_stamp = *stamp;
+                self.last_stamp = self.last_stamp.max(*stamp);
             }
         }
     }
@@ -930,6 +933,38 @@ mod tests {
         let mut late = Batcher::new(limits(), [1, 2]);
         late.restore(b.snapshot(), c.mono(100_000), c.at(100_000).0);
         assert!(late.next_send().unwrap() <= c.mono(100_000));
+    }
+
+    /// Found by fuzzing the spool: a damaged line that reads as a `Mark` without a stamp,
+    /// after a queued update, made the newest stamp go back, so a new update could take the
+    /// queued one's time (and a snapshot did not rebuild the same state).
+    #[test]
+    fn a_damaged_mark_does_not_move_the_stamp_back() {
+        let c = Clock::new();
+        let queued = Update::empty(stamp("2026-11-22T07:00:00Z"));
+        let spool = vec![
+            Change::Queued(queued.clone()),
+            serde_json::from_str::<Change>(r#"{"mark":{"atmark":0}}"#).unwrap(),
+            Change::Queued(Update::empty(stamp("2026-11-22T06:00:00Z"))),
+        ];
+        let (w, t) = c.at(0);
+        let mut b = Batcher::new(limits(), [1]);
+        b.restore(spool, t, w);
+        let snapshot = b.snapshot();
+        assert_eq!(
+            snapshot[0],
+            Change::Mark {
+                attempted: None,
+                stamp: Some(queued.created_at)
+            }
+        );
+        let mut again = Batcher::new(limits(), [1]);
+        again.restore(snapshot.clone(), t, w);
+        assert_eq!(again.snapshot(), snapshot);
+        // A new update in the same second as the queued one is stamped after it.
+        b.push(f(1, 1.0), stamp("2026-11-22T07:00:00.500Z"), t);
+        let sent = b.go(&c, t).unwrap();
+        assert_eq!(sent[2].created_at, stamp("2026-11-22T07:00:01Z"));
     }
 
     #[derive(Debug, Clone)]

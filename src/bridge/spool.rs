@@ -130,7 +130,7 @@ impl Spool {
 }
 
 /// Parse spool lines; unreadable ones are counted and skipped.
-fn parse(bytes: &[u8]) -> Loaded {
+pub(crate) fn parse(bytes: &[u8]) -> Loaded {
     let mut out = Loaded::default();
     for line in bytes.split(|&b| b == b'\n') {
         if line.iter().all(u8::is_ascii_whitespace) {

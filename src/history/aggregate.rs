@@ -21,6 +21,9 @@ const DAY: i64 = 86_400;
 /// the client is told to widen it or set `max_points`.
 pub const MAX_BUCKETS: usize = 100_000;
 
+/// The widest bucket one may ask for, in days.
+const MAX_EVERY_DAYS: i64 = 36_500;
+
 /// Bucket widths `max_points` chooses from: the usual chart steps, then doubling weeks.
 const LADDER: [i64; 19] = [
     1,
@@ -57,6 +60,12 @@ impl Every {
         if secs < DAY && DAY % secs != 0 {
             return Err(format!(
                 "a bucket width below a day must divide the day (1m, 5m, 15m, 1h, 2h, …), not {secs}s"
+            ));
+        }
+        // Far wider buckets mean nothing, and their ends would overflow chrono's dates.
+        if secs > MAX_EVERY_DAYS * DAY {
+            return Err(format!(
+                "a bucket width must be at most {MAX_EVERY_DAYS}d (100 years), not {secs}s"
             ));
         }
         if secs > DAY && secs % DAY != 0 {
@@ -409,6 +418,10 @@ mod tests {
         assert!(Every::parse("0s").is_err());
         assert!(Every::parse("1500ms").is_err());
         assert!(Every::parse("hourly").is_err());
+        // Found by fuzzing the read API: the end of such a bucket overflowed (a panic).
+        assert!(Every::parse("100000000000d").is_err());
+        assert!(Every::parse("36501d").is_err());
+        assert_eq!(Every::parse("36500d").unwrap().secs(), 36_500 * DAY);
     }
 
     #[test]

@@ -14,6 +14,7 @@ use super::rows::Rows;
 use super::top::{Order, Top};
 use super::topics::Topics;
 use crate::stats::aggregate::Statistic;
+use crate::stats::line::Zone;
 use crate::stats::window;
 use crate::topic::{Filters, TopicFilter};
 use axum::Json;
@@ -21,7 +22,7 @@ use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Utc};
 
 /// Rows `/history` returns unless `limit` says otherwise.
 pub const DEFAULT_LIMIT: usize = 10_000;
@@ -136,15 +137,23 @@ impl Params {
         Ok(Filters(list))
     }
 
-    /// `[since, until)`: RFC 3339 or relative to now (`-7d`); `until` defaults to now.
-    fn range(&self, default_since: &str) -> Result<(DateTime<Utc>, DateTime<Utc>), ApiError> {
-        let now = Utc::now();
+    /// `[since, until)`: RFC 3339 or relative to `now` (`-7d`); `until` defaults to now.
+    fn range(&self, default_since: &str, now: DateTime<Utc>) -> Result<Range, ApiError> {
         let time = |key: &str, default: &str| -> Result<DateTime<Utc>, ApiError> {
             let v = self.one(key)?.unwrap_or(default);
             window::parse_time(v, now).map_err(|e| ApiError::bad(format!("{key}: {e}")))
         };
         let since = time("since", default_since)?;
         let until = time("until", "now")?;
+        // Relative times reach far beyond what RFC 3339 can write; buckets near chrono's
+        // limits would overflow, and no reading is there.
+        for (key, t) in [("since", since), ("until", until)] {
+            if !(0..=9999).contains(&t.year()) {
+                return Err(ApiError::bad(format!(
+                    "{key}: {t} is outside the years 0000 to 9999"
+                )));
+            }
+        }
         if until <= since {
             return Err(ApiError::bad(format!(
                 "until ({until}) is not after since ({since})"
@@ -154,11 +163,14 @@ impl Params {
     }
 }
 
+/// A time range `[since, until)`.
+type Range = (DateTime<Utc>, DateTime<Utc>);
+
 /// Run a read on a blocking thread.
 async fn read<C: Consumer + Send + 'static>(
     ctx: Context,
     topics: Filters,
-    (since, until): (DateTime<Utc>, DateTime<Utc>),
+    (since, until): Range,
     consumer: C,
 ) -> Result<C, ApiError> {
     let done = tokio::task::spawn_blocking(move || ctx.read(topics, since, until, consumer)).await;
@@ -183,9 +195,15 @@ async fn read<C: Consumer + Send + 'static>(
 }
 
 async fn topics(State(ctx): State<Context>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
-    let p = Params::parse(q, &["topics", "since", "until"])?;
-    let c = read(ctx, p.filters(false)?, p.range("-1d")?, Topics::new()).await?;
+    let (topics, range) = topics_params(q, Utc::now())?;
+    let c = read(ctx, topics, range, Topics::new()).await?;
     Ok(Json(c.finish()).into_response())
+}
+
+/// `/topics`' parameters: the filters and the range.
+fn topics_params(q: Option<String>, now: DateTime<Utc>) -> Result<(Filters, Range), ApiError> {
+    let p = Params::parse(q, &["topics", "since", "until"])?;
+    Ok((p.filters(false)?, p.range("-1d", now)?))
 }
 
 async fn history(
@@ -193,44 +211,84 @@ async fn history(
     headers: HeaderMap,
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
-    let p = Params::parse(q, &["topics", "since", "until", "limit", "format"])?;
-    let csv = match p.one("format")? {
-        Some("csv") => true,
-        Some("json") => false,
-        Some(f) => return Err(ApiError::bad(format!("format={f:?}: expected json or csv"))),
-        None => headers
+    let h = history_params(q, Utc::now())?;
+    let csv = h.csv.unwrap_or_else(|| {
+        headers
             .get(header::ACCEPT)
             .and_then(|v| v.to_str().ok())
-            .is_some_and(|a| a.contains("text/csv")),
+            .is_some_and(|a| a.contains("text/csv"))
+    });
+    let rows = read(ctx, h.topics, h.range, Rows::new(h.limit))
+        .await?
+        .finish();
+    if csv {
+        Ok((
+            [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
+            rows.csv(),
+        )
+            .into_response())
+    } else {
+        Ok(Json(rows).into_response())
+    }
+}
+
+/// `/history`'s parameters.
+struct HistoryParams {
+    /// `format`: CSV or JSON; `None` lets the `Accept` header decide.
+    csv: Option<bool>,
+    limit: usize,
+    topics: Filters,
+    range: Range,
+}
+
+fn history_params(q: Option<String>, now: DateTime<Utc>) -> Result<HistoryParams, ApiError> {
+    let p = Params::parse(q, &["topics", "since", "until", "limit", "format"])?;
+    let csv = match p.one("format")? {
+        Some("csv") => Some(true),
+        Some("json") => Some(false),
+        Some(f) => return Err(ApiError::bad(format!("format={f:?}: expected json or csv"))),
+        None => None,
     };
     let limit = p.number("limit", DEFAULT_LIMIT, 0, MAX_LIMIT)?;
-    let (topics, range) = (p.filters(true)?, p.range("-1d")?);
-    let h = read(ctx, topics, range, Rows::new(limit)).await?.finish();
-    if csv {
-        Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], h.csv()).into_response())
-    } else {
-        Ok(Json(h).into_response())
-    }
+    let (topics, range) = (p.filters(true)?, p.range("-1d", now)?);
+    Ok(HistoryParams {
+        csv,
+        limit,
+        topics,
+        range,
+    })
 }
 
 async fn aggregate(
     State(ctx): State<Context>,
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
+    let zone = window::local();
+    let (topics, range, every, stats) = aggregate_params(q, Utc::now(), &zone)?;
+    let c = read(ctx, topics, range, Aggregate::new(every, zone, &stats)).await?;
+    Ok(Json(c.finish()).into_response())
+}
+
+/// `/aggregate`'s parameters: the filters, the range, the bucket width for that range in
+/// `zone`, and the statistics.
+fn aggregate_params<Z: Zone + Clone>(
+    q: Option<String>,
+    now: DateTime<Utc>,
+    zone: &Z,
+) -> Result<(Filters, Range, Every, Vec<Statistic>), ApiError> {
     let p = Params::parse(
         q,
         &["topics", "since", "until", "every", "stats", "max_points"],
     )?;
-    let (topics, range) = (p.filters(true)?, p.range("-7d")?);
+    let (topics, range) = (p.filters(true)?, p.range("-7d", now)?);
     let every = Every::parse(p.one("every")?.unwrap_or("1h"))
         .map_err(|e| ApiError::bad(format!("every: {e}")))?;
     let max_points = match p.one("max_points")? {
         Some(_) => Some(p.number("max_points", 0, 2, aggregate::MAX_BUCKETS)?),
         None => None,
     };
-    let zone = window::local();
     let every =
-        aggregate::width(every, max_points, range.0, range.1, &zone).map_err(ApiError::bad)?;
+        aggregate::width(every, max_points, range.0, range.1, zone).map_err(ApiError::bad)?;
     let mut stats = Vec::new();
     for list in p.all("stats") {
         for s in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
@@ -250,11 +308,17 @@ async fn aggregate(
             Statistic::Count,
         ];
     }
-    let c = read(ctx, topics, range, Aggregate::new(every, zone, &stats)).await?;
-    Ok(Json(c.finish()).into_response())
+    Ok((topics, range, every, stats))
 }
 
 async fn top(State(ctx): State<Context>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
+    let (topics, range, top) = top_params(q, Utc::now())?;
+    let c = read(ctx, topics, range, top).await?;
+    Ok(Json(c.finish()).into_response())
+}
+
+/// `/top`'s parameters: the filters, the range and the ranking asked for.
+fn top_params(q: Option<String>, now: DateTime<Utc>) -> Result<(Filters, Range, Top), ApiError> {
     let p = Params::parse(
         q,
         &["feature", "stat", "n", "order", "topics", "since", "until"],
@@ -283,18 +347,78 @@ async fn top(State(ctx): State<Context>, RawQuery(q): RawQuery) -> Result<Respon
         Some(o) => return Err(ApiError::bad(format!("order={o:?}: expected desc or asc"))),
     };
     let n = p.number("n", 10, 1, MAX_N)?;
-    let (topics, range) = (p.filters(false)?, p.range("-1h")?);
-    let c = read(ctx, topics, range, Top::new(&feature, stat, n, order)).await?;
-    Ok(Json(c.finish()).into_response())
+    let (topics, range) = (p.filters(false)?, p.range("-1h", now)?);
+    Ok((topics, range, Top::new(&feature, stat, n, order)))
 }
 
 async fn histogram(
     State(ctx): State<Context>,
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
-    let p = Params::parse(q, &["topics", "since", "until", "bins"])?;
-    let bins = p.number("bins", 20, 1, histogram::MAX_BINS)?;
-    let (topics, range) = (p.filters(true)?, p.range("-1d")?);
+    let (topics, range, bins) = histogram_params(q, Utc::now())?;
     let c = read(ctx, topics, range, Histogram::new(bins)).await?;
     Ok(Json(c.finish()).into_response())
+}
+
+/// `/histogram`'s parameters: the filters, the range and the number of bins.
+fn histogram_params(
+    q: Option<String>,
+    now: DateTime<Utc>,
+) -> Result<(Filters, Range, usize), ApiError> {
+    let p = Params::parse(q, &["topics", "since", "until", "bins"])?;
+    let bins = p.number("bins", 20, 1, histogram::MAX_BINS)?;
+    Ok((p.filters(true)?, p.range("-1d", now)?, bins))
+}
+
+/// Check `query` as every endpoint would, at `now` in `zone`, without reading: what the
+/// fuzz target drives. The answers' messages, for the endpoints that refuse it.
+#[doc(hidden)]
+pub fn check_params<Z: Zone + Clone>(query: &str, now: DateTime<Utc>, zone: &Z) -> Vec<String> {
+    let q = || Some(query.to_owned());
+    [
+        topics_params(q(), now).err(),
+        history_params(q(), now).err(),
+        aggregate_params(q(), now, zone).err(),
+        top_params(q(), now).err(),
+        histogram_params(q(), now).err(),
+    ]
+    .into_iter()
+    .flatten()
+    .map(|e| e.message)
+    .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn now() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-11-22T07:00:00Z")
+            .unwrap()
+            .to_utc()
+    }
+
+    /// Found by fuzzing the read API: these panicked (a bucket's end overflowed chrono's dates)
+    /// instead of being refused.
+    #[test]
+    fn far_times_and_wide_buckets_are_refused() {
+        let refusals = |q: &str| check_params(q, now(), &Utc);
+        let all = refusals("topics=a&every=100000000000d");
+        assert!(all.iter().any(|m| m.starts_with("every:")), "{all:?}");
+        for q in [
+            "topics=a&since=-90000000d&max_points=2",
+            "topics=a&since=%2B0d&until=%2B90000000d&every=1d&max_points=2",
+        ] {
+            let all = refusals(q);
+            assert!(
+                all.iter()
+                    .any(|m| m.contains("outside the years 0000 to 9999")),
+                "{q}: {all:?}"
+            );
+        }
+        // The widest range RFC 3339 can write still works.
+        let all =
+            refusals("topics=a&since=0000-01-01T00:00:00Z&until=9999-12-31T23:59:59Z&max_points=2");
+        assert!(!all.iter().any(|m| m.starts_with("every")), "{all:?}");
+    }
 }
