@@ -7,13 +7,13 @@
 //! hold whatever the input: no panic (the harness reports one), and where two paths must agree
 //! or a result must read back, that they do (an `assert!`, which the harness reports too).
 
-use crate::bridge::batch::{Batcher, Limits, Outcome, Value};
+use crate::bridge::batch::{Batcher, Limits, Delivery, Value};
 use crate::config::{AreaConfig, Config};
 use crate::http::geofence::PrivateAreas;
 use crate::http::reading::{self, Rules};
 use crate::payload::{Extractor, FieldPath, JsonRule};
 use crate::record;
-use crate::stats::line::{self, Ambiguity, Clock};
+use crate::syslog::line::{self, Ambiguity, Clock};
 use crate::topic::Filters;
 use chrono::{DateTime, Utc};
 use std::time::{Duration, Instant};
@@ -177,11 +177,11 @@ pub fn spool(data: &[u8]) {
     b.push(Value::Status("ok".into()), w1, t1);
     let (t2, w2) = later(700);
     if b.start(t2, w2).is_some() {
-        b.finish(Outcome::Failed, t2, w2, 0.5);
+        b.finish(Delivery::Failed, t2, w2, 0.5);
     }
     let (t3, w3) = later(2000);
     if b.start(t3, w3).is_some() {
-        b.finish(Outcome::Delivered, t3, w3, 0.5);
+        b.finish(Delivery::Delivered, t3, w3, 0.5);
     }
     let _ = b.take_changes();
 }

@@ -941,11 +941,11 @@ mod tests {
     #[test]
     fn a_damaged_mark_does_not_move_the_stamp_back() {
         let c = Clock::new();
-        let queued = Update::empty(stamp("2026-11-22T07:00:00Z"));
+        let queued = Entry::empty(stamp("2026-11-22T07:00:00Z"));
         let spool = vec![
             Change::Queued(queued.clone()),
             serde_json::from_str::<Change>(r#"{"mark":{"atmark":0}}"#).unwrap(),
-            Change::Queued(Update::empty(stamp("2026-11-22T06:00:00Z"))),
+            Change::Queued(Entry::empty(stamp("2026-11-22T06:00:00Z"))),
         ];
         let (w, t) = c.at(0);
         let mut b = Batcher::new(limits(), [1]);

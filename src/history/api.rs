@@ -14,7 +14,7 @@ use super::rows::Rows;
 use super::top::{Order, Top};
 use super::topics::Topics;
 use crate::stats::aggregate::Statistic;
-use crate::stats::line::Zone;
+use crate::syslog::line::Zone;
 use crate::stats::window;
 use crate::topic::{Filters, TopicFilter};
 use axum::Json;
