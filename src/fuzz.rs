@@ -7,7 +7,7 @@
 //! hold whatever the input: no panic (the harness reports one), and where two paths must agree
 //! or a result must read back, that they do (an `assert!`, which the harness reports too).
 
-use crate::bridge::batch::{Batcher, Limits, Delivery, Value};
+use crate::bridge::batch::{Batcher, Delivery, Limits, Value};
 use crate::config::{AreaConfig, Config};
 use crate::http::geofence::PrivateAreas;
 use crate::http::reading::{self, Rules};
