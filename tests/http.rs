@@ -685,8 +685,8 @@ async fn broker_stopped_during_a_batch_answers_503_with_what_was_acknowledged() 
         "{v}"
     );
 
-    // With the broker back, the logger gets what the broker kept for it; a reading sent
-    // after the restart (once the daemon is connected again) arrives after all of those.
+    // With the broker back, the logger gets what the broker kept for it, and a reading sent
+    // after the restart (once the daemon is connected again) is recorded too.
     s.m.restart();
     let mut v = Value::Null;
     let ok = wait_until(TIMEOUT, || {
@@ -708,13 +708,19 @@ async fn broker_stopped_during_a_batch_answers_503_with_what_was_acknowledged() 
         wait_until(TIMEOUT, || !records(&r, "t/mid/end").is_empty()),
         "the reading after the restart was not recorded"
     );
-    let got = records(&r, "t/mid/s");
-    let mut values: Vec<u32> = got
-        .iter()
-        .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
-        .collect();
-    values.sort_unstable();
-    values.dedup();
+    // MQTT orders messages per topic only: what the broker redelivers from before its restart
+    // may come after the reading on t/mid/end, so wait for the acknowledged ones themselves.
+    let distinct = || {
+        let mut values: Vec<u32> = records(&r, "t/mid/s")
+            .iter()
+            .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
+            .collect();
+        values.sort_unstable();
+        values.dedup();
+        values
+    };
+    wait_until(TIMEOUT, || distinct().len() as u32 >= acked);
+    let values = distinct();
     // Every acknowledged one, and nothing beyond those that were on the wire when the broker
     // went (MQTT cannot tell whether those arrived; the answer says how many there were).
     // Readings are published and acknowledged in order, so the records are the first ones.
