@@ -293,15 +293,27 @@ impl<Z: Zone + Clone, W: Write + Send + 'static> Export<Z, W> {
         self.reader.range()
     }
 
-    /// Write the header (CSV) or the opening bracket (JSON), and start the writer thread.
+    /// Write the header (CSV) or the opening bracket (JSON).
     pub fn begin(&mut self) -> std::io::Result<()> {
-        let Pipe::Idle(mut w) = std::mem::replace(&mut self.pipe, Pipe::Gone) else {
+        match &mut self.pipe {
+            Pipe::Idle(w) => match w.format {
+                QueryFormat::Csv => writeln!(w.out, "timestamp,topic,value"),
+                QueryFormat::Json => write!(w.out, "["),
+            },
+            _ => Err(std::io::Error::other(
+                "query: rows were written before the header",
+            )),
+        }
+    }
+
+    /// Start the writer thread, unless it runs already.
+    fn start(&mut self) -> std::io::Result<()> {
+        if !matches!(self.pipe, Pipe::Idle(_)) {
+            return Ok(());
+        }
+        let Pipe::Idle(w) = std::mem::replace(&mut self.pipe, Pipe::Gone) else {
             return Ok(());
         };
-        match w.format {
-            QueryFormat::Csv => writeln!(w.out, "timestamp,topic,value")?,
-            QueryFormat::Json => write!(w.out, "[")?,
-        }
         let (tx, rx) = std::sync::mpsc::sync_channel(2);
         let thread = std::thread::Builder::new()
             .name("query-writer".into())
@@ -312,9 +324,10 @@ impl<Z: Zone + Clone, W: Write + Send + 'static> Export<Z, W> {
 
     /// Hand the pending rows to the writer thread; on failure, its error.
     fn send(&mut self) -> std::io::Result<()> {
+        self.start()?;
         let queue = std::mem::take(&mut self.pending);
         let Pipe::Running { tx, .. } = &self.pipe else {
-            return Err(std::io::Error::other("query: the export was not begun"));
+            return Err(std::io::Error::other("query: the writer thread ended"));
         };
         if tx.send(queue).is_ok() {
             return Ok(());
@@ -333,9 +346,6 @@ impl<Z: Zone + Clone, W: Write + Send + 'static> Export<Z, W> {
     pub fn finish(mut self) -> std::io::Result<W> {
         if let Some(e) = self.error.take() {
             return Err(e);
-        }
-        if matches!(self.pipe, Pipe::Idle(_)) {
-            self.begin()?;
         }
         self.send()?;
         let mut w = match std::mem::replace(&mut self.pipe, Pipe::Gone) {
@@ -582,6 +592,34 @@ mod tests {
                 t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
             );
         }
+    }
+
+    /// Without `begin`, rows come without a header, however many batches they fill.
+    #[test]
+    fn rows_without_a_header_fill_several_batches() {
+        let w = window(utc("2026-11-22T05:00:00Z"), utc("2026-11-22T06:00:00Z"));
+        let reader = Reader::new(w, chrono::Duration::seconds(60), "iotitan-logger", Utc);
+        let mut e = Export::new(
+            reader,
+            Filters::of(&["iotitan/#"]),
+            Extractor::default(),
+            QueryFormat::Csv,
+            Vec::new(),
+        );
+        let n = QUEUE_ROWS * 2 + 5;
+        for i in 0..n {
+            let line = format!("2026-11-22T05:00:00Z h iotitan-logger[1]: iotitan/a/t {i}");
+            assert!(e.take(line.as_bytes()).is_continue(), "{i}");
+        }
+        assert_eq!(e.rows, n as u64);
+        let text = String::from_utf8(e.finish().unwrap()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), n);
+        assert_eq!(lines[0], "2026-11-22T05:00:00Z,iotitan/a/t,0");
+        assert_eq!(
+            lines[n - 1],
+            format!("2026-11-22T05:00:00Z,iotitan/a/t,{}", n - 1)
+        );
     }
 
     #[test]
