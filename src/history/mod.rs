@@ -21,13 +21,13 @@ pub mod top;
 pub mod topics;
 
 use crate::payload::{self, Extractor, Reading, Rejected};
-use crate::stats::collect::{FastHash, RawSeen, Reader, TOPIC_CACHE};
+use crate::stats::collect::{RawSeen, Reader};
+use crate::stats::decisions::Decisions;
 use crate::syslog::line::Zone;
 use crate::syslog::source::{Lines, Split};
 use crate::topic::Filters;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use std::collections::HashMap;
 use std::ops::ControlFlow;
 
 /// Longest payload kept as a state (`online`, `offline`, `OPEN`): longer non-numeric payloads
@@ -110,11 +110,8 @@ pub struct Feed<Z, C> {
     topics: Filters,
     extractor: Extractor,
     readings: Vec<Reading>,
-    /// Topic bytes, as in the line → index into `routes`. Matching the filters and checking
-    /// the topic's UTF-8 on every line was most of a read's per-line cost, and topics repeat
-    /// endlessly; the line's bytes are looked up without a copy.
-    index: HashMap<Box<[u8]>, usize, FastHash>,
-    routes: Vec<Route>,
+    /// Whether each topic is selected, and how its payload is read.
+    routes: Decisions<Route>,
     /// The consumer.
     pub consumer: C,
     /// Records of the selected topics that gave neither a number nor a state (documents
@@ -130,8 +127,7 @@ impl<Z: Zone + Clone, C: Consumer> Feed<Z, C> {
             topics,
             extractor,
             readings: Vec::new(),
-            index: HashMap::default(),
-            routes: Vec::new(),
+            routes: Decisions::default(),
             consumer,
             rejected: 0,
         }
@@ -169,22 +165,9 @@ impl<Z: Zone + Clone, C: Consumer> Lines for Feed<Z, C> {
             } => (micros, topic, payload),
             _ => return ControlFlow::Continue(()),
         };
-        let cached;
-        let route = match self.index.get(&topic[..]) {
-            Some(&i) => &self.routes[i],
-            None => {
-                let r = route(&self.topics, &self.extractor, &topic);
-                if self.index.len() < TOPIC_CACHE {
-                    self.index.insert(topic[..].into(), self.routes.len());
-                    self.routes.push(r);
-                    &self.routes[self.routes.len() - 1]
-                } else {
-                    cached = r;
-                    &cached
-                }
-            }
-        };
-        let (topic, plain) = match route {
+        let (topics, extractor) = (&self.topics, &self.extractor);
+        let decided = self.routes.decide(&topic, |t| route(topics, extractor, t));
+        let (topic, plain) = match decided.get() {
             Route::Unwanted => return ControlFlow::Continue(()),
             Route::Plain(t) => (&**t, true),
             Route::Rules(t) => (&**t, false),
@@ -233,7 +216,6 @@ impl<Z: Zone + Clone + Send, C: Consumer> Split for Feed<Z, C> {
             topics: self.topics.clone(),
             extractor: self.extractor.clone(),
             readings: Vec::new(),
-            index: self.index.clone(),
             routes: self.routes.clone(),
             consumer: self.consumer.fork()?,
             rejected: 0,

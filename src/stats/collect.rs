@@ -16,6 +16,7 @@
 use crate::payload::{self, Extractor, Reading, Rejected};
 use crate::record;
 use crate::stats::aggregate::{Series, Summary, is_output};
+use crate::stats::decisions::{Decisions, FastHash};
 use crate::stats::window::Window;
 use crate::syslog::line::{self, Ambiguity, Clock, LineError, Stamped, Zone};
 use crate::syslog::source::{Lines, Split};
@@ -346,14 +347,6 @@ impl Selection {
     }
 }
 
-/// Most topics whose decisions a collector remembers: a flood of distinct topics (a broken
-/// or hostile publisher) only makes their lines slower, not memory grow.
-pub(crate) const TOPIC_CACHE: usize = 1 << 16;
-
-/// The hash of the topic and series maps: keyed per process (a hostile log cannot choose
-/// colliding topics) and several times faster than SipHash on short keys.
-pub(crate) type FastHash = ahash::RandomState;
-
 /// What a collector decided about a topic.
 #[derive(Debug, Clone)]
 enum Route {
@@ -385,9 +378,8 @@ pub struct Collector<'s, Z> {
     /// Line counts and groups; the series are moved in from `slots` at the end.
     summary: Summary,
     keep_values: bool,
-    /// Topic bytes (as in the line) → index into `routes`.
-    topics: HashMap<Box<[u8]>, usize, FastHash>,
-    routes: Vec<Route>,
+    /// Where each topic's values go.
+    routes: Decisions<Route>,
     /// Series name → index into `slots`.
     names: HashMap<String, usize, FastHash>,
     slots: Vec<Slot>,
@@ -402,8 +394,7 @@ impl<'s, Z: Zone + Clone> Collector<'s, Z> {
             selection,
             keep_values: summary.keeps_values(),
             summary,
-            topics: HashMap::default(),
-            routes: Vec::new(),
+            routes: Decisions::default(),
             names: HashMap::default(),
             slots: Vec::new(),
             readings: Vec::new(),
@@ -456,22 +447,16 @@ impl<'s, Z: Zone + Clone> Collector<'s, Z> {
             counts.skipped += 1;
             return;
         };
-        let cached;
-        let route = match self.topics.get(&topic[..]) {
-            Some(&i) => &self.routes[i],
-            None => {
-                let route = self.route(topic);
-                if self.topics.len() < TOPIC_CACHE {
-                    self.topics.insert(topic[..].into(), self.routes.len());
-                    self.routes.push(route);
-                    &self.routes[self.routes.len() - 1]
-                } else {
-                    cached = route;
-                    &cached
-                }
-            }
-        };
-        let Route::Wanted { own, groups, plain } = route else {
+        let (selection, names, slots, keep) = (
+            self.selection,
+            &mut self.names,
+            &mut self.slots,
+            self.keep_values,
+        );
+        let decided = self
+            .routes
+            .decide(topic, |t| route(selection, names, slots, keep, t));
+        let Route::Wanted { own, groups, plain } = decided.get() else {
             self.summary.lines.skipped += 1;
             return;
         };
@@ -529,26 +514,6 @@ impl<'s, Z: Zone + Clone> Collector<'s, Z> {
         }
     }
 
-    /// Decide where a topic's values go (once per topic).
-    fn route(&mut self, topic: &[u8]) -> Route {
-        let Ok(topic) = std::str::from_utf8(topic) else {
-            return Route::Unwanted;
-        };
-        let Some(Wanted { own, groups }) = self.selection.wanted(topic) else {
-            return Route::Unwanted;
-        };
-        let plain = self
-            .selection
-            .extractor
-            .is_plain(topic)
-            .then(|| slot_of(&mut self.names, &mut self.slots, topic, self.keep_values));
-        Route::Wanted {
-            own,
-            groups: groups.iter().copied().collect(),
-            plain,
-        }
-    }
-
     /// An empty collector with this one's settings for the lines of a later range.
     fn fork_empty(&self, reference: DateTime<Utc>) -> Self {
         Collector::new(
@@ -577,6 +542,31 @@ impl<'s, Z: Zone + Clone> Collector<'s, Z> {
         }
         // Membership decisions of this collector's slots stay valid: a name in `members`
         // is only ever added.
+    }
+}
+
+/// Decide where a topic's values go (once per topic).
+fn route(
+    selection: &Selection,
+    names: &mut HashMap<String, usize, FastHash>,
+    slots: &mut Vec<Slot>,
+    keep_values: bool,
+    topic: &[u8],
+) -> Route {
+    let Ok(topic) = std::str::from_utf8(topic) else {
+        return Route::Unwanted;
+    };
+    let Some(Wanted { own, groups }) = selection.wanted(topic) else {
+        return Route::Unwanted;
+    };
+    let plain = selection
+        .extractor
+        .is_plain(topic)
+        .then(|| slot_of(names, slots, topic, keep_values));
+    Route::Wanted {
+        own,
+        groups: groups.iter().copied().collect(),
+        plain,
     }
 }
 

@@ -14,6 +14,7 @@
 
 pub mod aggregate;
 pub mod collect;
+pub mod decisions;
 pub mod publish;
 pub mod query;
 pub mod report;

@@ -2,13 +2,13 @@
 //! gzipped files like the window statistics are.
 
 use crate::payload::{self, Extractor, Reading};
-use crate::stats::collect::{FastHash, RawSeen, Reader};
+use crate::stats::collect::{RawSeen, Reader};
+use crate::stats::decisions::{Decided, Decisions};
 use crate::stats::window::Window;
 use crate::syslog::line::Zone;
 use crate::syslog::source::Lines;
 use crate::topic::Filters;
 use chrono::{DateTime, Datelike, SecondsFormat, Timelike, Utc};
-use std::collections::HashMap;
 use std::io::Write;
 use std::ops::ControlFlow;
 
@@ -36,10 +36,8 @@ pub struct Export<Z, W> {
     /// Records of the selected topics whose payload was not a number.
     pub rejected: u64,
     error: Option<std::io::Error>,
-    /// Topic bytes, as in the line → index into `decisions`: a topic is checked for UTF-8,
-    /// matched and escaped once, not on every line.
-    index: HashMap<Box<[u8]>, usize, FastHash>,
-    decisions: Vec<Decision>,
+    /// Each topic is checked for UTF-8, matched and escaped once, not on every line.
+    decisions: Decisions<Decision>,
 }
 
 /// What an export decided about a topic, once.
@@ -283,8 +281,7 @@ impl<Z: Zone + Clone, W: Write + Send + 'static> Export<Z, W> {
             rows: 0,
             rejected: 0,
             error: None,
-            index: HashMap::default(),
-            decisions: Vec::new(),
+            decisions: Decisions::default(),
         }
     }
 
@@ -445,9 +442,6 @@ impl<Z: Zone + Clone, W: Write + Send + 'static> Export<Z, W> {
     }
 }
 
-/// Most topics whose decisions an export remembers.
-const TOPIC_CACHE: usize = 1 << 16;
-
 /// A CSV field, quoted when it holds a comma, quote or line break (RFC 4180).
 fn csv_field(s: &str) -> std::borrow::Cow<'_, str> {
     if s.contains([',', '"', '\n', '\r']) {
@@ -474,20 +468,18 @@ impl<Z: Zone + Clone, W: Write + Send + 'static> Lines for Export<Z, W> {
             } => (micros, topic, payload),
             _ => return ControlFlow::Continue(()),
         };
-        let (decision, spare) = match self.index.get(&topic[..]) {
-            Some(&i) => (i, None),
-            None => {
-                let d = Decision::of(&topic, &self.topics, &self.extractor, self.format);
-                if self.index.len() < TOPIC_CACHE {
-                    self.index.insert(topic[..].into(), self.decisions.len());
-                    // The writer learns each field once, before the first row that uses it.
-                    self.pending.fields.push(d.field.clone());
-                    self.decisions.push(d);
-                    (self.decisions.len() - 1, None)
-                } else {
-                    (0, Some(d))
-                }
+        let (topics, extractor, format) = (&self.topics, &self.extractor, self.format);
+        let decided = self
+            .decisions
+            .decide(&topic, |t| Decision::of(t, topics, extractor, format));
+        let (decision, spare) = match decided {
+            Decided::Known(i, _) => (i, None),
+            Decided::New(i, d) => {
+                // The writer learns each field once, before the first row that uses it.
+                self.pending.fields.push(d.field.clone());
+                (i, None)
             }
+            Decided::Once(d) => (0, Some(d)),
         };
         if !spare
             .as_ref()
