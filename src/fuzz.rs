@@ -8,7 +8,7 @@
 //! or a result must read back, that they do (an `assert!`, which the harness reports too).
 
 use crate::bridge::batch::{Batcher, Delivery, Limits, Value};
-use crate::config::{AreaConfig, Config};
+use crate::config::Config;
 use crate::http::geofence::PrivateAreas;
 use crate::http::reading::{self, Rules};
 use crate::payload::{Extractor, FieldPath, JsonRule};
@@ -206,24 +206,12 @@ pub fn config(data: &[u8]) {
     }
 }
 
-/// The private area the HTTP target's device forms are checked against.
-fn areas() -> PrivateAreas {
-    PrivateAreas::new(&[AreaConfig {
-        name: "home".into(),
-        polygon: vec![
-            [138.59, -34.93],
-            [138.61, -34.93],
-            [138.61, -34.91],
-            [138.59, -34.91],
-        ],
-    }])
-}
-
 /// `POST /api/v1/readings` bodies (JSON and `text/plain`) and the read API's query strings
 /// (every endpoint's parameters, in the local zone `TZ`). Every message a body gives has a
 /// topic one can publish to.
 pub fn http(data: &[u8]) {
-    let areas = areas();
+    // The private area device forms are checked against.
+    let areas = PrivateAreas::example_home();
     let rules = Rules {
         prefix: "phone",
         areas: &areas,

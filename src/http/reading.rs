@@ -379,25 +379,12 @@ fn cut(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::AreaConfig;
     use proptest::prelude::*;
 
     const NOW: f64 = 1_764_550_000.0;
 
-    fn areas() -> PrivateAreas {
-        PrivateAreas::new(&[AreaConfig {
-            name: "home".into(),
-            polygon: vec![
-                [138.59, -34.93],
-                [138.61, -34.93],
-                [138.61, -34.91],
-                [138.59, -34.91],
-            ],
-        }])
-    }
-
     fn json(body: &str) -> Result<Batch, ReadingError> {
-        let a = areas();
+        let a = PrivateAreas::example_home();
         let rules = Rules {
             prefix: "iotitan/http",
             areas: &a,
