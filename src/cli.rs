@@ -3,6 +3,7 @@
 
 use crate::config::Config;
 use crate::exit;
+use anyhow::Context;
 use std::path::PathBuf;
 
 /// `--config FILE`, flattened into every binary's arguments.
@@ -62,6 +63,23 @@ pub fn check_config_with(
         println!("# {line}");
     }
     check_config(arg)
+}
+
+/// Run a one-shot program's body (stats, sim, the demo) with SIGTERM/SIGINT wired to its
+/// [`crate::shutdown::Shutdown`], as [`run_daemon`] does for the daemons. The runtime has a
+/// thread per core: the statistics read history on every core, and the demo runs all the
+/// programs at once.
+pub fn run_job<F, Fut, T>(body: F) -> anyhow::Result<T>
+where
+    F: FnOnce(crate::shutdown::Shutdown) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<T>>,
+{
+    let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    rt.block_on(async move {
+        let (trigger, shutdown) = crate::shutdown::channel();
+        crate::shutdown::on_signals(trigger).context("cannot install signal handlers")?;
+        body(shutdown).await
+    })
 }
 
 /// Run a daemon body on a single-threaded runtime with SIGTERM/SIGINT wired to its

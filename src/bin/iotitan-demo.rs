@@ -5,7 +5,7 @@ use anyhow::Context;
 use clap::Parser;
 use iotitan::demo::{self, DemoOptions};
 use iotitan::sim::BrokerAddr;
-use iotitan::{cli, exit, shutdown};
+use iotitan::{cli, exit};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -48,12 +48,7 @@ fn main() -> std::process::ExitCode {
         std::fs::create_dir_all(&opts.dir)
             .with_context(|| format!("cannot create {}", opts.dir.display()))?;
         demo::log_to_file(&opts.dir.join("iotitan.log"))?;
-        let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-        let summary = rt.block_on(async {
-            let (trigger, stop) = shutdown::channel();
-            shutdown::on_signals(trigger).context("cannot install signal handlers")?;
-            demo::run(&opts, stop).await
-        })?;
+        let summary = cli::run_job(|stop| async move { demo::run(&opts, stop).await })?;
         print!("\n{summary}");
         anyhow::ensure!(
             summary.failures.is_empty(),

@@ -1,11 +1,10 @@
 //! `iotitan-sim`: a simulated sensor fleet, real-series replay and load generator.
 
-use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use iotitan::sim::{
     self, BrokerAddr, FaultOptions, Faulty, FleetOptions, Generator, Limited, Speed,
 };
-use iotitan::{cli, exit, logging, shutdown};
+use iotitan::{cli, exit, logging};
 use rumqttc::QoS;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -145,12 +144,10 @@ fn main() -> std::process::ExitCode {
         } else {
             QoS::AtLeastOnce
         };
-        let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-        let report = rt.block_on(async {
-            let (trigger, stop) = shutdown::channel();
-            shutdown::on_signals(trigger).context("cannot install signal handlers")?;
-            sim::run(&cfg.mqtt, &mut generator, qos, stop).await
-        })?;
+        let report =
+            cli::run_job(
+                |stop| async move { sim::run(&cfg.mqtt, &mut generator, qos, stop).await },
+            )?;
         println!(
             "published {} messages at QoS {}; the broker took {}",
             report.published,

@@ -2,7 +2,7 @@
 //! from syslog and published to MQTT; `query` exports the raw history.
 
 use clap::{Parser, Subcommand};
-use iotitan::{cli, exit, logging, shutdown, stats};
+use iotitan::{cli, exit, logging, stats};
 
 /// Statistics of syslog windows, published to MQTT (run by cron at each `stats.schedule` fire).
 #[derive(Parser)]
@@ -33,12 +33,7 @@ fn main() -> std::process::ExitCode {
             Some(Command::Query(q)) => stats::run_query(&args.config.load()?, &q),
             None => {
                 let cfg = args.config.load()?;
-                let rt = tokio::runtime::Runtime::new()?;
-                rt.block_on(async {
-                    let (trigger, shutdown) = shutdown::channel();
-                    shutdown::on_signals(trigger)?;
-                    stats::run(&cfg, shutdown, &args.run).await
-                })
+                cli::run_job(|shutdown| async move { stats::run(&cfg, shutdown, &args.run).await })
             }
         }
     })
