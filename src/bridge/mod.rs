@@ -137,7 +137,7 @@ pub async fn run_with(cfg: &Config, mut shutdown: Shutdown, opts: Options) -> an
         .set_clean_session(opts.dry_run)
         .set_manual_acks(true);
     let (client, driver) = mqtt::client(mqtt_opts, &cfg.mqtt);
-    // The event loop runs in a task of its own (`spawn_poller`), never inside the `select!`
+    // The event loop runs in a task of its own (the pump), never inside the `select!`
     // below: a poll cancelled by the watchdog's tick in the middle of connecting made the
     // client connect twice, and the second connection found the session the first had just
     // made (without our subscriptions), so the bridge never subscribed at all.
@@ -146,11 +146,15 @@ pub async fn run_with(cfg: &Config, mut shutdown: Shutdown, opts: Options) -> an
         .iter()
         .map(|t| SubscribeFilter::new(t.clone(), QoS::AtLeastOnce))
         .collect();
-    let mqtt::Polled {
+    let mqtt::Pumped {
         mut inbox,
         task: poller,
         subscribed,
-    } = mqtt::spawn_poller(client.clone(), driver, filters, INBOX);
+        ..
+    } = mqtt::Pump::new(client.clone(), driver)
+        .subscribe(filters)
+        .inbox(INBOX)
+        .spawn::<rumqttc::Publish>();
     mqtt::ready_once_subscribed(subscribed);
     let mut watchdog = notify::Watchdog::new();
     let mut out = Vec::new();

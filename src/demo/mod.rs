@@ -308,14 +308,17 @@ fn simulation(seed: u64) -> anyhow::Result<Mix> {
 
 /// Follow everything on the broker into the view.
 ///
-/// Through [`mqtt::spawn_poller`], the one pump of subscribers: subscribing from the task
-/// that polls would wait on the request channel only that task drains.
+/// Through [`mqtt::Pump`], the one pump: subscribing from the task that polls would wait on
+/// the request channel only that task drains.
 async fn watch(cfg: Arc<Config>, view: Arc<Mutex<View>>, mut stop: Shutdown) -> anyhow::Result<()> {
     let (client, driver) = mqtt::connect(&cfg.mqtt, "demo")?;
     let all = vec![SubscribeFilter::new("#".into(), QoS::AtMostOnce)];
-    let mqtt::Polled {
+    let mqtt::Pumped {
         mut inbox, task, ..
-    } = mqtt::spawn_poller(client.clone(), driver, all, WATCH_INBOX);
+    } = mqtt::Pump::new(client.clone(), driver)
+        .subscribe(all)
+        .inbox(WATCH_INBOX)
+        .spawn::<rumqttc::Publish>();
     loop {
         let p = tokio::select! {
             p = inbox.recv() => p,

@@ -1,7 +1,7 @@
 //! `iotitan-logger`: every MQTT message into syslog as one record, nothing lost, nothing
 //! forged.
 //!
-//! Shape: a poller task keeps the MQTT event loop moving ([`mqtt::spawn_poller`]); this task
+//! Shape: a poller task keeps the MQTT event loop moving ([`mqtt::Pump`]); this task
 //! turns each message into a record ([`record::encode`]) and writes it to a non-blocking
 //! [`Sink`]. A QoS ≥ 1 message is acknowledged only after its record was handed to the syslog
 //! socket (manual acks), so a crash loses nothing the broker still holds. What waits for
@@ -130,7 +130,10 @@ pub async fn run(
         .iter()
         .map(|f| SubscribeFilter::new(f.to_string(), qos))
         .collect();
-    let polled = mqtt::spawn_poller(client.clone(), driver, filters, INBOX);
+    let polled = mqtt::Pump::new(client.clone(), driver)
+        .subscribe(filters)
+        .inbox(INBOX)
+        .spawn::<Publish>();
     let sink = Sink::new(cfg.syslog.target.clone());
     let formatter = Formatter::new(&cfg.syslog, sink.is_network());
     let limits = Limits {

@@ -18,7 +18,7 @@
 //!   its own size (the caller bounds batches), and records given back by
 //!   [`Outbox::replay`] (a few, bounded by the syslog socket's queue) are always taken back.
 //! - While taking is stopped the MQTT connection is read only as far as answering the
-//!   keep-alive needs (see [`crate::mqtt::spawn_poller`]), which has its limit; past the
+//!   keep-alive needs (see [`crate::mqtt::Pump::inbox`]), which has its limit; past the
 //!   keep-alive [`Flow::PastKeepAlive`] says so once, as a long outage may cost the
 //!   connection (QoS 1/2 messages wait in the session; QoS 0 messages the broker held for
 //!   the connection are lost there).
