@@ -7,10 +7,8 @@
 
 use crate::config::MqttConfig;
 use crate::exit::{ExitError, UNAVAILABLE};
-use crate::mqtt::{self, DriverEvent};
+use crate::mqtt::{self, Partial};
 use crate::shutdown::Shutdown;
-use rumqttc::{Event, Outgoing, Packet, QoS};
-use std::collections::HashSet;
 use std::time::Duration;
 
 /// Connection attempts before the broker counts as unreachable.
@@ -19,7 +17,13 @@ const ATTEMPTS: u32 = 3;
 /// Longest a publish run may take once connected.
 const DEADLINE: Duration = Duration::from_secs(60);
 
+/// How long the broker may take to close the connection after our DISCONNECT.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Publish `messages` (topic, payload) retained at QoS 1 and wait for every acknowledgement.
+///
+/// Through a confirmed pump: a connection lost midway answers at once with what was
+/// acknowledged, instead of waiting out the deadline.
 pub async fn publish(
     cfg: &MqttConfig,
     messages: Vec<(String, Vec<u8>)>,
@@ -28,7 +32,7 @@ pub async fn publish(
     if messages.is_empty() {
         return Ok(());
     }
-    let (client, mut driver) = mqtt::connect(cfg, "stats")?;
+    let (client, driver) = mqtt::connect(cfg, "stats")?;
     let total = messages.len();
     let unreachable = |why: &str| {
         ExitError::new(
@@ -36,70 +40,57 @@ pub async fn publish(
             format!("broker {}:{} unreachable: {why}", cfg.host, cfg.port),
         )
     };
-    // Requests go through a bounded channel that only the event loop drains: publish from a
-    // task of its own while this one polls.
-    let sender = {
-        let client = client.clone();
-        tokio::spawn(async move {
-            for (topic, payload) in messages {
-                client
-                    .publish(topic, QoS::AtLeastOnce, true, payload)
-                    .await?;
-            }
-            Ok::<(), rumqttc::ClientError>(())
-        })
-    };
-    let mut failures = 0;
-    let mut connected = false;
-    let mut sent = 0usize;
-    let mut unacked: HashSet<u16> = HashSet::new();
-    let mut disconnecting = false;
-    let deadline = tokio::time::sleep(DEADLINE);
-    tokio::pin!(deadline);
-    loop {
-        let update = tokio::select! {
-            u = driver.next() => u,
-            _ = &mut deadline => {
-                sender.abort();
-                return Err(unreachable("no acknowledgement for every message in time").into());
-            }
-            _ = shutdown.recv() => {
-                sender.abort();
-                anyhow::bail!("interrupted before every statistic was acknowledged");
-            }
-        };
-        match update {
-            DriverEvent::Connected { .. } => connected = true,
-            DriverEvent::Disconnected(e) if disconnecting => {
-                tracing::debug!("disconnected: {e}");
-                break;
-            }
-            DriverEvent::Disconnected(e) => {
-                failures += 1;
-                tracing::warn!("broker connection failed: {e}");
-                if !connected && failures >= ATTEMPTS {
-                    sender.abort();
-                    return Err(unreachable(&e).into());
-                }
-            }
-            DriverEvent::Event(Event::Outgoing(Outgoing::Publish(pkid))) => {
-                sent += 1;
-                unacked.insert(pkid);
-            }
-            DriverEvent::Event(Event::Incoming(Packet::PubAck(ack))) => {
-                unacked.remove(&ack.pkid);
-            }
-            DriverEvent::Event(Event::Outgoing(Outgoing::Disconnect)) | DriverEvent::Closed => {
-                break;
-            }
-            DriverEvent::Event(_) => {}
+    let (pumped, requests) =
+        mqtt::Pump::new(client.clone(), driver).spawn_confirmed::<rumqttc::Publish>();
+    let mut link = pumped.link;
+    let connected = tokio::select! {
+        l = link.wait_for(|l| l.connected || l.failures >= ATTEMPTS) => match l {
+            Ok(l) => l.connected.then_some(()).ok_or_else(|| l.error.clone().unwrap_or_default()),
+            Err(_) => Err("the MQTT event loop stopped".to_owned()),
+        },
+        _ = shutdown.recv() => {
+            pumped.task.abort();
+            anyhow::bail!("interrupted before every statistic was acknowledged");
         }
-        if !disconnecting && sent >= total && unacked.is_empty() && sender.is_finished() {
-            disconnecting = true;
-            client.disconnect().await?;
+    };
+    if let Err(why) = connected {
+        pumped.task.abort();
+        return Err(unreachable(&why).into());
+    }
+    let published = tokio::select! {
+        r = tokio::time::timeout(DEADLINE, requests.publish_all(messages.into_iter(), true)) => r,
+        _ = shutdown.recv() => {
+            pumped.task.abort();
+            anyhow::bail!("interrupted before every statistic was acknowledged");
+        }
+    };
+    match published {
+        Ok(Ok(_)) => {}
+        Ok(Err(Partial { acked, .. })) => {
+            pumped.task.abort();
+            let why = match &link.borrow().error {
+                Some(e) => format!(" (connection failed: {e})"),
+                None => String::new(),
+            };
+            return Err(unreachable(&format!(
+                "only {acked} of {total} messages acknowledged{why}"
+            ))
+            .into());
+        }
+        Err(_) => {
+            pumped.task.abort();
+            return Err(unreachable("no acknowledgement for every message in time").into());
         }
     }
-    sender.await??;
+    // The pump never waits for this task, so awaiting the request channel is safe. The pump
+    // ends once the broker closed the connection after our DISCONNECT.
+    client.disconnect().await?;
+    if tokio::time::timeout(CLOSE_TIMEOUT, pumped.task)
+        .await
+        .is_err()
+    {
+        tracing::debug!("the broker did not close the connection after our DISCONNECT");
+    }
     tracing::info!("published {total} messages, every one acknowledged");
     Ok(())
 }
