@@ -1,8 +1,10 @@
 //! The publishing edge: drives a [`Generator`] against the broker and reports what the broker
 //! took.
 //!
-//! One task polls the MQTT event loop and counts completions (a PUBACK at QoS 1, the write to
-//! the socket at QoS 0); the caller's task paces the generator and publishes. On stop the
+//! The pump ([`mqtt::Pump`]) polls the MQTT event loop and counts completions (a PUBACK at
+//! QoS 1, the write to the socket at QoS 0); the caller's task paces the generator and
+//! publishes. Commands reach the generator through a lossy inbox, so the pump never waits for
+//! this task and this task may wait for room in the request channel. On stop the
 //! devices' last wills are sent, and the run waits (bounded) until the broker has everything.
 //! Devices that take commands ([`Generator::subscriptions`]) are subscribed on every fresh
 //! session, and their commands are handed to the generator as they come.
@@ -11,12 +13,11 @@ use super::load::Achieved;
 use super::{Generator, Message, Next};
 use crate::config::MqttConfig;
 use crate::exit::{ExitError, UNAVAILABLE};
-use crate::mqtt::{self, DriverEvent};
+use crate::mqtt::{self, Sent};
 use crate::shutdown::Shutdown;
 use anyhow::Context;
-use rumqttc::{AsyncClient, Event, Outgoing, Packet, QoS, SubscribeFilter};
+use rumqttc::{AsyncClient, Publish, QoS, SubscribeFilter};
 use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, watch};
 
 /// How long to wait for the broker at start before giving up.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -44,12 +45,9 @@ impl Report {
     }
 }
 
-#[derive(Debug, Default, Clone)]
-struct Progress {
-    connected: bool,
-    completed: u64,
-    last_error: Option<String>,
-}
+/// Commands waiting for the generator; beyond this they are dropped, as a busy device misses
+/// one too.
+const COMMANDS: usize = 256;
 
 /// Publish everything `generator` produces until it is done or `shutdown` fires.
 ///
@@ -61,17 +59,32 @@ pub async fn run(
     mut shutdown: Shutdown,
 ) -> anyhow::Result<Report> {
     let (client, driver) = mqtt::connect(cfg, "sim")?;
-    let (tx, mut progress) = watch::channel(Progress::default());
-    let (cmd_tx, mut commands) = mpsc::channel(256);
     let filters = generator
         .subscriptions()
         .into_iter()
         .map(|t| SubscribeFilter::new(t, QoS::AtLeastOnce))
         .collect();
-    let poller = tokio::spawn(poll(driver, client.clone(), qos, tx, filters, cmd_tx));
+    let mqtt::Pumped {
+        inbox: mut commands,
+        task: poller,
+        mut link,
+        sent: mut progress,
+        ..
+    } = mqtt::Pump::new(client.clone(), driver)
+        .subscribe(filters)
+        .lossy_inbox(COMMANDS)
+        .spawn::<Publish>();
+    // What the broker took: acknowledged at QoS 1, written at QoS 0.
+    let completed = move |s: &Sent| {
+        if qos == QoS::AtMostOnce {
+            s.written
+        } else {
+            s.acked
+        }
+    };
 
     let connected = tokio::select! {
-        r = tokio::time::timeout(CONNECT_TIMEOUT, progress.wait_for(|p| p.connected)) => r.is_ok(),
+        r = tokio::time::timeout(CONNECT_TIMEOUT, link.wait_for(|l| l.connected)) => matches!(r, Ok(Ok(_))),
         _ = shutdown.recv() => false,
     };
     if !connected {
@@ -83,7 +96,7 @@ pub async fn run(
                 elapsed: Duration::ZERO,
             });
         }
-        let why = progress.borrow().last_error.clone().unwrap_or_default();
+        let why = link.borrow().error.clone().unwrap_or_default();
         return Err(ExitError::new(
             UNAVAILABLE,
             format!(
@@ -123,18 +136,19 @@ pub async fn run(
 
     let drained = tokio::time::timeout(
         DRAIN_TIMEOUT,
-        progress.wait_for(|p| p.completed >= published),
+        progress.wait_for(|s| completed(s) >= published),
     )
     .await
     .is_ok();
     let elapsed = start.elapsed();
-    let completed = progress.borrow().completed;
+    let completed = completed(&progress.borrow());
     if !drained {
         tracing::warn!(
             "the broker took {completed} of {published} messages within {DRAIN_TIMEOUT:?}"
         );
     }
     let _ = client.disconnect().await;
+    // The pump ends once the broker closed the connection after our DISCONNECT.
     if tokio::time::timeout(Duration::from_secs(2), poller)
         .await
         .is_err()
@@ -157,56 +171,6 @@ async fn send(client: &AsyncClient, qos: QoS, out: &mut Vec<Message>) -> anyhow:
             .context("the MQTT event loop stopped")?;
     }
     Ok(n)
-}
-
-/// Poll the event loop, counting completions, until our DISCONNECT went out; subscribe to
-/// `filters` on every fresh session and pass what arrives on to `commands`.
-async fn poll(
-    mut driver: mqtt::Driver,
-    client: AsyncClient,
-    qos: QoS,
-    tx: watch::Sender<Progress>,
-    filters: Vec<SubscribeFilter>,
-    commands: mpsc::Sender<rumqttc::Publish>,
-) {
-    loop {
-        match driver.next().await {
-            DriverEvent::Connected { fresh } => {
-                if fresh && !filters.is_empty() {
-                    // Through the request channel only this task drains: never await it here.
-                    if let Err(e) = client.try_subscribe_many(filters.clone()) {
-                        tracing::warn!("cannot subscribe to the plugs' commands: {e}");
-                    }
-                }
-                tx.send_modify(|p| {
-                    if p.last_error.take().is_some() {
-                        tracing::info!("connected to the broker again");
-                    }
-                    p.connected = true;
-                })
-            }
-            DriverEvent::Event(Event::Incoming(Packet::Publish(p))) => {
-                // A full queue drops the command: a device that is busy misses one too.
-                let _ = commands.try_send(p);
-            }
-            DriverEvent::Event(Event::Outgoing(Outgoing::Publish(_))) if qos == QoS::AtMostOnce => {
-                tx.send_modify(|p| p.completed += 1)
-            }
-            DriverEvent::Event(Event::Incoming(Packet::PubAck(_))) if qos != QoS::AtMostOnce => {
-                tx.send_modify(|p| p.completed += 1)
-            }
-            DriverEvent::Event(Event::Outgoing(Outgoing::Disconnect)) | DriverEvent::Closed => {
-                return;
-            }
-            DriverEvent::Event(_) => {}
-            DriverEvent::Disconnected(e) => tx.send_modify(|p| {
-                if p.last_error.is_none() && p.connected {
-                    tracing::warn!("lost the broker: {e}; reconnecting");
-                }
-                p.last_error = Some(e);
-            }),
-        }
-    }
 }
 
 /// Sleep until `at`, or forever when there is no such instant.
