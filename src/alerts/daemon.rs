@@ -3,16 +3,17 @@
 //!
 //! Same shape as every iotitan daemon: connect → READY → a loop that `select!`s over broker
 //! updates, the machine's next timer, the watchdog and shutdown → drain. The event loop is
-//! polled in a task of its own (rumqttc needs continuous polling), and everything we publish
-//! goes through `try_publish` with a small outbox in front, so the loop never blocks on a
-//! full request channel while the broker is away.
+//! polled by the pump ([`mqtt::Pump`]), which waits for this loop when it falls behind
+//! (backpressure), so everything we publish goes through `try_publish` with a small outbox in
+//! front: the loop never blocks on a full request channel.
 //!
-//! Restart safety: after each (clean-session) connect we subscribe twice, in order:
+//! Restart safety: after each (clean-session) connect the pump subscribes twice, in order:
 //! 1. the retained alert outputs of the watched series, QoS 0;
 //! 2. the inputs, QoS 1.
 //!
 //! The broker handles the two SUBSCRIBEs in order, so every retained output of (1) arrives
-//! before the SUBACK of (2). Readings that arrive before that SUBACK are held back, so the
+//! before the SUBACK of (2), which the pump reports in order with the messages
+//! ([`Update::Subscribed`]). Readings that arrive before that SUBACK are held back, so the
 //! machine knows which alerts are on before it judges any value: a restart neither announces
 //! an active alert again nor forgets it.
 //!
@@ -24,12 +25,12 @@ use super::machine::checks;
 use super::{Kind, Machine, Observed, Transition, event::Event, parse_state, split_output};
 use crate::config::Config;
 use crate::exit::{self, ExitError};
-use crate::mqtt::{self, Driver, DriverEvent};
+use crate::mqtt::{self, Update, subscribe::Outcome};
 use crate::notify;
 use crate::payload::{Extractor, Reading};
 use crate::shutdown::Shutdown;
 use anyhow::Context;
-use rumqttc::{AsyncClient, Event as MqttEvent, Outgoing, Packet, Publish, QoS, SubscribeFilter};
+use rumqttc::{AsyncClient, Publish, QoS, SubscribeFilter};
 use std::collections::{BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -39,8 +40,12 @@ use tokio::sync::mpsc;
 const HELD_BACK_MAX: usize = 100_000;
 /// How long shutdown waits for queued messages to reach the broker.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(3);
+/// How often shutdown retries queued messages while the request channel is full.
+const DRAIN_RETRY: Duration = Duration::from_millis(10);
 /// How often a queued message is retried while the request channel is full.
 const RETRY: Duration = Duration::from_millis(100);
+/// Updates buffered between the pump and the main loop.
+const INBOX: usize = 1024;
 /// How often the status line (systemd `STATUS=`) is refreshed.
 const STATUS_EVERY: Duration = Duration::from_secs(60);
 
@@ -54,9 +59,22 @@ pub async fn run(cfg: &Config, mut shutdown: Shutdown) -> anyhow::Result<()> {
         .into());
     }
     let (client, driver) = mqtt::connect(&cfg.mqtt, "alerts").context("mqtt settings")?;
-    let (tx, mut rx) = mpsc::channel(1024);
-    let poller = tokio::spawn(poll(driver, tx));
-    let mut d = Daemon::new(cfg, client);
+    let mut d = Daemon::new(cfg, client.clone());
+    let filters = |topics: &[String], qos| {
+        topics
+            .iter()
+            .map(|t| SubscribeFilter::new(t.clone(), qos))
+            .collect::<Vec<_>>()
+    };
+    let mqtt::Pumped {
+        mut inbox,
+        task: mut poller,
+        ..
+    } = mqtt::Pump::new(client, driver)
+        .subscribe(filters(&d.outputs, QoS::AtMostOnce))
+        .subscribe(filters(&d.inputs, QoS::AtLeastOnce))
+        .inbox(INBOX)
+        .spawn::<Update>();
     tracing::info!(
         rules = cfg.alerts.rule.len(),
         broker = %format!("{}:{}", cfg.mqtt.host, cfg.mqtt.port),
@@ -69,7 +87,7 @@ pub async fn run(cfg: &Config, mut shutdown: Shutdown) -> anyhow::Result<()> {
         let deadline = d.machine.next_deadline();
         tokio::select! {
             _ = shutdown.recv() => break,
-            update = rx.recv() => match update {
+            update = inbox.recv() => match update {
                 Some(u) => d.on_update(u),
                 None => anyhow::bail!("the MQTT event loop stopped"),
             },
@@ -82,7 +100,7 @@ pub async fn run(cfg: &Config, mut shutdown: Shutdown) -> anyhow::Result<()> {
     }
 
     notify::stopping();
-    d.drain(&mut rx).await;
+    d.drain(&mut inbox, &mut poller).await;
     poller.abort();
     tracing::info!(
         messages = d.counts.messages,
@@ -99,16 +117,6 @@ async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
         None => std::future::pending().await,
-    }
-}
-
-/// Poll the event loop forever, handing every update to the main loop.
-async fn poll(mut driver: Driver, tx: mpsc::Sender<DriverEvent>) {
-    loop {
-        let update = driver.next().await;
-        if tx.send(update).await.is_err() {
-            return;
-        }
     }
 }
 
@@ -167,8 +175,8 @@ struct Daemon {
     action_topics: BTreeSet<String>,
     outputs: Vec<String>,
     inputs: Vec<String>,
-    /// SUBACKs still expected before the retained alert states are all in.
-    restoring: Option<usize>,
+    /// Whether the retained alert states of this session are still coming in.
+    restoring: bool,
     /// Fresh sessions so far: retained readings are news only in the first one.
     sessions: u32,
     held_back: Vec<Publish>,
@@ -195,7 +203,7 @@ impl Daemon {
                 .collect(),
             outputs,
             inputs,
-            restoring: None,
+            restoring: false,
             sessions: 0,
             held_back: Vec::new(),
             ready: false,
@@ -206,66 +214,33 @@ impl Daemon {
         }
     }
 
-    fn on_update(&mut self, update: DriverEvent) {
+    fn on_update(&mut self, update: Update) {
         match update {
-            DriverEvent::Connected { fresh } => {
-                tracing::info!(fresh, "connected to the broker");
+            Update::Connected { fresh } => {
                 if fresh {
                     self.sessions += 1;
-                    self.subscribe();
+                    self.restoring = true;
+                    tracing::debug!(outputs = ?self.outputs, inputs = ?self.inputs, "subscribing");
                 }
             }
-            DriverEvent::Disconnected(e) => tracing::warn!("broker connection lost: {e}"),
-            // Never seen: the daemon holds its client until it returns.
-            DriverEvent::Closed => {}
-            DriverEvent::Event(MqttEvent::Incoming(Packet::Publish(p))) => self.on_publish(p),
-            DriverEvent::Event(MqttEvent::Incoming(Packet::SubAck(ack))) => {
-                if ack
-                    .return_codes
-                    .iter()
-                    .any(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure))
-                {
-                    tracing::error!(codes = ?ack.return_codes, "the broker refused a subscription");
-                }
-                self.on_suback();
-            }
-            DriverEvent::Event(_) => {}
+            Update::Message(p) => self.on_publish(p),
+            Update::Subscribed(outcome) => self.on_subscribed(outcome),
         }
     }
 
-    /// Subscribe to the outputs (read-back), then the inputs; see the module docs.
-    fn subscribe(&mut self) {
-        let filters = |topics: &[String], qos| {
-            topics
-                .iter()
-                .map(|t| SubscribeFilter::new(t.clone(), qos))
-                .collect::<Vec<_>>()
-        };
-        let outputs = self
-            .client
-            .try_subscribe_many(filters(&self.outputs, QoS::AtMostOnce));
-        let inputs = self
-            .client
-            .try_subscribe_many(filters(&self.inputs, QoS::AtLeastOnce));
-        if let Err(e) = outputs.and(inputs) {
-            // Only possible with thousands of messages queued for a broker that is away.
-            tracing::error!("cannot subscribe ({e}); retrying on the next connect");
-            self.restoring = None;
+    /// The SUBACK of the inputs came: the retained alert states are all in.
+    fn on_subscribed(&mut self, outcome: Outcome) {
+        if !self.restoring {
             return;
         }
-        self.restoring = Some(2);
-        tracing::debug!(outputs = ?self.outputs, inputs = ?self.inputs, "subscribing");
-    }
-
-    fn on_suback(&mut self) {
-        let Some(n) = self.restoring else { return };
-        if n > 1 {
-            self.restoring = Some(n - 1);
-            return;
-        }
-        self.restoring = None;
+        self.restoring = false;
         for p in std::mem::take(&mut self.held_back) {
             self.read(&p);
+        }
+        // A refusal was logged by the pump; what was granted is watched all the same, but
+        // the start is not complete.
+        if outcome == Outcome::Refused {
+            return;
         }
         tracing::info!(
             series = self.machine.series_count(),
@@ -301,7 +276,7 @@ impl Daemon {
         if p.retain && self.sessions > 1 {
             return;
         }
-        if self.restoring.is_some() {
+        if self.restoring {
             if self.held_back.len() < HELD_BACK_MAX {
                 self.held_back.push(p);
             } else {
@@ -435,8 +410,16 @@ impl Daemon {
         );
     }
 
-    /// Send what is queued and disconnect cleanly, for at most [`DRAIN_TIMEOUT`].
-    async fn drain(&mut self, rx: &mut mpsc::Receiver<DriverEvent>) {
+    /// Send what is queued and disconnect cleanly, for at most [`DRAIN_TIMEOUT`]: done once
+    /// the pump ended, which it does when the broker closed the connection after our
+    /// DISCONNECT, so everything before it reached the broker.
+    async fn drain(
+        &mut self,
+        inbox: &mut mpsc::Receiver<Update>,
+        pump: &mut tokio::task::JoinHandle<()>,
+    ) {
+        // The pump must not wait for this task while this task waits for it.
+        inbox.close();
         let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
         let mut disconnect_sent = false;
         loop {
@@ -444,11 +427,11 @@ impl Daemon {
             if self.outbox.is_empty() && !disconnect_sent {
                 disconnect_sent = self.client.try_disconnect().is_ok();
             }
-            let update = tokio::time::timeout_at(deadline, rx.recv()).await;
-            match update {
-                Ok(Some(DriverEvent::Event(MqttEvent::Outgoing(Outgoing::Disconnect)))) => return,
-                Ok(Some(_)) => {}
-                Ok(None) | Err(_) => break,
+            tokio::select! {
+                _ = &mut *pump => return,
+                // The request channel was full: try again soon.
+                _ = tokio::time::sleep(DRAIN_RETRY), if !disconnect_sent => {}
+                _ = tokio::time::sleep_until(deadline) => break,
             }
         }
         if !self.outbox.is_empty() || !disconnect_sent {
