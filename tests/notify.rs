@@ -103,3 +103,82 @@ fn http_tells_systemd_ready_watchdog_and_stopping() {
         &[("IOTITAN_HTTP_TOKEN_T", "NOTIFYTESTTOKEN0000")],
     );
 }
+
+/// Run `program --config config` under a notify socket against `m`, which refuses the
+/// daemon's subscriptions: the refusal is logged and READY never comes, so `systemctl start`
+/// fails instead of reporting a daemon that receives nothing. SIGTERM still stops it cleanly.
+fn refused_subscription_is_never_ready(
+    m: &Mosquitto,
+    program: &str,
+    config: &Path,
+    env: &[(&str, &str)],
+) {
+    let notify = NotifySocket::new();
+    let log = config.with_file_name("daemon.log");
+    let mut cmd = systemd_command(program, &notify, 0);
+    cmd.arg("--config")
+        .arg(config)
+        .envs(env.iter().copied())
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap());
+    let mut child = cmd.spawn().expect("start the daemon");
+    let log = || std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        wait_until(Duration::from_secs(10), || log()
+            .contains("the broker refused a subscription")),
+        "no refusal in the log\n{}\n{}",
+        log(),
+        m.log()
+    );
+    // READY would have been sent when the last SUBACK was handled, before the log line.
+    while let Some(d) = notify.recv(Duration::from_millis(200)) {
+        assert!(!d.lines().any(|l| l == "READY=1"), "READY=1\n{}", log());
+    }
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = wait_exit(&mut child, Duration::from_secs(5));
+    let _ = child.kill();
+    let status = status.unwrap_or_else(|| panic!("no exit after SIGTERM\n{}", log()));
+    assert!(status.success(), "{status:?}\n{}", log());
+    assert!(!log().contains("subscribed"), "{}", log());
+}
+
+#[test]
+fn alerts_is_not_ready_when_the_broker_refuses_its_inputs() {
+    let m = Mosquitto::start_refusing("iotitan/#");
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(
+        dir.path(),
+        &format!(
+            "{}\n[[alerts.rule]]\ntopics = \"iotitan/+/temperature\"\nhigh = 30\n",
+            m.mqtt_toml("refused-alerts")
+        ),
+    );
+    refused_subscription_is_never_ready(&m, env!("CARGO_BIN_EXE_iotitan-alerts"), &cfg, &[]);
+}
+
+#[test]
+fn bridge_is_not_ready_when_the_broker_refuses_its_topics() {
+    let m = Mosquitto::start_refusing("t/#");
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(
+        dir.path(),
+        &format!(
+            "state_dir = \"{}\"\n{}\n[[bridge.channel]]\nid = 4242\nurl = \"http://127.0.0.1:{}\"\n\
+             fields = {{ \"t/a\" = 1 }}\n",
+            dir.path().join("state").display(),
+            m.mqtt_toml("refused-bridge"),
+            free_port()
+        ),
+    );
+    refused_subscription_is_never_ready(
+        &m,
+        env!("CARGO_BIN_EXE_iotitan-bridge"),
+        &cfg,
+        &[("IOTITAN_THINGSPEAK_KEY_4242", "NOTIFYTESTKEY0000")],
+    );
+}

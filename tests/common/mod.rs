@@ -117,6 +117,48 @@ impl Mosquitto {
         m
     }
 
+    /// A broker that refuses (SUBACK return code 0x80) every subscription to a filter
+    /// matching `pattern`, through mosquitto's dynamic-security plugin: its `acl_file` never
+    /// refuses a subscription, it only filters what is delivered.
+    pub fn start_refusing(pattern: &str) -> Mosquitto {
+        let plugin = [
+            "/usr/lib/x86_64-linux-gnu",
+            "/usr/lib/aarch64-linux-gnu",
+            "/usr/lib",
+        ]
+        .iter()
+        .map(|d| Path::new(d).join("mosquitto_dynamic_security.so"))
+        .find(|p| p.exists())
+        .expect("mosquitto_dynamic_security.so (package mosquitto) is required");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let json = dir.path().join("dynamic-security.json");
+        let config = serde_json::json!({
+            "defaultACLAccess": {
+                "publishClientSend": true, "publishClientReceive": true,
+                "subscribe": true, "unsubscribe": true,
+            },
+            "clients": [],
+            "groups": [{"groupname": "anonymous", "roles": [{"rolename": "refuse"}]}],
+            "anonymousGroup": "anonymous",
+            "roles": [{"rolename": "refuse", "acls": [
+                {"acltype": "subscribePattern", "topic": pattern, "allow": false},
+            ]}],
+        });
+        std::fs::write(&json, config.to_string()).expect("write the dynamic-security config");
+        let mut m = Mosquitto {
+            port: free_port(),
+            extra: format!(
+                "plugin {}\nplugin_opt_config_file {}\n",
+                plugin.display(),
+                json.display()
+            ),
+            dir,
+            child: None,
+        };
+        m.spawn();
+        m
+    }
+
     /// The broker's log so far.
     /// Its log (stderr) so far.
     pub fn log(&self) -> String {
