@@ -263,6 +263,7 @@ struct Poller<T> {
     /// Messages read and not handed to the consumer yet, oldest first (backpressure only).
     waiting: VecDeque<T>,
     disconnecting: bool,
+    /// Started with [`Pump::spawn_confirmed`]: requests are tracked and dropped on failure.
     confirmed: bool,
     shared: Arc<Shared>,
     subscribed: watch::Sender<bool>,
@@ -436,17 +437,25 @@ impl<T: Inbound> Poller<T> {
                 self.deliver(T::connected(fresh));
             }
             DriverEvent::Event(Event::Incoming(Packet::Publish(p))) => {
-                self.shared.lock().dispatch(&p);
+                // Only a confirmed pump has listeners or waiters: the others skip the lock
+                // on the paths every message takes.
+                if self.confirmed {
+                    self.shared.lock().dispatch(&p);
+                }
                 if self.tx.is_some() {
                     self.deliver(Some(T::message(p)));
                 }
             }
             DriverEvent::Event(Event::Outgoing(Outgoing::Publish(pkid))) => {
-                self.shared.lock().on_publish_written(pkid);
+                if self.confirmed {
+                    self.shared.lock().on_publish_written(pkid);
+                }
                 self.sent.send_modify(|s| s.written += 1);
             }
             DriverEvent::Event(Event::Incoming(Packet::PubAck(ack))) => {
-                self.shared.lock().on_puback(ack.pkid);
+                if self.confirmed {
+                    self.shared.lock().on_puback(ack.pkid);
+                }
                 self.sent.send_modify(|s| s.acked += 1);
             }
             DriverEvent::Event(Event::Outgoing(Outgoing::Subscribe(pkid))) => {
