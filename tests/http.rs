@@ -140,7 +140,10 @@ struct Setup {
 }
 
 fn setup(extra: &str, with_logger: bool) -> Setup {
-    let m = Mosquitto::start();
+    setup_with(Mosquitto::start(), extra, with_logger)
+}
+
+fn setup_with(m: Mosquitto, extra: &str, with_logger: bool) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let (r, logger, syslog) = if with_logger {
@@ -827,6 +830,38 @@ async fn commands_are_acknowledged_by_the_plug_or_time_out() {
     sub.wait_for(TIMEOUT, |l| l == "iotitan/x/cmd 1");
     let _ = sim.kill();
     let _ = sim.wait();
+}
+
+/// A command whose answer topic the broker refuses to subscribe to is not sent: its answer
+/// could never be seen, and the client is told the command was not published.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_answer_subscription_answers_503_and_sends_nothing() {
+    let s = setup_with(Mosquitto::start_refusing("iotitan/refused/#"), "", false);
+    let d = &s.d;
+    let sub = everything(&s.m);
+    let body = json!({
+        "topic": "iotitan/x/cmd",
+        "payload": "refused",
+        "await": {"topic": "iotitan/refused/answer", "timeout": "5s"},
+    });
+    let (st, v) = post(d, "/api/v1/commands", Some(OPS), &body.to_string()).await;
+    assert_eq!(
+        (st, code(&v)),
+        (StatusCode::SERVICE_UNAVAILABLE, "broker_unavailable"),
+        "{v}"
+    );
+    d.wait_log("the broker refused a subscription");
+    // The connection is still good: a command without "await" goes out, and only it.
+    let (st, v) = post(
+        d,
+        "/api/v1/commands",
+        Some(OPS),
+        r#"{"topic": "iotitan/x/cmd", "payload": "sent"}"#,
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let before = lines_until(&sub, "iotitan/x/cmd sent");
+    assert!(before.is_empty(), "{before:#?}");
 }
 
 #[test]
