@@ -112,12 +112,9 @@ impl RelpConn {
                 }
             }
         }
-        // Answers that came before the close still count.
-        let res = self.take_frames(settled);
-        match closed {
-            Some(e) => Err(e),
-            None => res,
-        }
+        // Answers that came before the close still count; garbage says more than the close.
+        self.take_frames(settled)?;
+        closed.map_or(Ok(()), Err)
     }
 
     fn take_frames(&mut self, settled: &mut Settled) -> io::Result<()> {
@@ -933,6 +930,87 @@ mod tests {
                 b"three".into(),
                 b"four".into()
             ]
+        );
+    }
+
+    /// A RELP daemon on loopback that answers `open`, then the three records it gets out of
+    /// order (one refused), then garbage: the answers settle in send order, the refusal is
+    /// counted, and the garbage ends the connection with the last record to be sent again.
+    #[test]
+    fn relp_answers_settle_in_order_and_garbage_ends_the_connection() {
+        use std::io::Read;
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = l.accept().unwrap();
+            let mut buf = Vec::new();
+            let mut records = Vec::new();
+            let mut chunk = [0u8; 4096];
+            while records.len() < 3 {
+                let n = s.read(&mut chunk).unwrap();
+                assert!(n > 0, "client closed early");
+                buf.extend_from_slice(&chunk[..n]);
+                while let Some((f, used)) = relp::parse(&buf).unwrap() {
+                    buf.drain(..used);
+                    if f.command == "open" {
+                        assert_eq!(f.txnr, 1);
+                        s.write_all(b"1 rsp 6 200 OK\n").unwrap();
+                    } else {
+                        assert_eq!(f.command, "syslog");
+                        records.push((f.txnr, f.data));
+                    }
+                }
+            }
+            s.write_all(b"3 rsp 6 200 OK\n2 rsp 11 500 no room\nHTTP/1.1 400\n")
+                .unwrap();
+            records
+        });
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let mut sink = Sink::new(SyslogTarget::Relp(addr));
+        assert!(sink.confirms());
+        rt.block_on(sink.ready(true));
+        assert!(sink.is_connected(), "{:?}", sink.last_error());
+        let (n, outcome) = sink.try_write_many(&[b"a", b"b", b"c"]);
+        assert_eq!(n, 3);
+        assert!(matches!(outcome, Written::Done), "{outcome:?}");
+        let mut total = Settled::default();
+        rt.block_on(async {
+            tokio::time::timeout(Duration::from_secs(10), async {
+                while !total.lost {
+                    sink.ready(false).await;
+                    let s = sink.take_settled();
+                    total.answered += s.answered;
+                    total.refused += s.refused;
+                    total.last_refusal = s.last_refusal.or(total.last_refusal.take());
+                    total.lost = s.lost;
+                }
+            })
+            .await
+            .expect("the garbage ends the connection");
+        });
+        assert_eq!(
+            total,
+            Settled {
+                answered: 2,
+                refused: 1,
+                last_refusal: Some("500 no room".into()),
+                lost: true,
+            }
+        );
+        assert!(!sink.is_connected());
+        assert!(
+            sink.last_error()
+                .is_some_and(|e| e.contains("not a RELP answer")),
+            "{:?}",
+            sink.last_error()
+        );
+        let records = server.join().unwrap();
+        assert_eq!(
+            records,
+            vec![(2, b"a".to_vec()), (3, b"b".to_vec()), (4, b"c".to_vec())]
         );
     }
 
