@@ -256,10 +256,26 @@ fn seen(recs: &[Rec]) -> (HashSet<usize>, usize) {
 /// Stream `n` QoS 1 messages at 2 000 msg/s; `disrupt` runs once a fifth has been logged;
 /// then every message must be in syslog (duplicates are allowed: at-least-once).
 fn zero_lost(disrupt: impl FnOnce(&mut Mosquitto, &mut Rsyslogd, &mut Logger, &Path)) {
+    zero_lost_on(false, disrupt)
+}
+
+/// [`zero_lost`] to rsyslog's unix socket (`relp` false) or over RELP.
+fn zero_lost_on(
+    relp: bool,
+    disrupt: impl FnOnce(&mut Mosquitto, &mut Rsyslogd, &mut Logger, &Path),
+) {
     let mut m = Mosquitto::start();
-    let mut r = Rsyslogd::start();
+    let mut r = if relp {
+        Rsyslogd::start_relp()
+    } else {
+        Rsyslogd::start()
+    };
     let dir = tempfile::tempdir().unwrap();
-    let target = format!("unix:{}", r.socket.display());
+    let target = if relp {
+        format!("relp:127.0.0.1:{}", r.relp_port)
+    } else {
+        format!("unix:{}", r.socket.display())
+    };
     let cfg = config(dir.path(), &m, &target, "");
     let mut logger = Logger::start(&cfg);
     wait_subscribed(&m, || probes_in(&rsyslog_records(&r)));
@@ -303,6 +319,12 @@ fn logger_sigkill_mid_stream_loses_nothing() {
 #[test]
 fn rsyslogd_restart_mid_stream_loses_nothing() {
     zero_lost(|_, r, _, _| r.restart());
+}
+
+/// Over RELP, unlike TCP (below), a restart under a live stream loses nothing either.
+#[test]
+fn relp_rsyslogd_restart_mid_stream_loses_nothing() {
+    zero_lost_on(true, |_, r, _, _| r.restart());
 }
 
 /// How many records each number of `stream/` has.

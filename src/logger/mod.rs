@@ -4,7 +4,7 @@
 //! Shape: a poller task keeps the MQTT event loop moving ([`mqtt::spawn_poller`]); this task
 //! turns each message into a record ([`record::encode`]) and writes it to a non-blocking
 //! [`Sink`]. A QoS ≥ 1 message is acknowledged only after its record was handed to the syslog
-//! socket (manual acks), so a crash loses nothing the broker still holds. What waits for
+//! socket, or over RELP only after the daemon answered it (manual acks), so a crash loses nothing the broker still holds. What waits for
 //! syslog, what is owed to the broker and when to stop taking messages is the [`Outbox`]'s
 //! business: records that syslog cannot take at once wait in a queue bounded in records
 //! (`logger.queue`) and in bytes (`logger.queue_bytes`, so the daemon stays small whatever the
@@ -558,7 +558,7 @@ impl Logger {
     fn report(&mut self) {
         let c = self.counters;
         notify::status(&format!(
-            "{} received, {} written, {} queued{}, {} dropped (too big)",
+            "{} received, {} written, {} queued{}, {} dropped (too big), {} refused",
             c.received,
             c.written,
             self.outbox.len(),
@@ -567,7 +567,8 @@ impl Logger {
             } else {
                 ""
             },
-            c.dropped_too_big
+            c.dropped_too_big,
+            c.refused
         ));
     }
 }

@@ -1,5 +1,5 @@
-//! Writing records to a syslog daemon: unix datagram (stream as fallback), UDP, or TCP with
-//! RFC 6587 octet-counting framing; RFC 3164 or RFC 5424 headers.
+//! Writing records to a syslog daemon: unix datagram (stream as fallback), UDP, TCP with
+//! RFC 6587 octet-counting framing, or RELP ([`super::relp`]); RFC 3164 or RFC 5424 headers.
 //!
 //! Why not the `syslog` crate's loggers: they write no framing on TCP, never reconnect after
 //! the daemon restarts (rust-syslog #21), block the caller, and its RFC 3164 formatter stamps
