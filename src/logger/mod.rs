@@ -39,6 +39,8 @@ use std::time::{Duration, Instant, SystemTime};
 const DRAIN_BUDGET: Duration = Duration::from_millis(500);
 /// How long a shutdown may spend handing the last acknowledgements to the event loop.
 const ACK_BUDGET: Duration = Duration::from_millis(100);
+/// How long a shutdown waits for a RELP daemon to answer `close`.
+const CLOSE_BUDGET: Duration = Duration::from_millis(50);
 /// How long a shutdown waits for the disconnect to reach the broker.
 const DISCONNECT_BUDGET: Duration = Duration::from_millis(200);
 /// Messages buffered between the poller and the writer: a full inbox stops the poller, which
@@ -277,6 +279,7 @@ impl Logger {
         let deadline = tokio::time::Instant::now() + DRAIN_BUDGET;
         self.drain(deadline).await;
         self.last_acks(deadline + ACK_BUDGET).await;
+        self.sink.close(CLOSE_BUDGET).await;
     }
 
     /// Log changes in the flow of messages (see [`Outbox::update`]).

@@ -267,6 +267,12 @@ impl Session {
         encode(out, t, "open", OFFERS.as_bytes());
     }
 
+    /// Append the `close` frame (the session's last) to `out`.
+    pub fn close(&mut self, out: &mut Vec<u8>) {
+        let t = self.take_txnr();
+        encode(out, t, "close", b"");
+    }
+
     /// Whether a syslog frame may be sent now: the session is open and the window not full.
     pub fn has_room(&self) -> bool {
         self.opened && self.window.len() < self.capacity

@@ -257,6 +257,31 @@ impl Sink {
         matches!(self.target, SyslogTarget::Unix(_)).then_some(self.unread.cap)
     }
 
+    /// Close the connection. A RELP session is ended with `close` and its answer awaited for
+    /// at most `budget`, so that the daemon does not log a broken session; the answers still
+    /// to come for records are not waited for (their messages stay unacknowledged).
+    pub async fn close(&mut self, budget: Duration) {
+        if let Some(Conn::Relp(c)) = &mut self.conn {
+            c.session.close(&mut c.out);
+            let _ = tokio::time::timeout(budget, async {
+                while !c.out.is_empty() {
+                    if c.stream.writable().await.is_err() || c.flush_out().is_err() {
+                        return;
+                    }
+                }
+                let mut buf = [0u8; 4096];
+                // Until the daemon closes its side (after answering `close`).
+                while let Ok(n) = c.stream.read(&mut buf).await {
+                    if n == 0 {
+                        return;
+                    }
+                }
+            })
+            .await;
+        }
+        self.conn = None;
+    }
+
     /// Whether the daemon confirms records (RELP): a record handed over is written only once
     /// [`Sink::take_settled`] says it was answered, and must be kept until then.
     pub fn confirms(&self) -> bool {
