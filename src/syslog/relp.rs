@@ -44,12 +44,13 @@ pub fn encode(out: &mut Vec<u8>, txnr: u32, command: &str, data: &[u8]) {
     out.push(b'\n');
 }
 
-/// A frame received from the daemon.
+/// A frame received from the daemon, borrowed from the input buffer (an answer per record:
+/// no allocation on that path).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Frame {
+pub struct Frame<'a> {
     pub txnr: u32,
-    pub command: String,
-    pub data: Vec<u8>,
+    pub command: &'a str,
+    pub data: &'a [u8],
 }
 
 /// Bytes that are not a RELP frame: the connection cannot be trusted any more.
@@ -113,7 +114,7 @@ fn number(
 /// Parse one frame from the front of `buf`: the frame and how many bytes it took, or
 /// `Ok(None)` when `buf` holds only the beginning of a frame (read more and call again).
 /// Partial input is never an error and garbage always is, as soon as it is seen.
-pub fn parse(buf: &[u8]) -> Result<Option<(Frame, usize)>, FrameError> {
+pub fn parse(buf: &[u8]) -> Result<Option<(Frame<'_>, usize)>, FrameError> {
     let mut at = 0;
     let Some((txnr, _)) = number(buf, &mut at, 9, b" ", FrameError::Txnr)? else {
         return Ok(None);
@@ -128,7 +129,8 @@ pub fn parse(buf: &[u8]) -> Result<Option<(Frame, usize)>, FrameError> {
             continue;
         }
         if b == b' ' && at - 1 > start {
-            break String::from_utf8_lossy(&buf[start..at - 1]).into_owned();
+            // Letters only: valid UTF-8.
+            break std::str::from_utf8(&buf[start..at - 1]).unwrap_or_default();
         }
         return Err(FrameError::Command);
     };
@@ -146,7 +148,7 @@ pub fn parse(buf: &[u8]) -> Result<Option<(Frame, usize)>, FrameError> {
                 Frame {
                     txnr: txnr as u32,
                     command,
-                    data: Vec::new(),
+                    data: &[],
                 },
                 at,
             )));
@@ -160,7 +162,7 @@ pub fn parse(buf: &[u8]) -> Result<Option<(Frame, usize)>, FrameError> {
     if trailer != b'\n' {
         return Err(FrameError::Trailer);
     }
-    let data = buf[at..at + len].to_vec();
+    let data = &buf[at..at + len];
     Ok(Some((
         Frame {
             txnr: txnr as u32,
@@ -171,18 +173,15 @@ pub fn parse(buf: &[u8]) -> Result<Option<(Frame, usize)>, FrameError> {
     )))
 }
 
-/// The status of an answer's data: `200 OK` → `(200, "OK")`; `None` if it has none.
-pub fn status(data: &[u8]) -> Option<(u16, String)> {
+/// The status line of an answer's data: `200 OK` → `(200, "OK")`; `None` if it has none.
+pub fn status(data: &[u8]) -> Option<(u16, &[u8])> {
     let line = data.split(|&b| b == b'\n').next()?;
     let code = line.get(..3)?;
     if !code.iter().all(u8::is_ascii_digit) {
         return None;
     }
     let code = code.iter().fold(0u16, |n, &d| n * 10 + u16::from(d - b'0'));
-    let text = String::from_utf8_lossy(line.get(3..).unwrap_or_default())
-        .trim()
-        .to_owned();
-    Some((code, text))
+    Some((code, line.get(3..).unwrap_or_default().trim_ascii()))
 }
 
 /// What the daemon said about one `syslog` frame.
@@ -291,25 +290,26 @@ impl Session {
     }
 
     /// Take in a frame from the daemon.
-    pub fn on_frame(&mut self, f: &Frame) -> Result<Event, SessionError> {
-        match f.command.as_str() {
+    pub fn on_frame(&mut self, f: &Frame<'_>) -> Result<Event, SessionError> {
+        match f.command {
             "serverclose" => return Ok(Event::ServerClose),
             "rsp" => {}
             other => return Err(SessionError::Unexpected(format!("command {other:?}"))),
         }
-        let (code, text) = status(&f.data).ok_or_else(|| {
+        let (code, text) = status(f.data).ok_or_else(|| {
             SessionError::Unexpected(format!(
                 "answer without status: {:?}",
-                String::from_utf8_lossy(&f.data)
+                String::from_utf8_lossy(f.data)
             ))
         })?;
+        let status_line = || format!("{code} {}", String::from_utf8_lossy(text));
         if !self.opened {
             // Only the answer to `open` (transaction 1) can come before it is open.
             if f.txnr != 1 {
                 return Err(SessionError::UnknownTxnr(f.txnr));
             }
             if code != 200 {
-                return Err(SessionError::OpenRefused(format!("{code} {text}")));
+                return Err(SessionError::OpenRefused(status_line()));
             }
             self.opened = true;
             return Ok(Event::Opened);
@@ -322,7 +322,7 @@ impl Session {
         slot.1 = Some(if code == 200 {
             Answer::Taken
         } else {
-            Answer::Refused(format!("{code} {text}"))
+            Answer::Refused(status_line())
         });
         Ok(Event::Answered)
     }
@@ -345,11 +345,11 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn frame(txnr: u32, command: &str, data: &[u8]) -> Frame {
+    fn frame<'a>(txnr: u32, command: &'a str, data: &'a [u8]) -> Frame<'a> {
         Frame {
             txnr,
-            command: command.into(),
-            data: data.to_vec(),
+            command,
+            data,
         }
     }
 
@@ -374,12 +374,12 @@ mod tests {
         assert_eq!(used, open.len());
         assert_eq!(f.txnr, 1);
         assert_eq!(f.command, "rsp");
-        assert_eq!(status(&f.data), Some((200, "OK".into())));
+        assert_eq!(status(f.data), Some((200, &b"OK"[..])));
         let (f, used) = parse(b"0 serverclose 0\n9 rsp").unwrap().unwrap();
         assert_eq!((f, used), (frame(0, "serverclose", b""), 16));
         assert_eq!(
             status(b"500 error: message too long"),
-            Some((500, "error: message too long".into()))
+            Some((500, &b"error: message too long"[..]))
         );
         assert_eq!(status(b"OK"), None);
     }
@@ -516,8 +516,8 @@ mod tests {
                 buf.extend_from_slice(&wire[fed..cut]);
                 fed = cut;
                 while let Some((f, used)) = parse(&buf).unwrap() {
+                    got.push((f.txnr, f.command.to_owned(), f.data.to_vec()));
                     buf.drain(..used);
-                    got.push((f.txnr, f.command, f.data));
                 }
             }
             prop_assert!(buf.is_empty());

@@ -701,8 +701,9 @@ async fn connect_relp(addr: &str) -> io::Result<Conn> {
             )
         })?;
         if let Some((f, used)) = parsed {
+            let event = session.on_frame(&f);
             input.drain(..used);
-            match session.on_frame(&f) {
+            match event {
                 Ok(relp::Event::Opened) => {}
                 Ok(_) => {
                     return Err(io::Error::new(
@@ -976,13 +977,14 @@ mod tests {
                 assert!(n > 0, "client closed early");
                 buf.extend_from_slice(&chunk[..n]);
                 while let Some((f, used)) = relp::parse(&buf).unwrap() {
+                    let (command, txnr, data) = (f.command.to_owned(), f.txnr, f.data.to_vec());
                     buf.drain(..used);
-                    if f.command == "open" {
-                        assert_eq!(f.txnr, 1);
+                    if command == "open" {
+                        assert_eq!(txnr, 1);
                         s.write_all(b"1 rsp 6 200 OK\n").unwrap();
                     } else {
-                        assert_eq!(f.command, "syslog");
-                        records.push((f.txnr, f.data));
+                        assert_eq!(command, "syslog");
+                        records.push((txnr, data));
                     }
                 }
             }
