@@ -27,11 +27,13 @@
 #
 # SYSLOG=tcp sends (c)'s records over TCP (RFC 6587 octet counting) to rsyslogd's imtcp input
 # on loopback instead of its unix socket: the central rsyslog's ingest from one logger
-# (docs/SCALING.md). (b) always uses the unix socket. LOGGERS=N runs (c) as N loggers on one
+# (docs/SCALING.md). SYSLOG=relp sends them with RELP to rsyslogd's imrelp input (package
+# rsyslog-relp): each record answered by the daemon before its message counts as handled.
+# (b) always uses the unix socket. LOGGERS=N runs (c) as N loggers on one
 # shared subscription ($share/bench/#), all writing to the one rsyslogd (CPU and RSS summed).
 #
 # Usage: benches/logger-load.sh [COUNT [RUNS]]      (default 200000 1)
-# Env:   GENERATORS="pub sim"  CONSUMERS="a b c"  SIM_RATE=0  QLEN=512  SYSLOG=unix|tcp  LOGGERS=1
+# Env:   GENERATORS="pub sim"  CONSUMERS="a b c"  SIM_RATE=0  QLEN=512  SYSLOG=unix|tcp|relp  LOGGERS=1
 # Needs: mosquitto, mosquitto-clients, rsyslog, bsdutils (logger), python3, cargo; root or a
 # user allowed to run mosquitto and rsyslogd on private files and a loopback port.
 set -euo pipefail
@@ -61,6 +63,7 @@ if [ "$QLEN" != "$QLEN_WAS" ] && ! { echo "$QLEN" > "$QLEN_FILE"; } 2>/dev/null;
 fi
 PORT=$((20000 + RANDOM % 20000))
 SYSLOG_PORT=$((PORT + 1))
+RELP_PORT=$((PORT + 2))
 cat > "$D/mosquitto.conf" <<CONF
 listener $PORT 127.0.0.1
 allow_anonymous true
@@ -79,6 +82,7 @@ module(load="imuxsock" SysSock.Use="off")
 input(type="imuxsock" Socket="$D/log.sock" RateLimit.Interval="0")
 module(load="imtcp")
 input(type="imtcp" address="127.0.0.1" port="$SYSLOG_PORT")
+$( [ "$SYSLOG" = relp ] && printf 'module(load="imrelp")\ninput(type="imrelp" address="127.0.0.1" port="%s")' "$RELP_PORT" )
 template(name="perTag" type="string" string="$D/syslog-%programname%")
 action(type="omfile" dynaFile="perTag" template="RSYSLOG_FileFormat" ioBufferSize="256k" flushOnTXEnd="on")
 CONF
@@ -204,7 +208,7 @@ qos = 0
 # the process is gone, and mosquitto would go on dealing it its share (dropped at QoS 0).
 clean_session = true
 [syslog]
-target = "$( [ "$SYSLOG" = tcp ] && echo "tcp:127.0.0.1:$SYSLOG_PORT" || echo "unix:$D/log.sock")"
+target = "$(case $SYSLOG in tcp) echo "tcp:127.0.0.1:$SYSLOG_PORT" ;; relp) echo "relp:127.0.0.1:$RELP_PORT" ;; *) echo "unix:$D/log.sock" ;; esac)"
 identifier = "$tag"
 CONF
     RUST_LOG=info "$LOGGER" --config "$D/iotitan-$i.toml" 2>"$D/c-$i.err" & pids+=($!)
@@ -215,7 +219,7 @@ CONF
   done
   local label="(c) iotitan-logger"
   [ "$LOGGERS" -gt 1 ] && label="(c) $LOGGERS iotitan-loggers, \$share"
-  [ "$SYSLOG" = tcp ] && label="$label over tcp"
+  [ "$SYSLOG" = unix ] || label="$label over $SYSLOG"
   measure "$(gen_label "$gen") $label" "$D/syslog-$tag" "$gen" "${pids[@]}"
   kill "${pids[@]}"; wait "${pids[@]}" 2>/dev/null || true
 }

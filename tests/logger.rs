@@ -256,10 +256,26 @@ fn seen(recs: &[Rec]) -> (HashSet<usize>, usize) {
 /// Stream `n` QoS 1 messages at 2 000 msg/s; `disrupt` runs once a fifth has been logged;
 /// then every message must be in syslog (duplicates are allowed: at-least-once).
 fn zero_lost(disrupt: impl FnOnce(&mut Mosquitto, &mut Rsyslogd, &mut Logger, &Path)) {
+    zero_lost_on(false, disrupt)
+}
+
+/// [`zero_lost`] to rsyslog's unix socket (`relp` false) or over RELP.
+fn zero_lost_on(
+    relp: bool,
+    disrupt: impl FnOnce(&mut Mosquitto, &mut Rsyslogd, &mut Logger, &Path),
+) {
     let mut m = Mosquitto::start();
-    let mut r = Rsyslogd::start();
+    let mut r = if relp {
+        Rsyslogd::start_relp()
+    } else {
+        Rsyslogd::start()
+    };
     let dir = tempfile::tempdir().unwrap();
-    let target = format!("unix:{}", r.socket.display());
+    let target = if relp {
+        format!("relp:127.0.0.1:{}", r.relp_port)
+    } else {
+        format!("unix:{}", r.socket.display())
+    };
     let cfg = config(dir.path(), &m, &target, "");
     let mut logger = Logger::start(&cfg);
     wait_subscribed(&m, || probes_in(&rsyslog_records(&r)));
@@ -303,6 +319,12 @@ fn logger_sigkill_mid_stream_loses_nothing() {
 #[test]
 fn rsyslogd_restart_mid_stream_loses_nothing() {
     zero_lost(|_, r, _, _| r.restart());
+}
+
+/// Over RELP, unlike TCP (below), a restart under a live stream loses nothing either.
+#[test]
+fn relp_rsyslogd_restart_mid_stream_loses_nothing() {
+    zero_lost_on(true, |_, r, _, _| r.restart());
 }
 
 /// How many records each number of `stream/` has.
@@ -907,10 +929,24 @@ fn check_config_prints_the_effective_config() {
 /// once a quarter of it was written. Returns the running logger, its daemons and config dir
 /// (kept alive), and how many messages are missing.
 fn tcp_backlog(n: usize, disrupt: impl FnOnce(&mut Rsyslogd)) -> (Backlog, usize) {
+    backlog(n, false, disrupt)
+}
+
+/// [`tcp_backlog`] over TCP (`relp` false) or RELP.
+fn backlog(n: usize, relp: bool, disrupt: impl FnOnce(&mut Rsyslogd)) -> (Backlog, usize) {
     let m = Mosquitto::start();
-    let mut r = Rsyslogd::start();
+    let mut r = if relp {
+        Rsyslogd::start_relp()
+    } else {
+        Rsyslogd::start()
+    };
     let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path(), &m, &format!("tcp:127.0.0.1:{}", r.tcp_port), "");
+    let target = if relp {
+        format!("relp:127.0.0.1:{}", r.relp_port)
+    } else {
+        format!("tcp:127.0.0.1:{}", r.tcp_port)
+    };
+    let cfg = config(dir.path(), &m, &target, "");
     let mut first = Logger::start(&cfg);
     wait_subscribed(&m, || probes_in(&rsyslog_records(&r)));
     first.signal("-KILL");
@@ -941,7 +977,8 @@ fn tcp_backlog(n: usize, disrupt: impl FnOnce(&mut Rsyslogd)) -> (Backlog, usize
     assert!(all, "the last message never arrived\n{}", logger.log());
     let missing: Vec<_> = (0..n).filter(|i| !got.0.contains(i)).collect();
     eprintln!(
-        "{n} backlog over TCP: {} arrived ({} records), {} missing {:?}, {:?} after a quarter",
+        "{n} backlog over {}: {} arrived ({} records), {} missing {:?}, {:?} after a quarter",
+        if relp { "RELP" } else { "TCP" },
         got.0.len(),
         got.1,
         missing.len(),
@@ -995,6 +1032,40 @@ fn tcp_backlog_through_an_rsyslogd_restart_goes_on_to_the_end() {
     let (status, took) = b.logger.terminate();
     assert!(status.success(), "{status:?}\n{}", b.logger.log());
     assert!(took < Duration::from_secs(1), "took {took:?} to exit");
+}
+
+/// RELP: the same backlog as over TCP, all written, each record once, and SIGTERM still works.
+#[test]
+fn relp_backlog_of_20000_is_all_written_and_sigterm_exits_within_a_second() {
+    let n = 20_000;
+    let (mut b, missing) = backlog(n, true, |_| {});
+    assert_eq!(missing, 0, "messages missing\n{}", b.logger.log());
+    let c = terminate_cleanly(&mut b.logger, &b.r);
+    assert!(c["received"] >= n as u64, "{c:?}");
+    assert_eq!(c["refused"], 0, "{c:?}");
+}
+
+/// RELP is what makes a restart under traffic lossless: a record counts as written only once
+/// rsyslogd answered it, and what it had not answered when it went down is sent again.
+#[test]
+fn relp_backlog_through_an_rsyslogd_restart_loses_nothing() {
+    let n = 20_000;
+    let (mut b, missing) = backlog(n, true, |r| r.restart());
+    let log = b.logger.log();
+    assert!(log.contains("reconnected to syslog"), "{log}");
+    assert_eq!(missing, 0, "lost over RELP\n{log}");
+    for l in log
+        .lines()
+        .filter(|l| l.contains("syslog at") || l.contains("again"))
+    {
+        eprintln!("  {l}");
+    }
+    assert!(!log.contains("may be lost"), "{log}");
+    let (status, took) = b.logger.terminate();
+    assert!(status.success(), "{status:?}\n{}", b.logger.log());
+    assert!(took < Duration::from_secs(1), "took {took:?} to exit");
+    let c = stopped_counters(&b.logger.log());
+    assert_eq!(c["refused"], 0, "{c:?}");
 }
 
 /// The burst: 200 000 QoS 0 messages as fast as `mosquitto_pub -l` sends them, into

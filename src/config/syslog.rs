@@ -63,7 +63,7 @@ pub enum SyslogFormat {
     Rfc5424,
 }
 
-/// Where records are sent: `unix:PATH`, `udp:HOST:PORT` or `tcp:HOST:PORT`.
+/// Where records are sent: `unix:PATH`, `udp:HOST:PORT`, `tcp:HOST:PORT` or `relp:HOST:PORT`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SyslogTarget {
     /// A local socket (datagram, or stream as fallback), like /dev/log.
@@ -72,6 +72,8 @@ pub enum SyslogTarget {
     Udp(String),
     /// TCP with RFC 6587 octet-counting framing.
     Tcp(String),
+    /// RELP (rsyslog's imrelp): the daemon acknowledges each record, so a restart loses none.
+    Relp(String),
 }
 
 impl std::str::FromStr for SyslogTarget {
@@ -79,21 +81,23 @@ impl std::str::FromStr for SyslogTarget {
     fn from_str(s: &str) -> Result<Self, String> {
         let bad = || {
             format!(
-                "invalid syslog target {s:?}: expected unix:PATH, udp:HOST:PORT or tcp:HOST:PORT"
+                "invalid syslog target {s:?}: expected unix:PATH, udp:HOST:PORT, tcp:HOST:PORT or \
+                 relp:HOST:PORT"
             )
         };
         let (kind, rest) = s.split_once(':').ok_or_else(bad)?;
         match kind {
             "unix" if !rest.is_empty() => Ok(SyslogTarget::Unix(PathBuf::from(rest))),
-            "udp" | "tcp" => {
+            "udp" | "tcp" | "relp" => {
                 let (host, port) = rest.rsplit_once(':').ok_or_else(bad)?;
                 if host.is_empty() || port.parse::<u16>().is_err() {
                     return Err(bad());
                 }
-                Ok(if kind == "udp" {
-                    SyslogTarget::Udp(rest.to_owned())
-                } else {
-                    SyslogTarget::Tcp(rest.to_owned())
+                let rest = rest.to_owned();
+                Ok(match kind {
+                    "udp" => SyslogTarget::Udp(rest),
+                    "tcp" => SyslogTarget::Tcp(rest),
+                    _ => SyslogTarget::Relp(rest),
                 })
             }
             _ => Err(bad()),
@@ -107,6 +111,7 @@ impl std::fmt::Display for SyslogTarget {
             SyslogTarget::Unix(p) => write!(f, "unix:{}", p.display()),
             SyslogTarget::Udp(a) => write!(f, "udp:{a}"),
             SyslogTarget::Tcp(a) => write!(f, "tcp:{a}"),
+            SyslogTarget::Relp(a) => write!(f, "relp:{a}"),
         }
     }
 }
@@ -143,11 +148,21 @@ mod tests {
             "tcp:[::1]:601".parse::<SyslogTarget>(),
             Ok(SyslogTarget::Tcp("[::1]:601".into()))
         );
+        assert_eq!(
+            "relp:syslog.lan:2514".parse::<SyslogTarget>(),
+            Ok(SyslogTarget::Relp("syslog.lan:2514".into()))
+        );
+        assert_eq!(
+            SyslogTarget::Relp("h:2514".into()).to_string(),
+            "relp:h:2514"
+        );
         for bad in [
             "unix:",
             "udp:host",
             "tcp::5",
             "tcp:h:99999",
+            "relp:h",
+            "relp::2514",
             "file:/x",
             "dev/log",
         ] {

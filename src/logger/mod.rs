@@ -4,7 +4,7 @@
 //! Shape: a poller task keeps the MQTT event loop moving ([`mqtt::Pump`]); this task
 //! turns each message into a record ([`record::encode`]) and writes it to a non-blocking
 //! [`Sink`]. A QoS ≥ 1 message is acknowledged only after its record was handed to the syslog
-//! socket (manual acks), so a crash loses nothing the broker still holds. What waits for
+//! socket, or over RELP only after the daemon answered it (manual acks), so a crash loses nothing the broker still holds. What waits for
 //! syslog, what is owed to the broker and when to stop taking messages is the [`Outbox`]'s
 //! business: records that syslog cannot take at once wait in a queue bounded in records
 //! (`logger.queue`) and in bytes (`logger.queue_bytes`, so the daemon stays small whatever the
@@ -39,6 +39,8 @@ use std::time::{Duration, Instant, SystemTime};
 const DRAIN_BUDGET: Duration = Duration::from_millis(500);
 /// How long a shutdown may spend handing the last acknowledgements to the event loop.
 const ACK_BUDGET: Duration = Duration::from_millis(100);
+/// How long a shutdown waits for a RELP daemon to answer `close`.
+const CLOSE_BUDGET: Duration = Duration::from_millis(50);
 /// How long a shutdown waits for the disconnect to reach the broker.
 const DISCONNECT_BUDGET: Duration = Duration::from_millis(200);
 /// Messages buffered between the poller and the writer: a full inbox stops the poller, which
@@ -79,6 +81,8 @@ pub struct Counters {
     pub excluded: u64,
     /// Records the transport can never carry (bigger than a datagram).
     pub dropped_too_big: u64,
+    /// Records a RELP daemon answered with an error status (not written).
+    pub refused: u64,
 }
 
 /// What acknowledging a message takes: no payload kept in memory.
@@ -169,11 +173,12 @@ pub async fn run(
     logger.disconnect(polled.task).await;
     let c = logger.counters;
     tracing::info!(
-        "stopped: {} received, {} written, {} excluded, {} dropped (too big)",
+        "stopped: {} received, {} written, {} excluded, {} dropped (too big), {} refused",
         c.received,
         c.written,
         c.excluded,
-        c.dropped_too_big
+        c.dropped_too_big,
+        c.refused
     );
     Ok(c)
 }
@@ -236,7 +241,7 @@ impl Logger {
             self.update_flow();
             // 0 while the outbox is full: the inbox then fills, the poller stops reading,
             // and the broker holds the messages.
-            let room = self.outbox.room(if self.outbox.is_empty() {
+            let room = self.outbox.room(if !self.outbox.has_unsent() {
                 BATCH
             } else {
                 QUEUE_BATCH
@@ -249,7 +254,7 @@ impl Logger {
                 }
                 // Also returns when a stream connection was closed by the daemon, so that
                 // the next record goes to a new connection rather than into a dead one.
-                _ = self.sink.ready(!self.outbox.is_empty()) => {
+                _ = self.sink.ready(self.outbox.has_unsent()) => {
                     self.flush();
                     self.send_acks();
                     self.after_round(0);
@@ -277,6 +282,7 @@ impl Logger {
         let deadline = tokio::time::Instant::now() + DRAIN_BUDGET;
         self.drain(deadline).await;
         self.last_acks(deadline + ACK_BUDGET).await;
+        self.sink.close(CLOSE_BUDGET).await;
     }
 
     /// Log changes in the flow of messages (see [`Outbox::update`]).
@@ -364,9 +370,12 @@ impl Logger {
             self.batch.ends.push(self.batch.bytes.len());
             self.batch.acks.push(ack);
         }
-        // Straight to syslog while nothing waits ahead (the usual case: no copy).
+        // Straight to syslog while nothing waits ahead (the usual case: no copy). A record
+        // for a daemon that confirms (RELP) is kept until confirmed, so it goes through the
+        // outbox.
         let mut done = 0;
-        while self.outbox.is_empty() && done < self.batch.len() {
+        let direct = !self.sink.confirms();
+        while direct && self.outbox.is_empty() && done < self.batch.len() {
             let (n, outcome) = {
                 let rest: Vec<&[u8]> = (done..self.batch.len())
                     .map(|i| self.batch.get(i))
@@ -396,15 +405,28 @@ impl Logger {
             let ack = self.batch.acks[i].take();
             self.outbox.push(self.batch.get(i).to_vec(), ack);
         }
+        if !direct {
+            self.flush();
+        }
     }
 
     /// Write queued records until the socket is full or the queue empty.
     fn flush(&mut self) {
-        while !self.outbox.is_empty() {
+        let confirms = self.sink.confirms();
+        self.settle();
+        while self.outbox.has_unsent() {
             let (n, outcome) = {
                 let front: Vec<&[u8]> = self.outbox.front(BATCH).collect();
                 self.sink.try_write_many(&front)
             };
+            if confirms {
+                // Sent, written once the daemon answers (`settle`).
+                self.outbox.sent(n);
+                if matches!(outcome, Written::Later) {
+                    break;
+                }
+                continue;
+            }
             // Written records leave the queue before replayed ones are put back in front.
             self.outbox.written(n);
             self.counters.written += n as u64;
@@ -419,6 +441,35 @@ impl Logger {
                     self.requeue_replay();
                     self.reject(e);
                 }
+            }
+        }
+    }
+
+    /// On a daemon that confirms records (RELP): those it answered are written (or refused),
+    /// and their acknowledgements fall due; after a lost connection, those it did not answer
+    /// are sent again. Called before anything is sent, so that records sent on a new
+    /// connection are never mistaken for ones of the old.
+    fn settle(&mut self) {
+        let s = self.sink.take_settled();
+        if s.answered > 0 {
+            self.outbox.confirmed(s.answered);
+            self.counters.written += (s.answered - s.refused) as u64;
+        }
+        if s.refused > 0 {
+            self.counters.refused += s.refused as u64;
+            tracing::error!(
+                "syslog at {} refused {} records (last answer: {}); they are not written, and \
+                 their messages are acknowledged as sending them again would meet the same \
+                 answer",
+                self.sink.target(),
+                s.refused,
+                s.last_refusal.as_deref().unwrap_or("?")
+            );
+        }
+        if s.lost {
+            let n = self.outbox.resend();
+            if n > 0 {
+                tracing::info!("sending {n} records again that syslog did not confirm");
             }
         }
     }
@@ -476,10 +527,13 @@ impl Logger {
         }
     }
 
-    /// On shutdown: write what is queued, until `deadline`.
+    /// On shutdown: write what is queued, and wait for what a confirming daemon has not
+    /// answered yet, until `deadline`.
     async fn drain(&mut self, deadline: tokio::time::Instant) {
+        self.settle();
         while !self.outbox.is_empty() {
-            if tokio::time::timeout_at(deadline, self.sink.ready(true))
+            let want_write = self.outbox.has_unsent();
+            if tokio::time::timeout_at(deadline, self.sink.ready(want_write))
                 .await
                 .is_err()
             {
@@ -489,7 +543,8 @@ impl Logger {
         }
         if !self.outbox.is_empty() {
             tracing::error!(
-                "{} records could not be written before exit (syslog unavailable); the broker redelivers QoS 1/2 ones",
+                "{} records could not be written (or were not confirmed) before exit (syslog \
+                 unavailable); the broker redelivers QoS 1/2 ones",
                 self.outbox.len()
             );
         }
@@ -509,7 +564,7 @@ impl Logger {
     fn report(&mut self) {
         let c = self.counters;
         notify::status(&format!(
-            "{} received, {} written, {} queued{}, {} dropped (too big)",
+            "{} received, {} written, {} queued{}, {} dropped (too big), {} refused",
             c.received,
             c.written,
             self.outbox.len(),
@@ -518,7 +573,8 @@ impl Logger {
             } else {
                 ""
             },
-            c.dropped_too_big
+            c.dropped_too_big,
+            c.refused
         ));
     }
 }

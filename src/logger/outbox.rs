@@ -9,6 +9,11 @@
 //! - A message's acknowledgement falls due only once its record was handed to syslog (or can
 //!   never be: [`Outbox::reject_front`]), and acknowledgements fall due in the order the
 //!   messages came (MQTT 3.1.1 §4.6: a receiver acknowledges in order).
+//! - On a transport where the daemon confirms records (RELP), "handed to syslog" means
+//!   confirmed: a record sent ([`Outbox::sent`]) stays in the queue, counted against the
+//!   limits, until the daemon answers it ([`Outbox::confirmed`]); if the connection ends
+//!   first, every record sent and not confirmed is sent again ([`Outbox::resend`]), so
+//!   nothing is lost and a few records may be written twice.
 //! - Nothing is dropped for want of room. When the queue is full, in records or in bytes,
 //!   [`Outbox::room`] is 0 and the caller stops taking messages from the broker: the socket
 //!   buffers fill and TCP flow control leaves the backlog at the broker, as a pipe into
@@ -64,6 +69,9 @@ pub enum Flow {
 #[derive(Debug)]
 pub struct Outbox<A> {
     queue: VecDeque<Queued<A>>,
+    /// How many records at the front of `queue` were sent to a confirming transport and
+    /// wait for its answer.
+    inflight: usize,
     /// Sum of [`Outbox::cost`] over `queue`.
     bytes: usize,
     limits: Limits,
@@ -94,6 +102,7 @@ impl<A> Outbox<A> {
     pub fn new(limits: Limits, keep_alive: Duration) -> Self {
         Outbox {
             queue: VecDeque::new(),
+            inflight: 0,
             bytes: 0,
             limits: Limits {
                 records: limits.records.max(1),
@@ -117,14 +126,24 @@ impl<A> Outbox<A> {
         self.limits
     }
 
-    /// Whether no record waits: a new record may go to syslog directly, ahead of nothing.
+    /// Whether no record is held: a new record may go to syslog directly, ahead of nothing.
     pub fn is_empty(&self) -> bool {
         self.queue.is_empty()
     }
 
-    /// Records waiting.
+    /// Whether records wait to be sent (not counting those sent and unconfirmed).
+    pub fn has_unsent(&self) -> bool {
+        self.queue.len() > self.inflight
+    }
+
+    /// Records held: waiting to be sent, or sent and not confirmed yet.
     pub fn len(&self) -> usize {
         self.queue.len()
+    }
+
+    /// Records sent to a confirming transport and not confirmed yet.
+    pub fn unconfirmed(&self) -> usize {
+        self.inflight
     }
 
     /// Bytes waiting, bookkeeping included.
@@ -162,14 +181,44 @@ impl<A> Outbox<A> {
         self.queue.push_back(Queued { record, ack });
     }
 
-    /// The first `max` records, oldest first: what to write next.
+    /// The first `max` records not sent yet, oldest first: what to write next.
     pub fn front(&self, max: usize) -> impl Iterator<Item = &[u8]> {
-        self.queue.iter().take(max).map(|q| q.record.as_slice())
+        self.queue
+            .iter()
+            .skip(self.inflight)
+            .take(max)
+            .map(|q| q.record.as_slice())
     }
 
     /// The first `n` records were handed to syslog: they leave, and their acknowledgements
-    /// fall due.
+    /// fall due. Only for transports that do not confirm (nothing is sent and unconfirmed).
     pub fn written(&mut self, n: usize) {
+        debug_assert_eq!(self.inflight, 0, "written() on a confirming transport");
+        self.pop(n);
+    }
+
+    /// The first `n` records from [`Outbox::front`] were sent to a transport that confirms
+    /// them: they stay, and owe their acknowledgements, until [`Outbox::confirmed`].
+    pub fn sent(&mut self, n: usize) {
+        self.inflight = (self.inflight + n).min(self.queue.len());
+    }
+
+    /// The daemon answered the `n` oldest records sent: they leave, and their
+    /// acknowledgements fall due (a refused record too, as sending it again would meet the
+    /// same answer; the caller counts and reports it).
+    pub fn confirmed(&mut self, n: usize) {
+        let n = n.min(self.inflight);
+        self.inflight -= n;
+        self.pop(n);
+    }
+
+    /// The connection ended before the daemon answered the records sent: they all wait to be
+    /// sent again, first. Returns how many.
+    pub fn resend(&mut self) -> usize {
+        std::mem::take(&mut self.inflight)
+    }
+
+    fn pop(&mut self, n: usize) {
         for _ in 0..n {
             let Some(q) = self.queue.pop_front() else {
                 return;
@@ -183,6 +232,7 @@ impl<A> Outbox<A> {
     /// acknowledgement falls due all the same, as a redelivery could never succeed. Returns
     /// whether there was one.
     pub fn reject_front(&mut self) -> bool {
+        debug_assert_eq!(self.inflight, 0, "a confirming transport rejects nothing");
         let before = self.queue.len();
         self.written(1);
         self.queue.len() < before
@@ -191,6 +241,7 @@ impl<A> Outbox<A> {
     /// Records syslog lost (it restarted before reading them) go back first, in the order
     /// given; their messages were acknowledged already.
     pub fn replay(&mut self, records: Vec<Vec<u8>>) {
+        debug_assert_eq!(self.inflight, 0, "a confirming transport replays nothing");
         for record in records.into_iter().rev() {
             self.bytes += Self::cost(record.capacity());
             self.queue.push_front(Queued { record, ack: None });
@@ -438,6 +489,16 @@ mod tests {
         Tick(u64),
     }
 
+    /// What happens on a confirming transport: messages taken, records sent, the daemon's
+    /// answers to the oldest sent, the connection lost.
+    #[derive(Debug, Clone)]
+    enum Conf {
+        Take(usize),
+        Send(usize),
+        Answer(usize),
+        Lose,
+    }
+
     fn op() -> impl Strategy<Value = Op> {
         prop_oneof![
             4 => proptest::collection::vec((1usize..300, any::<bool>()), 1..20).prop_map(Op::Take),
@@ -565,6 +626,68 @@ mod tests {
             prop_assert_eq!(done, (0..next).collect::<Vec<_>>());
             let expected: Vec<u32> = (0..next).filter(|i| qos1.contains(i)).collect();
             prop_assert_eq!(acked, expected);
+        }
+
+        /// On a confirming transport (RELP), whatever the order of sends, answers and lost
+        /// connections: acknowledgements fall due only for records the daemon answered,
+        /// exactly once each and in order; a lost connection sends again exactly what was
+        /// unanswered; records sent and unanswered count against the limit.
+        #[test]
+        fn confirmed_before_acked_and_resent_after_a_loss(
+            ops in proptest::collection::vec(
+                prop_oneof![
+                    (1usize..6).prop_map(Conf::Take),
+                    (0usize..6).prop_map(Conf::Send),
+                    (0usize..6).prop_map(Conf::Answer),
+                    Just(Conf::Lose),
+                ],
+                1..200,
+            ),
+            records in 1usize..30,
+        ) {
+            let mut o: Outbox<u32> = Outbox::new(Limits { records, bytes: 1 << 20 }, KEEP_ALIVE);
+            let id = |r: &[u8]| -> u32 { std::str::from_utf8(r).unwrap().parse().unwrap() };
+            let mut next = 0u32;
+            // What the daemon received on the current connection and did not answer yet.
+            let mut wire: VecDeque<u32> = VecDeque::new();
+            let mut answered = std::collections::HashSet::new();
+            let mut acked = Vec::new();
+            let finish = [Conf::Lose, Conf::Send(usize::MAX), Conf::Answer(usize::MAX)];
+            for op in ops.iter().chain(&finish) {
+                match *op {
+                    Conf::Take(k) => {
+                        for _ in 0..o.room(k) {
+                            o.push(rec(next), Some(next));
+                            next += 1;
+                        }
+                    }
+                    Conf::Send(k) => {
+                        let f: Vec<u32> = o.front(k).map(id).collect();
+                        prop_assert!(f.iter().all(|i| !wire.contains(i)), "sent twice on one connection");
+                        o.sent(f.len());
+                        wire.extend(f);
+                    }
+                    Conf::Answer(k) => {
+                        let k = k.min(wire.len());
+                        answered.extend(wire.drain(..k));
+                        o.confirmed(k);
+                    }
+                    Conf::Lose => {
+                        prop_assert_eq!(o.resend(), wire.len());
+                        wire.clear();
+                    }
+                }
+                prop_assert_eq!(o.unconfirmed(), wire.len());
+                prop_assert!(o.len() <= records);
+                prop_assert_eq!(o.has_unsent(), o.len() > wire.len());
+                while let Some(&a) = o.next_ack() {
+                    prop_assert!(answered.contains(&a), "{} acknowledged unanswered", a);
+                    acked.push(a);
+                    o.ack_sent();
+                }
+            }
+            prop_assert_eq!(o.len(), 0);
+            prop_assert_eq!(acked, (0..next).collect::<Vec<_>>());
         }
     }
 }

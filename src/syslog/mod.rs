@@ -1,9 +1,10 @@
 //! Syslog as our storage: [`sink`] writes records (with [`header`]s, through the system
-//! calls of `sys`); [`source`] reads them back (stats, query, the read API), and [`line`]
+//! calls of `sys`, or over [`relp`]); [`source`] reads them back (stats, query, the read API), and [`line`]
 //! parses each line.
 
 pub mod header;
 pub mod line;
+pub mod relp;
 pub mod sink;
 pub mod source;
 mod sys;

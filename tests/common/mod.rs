@@ -349,6 +349,9 @@ pub struct Rsyslogd {
     pub socket: PathBuf,
     pub udp_port: u16,
     pub tcp_port: u16,
+    /// RELP (imrelp) port, listened on when started with [`Rsyslogd::start_relp`].
+    pub relp_port: u16,
+    relp: bool,
     pub output: PathBuf,
     child: Option<Child>,
 }
@@ -357,6 +360,15 @@ impl Rsyslogd {
     /// Start rsyslogd and wait until all three inputs are up.
     pub fn start() -> Rsyslogd {
         Self::start_with_template("RSYSLOG_FileFormat")
+    }
+
+    /// Start with an imrelp input on `relp_port` as well (Debian package rsyslog-relp).
+    pub fn start_relp() -> Rsyslogd {
+        let mut r = Self::not_started("RSYSLOG_FileFormat", "");
+        r.relp = true;
+        r.write_conf("RSYSLOG_FileFormat", "");
+        r.spawn();
+        r
     }
 
     /// Start with another file template (`RSYSLOG_TraditionalFileFormat` for the old format).
@@ -391,6 +403,8 @@ impl Rsyslogd {
             output,
             udp_port: free_port(),
             tcp_port: free_port(),
+            relp_port: free_port(),
+            relp: false,
             dir,
             child: None,
         };
@@ -408,16 +422,32 @@ module(load="imudp")
 input(type="imudp" address="127.0.0.1" port="{udp}" rcvbufSize="16m")
 module(load="imtcp" MaxFrameSize="4000000")
 input(type="imtcp" address="127.0.0.1" port="{tcp}")
-action(type="omfile" file="{d}/syslog" template="{template}")
+{relp}action(type="omfile" file="{d}/syslog" template="{template}")
 "#,
             udp = self.udp_port,
             tcp = self.tcp_port,
+            relp = if self.relp {
+                format!(
+                    "module(load=\"imrelp\")\ninput(type=\"imrelp\" address=\"127.0.0.1\" port=\"{}\" \
+                     maxDataSize=\"1m\")\n",
+                    self.relp_port
+                )
+            } else {
+                String::new()
+            },
         );
         std::fs::write(self.dir.path().join("rsyslog.conf"), conf).expect("write rsyslog.conf");
     }
 
     fn spawn(&mut self) {
         let bin = require("rsyslogd", "rsyslog");
+        if self.relp {
+            let module = Path::new("/usr/lib/x86_64-linux-gnu/rsyslog/imrelp.so");
+            assert!(
+                module.exists() || Path::new("/usr/lib/rsyslog/imrelp.so").exists(),
+                "rsyslog's imrelp module is missing: install the package rsyslog-relp"
+            );
+        }
         let d = self.dir.path();
         let _ = std::fs::remove_file(&self.socket);
         let child = Command::new(bin)
@@ -436,9 +466,12 @@ action(type="omfile" file="{d}/syslog" template="{template}")
             .expect("start rsyslogd");
         self.child = Some(child);
         let (sock, tcp) = (self.socket.clone(), self.tcp_port);
+        let relp = self.relp.then_some(self.relp_port);
         assert!(
             wait_until(TIMEOUT, || sock.exists()
-                && TcpStream::connect(("127.0.0.1", tcp)).is_ok()),
+                && TcpStream::connect(("127.0.0.1", tcp)).is_ok()
+                && relp
+                    .is_none_or(|p| TcpStream::connect(("127.0.0.1", p)).is_ok())),
             "rsyslogd did not come up; see {}",
             d.join("rsyslogd.err").display()
         );
