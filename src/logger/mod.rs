@@ -33,6 +33,7 @@ use crate::syslog::sink::{Sink, Written};
 use crate::topic::Filters;
 use crate::{notify, record};
 use rumqttc::{AsyncClient, Publish, QoS, SubscribeFilter};
+use std::collections::VecDeque;
 use std::time::{Duration, Instant, SystemTime};
 
 /// How long a shutdown may spend writing what was received (SIGTERM must exit within 1 s).
@@ -206,6 +207,10 @@ struct Records {
     ends: Vec<usize>,
     /// What to acknowledge once each message is written.
     acks: Vec<Option<Ack>>,
+    /// Acknowledgements of excluded messages, each with the index of the logged message
+    /// before it: due right after that one's (acknowledgements go in the order the messages
+    /// came, MQTT 3.1.1 §4.6). In index order.
+    then: VecDeque<(usize, Ack)>,
 }
 
 impl Records {
@@ -213,6 +218,18 @@ impl Records {
         self.bytes.clear();
         self.ends.clear();
         self.acks.clear();
+        self.then.clear();
+    }
+
+    /// The acknowledgements of excluded messages that follow message `i`.
+    fn then_acks(&mut self, i: usize) -> impl Iterator<Item = Ack> + '_ {
+        std::iter::from_fn(move || {
+            let &(j, a) = self.then.front()?;
+            (j <= i).then(|| {
+                self.then.pop_front();
+                a
+            })
+        })
     }
 
     fn len(&self) -> usize {
@@ -354,7 +371,10 @@ impl Logger {
             if self.exclude.matches(&p.topic) {
                 self.counters.excluded += 1;
                 if let Some(a) = ack {
-                    self.outbox.ack(a);
+                    match self.batch.len().checked_sub(1) {
+                        Some(before) => self.batch.then.push_back((before, a)),
+                        None => self.outbox.ack(a),
+                    }
                 }
                 continue;
             }
@@ -387,6 +407,9 @@ impl Logger {
                 if let Some(a) = self.batch.acks[i].take() {
                     self.outbox.ack(a);
                 }
+                for a in self.batch.then_acks(i) {
+                    self.outbox.ack(a);
+                }
             }
             done += n;
             self.requeue_replay();
@@ -394,6 +417,9 @@ impl Logger {
                 Written::Done | Written::Later => break,
                 Written::Rejected(e) => {
                     if let Some(a) = self.batch.acks[done].take() {
+                        self.outbox.ack(a);
+                    }
+                    for a in self.batch.then_acks(done) {
                         self.outbox.ack(a);
                     }
                     done += 1;
@@ -404,6 +430,10 @@ impl Logger {
         for i in done..self.batch.len() {
             let ack = self.batch.acks[i].take();
             self.outbox.push(self.batch.get(i).to_vec(), ack);
+            // Behind the record just queued.
+            for a in self.batch.then_acks(i) {
+                self.outbox.ack(a);
+            }
         }
         if !direct {
             self.flush();
@@ -576,5 +606,28 @@ impl Logger {
             c.dropped_too_big,
             c.refused
         ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ack(pkid: u16) -> Ack {
+        Ack {
+            pkid,
+            qos: QoS::AtLeastOnce,
+        }
+    }
+
+    #[test]
+    fn excluded_acks_follow_the_message_before_them() {
+        let mut r = Records::default();
+        // Messages 0 and 1 logged; two excluded after 0, one after 1.
+        r.then.extend([(0, ack(10)), (0, ack(11)), (1, ack(12))]);
+        assert_eq!(r.then_acks(0).collect::<Vec<_>>(), [ack(10), ack(11)]);
+        assert_eq!(r.then_acks(0).count(), 0);
+        assert_eq!(r.then_acks(1).collect::<Vec<_>>(), [ack(12)]);
+        assert!(r.then.is_empty());
     }
 }
