@@ -9,14 +9,17 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-/// Run `program --config config` under a notify socket and check the sequence. The broker
-/// `m` is down at first: start-up is complete (READY) only once it is up and the daemon
-/// subscribed, so that a message published after `systemctl start` returns reaches it.
-fn notifies_systemd(m: &mut Mosquitto, program: &str, config: &Path, env: &[(&str, &str)]) {
-    m.stop();
-    let notify = NotifySocket::new();
+/// Start `program --config config` the way systemd would under `notify` (a watchdog of
+/// `watchdog_usec`, 0 for none), logging at info level into `daemon.log` beside the config.
+fn start(
+    program: &str,
+    notify: &NotifySocket,
+    watchdog_usec: u64,
+    config: &Path,
+    env: &[(&str, &str)],
+) -> (std::process::Child, std::path::PathBuf) {
     let log = config.with_file_name("daemon.log");
-    let mut cmd = systemd_command(program, &notify, 200_000);
+    let mut cmd = systemd_command(program, notify, watchdog_usec);
     cmd.arg("--config")
         .arg(config)
         .envs(env.iter().copied())
@@ -24,7 +27,16 @@ fn notifies_systemd(m: &mut Mosquitto, program: &str, config: &Path, env: &[(&st
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap());
-    let mut child = cmd.spawn().expect("start the daemon");
+    (cmd.spawn().expect("start the daemon"), log)
+}
+
+/// Run `program --config config` under a notify socket and check the sequence. The broker
+/// `m` is down at first: start-up is complete (READY) only once it is up and the daemon
+/// subscribed, so that a message published after `systemctl start` returns reaches it.
+fn notifies_systemd(m: &mut Mosquitto, program: &str, config: &Path, env: &[(&str, &str)]) {
+    m.stop();
+    let notify = NotifySocket::new();
+    let (mut child, log) = start(program, &notify, 200_000, config, env);
     let log = || std::fs::read_to_string(&log).unwrap_or_default();
     // Reconnects every second at most (reconnect_max): half a second shows READY is not early.
     let early = wait_until(Duration::from_millis(500), || {
@@ -114,16 +126,7 @@ fn refused_subscription_is_never_ready(
     env: &[(&str, &str)],
 ) {
     let notify = NotifySocket::new();
-    let log = config.with_file_name("daemon.log");
-    let mut cmd = systemd_command(program, &notify, 0);
-    cmd.arg("--config")
-        .arg(config)
-        .envs(env.iter().copied())
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap());
-    let mut child = cmd.spawn().expect("start the daemon");
+    let (mut child, log) = start(program, &notify, 0, config, env);
     let log = || std::fs::read_to_string(&log).unwrap_or_default();
     assert!(
         wait_until(Duration::from_secs(10), || log()
