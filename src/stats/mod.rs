@@ -263,24 +263,7 @@ pub fn compute_with(
             );
             Collector::new(reader, &selection, summary)
         })
-        .collect::<Vec<_>>();
-    if let [_] = &collectors[..] {
-        // One window (the usual run): its collector reads the lines itself, without the
-        // batch's per-line loop over windows.
-        let Some(mut one) = collectors.into_iter().next() else {
-            return Ok(Vec::new());
-        };
-        let (from, until) = one.reader().range();
-        scan_all(
-            sources,
-            from,
-            until,
-            &cfg.syslog.identifier,
-            Threads::Split(&mut one, threads.max(1)),
-            progress,
-        )?;
-        return Ok(vec![one.into_summary()]);
-    }
+        .collect();
     let mut batch = CatchUp::new(collectors);
     let Some((from, until)) = batch.range() else {
         return Ok(Vec::new());
