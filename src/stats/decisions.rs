@@ -45,14 +45,6 @@ impl<D> Decided<'_, D> {
             Decided::Once(d) => d,
         }
     }
-
-    /// Where the decision is kept, if it is.
-    pub fn index(&self) -> Option<usize> {
-        match self {
-            Decided::Known(i, _) | Decided::New(i, _) => Some(*i),
-            Decided::Once(_) => None,
-        }
-    }
 }
 
 impl<D> Default for Decisions<D> {
@@ -85,16 +77,6 @@ impl<D> Decisions<D> {
         self.index.insert(topic.into(), i);
         self.decided.push(d);
         Decided::New(i, &self.decided[i])
-    }
-
-    /// How many decisions are kept.
-    pub fn len(&self) -> usize {
-        self.decided.len()
-    }
-
-    /// Whether none is kept.
-    pub fn is_empty(&self) -> bool {
-        self.decided.is_empty()
     }
 }
 
@@ -129,7 +111,6 @@ mod tests {
         assert!(matches!(d.decide(b"dddd", &mut decide), Decided::Once(4)));
         assert!(matches!(d.decide(b"c", &mut decide), Decided::Known(1, 1)));
         assert_eq!(calls, 4);
-        assert_eq!(d.len(), 2);
         assert_eq!(d[1], 1);
     }
 }
