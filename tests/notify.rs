@@ -59,40 +59,49 @@ fn notifies_systemd(m: &mut Mosquitto, program: &str, config: &Path, env: &[(&st
     assert_eq!(notify.count("READY=1"), 1, "{:#?}", notify.seen.borrow());
 }
 
+/// An alerts config with one range rule on `iotitan/+/temperature`.
+fn alerts_config(dir: &Path, mqtt_toml: &str) -> std::path::PathBuf {
+    write_config(
+        dir,
+        &format!("{mqtt_toml}\n[[alerts.rule]]\ntopics = \"iotitan/+/temperature\"\nhigh = 30\n"),
+    )
+}
+
 #[test]
 fn alerts_tells_systemd_ready_watchdog_and_stopping() {
     let mut m = Mosquitto::start();
     let dir = tempfile::tempdir().unwrap();
-    let cfg = write_config(
-        dir.path(),
-        &format!(
-            "{}\n[[alerts.rule]]\ntopics = \"iotitan/+/temperature\"\nhigh = 30\n",
-            m.mqtt_toml("notify-alerts")
-        ),
-    );
+    let cfg = alerts_config(dir.path(), &m.mqtt_toml("notify-alerts"));
     notifies_systemd(&mut m, env!("CARGO_BIN_EXE_iotitan-alerts"), &cfg, &[]);
+}
+
+/// The environment of [`bridge_config`]'s channel: its write key.
+const BRIDGE_ENV: &[(&str, &str)] = &[("IOTITAN_THINGSPEAK_KEY_4242", "NOTIFYTESTKEY0000")];
+
+/// A bridge config with one channel on a closed port: nothing is published in these tests,
+/// so ThingSpeak is never asked.
+fn bridge_config(dir: &Path, mqtt_toml: &str) -> std::path::PathBuf {
+    write_config(
+        dir,
+        &format!(
+            "state_dir = \"{}\"\n{mqtt_toml}\n[[bridge.channel]]\nid = 4242\nurl = \"http://127.0.0.1:{}\"\n\
+             fields = {{ \"t/a\" = 1 }}\n",
+            dir.join("state").display(),
+            free_port()
+        ),
+    )
 }
 
 #[test]
 fn bridge_tells_systemd_ready_watchdog_and_stopping() {
     let mut m = Mosquitto::start();
     let dir = tempfile::tempdir().unwrap();
-    // Nothing is published, so the (closed) ThingSpeak URL is never used.
-    let cfg = write_config(
-        dir.path(),
-        &format!(
-            "state_dir = \"{}\"\n{}\n[[bridge.channel]]\nid = 4242\nurl = \"http://127.0.0.1:{}\"\n\
-             fields = {{ \"t/a\" = 1 }}\n",
-            dir.path().join("state").display(),
-            m.mqtt_toml("notify-bridge"),
-            free_port()
-        ),
-    );
+    let cfg = bridge_config(dir.path(), &m.mqtt_toml("notify-bridge"));
     notifies_systemd(
         &mut m,
         env!("CARGO_BIN_EXE_iotitan-bridge"),
         &cfg,
-        &[("IOTITAN_THINGSPEAK_KEY_4242", "NOTIFYTESTKEY0000")],
+        BRIDGE_ENV,
     );
 }
 
@@ -154,13 +163,7 @@ fn refused_subscription_is_never_ready(
 fn alerts_is_not_ready_when_the_broker_refuses_its_inputs() {
     let m = Mosquitto::start_refusing("iotitan/#");
     let dir = tempfile::tempdir().unwrap();
-    let cfg = write_config(
-        dir.path(),
-        &format!(
-            "{}\n[[alerts.rule]]\ntopics = \"iotitan/+/temperature\"\nhigh = 30\n",
-            m.mqtt_toml("refused-alerts")
-        ),
-    );
+    let cfg = alerts_config(dir.path(), &m.mqtt_toml("refused-alerts"));
     refused_subscription_is_never_ready(&m, env!("CARGO_BIN_EXE_iotitan-alerts"), &cfg, &[]);
 }
 
@@ -168,20 +171,6 @@ fn alerts_is_not_ready_when_the_broker_refuses_its_inputs() {
 fn bridge_is_not_ready_when_the_broker_refuses_its_topics() {
     let m = Mosquitto::start_refusing("t/#");
     let dir = tempfile::tempdir().unwrap();
-    let cfg = write_config(
-        dir.path(),
-        &format!(
-            "state_dir = \"{}\"\n{}\n[[bridge.channel]]\nid = 4242\nurl = \"http://127.0.0.1:{}\"\n\
-             fields = {{ \"t/a\" = 1 }}\n",
-            dir.path().join("state").display(),
-            m.mqtt_toml("refused-bridge"),
-            free_port()
-        ),
-    );
-    refused_subscription_is_never_ready(
-        &m,
-        env!("CARGO_BIN_EXE_iotitan-bridge"),
-        &cfg,
-        &[("IOTITAN_THINGSPEAK_KEY_4242", "NOTIFYTESTKEY0000")],
-    );
+    let cfg = bridge_config(dir.path(), &m.mqtt_toml("refused-bridge"));
+    refused_subscription_is_never_ready(&m, env!("CARGO_BIN_EXE_iotitan-bridge"), &cfg, BRIDGE_ENV);
 }

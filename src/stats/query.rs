@@ -526,16 +526,21 @@ mod tests {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
     }
 
-    fn export(format: QueryFormat, lines: &[&str]) -> String {
+    /// An export of `iotitan/#` over 05:00–06:00 UTC on 2026-11-22, into memory.
+    fn hour_export(format: QueryFormat) -> Export<Utc, Vec<u8>> {
         let w = window(utc("2026-11-22T05:00:00Z"), utc("2026-11-22T06:00:00Z"));
         let reader = Reader::new(w, chrono::Duration::seconds(60), "iotitan-logger", Utc);
-        let mut e = Export::new(
+        Export::new(
             reader,
             Filters::of(&["iotitan/#"]),
             Extractor::default(),
             format,
             Vec::new(),
-        );
+        )
+    }
+
+    fn export(format: QueryFormat, lines: &[&str]) -> String {
+        let mut e = hour_export(format);
         e.begin().unwrap();
         for l in lines {
             let _ = e.take(l.as_bytes());
@@ -589,15 +594,7 @@ mod tests {
     /// Without `begin`, rows come without a header, however many batches they fill.
     #[test]
     fn rows_without_a_header_fill_several_batches() {
-        let w = window(utc("2026-11-22T05:00:00Z"), utc("2026-11-22T06:00:00Z"));
-        let reader = Reader::new(w, chrono::Duration::seconds(60), "iotitan-logger", Utc);
-        let mut e = Export::new(
-            reader,
-            Filters::of(&["iotitan/#"]),
-            Extractor::default(),
-            QueryFormat::Csv,
-            Vec::new(),
-        );
+        let mut e = hour_export(QueryFormat::Csv);
         let n = QUEUE_ROWS * 2 + 5;
         for i in 0..n {
             let line = format!("2026-11-22T05:00:00Z h iotitan-logger[1]: iotitan/a/t {i}");
