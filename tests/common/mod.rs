@@ -1034,7 +1034,17 @@ impl Alerts {
         assert!(st.success());
         let status = wait_exit(&mut self.child, TIMEOUT).expect("iotitan-alerts stops");
         assert!(status.success(), "exit status {status:?}");
-        self.log.try_iter().collect()
+        // Up to the end of its stderr: the reader thread may not have passed on the last
+        // lines (the summary) when the exit is seen. The channel closes at the end.
+        let deadline = std::time::Instant::now() + TIMEOUT;
+        let mut lines = Vec::new();
+        while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+            match self.log.recv_timeout(left) {
+                Ok(l) => lines.push(l),
+                Err(_) => break,
+            }
+        }
+        lines
     }
 }
 
