@@ -749,6 +749,36 @@ fn a_live_reading_appears_in_the_overview_without_a_reload() {
     let live = row(&dom, "iotitan/live/x/temperature");
     assert!(live.contains(">42.5<"), "{live}");
     assert!(dom.contains("live: on"), "{dom}");
+    // Its sparkline starts with that one reading.
+    assert_eq!(
+        attr(live, "<svg", "data-points").as_deref(),
+        Some("1"),
+        "{live}"
+    );
+
+    // A series with history: its sparkline takes the live reading in, into the last bucket
+    // (mean 25) or a new one (30), without a reload.
+    let spark = "document.querySelector('#overview tr[data-topic=\"iotitan/home/kitchen/temperature\"] svg.spark title')";
+    let (ok, dom) = b.wait_for(
+        &tab,
+        &format!("/: 20 to 20$/.test({spark}.textContent)"),
+        10_000,
+    );
+    assert!(ok, "no sparkline of the recorded reading:\n{dom}");
+    s.m.publish(&[
+        "-t",
+        "iotitan/home/kitchen/temperature",
+        "-m",
+        "30",
+        "-q",
+        "1",
+    ]);
+    let (ok, dom) = b.wait_for(
+        &tab,
+        &format!("/: 20 to (25|30)$/.test({spark}.textContent)"),
+        10_000,
+    );
+    assert!(ok, "the sparkline did not take the live reading:\n{dom}");
 }
 
 /// The measurement (BENCHMARKS.md): a 30-day chart of a series at one reading per 10 s

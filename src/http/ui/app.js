@@ -13,7 +13,8 @@ let series = new Map(); // topic -> {last, at}
 let alerts = new Map(); // topic -> {hi, lo, stale}
 // The chosen series (hourly view, histogram, first on the chart) and every series on the chart.
 let current = { topic: null, topics: [], range: "24h" };
-let sparks = { points: {}, span: [0, 1] }; // topic -> [[t, mean]], over span [t0, t1]
+// topic -> [[t, mean, count]] in buckets of `every` seconds, over span [t0, t1]
+let sparks = { points: {}, span: [0, 1], every: 3600 };
 let plot = null;
 let hourlyPlot = null;
 let live = null;
@@ -243,12 +244,40 @@ async function loadSparks(topics) {
   const points = {};
   for (const t of topics) {
     const b = (v.series || {})[t];
-    if (b && b.length) points[t] = b.map((x) => [secs(x.start), x.mean]);
+    if (b && b.length) points[t] = b.map((x) => [secs(x.start), x.mean, x.count]);
   }
-  sparks = { points, span: [since, now] };
+  sparks = { points, span: [since, now], every: v.every || 3600 };
   for (const tr of $("overview").tBodies[0].rows) {
     const td = tr.querySelector("td.spark");
     if (td) td.replaceWith(sparkCell(tr.dataset.topic));
+  }
+}
+
+/// A live number joins its sparkline as the aggregate would count it: into the last bucket
+/// while it lasts, else into a new one `every` seconds on (buckets below a day divide the day,
+/// so that is where the server's next one starts, but for a DST change: the next load mends
+/// it). The span moves on with it, and points older than its start drop out.
+function growSpark(topic, value, at) {
+  const t = secs(at);
+  if (typeof value !== "number" || !Number.isFinite(t)) return;
+  const [t0, t1] = sparks.span;
+  const width = t1 - t0;
+  const every = sparks.every;
+  const pts = sparks.points[topic] || (sparks.points[topic] = []);
+  const last = pts[pts.length - 1];
+  if (last && t < last[0]) return; // older than the last bucket: the next load has it
+  if (last && t < last[0] + every) {
+    last[1] = (last[1] * last[2] + value) / (last[2] + 1);
+    last[2] += 1;
+  } else {
+    const start = last ? last[0] + Math.floor((t - last[0]) / every) * every : t;
+    pts.push([start, value, 1]);
+  }
+  if (t > t1) {
+    sparks.span = [t - width, t];
+    for (const p of Object.values(sparks.points)) {
+      while (p.length && p[0][0] + every <= t - width) p.shift();
+    }
   }
 }
 
@@ -535,6 +564,7 @@ function startLive() {
     try { r = JSON.parse(ev.data); } catch (_) { return; }
     if (r.topic === meta.alerts_topic) addAlert(r.at, r.value);
     const topic = note(r.topic, r.value, r.at);
+    if (topic === r.topic) growSpark(topic, r.value, r.at);
     for (const c of document.querySelectorAll("#devices td.state")) {
       if (c.dataset.topic === r.topic) c.textContent = fmt(r.value);
     }
