@@ -756,8 +756,8 @@ fn a_live_reading_appears_in_the_overview_without_a_reload() {
         "{live}"
     );
 
-    // A series with history: its sparkline takes the live reading in, into the last bucket
-    // (mean 25) or a new one (30), without a reload.
+    // A series with history: its sparkline takes the live reading in, without a reload: into
+    // the last bucket (one point, the mean 25) or a new one (two points, 20 and 30).
     let spark = "document.querySelector('#overview tr[data-topic=\"iotitan/home/kitchen/temperature\"] svg.spark title')";
     let (ok, dom) = b.wait_for(
         &tab,
@@ -775,10 +775,26 @@ fn a_live_reading_appears_in_the_overview_without_a_reload() {
     ]);
     let (ok, dom) = b.wait_for(
         &tab,
-        &format!("/: 20 to (25|30)$/.test({spark}.textContent)"),
+        &format!("/: (25 to 25|20 to 30)$/.test({spark}.textContent)"),
         10_000,
     );
-    assert!(ok, "the sparkline did not take the live reading:\n{dom}");
+    assert!(
+        ok,
+        "the sparkline did not take the live reading:\n{}",
+        row(&dom, "iotitan/home/kitchen/temperature")
+    );
+    // So does the chart, which shows it (the first numeric series).
+    let means = "JSON.parse(document.getElementById('chart').dataset.means)['iotitan/home/kitchen/temperature']";
+    let (ok, dom) = b.wait_for(
+        &tab,
+        &format!("[25, 30].includes({means}.at(-1)) && {means}.length <= 2"),
+        10_000,
+    );
+    assert!(ok, "the chart did not take the live reading:\n{dom}");
+    assert_eq!(
+        attr(&dom, "id=\"chart\"", "data-topic").as_deref(),
+        Some("iotitan/home/kitchen/temperature")
+    );
 }
 
 /// The measurement (BENCHMARKS.md): a 30-day chart of a series at one reading per 10 s

@@ -15,7 +15,13 @@ let alerts = new Map(); // topic -> {hi, lo, stale}
 let current = { topic: null, topics: [], range: "24h" };
 // topic -> [[t, mean, count]] in buckets of `every` seconds, over span [t0, t1]
 let sparks = { points: {}, span: [0, 1], every: 3600 };
+let sparksReloading = false;
+const SPARK_POINTS = 48; // at most, in the finer buckets of a young span
 let plot = null;
+// What the chart shows, kept so that live readings can join it: its topics, their buckets
+// (as /aggregate gave them), the bucket width and the range [t0, t1].
+let chart = null;
+let chartRedraw = false;
 let hourlyPlot = null;
 let live = null;
 let csvUrl = null;
@@ -77,6 +83,7 @@ function showLogin(text) {
   $("states").textContent = "";
   $("series").replaceChildren();
   if (plot) { plot.destroy(); plot = null; }
+  chart = null;
   if (hourlyPlot) { hourlyPlot.destroy(); hourlyPlot = null; }
   $("data").hidden = true;
   $("logout").hidden = true;
@@ -239,7 +246,7 @@ async function loadSparks(topics) {
     if (now - first > (now - since) / 4) break;
     since = first;
     v = await api("/aggregate?" + q + "&since=" + encodeURIComponent(new Date(first * 1000).toISOString()) +
-      "&every=1s&stats=mean&max_points=48");
+      "&every=1s&stats=mean&max_points=" + SPARK_POINTS);
   }
   const points = {};
   for (const t of topics) {
@@ -256,12 +263,14 @@ async function loadSparks(topics) {
 /// A live number joins its sparkline as the aggregate would count it: into the last bucket
 /// while it lasts, else into a new one `every` seconds on (buckets below a day divide the day,
 /// so that is where the server's next one starts, but for a DST change: the next load mends
-/// it). The span moves on with it, and points older than its start drop out.
+/// it). The span grows with it up to 24 h, then moves on, points older than its start
+/// dropping out. When a line has grown to twice the points it was loaded with (fine buckets
+/// of a young span), the sparklines are loaded again, in wider buckets.
 function growSpark(topic, value, at) {
   const t = secs(at);
   if (typeof value !== "number" || !Number.isFinite(t)) return;
   const [t0, t1] = sparks.span;
-  const width = t1 - t0;
+  const width = Math.max(t1 - t0, Math.min(t - t0, 86400));
   const every = sparks.every;
   const pts = sparks.points[topic] || (sparks.points[topic] = []);
   const last = pts[pts.length - 1];
@@ -278,6 +287,10 @@ function growSpark(topic, value, at) {
     for (const p of Object.values(sparks.points)) {
       while (p.length && p[0][0] + every <= t - width) p.shift();
     }
+  }
+  if (pts.length > 2 * SPARK_POINTS && !sparksReloading) {
+    sparksReloading = true;
+    loadSparks(numericTopics()).catch(fail).finally(() => { sparksReloading = false; });
   }
 }
 
@@ -369,20 +382,23 @@ async function loadChart() {
   const box = $("chart");
   box.dataset.topic = topics[0] || "";
   box.dataset.topics = JSON.stringify(topics);
-  if (!topics.length) { box.textContent = "No numeric series in the last day."; return; }
+  if (!topics.length) {
+    if (plot) { plot.destroy(); plot = null; }
+    chart = null;
+    box.textContent = "No numeric series in the last day.";
+    return;
+  }
   const now = Date.now() / 1000;
   const width = Math.max(300, Math.min(box.clientWidth || 800, 2000));
   const since = "-" + current.range;
   const q = topics.map((t) => "topics=" + encodeURIComponent(t)).join("&") + "&since=" + since;
   const v = await api("/aggregate?" + q + "&every=1s&stats=min,mean,max,count&max_points=" + width);
   const per = topics.map((t) => (v.series && v.series[t]) || []);
-  const { data, lines, bands } = bandsOf(topics, per, topics.length > 1,
-    now - RANGES[current.range], now);
-  box.dataset.buckets = String(per[0].length);
+  chart = { topics, per, every: v.every || 1, t0: now - RANGES[current.range], t1: now };
+  const { data, lines, bands } = bandsOf(topics, per, topics.length > 1, chart.t0, chart.t1);
   box.dataset.maxPoints = String(width);
   box.dataset.range = current.range;
-  box.dataset.mean = JSON.stringify(per[0].map((b) => b.mean));
-  box.dataset.means = JSON.stringify(Object.fromEntries(topics.map((t, k) => [t, per[k].map((b) => b.mean)])));
+  describeChart();
   const title = topics.length > 1 ? topics.length + " series" : topics[0];
   const opts = {
     width,
@@ -400,6 +416,57 @@ async function loadChart() {
   a.dataset.query = q;
   a.download = (topics.length > 1 ? "series" : topics[0].replace(/[^A-Za-z0-9._-]+/g, "_")) +
     "-" + current.range + ".csv";
+}
+
+/// What the chart shows, for people who read the page's source and for the tests.
+function describeChart() {
+  const box = $("chart");
+  const { topics, per } = chart;
+  box.dataset.buckets = String(per[0].length);
+  box.dataset.mean = JSON.stringify(per[0].map((b) => b.mean));
+  box.dataset.means = JSON.stringify(Object.fromEntries(topics.map((t, k) => [t, per[k].map((b) => b.mean)])));
+}
+
+/// A live number of a series on the chart joins its buckets as /aggregate would count it (see
+/// `growSpark` for where a new bucket starts), the range moves on with it, and the chart is
+/// drawn again once per frame however fast readings come. A zoomed chart keeps its zoom.
+function growChart(topic, value, at) {
+  const t = secs(at);
+  if (!chart || !plot || typeof value !== "number" || !Number.isFinite(t)) return;
+  const k = chart.topics.indexOf(topic);
+  if (k < 0) return;
+  const buckets = chart.per[k];
+  const last = buckets[buckets.length - 1];
+  if (last && t < secs(last.start)) return; // older than the last bucket: a reload has it
+  if (last && t < secs(last.start) + chart.every) {
+    last.mean = (last.mean * last.count + value) / (last.count + 1);
+    last.count += 1;
+    last.min = Math.min(last.min, value);
+    last.max = Math.max(last.max, value);
+  } else {
+    const s0 = last ? secs(last.start) : t;
+    const start = last ? s0 + Math.floor((t - s0) / chart.every) * chart.every : t;
+    buckets.push({ start: new Date(start * 1000).toISOString(), count: 1, min: value, mean: value, max: value });
+  }
+  if (t > chart.t1) {
+    const span = chart.t1 - chart.t0;
+    chart.t1 = t;
+    chart.t0 = t - span;
+    for (const b of chart.per) {
+      while (b.length && secs(b[0].start) + chart.every <= chart.t0) b.shift();
+    }
+  }
+  describeChart();
+  if (chartRedraw) return;
+  chartRedraw = true;
+  requestAnimationFrame(() => {
+    chartRedraw = false;
+    if (!chart || !plot) return;
+    const xs = plot.data[0];
+    const zoomed = xs.length > 1 && (plot.scales.x.min > xs[0] || plot.scales.x.max < xs[xs.length - 1]);
+    const { data } = bandsOf(chart.topics, chart.per, chart.topics.length > 1, chart.t0, chart.t1);
+    plot.setData(data, !zoomed);
+  });
 }
 
 async function loadHourly() {
@@ -564,7 +631,10 @@ function startLive() {
     try { r = JSON.parse(ev.data); } catch (_) { return; }
     if (r.topic === meta.alerts_topic) addAlert(r.at, r.value);
     const topic = note(r.topic, r.value, r.at);
-    if (topic === r.topic) growSpark(topic, r.value, r.at);
+    if (topic === r.topic) {
+      growSpark(topic, r.value, r.at);
+      growChart(topic, r.value, r.at);
+    }
     for (const c of document.querySelectorAll("#devices td.state")) {
       if (c.dataset.topic === r.topic) c.textContent = fmt(r.value);
     }
