@@ -47,7 +47,7 @@ sources = ["{output}"]
 
 [http]
 listen = "127.0.0.1:{port}"
-command_timeout = "1s"
+command_timeout = "3s"
 
 [[http.token]]
 name = "phone"

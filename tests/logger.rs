@@ -750,7 +750,7 @@ fn tells_systemd_ready_then_watchdog_pings_then_stopping() {
     // Still logging while it pings.
     wait_subscribed(&m, || probes_in(&rsyslog_records(&r)));
     logger.signal("-TERM");
-    notify.wait_for("STOPPING=1", Duration::from_secs(1));
+    notify.wait_for("STOPPING=1", Duration::from_secs(5));
     let status = wait_exit(&mut logger.child, Duration::from_secs(5)).expect("logger exits");
     assert!(status.success(), "{status:?}\n{}", logger.log());
     assert_eq!(notify.count("READY=1"), 1, "{:#?}", notify.seen.borrow());

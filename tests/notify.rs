@@ -51,7 +51,7 @@ fn notifies_systemd(m: &mut Mosquitto, program: &str, config: &Path, env: &[(&st
         .args(["-TERM", &child.id().to_string()])
         .status()
         .unwrap();
-    notify.wait_for("STOPPING=1", Duration::from_secs(1));
+    notify.wait_for("STOPPING=1", Duration::from_secs(5));
     let status = wait_exit(&mut child, Duration::from_secs(5));
     let _ = child.kill();
     let status = status.unwrap_or_else(|| panic!("no exit after SIGTERM\n{}", log()));
