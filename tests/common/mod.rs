@@ -491,11 +491,14 @@ input(type="imtcp" address="127.0.0.1" port="{tcp}")
         self.spawn();
     }
 
-    /// The output file's lines so far.
+    /// The output file's complete lines so far.
     pub fn lines(&self) -> Vec<String> {
         std::fs::read(&self.output)
             .map(|b| {
-                String::from_utf8_lossy(&b)
+                // Complete lines only: rsyslogd may be halfway through writing the last one
+                // (once read as `stream/…` with an empty payload).
+                let end = b.iter().rposition(|&c| c == b'\n').map_or(0, |i| i + 1);
+                String::from_utf8_lossy(&b[..end])
                     .lines()
                     .map(str::to_owned)
                     .collect()
