@@ -154,7 +154,7 @@ pub enum Left {
 
 /// Leave the group: see the module documentation. `timeout` bounds the connect and the
 /// drain; past it the session is kept and the error says so (exit 75, as for a signal; 69
-/// without a broker or with a refused marker subscription).
+/// without a broker, with a refused marker subscription or a lost connection).
 pub async fn run(cfg: &Config, mut shutdown: Shutdown, timeout: Duration) -> anyhow::Result<Left> {
     if cfg.logger.clean_session {
         tracing::info!(
@@ -227,7 +227,7 @@ pub async fn run(cfg: &Config, mut shutdown: Shutdown, timeout: Duration) -> any
             logger.disconnect(polled.task).await;
             let link = polled.link.borrow().clone();
             Err(ExitError::new(
-                code(&f),
+                code(&f, step.get()),
                 explain(
                     &f,
                     step.get(),
@@ -389,10 +389,13 @@ async fn end_session(
     Ok(())
 }
 
-fn code(f: &Failure) -> u8 {
-    match f {
-        Failure::TimedOut | Failure::Interrupted => exit::TEMPFAIL,
-        Failure::Lost | Failure::Refused => exit::UNAVAILABLE,
+/// The exit code of a failed leave: 69 when the broker is unreachable or refuses, 75 when
+/// it was only slow (or a signal came).
+fn code(f: &Failure, step: Step) -> u8 {
+    match (f, step) {
+        (Failure::TimedOut, Step::Connecting) => exit::UNAVAILABLE,
+        (Failure::TimedOut | Failure::Interrupted, _) => exit::TEMPFAIL,
+        (Failure::Lost | Failure::Refused, _) => exit::UNAVAILABLE,
     }
 }
 
@@ -528,8 +531,18 @@ mod tests {
             assert!(e.contains("the session is kept"), "{e}");
             assert!(e.contains("run `iotitan-logger leave` again"), "{e}");
         }
-        assert_eq!(code(&Failure::TimedOut), exit::TEMPFAIL);
-        assert_eq!(code(&Failure::Refused), exit::UNAVAILABLE);
+        assert_eq!(
+            code(&Failure::TimedOut, Step::MarkerPublished),
+            exit::TEMPFAIL
+        );
+        assert_eq!(
+            code(&Failure::TimedOut, Step::Connecting),
+            exit::UNAVAILABLE
+        );
+        assert_eq!(
+            code(&Failure::Refused, Step::MarkerSubscribing),
+            exit::UNAVAILABLE
+        );
     }
 
     proptest! {
