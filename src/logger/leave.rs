@@ -322,7 +322,8 @@ async fn steps(
 
 /// Resolves when the connection, once made, is lost.
 async fn lost(mut connected: tokio::sync::watch::Receiver<bool>) -> Failure {
-    if connected.wait_for(|c| *c).await.is_ok() {
+    let made = connected.wait_for(|c| *c).await.is_ok();
+    if made {
         let _ = connected.wait_for(|c| !*c).await;
     }
     Failure::Lost
@@ -372,8 +373,12 @@ async fn end_session(
     let pumped = mqtt::Pump::new(client.clone(), driver).spawn::<Publish>();
     let mut connected = pumped.connected.clone();
     let link = pumped.link.clone();
-    let made = tokio::time::timeout(budget, connected.wait_for(|c| *c)).await;
-    if !matches!(made, Ok(Ok(_))) {
+    // The guard `wait_for` returns must go at once: while it lives, the pump cannot
+    // change the state (it would wait for it for good).
+    let made = tokio::time::timeout(budget, connected.wait_for(|c| *c))
+        .await
+        .is_ok_and(|r| r.is_ok());
+    if !made {
         pumped.task.abort();
         let e = link.borrow().error.clone();
         return Err(e.unwrap_or_else(|| "no connection".into()));
