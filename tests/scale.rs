@@ -352,8 +352,7 @@ fn a_member_leaves_the_group_and_its_queued_share_is_written() {
 /// A leave that cannot prove the drain keeps the session. With a broker that refuses the
 /// marker subscription, leave exits 69 before unsubscribing anything (what it received of
 /// B's queue meanwhile it wrote); with no broker at B's address, `--timeout` bounds it (exit
-/// 69 too).
-/// Then B started again finds its session, still a member of the group: every number of the
+/// 69 too). Then B started again finds its session, still a member of the group: every number of the
 /// parts published before and after is in syslog, and B takes its share of the last part.
 #[test]
 fn a_failed_leave_keeps_the_session_and_its_queue() {
@@ -415,6 +414,68 @@ fn a_failed_leave_keeps_the_session_and_its_queue() {
     assert!(
         !by_pid.contains_key(&no_broker.pid),
         "the leave without a broker wrote nothing"
+    );
+    let lines = r.lines();
+    assert!(
+        !lines.iter().any(|l| l.contains("iotitan/leave")),
+        "a marker reached syslog"
+    );
+}
+
+/// A leave whose drain is not proven by `--timeout` keeps the session as it was. With B's
+/// syslog down, the marker comes but the records before it cannot be written: exit 75, the
+/// filters it unsubscribed are subscribed again, and what was not written stays with the
+/// session. B started again writes it, takes its share of what follows, and skips the
+/// marker the broker delivers again (it was never acknowledged).
+#[test]
+fn a_leave_past_its_timeout_subscribes_again_and_keeps_the_queue() {
+    let m = Mosquitto::start();
+    let r = Rsyslogd::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg_a = member_config(dir.path(), &m, &r, "a");
+    let cfg_b = member_config(dir.path(), &m, &r, "b");
+    let _a = start_member(&cfg_a);
+    let mut b = start_member(&cfg_b);
+    publish_part(&m, dir.path(), 0..PART);
+    all_written(&r, PART, "first part");
+    let (status, _) = b.terminate();
+    assert!(status.success(), "B stops: {status:?}\n{}", b.log());
+    publish_part(&m, dir.path(), PART..2 * PART);
+
+    let no_syslog = dir.path().join("no-syslog");
+    std::fs::create_dir_all(&no_syslog).expect("dir");
+    let text = std::fs::read_to_string(&cfg_b).expect("B's config");
+    let text = text.replace(
+        &format!("tcp:127.0.0.1:{}", r.tcp_port),
+        &format!("tcp:127.0.0.1:{}", free_port()),
+    );
+    let cfg_no_syslog = write_config(&no_syslog, &text);
+    let slow = leave(&cfg_no_syslog, &["--timeout", "3s"]);
+    assert_eq!(slow.status.code(), Some(75), "{}", slow.log);
+    assert!(
+        slow.log.contains("the queue was not drained within 3s")
+            && slow.log.contains("the session is kept as it was"),
+        "{}",
+        slow.log
+    );
+
+    let b = start_member(&cfg_b);
+    assert!(
+        b.log().contains("session present: true"),
+        "B found its session:\n{}",
+        b.log()
+    );
+    publish_part(&m, dir.path(), 2 * PART..3 * PART);
+    let by_pid = all_written(&r, 3 * PART, "three parts");
+    assert!(
+        by_pid
+            .get(&b.child.id())
+            .is_some_and(|v| v.iter().any(|n| *n >= 2 * PART)),
+        "B is still a member of the group: it took a share of the last part"
+    );
+    assert!(
+        !by_pid.contains_key(&slow.pid),
+        "the leave without syslog wrote nothing"
     );
     let lines = r.lines();
     assert!(
