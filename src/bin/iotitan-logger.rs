@@ -19,11 +19,13 @@ struct Cli {
 enum Command {
     /// Validate the config and print the effective values
     CheckConfig,
-    /// Leave the shared-subscription group for good: write what the broker queued for this
-    /// logger's session to syslog, unsubscribe, prove the queue drained (a marker on
-    /// `$iotitan/leave/<client id>` comes back), then end the session. Run it with the daemon
-    /// stopped: `systemctl stop iotitan-logger && iotitan-logger leave && systemctl disable
-    /// iotitan-logger`. On failure (exit 69 or 75) the session is kept: run it again.
+    /// Write what the broker queued for this logger, then end its session (leave the group)
+    ///
+    /// Writes what the broker queued for this logger's session to syslog, unsubscribes, proves
+    /// the queue drained (a marker on `$iotitan/leave/<client id>` comes back), then ends the
+    /// session. Run it with the daemon stopped: `systemctl stop iotitan-logger &&
+    /// iotitan-logger leave && systemctl disable iotitan-logger`. On failure (exit 69 or 75)
+    /// the session is kept: run it again.
     Leave {
         /// Give up (keeping the session) if the queue is not drained by then
         #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
