@@ -13,6 +13,9 @@ pub const DATAERR: u8 = 65;
 pub const UNAVAILABLE: u8 = 69;
 /// An internal software error.
 pub const SOFTWARE: u8 = 70;
+/// A temporary failure: nothing was changed or lost, and trying again may succeed
+/// (`iotitan-logger leave` after its timeout or a signal).
+pub const TEMPFAIL: u8 = 75;
 /// An I/O error on a file we had to read or write.
 pub const IOERR: u8 = 74;
 /// Something was found in an unconfigured or misconfigured state.

@@ -206,6 +206,284 @@ fn three_loggers_share_a_stream_and_a_sigkill_loses_nothing() {
     shared_stream_survives_a_sigkill(3);
 }
 
+/// Messages in each part of the stream of the `leave` tests.
+const PART: usize = 2_000;
+
+/// Publish the numbers of `range` at QoS 1 on `load/n` (one message each); returns once the
+/// broker acknowledged them all, that is once it dealt each to a member's session.
+fn publish_part(m: &Mosquitto, dir: &Path, range: std::ops::Range<usize>) {
+    let file = dir.join(format!("part-{}.txt", range.start));
+    let text: String = range.map(|i| format!("{i}\n")).collect();
+    std::fs::write(&file, text).expect("write the part");
+    m.publish_lines(&["-q", "1", "-t", "load/n"], &file);
+}
+
+/// What one run of `iotitan-logger leave` did.
+struct Leave {
+    status: std::process::ExitStatus,
+    pid: u32,
+    log: String,
+}
+
+/// Run `iotitan-logger --config cfg leave ARGS` to its end (bounded).
+fn leave(cfg: &Path, args: &[&str]) -> Leave {
+    let stderr = cfg.with_file_name(format!(
+        "leave-{}.log",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("a clock after 1970")
+            .as_nanos()
+    ));
+    let child = std::process::Command::new(LOGGER)
+        .arg("--config")
+        .arg(cfg)
+        .arg("leave")
+        .args(args)
+        .env("RUST_LOG", "info")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&stderr).expect("leave's log"))
+        .spawn()
+        .expect("start iotitan-logger leave");
+    let mut child = Killed(child);
+    let pid = child.0.id();
+    let status = wait_exit(&mut child.0, Duration::from_secs(90));
+    let log = std::fs::read_to_string(&stderr).unwrap_or_default();
+    let status = status.unwrap_or_else(|| panic!("leave did not end:\n{log}"));
+    Leave { status, pid, log }
+}
+
+/// Every number of `0..n` is in syslog (bounded wait); fails with the missing ones.
+fn all_written(r: &Rsyslogd, n: usize, what: &str) -> HashMap<u32, Vec<usize>> {
+    let complete = wait_until(Duration::from_secs(60), || {
+        tally(&numbers_by_pid(r)).len() >= n
+    });
+    let by_pid = numbers_by_pid(r);
+    let t = tally(&by_pid);
+    let missing: Vec<usize> = (0..n).filter(|i| !t.contains_key(i)).collect();
+    assert!(
+        complete && missing.is_empty(),
+        "{what}: {} of {n} lost; first: {:?}",
+        missing.len(),
+        &missing[..missing.len().min(20)]
+    );
+    by_pid
+}
+
+/// Scaling down without loss. Members A and B share `load/#`; B is stopped (SIGTERM, as
+/// `systemctl stop` does) and the broker goes on dealing it its share of the second part of
+/// the stream, queued for its session. `iotitan-logger leave` with B's config writes that
+/// share to syslog, unsubscribes, waits for its marker and ends the session: exit 0, and the
+/// third part goes to A alone. Every number of the three parts is in syslog, the leave wrote
+/// only numbers of the second part, and the marker never reached syslog. A second leave finds
+/// no session (it was ended) and has nothing to write.
+#[test]
+fn a_member_leaves_the_group_and_its_queued_share_is_written() {
+    let m = Mosquitto::start();
+    let r = Rsyslogd::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg_a = member_config(dir.path(), &m, &r, "a");
+    let cfg_b = member_config(dir.path(), &m, &r, "b");
+    let a = start_member(&cfg_a);
+    let mut b = start_member(&cfg_b);
+    publish_part(&m, dir.path(), 0..PART);
+    all_written(&r, PART, "first part");
+    let (status, _) = b.terminate();
+    assert!(status.success(), "B stops: {status:?}\n{}", b.log());
+    publish_part(&m, dir.path(), PART..2 * PART);
+
+    let left = leave(&cfg_b, &[]);
+    assert!(
+        left.status.success(),
+        "leave exits 0: {:?}\n{}",
+        left.status,
+        left.log
+    );
+    publish_part(&m, dir.path(), 2 * PART..3 * PART);
+    let by_pid = all_written(&r, 3 * PART, "three parts");
+
+    let by_leave = by_pid.get(&left.pid).cloned().unwrap_or_default();
+    assert!(
+        !by_leave.is_empty() && by_leave.iter().all(|n| (PART..2 * PART).contains(n)),
+        "leave wrote B's queued share of the second part, and only that: {} records\n{}",
+        by_leave.len(),
+        left.log
+    );
+    assert!(
+        left.log
+            .contains(&format!("left: {} records written", by_leave.len())),
+        "the summary counts what leave wrote ({}):\n{}",
+        by_leave.len(),
+        left.log
+    );
+    let third: Vec<usize> = by_pid
+        .iter()
+        .filter(|(pid, _)| **pid != a.child.id())
+        .flat_map(|(_, v)| v.iter().copied())
+        .filter(|n| *n >= 2 * PART)
+        .collect();
+    assert!(
+        third.is_empty(),
+        "the third part went to A alone; others wrote {} of it",
+        third.len()
+    );
+    let lines = r.lines();
+    assert!(
+        !lines.iter().any(|l| l.contains("iotitan/leave")),
+        "the marker reached syslog"
+    );
+    let t = tally(&by_pid);
+    eprintln!(
+        "leave: {} records of B's queued share written, {} records in all, {} duplicates",
+        by_leave.len(),
+        t.values().sum::<usize>(),
+        t.values().filter(|c| **c > 1).count()
+    );
+
+    let again = leave(&cfg_b, &[]);
+    assert!(again.status.success(), "{:?}\n{}", again.status, again.log);
+    assert!(
+        again.log.contains("session present: false") && again.log.contains("left: 0 records"),
+        "the session was ended by the first leave:\n{}",
+        again.log
+    );
+}
+
+/// A leave that cannot prove the drain keeps the session. With a broker that refuses the
+/// marker subscription, leave exits 69 before unsubscribing anything (what it received of
+/// B's queue meanwhile it wrote); with no broker at B's address, `--timeout` bounds it (exit
+/// 69 too). Then B started again finds its session, still a member of the group: every number of the
+/// parts published before and after is in syslog, and B takes its share of the last part.
+#[test]
+fn a_failed_leave_keeps_the_session_and_its_queue() {
+    let m = Mosquitto::start_refusing("$iotitan/leave/#");
+    let r = Rsyslogd::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg_a = member_config(dir.path(), &m, &r, "a");
+    let cfg_b = member_config(dir.path(), &m, &r, "b");
+    let _a = start_member(&cfg_a);
+    let mut b = start_member(&cfg_b);
+    publish_part(&m, dir.path(), 0..PART);
+    all_written(&r, PART, "first part");
+    let (status, _) = b.terminate();
+    assert!(status.success(), "B stops: {status:?}\n{}", b.log());
+    publish_part(&m, dir.path(), PART..2 * PART);
+
+    let refused = leave(&cfg_b, &[]);
+    assert_eq!(refused.status.code(), Some(69), "{}", refused.log);
+    assert!(
+        refused
+            .log
+            .contains("refused the subscription to the marker topic $iotitan/leave/site-b-logger")
+            && refused.log.contains("the session is kept as it was"),
+        "{}",
+        refused.log
+    );
+
+    // B's config pointing at a port where no broker listens.
+    let nowhere = dir.path().join("nowhere");
+    std::fs::create_dir_all(&nowhere).expect("dir");
+    let text = std::fs::read_to_string(&cfg_b).expect("B's config");
+    let text = text.replace(
+        &format!("port = {}", m.port),
+        &format!("port = {}", free_port()),
+    );
+    let cfg_nowhere = write_config(&nowhere, &text);
+    let no_broker = leave(&cfg_nowhere, &["--timeout", "2s"]);
+    assert_eq!(no_broker.status.code(), Some(69), "{}", no_broker.log);
+    assert!(
+        no_broker.log.contains("cannot connect to the MQTT broker"),
+        "{}",
+        no_broker.log
+    );
+
+    let b = start_member(&cfg_b);
+    assert!(
+        b.log().contains("session present: true"),
+        "B found its session:\n{}",
+        b.log()
+    );
+    publish_part(&m, dir.path(), 2 * PART..3 * PART);
+    let by_pid = all_written(&r, 3 * PART, "three parts");
+    assert!(
+        by_pid
+            .get(&b.child.id())
+            .is_some_and(|v| v.iter().any(|n| *n >= 2 * PART)),
+        "B is still a member of the group: it took a share of the last part"
+    );
+    assert!(
+        !by_pid.contains_key(&no_broker.pid),
+        "the leave without a broker wrote nothing"
+    );
+    let lines = r.lines();
+    assert!(
+        !lines.iter().any(|l| l.contains("iotitan/leave")),
+        "a marker reached syslog"
+    );
+}
+
+/// A leave whose drain is not proven by `--timeout` keeps the session as it was. With B's
+/// syslog down, the marker comes but the records before it cannot be written: exit 75, the
+/// filters it unsubscribed are subscribed again, and what was not written stays with the
+/// session. B started again writes it, takes its share of what follows, and skips the
+/// marker the broker delivers again (it was never acknowledged).
+#[test]
+fn a_leave_past_its_timeout_subscribes_again_and_keeps_the_queue() {
+    let m = Mosquitto::start();
+    let r = Rsyslogd::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg_a = member_config(dir.path(), &m, &r, "a");
+    let cfg_b = member_config(dir.path(), &m, &r, "b");
+    let _a = start_member(&cfg_a);
+    let mut b = start_member(&cfg_b);
+    publish_part(&m, dir.path(), 0..PART);
+    all_written(&r, PART, "first part");
+    let (status, _) = b.terminate();
+    assert!(status.success(), "B stops: {status:?}\n{}", b.log());
+    publish_part(&m, dir.path(), PART..2 * PART);
+
+    let no_syslog = dir.path().join("no-syslog");
+    std::fs::create_dir_all(&no_syslog).expect("dir");
+    let text = std::fs::read_to_string(&cfg_b).expect("B's config");
+    let text = text.replace(
+        &format!("tcp:127.0.0.1:{}", r.tcp_port),
+        &format!("tcp:127.0.0.1:{}", free_port()),
+    );
+    let cfg_no_syslog = write_config(&no_syslog, &text);
+    let slow = leave(&cfg_no_syslog, &["--timeout", "3s"]);
+    assert_eq!(slow.status.code(), Some(75), "{}", slow.log);
+    assert!(
+        slow.log.contains("the queue was not drained within 3s")
+            && slow.log.contains("the session is kept as it was"),
+        "{}",
+        slow.log
+    );
+
+    let b = start_member(&cfg_b);
+    assert!(
+        b.log().contains("session present: true"),
+        "B found its session:\n{}",
+        b.log()
+    );
+    publish_part(&m, dir.path(), 2 * PART..3 * PART);
+    let by_pid = all_written(&r, 3 * PART, "three parts");
+    assert!(
+        by_pid
+            .get(&b.child.id())
+            .is_some_and(|v| v.iter().any(|n| *n >= 2 * PART)),
+        "B is still a member of the group: it took a share of the last part"
+    );
+    assert!(
+        !by_pid.contains_key(&slow.pid),
+        "the leave without syslog wrote nothing"
+    );
+    let lines = r.lines();
+    assert!(
+        !lines.iter().any(|l| l.contains("iotitan/leave")),
+        "a marker reached syslog"
+    );
+}
+
 /// The same on a real broker cluster: two RabbitMQ nodes with the MQTT plugin, the publisher
 /// on node 1, two loggers on node 2. RabbitMQ's MQTT plugin has no shared subscriptions, so
 /// the loggers split the stream by topic (`load/a/#`, `load/b/#`), as alerts are split. A

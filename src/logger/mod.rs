@@ -20,8 +20,10 @@
 //! task waited for room in it while the poller waited for room in the inbox, and the logger
 //! stopped for good, deaf to SIGTERM.
 
+pub mod leave;
 mod outbox;
 
+use leave::Marker;
 pub use outbox::{Flow, Limits, Outbox};
 
 use crate::config::Config;
@@ -123,9 +125,8 @@ pub async fn run(
     shutdown: Shutdown,
     linger: Option<Linger>,
 ) -> anyhow::Result<Counters> {
-    let mut opts = mqtt::options(&cfg.mqtt, "logger")?;
-    opts.set_manual_acks(true);
-    opts.set_clean_session(cfg.logger.clean_session);
+    let opts = session_options(cfg)?;
+    let marker = Marker::new(opts.client_id());
     let keep_alive = opts.keep_alive();
     let (client, driver) = mqtt::client(opts, &cfg.mqtt);
     let qos = mqtt::qos(cfg.logger.qos);
@@ -139,24 +140,7 @@ pub async fn run(
         .subscribe(filters)
         .inbox(INBOX)
         .spawn::<Publish>();
-    let sink = Sink::new(cfg.syslog.target.clone());
-    let formatter = Formatter::new(&cfg.syslog, sink.is_network());
-    let limits = Limits {
-        records: cfg.logger.queue,
-        bytes: cfg.logger.queue_bytes,
-    };
-    let mut logger = Logger {
-        client,
-        sink,
-        formatter,
-        exclude: cfg.logger.exclude.clone(),
-        max_payload: cfg.logger.max_payload_bytes,
-        outbox: Outbox::new(limits, keep_alive),
-        record: Vec::with_capacity(512),
-        batch: Records::default(),
-        counters: Counters::default(),
-        linger,
-    };
+    let mut logger = Logger::new(cfg, client, keep_alive, linger, marker);
     tracing::info!(
         "logging {} from {}:{} to {}",
         cfg.logger
@@ -184,6 +168,15 @@ pub async fn run(
     Ok(c)
 }
 
+/// The logger's MQTT options: its client id, manual acknowledgements (a message is
+/// acknowledged once its record is written) and the configured session kind.
+fn session_options(cfg: &Config) -> anyhow::Result<rumqttc::MqttOptions> {
+    let mut opts = mqtt::options(&cfg.mqtt, "logger")?;
+    opts.set_manual_acks(true);
+    opts.set_clean_session(cfg.logger.clean_session);
+    Ok(opts)
+}
+
 struct Logger {
     client: AsyncClient,
     sink: Sink,
@@ -197,6 +190,8 @@ struct Logger {
     batch: Records,
     counters: Counters,
     linger: Option<Linger>,
+    /// Messages on the logger's marker topic are never written (see [`leave`]).
+    marker: Marker,
 }
 
 /// Syslog messages made from one batch of MQTT messages, back to back in one buffer.
@@ -244,6 +239,41 @@ impl Records {
 }
 
 impl Logger {
+    fn new(
+        cfg: &Config,
+        client: AsyncClient,
+        keep_alive: Duration,
+        linger: Option<Linger>,
+        marker: Marker,
+    ) -> Logger {
+        let sink = Sink::new(cfg.syslog.target.clone());
+        let formatter = Formatter::new(&cfg.syslog, sink.is_network());
+        let limits = Limits {
+            records: cfg.logger.queue,
+            bytes: cfg.logger.queue_bytes,
+        };
+        Logger {
+            client,
+            sink,
+            formatter,
+            exclude: cfg.logger.exclude.clone(),
+            max_payload: cfg.logger.max_payload_bytes,
+            outbox: Outbox::new(limits, keep_alive),
+            record: Vec::with_capacity(512),
+            batch: Records::default(),
+            counters: Counters::default(),
+            linger,
+            marker,
+        }
+    }
+
+    /// Whether the awaited marker came and every record before it is written (confirmed,
+    /// over RELP): what [`leave`] waits for. Never for the daemon, which awaits no marker.
+    fn drained(&self) -> bool {
+        self.marker.seen() && self.outbox.is_empty()
+    }
+
+    /// Write what comes until `shutdown`, or until [`Logger::drained`].
     async fn run(
         &mut self,
         mut inbox: tokio::sync::mpsc::Receiver<Publish>,
@@ -255,6 +285,9 @@ impl Logger {
         ack_retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut received = Vec::with_capacity(BATCH);
         loop {
+            if self.drained() {
+                break;
+            }
             self.update_flow();
             // 0 while the outbox is full: the inbox then fills, the poller stops reading,
             // and the broker holds the messages.
@@ -366,10 +399,16 @@ impl Logger {
         let now = SystemTime::now();
         self.batch.clear();
         for p in received.drain(..) {
-            self.counters.received += 1;
             let ack = Ack::of(&p);
-            if self.exclude.matches(&p.topic) {
-                self.counters.excluded += 1;
+            // A leave's marker is not part of the stream: not written, not counted.
+            let marker = self.marker.check(&p.topic, &p.payload);
+            if !marker {
+                self.counters.received += 1;
+            }
+            if marker || self.exclude.matches(&p.topic) {
+                if !marker {
+                    self.counters.excluded += 1;
+                }
                 if let Some(a) = ack {
                     match self.batch.len().checked_sub(1) {
                         Some(before) => self.batch.then.push_back((before, a)),

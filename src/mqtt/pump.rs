@@ -8,7 +8,7 @@
 //! - subscriptions sent on every fresh session ([`Pump::subscribe`]), whose SUBACKs are
 //!   checked for refusals here and nowhere else; `subscribed` turns `true` once the broker
 //!   granted them all, which is when a daemon is READY ([`ready_once_subscribed`]);
-//! - publishes and subscriptions with confirmation ([`Pump::spawn_confirmed`], [`Requests`]);
+//! - publishes, subscriptions and unsubscriptions with confirmation ([`Pump::spawn_confirmed`], [`Requests`]);
 //! - the connection's state and counts of publishes written and acknowledged.
 //!
 //! The rule that makes this safe: the pump never awaits its own request channel. Its own
@@ -460,6 +460,12 @@ impl<T: Inbound> Poller<T> {
             }
             DriverEvent::Event(Event::Outgoing(Outgoing::Subscribe(pkid))) => {
                 self.shared.lock().on_subscribe_written(pkid);
+            }
+            DriverEvent::Event(Event::Outgoing(Outgoing::Unsubscribe(pkid))) => {
+                self.shared.lock().on_unsubscribe_written(pkid);
+            }
+            DriverEvent::Event(Event::Incoming(Packet::UnsubAck(ack))) => {
+                self.shared.lock().on_unsuback(ack.pkid);
             }
             DriverEvent::Event(Event::Incoming(Packet::SubAck(ack))) => {
                 // The one place a refusal is noticed.

@@ -7,7 +7,7 @@
 //! So every request is queued under one lock together with its waiter in a FIFO; the
 //! `Outgoing` event moves the front waiter under its packet id, the PUBACK resolves it.
 //! Subscriptions work the same way with SUBSCRIBE/SUBACK, the pump's own ones included, so
-//! every SUBACK finds its owner.
+//! every SUBACK finds its owner, and so do UNSUBSCRIBE/UNSUBACK.
 //!
 //! Requests are queued with `try_*` from the callers' tasks, never awaited: the pump must
 //! keep polling (see [`super`]). When the connection fails, every waiter learns it at once,
@@ -59,7 +59,8 @@ type Waiter = oneshot::Sender<Confirmation>;
 pub(super) enum SubOwner {
     /// The pump's [`super::subscribe::Plan`].
     Plan,
-    /// [`Requests::listen`], waiting to learn whether the broker granted it.
+    /// [`Requests::listen`] or [`Requests::subscribe`], waiting to learn whether the broker
+    /// granted it.
     Listener(oneshot::Sender<bool>),
     /// A listened-on filter renewed on a fresh session: nobody waits.
     Renewal,
@@ -76,6 +77,9 @@ pub(super) struct Book {
     /// Subscriptions queued, not yet written.
     sub_queued: VecDeque<SubOwner>,
     sub_written: HashMap<u16, SubOwner>,
+    /// Unsubscriptions queued, not yet written, each with whoever waits for its UNSUBACK.
+    unsub_queued: VecDeque<Option<oneshot::Sender<()>>>,
+    unsub_written: HashMap<u16, oneshot::Sender<()>>,
     /// Topic filters someone listens on, with how many listeners each has.
     listening: HashMap<String, usize>,
     listeners: Vec<Listener>,
@@ -100,6 +104,8 @@ impl Book {
         }
         self.sub_queued.clear();
         self.sub_written.clear();
+        self.unsub_queued.clear();
+        self.unsub_written.clear();
     }
 
     /// Queue a subscription of the pump's own.
@@ -143,6 +149,19 @@ impl Book {
     pub(super) fn on_subscribe_written(&mut self, pkid: u16) {
         if let Some(o) = self.sub_queued.pop_front() {
             self.sub_written.insert(pkid, o);
+        }
+    }
+
+    pub(super) fn on_unsubscribe_written(&mut self, pkid: u16) {
+        if let Some(Some(w)) = self.unsub_queued.pop_front() {
+            self.unsub_written.insert(pkid, w);
+        }
+    }
+
+    /// The broker answered an UNSUBSCRIBE: whoever waits for it learns so.
+    pub(super) fn on_unsuback(&mut self, pkid: u16) {
+        if let Some(w) = self.unsub_written.remove(&pkid) {
+            let _ = w.send(());
         }
     }
 
@@ -280,6 +299,49 @@ impl Requests {
         }
     }
 
+    /// Subscribe to `filters` and wait for the broker's answer: `Ok(true)` if it granted every
+    /// one, `Ok(false)` if it refused any ([`super::subscribe::refused`]). Messages on them go
+    /// to the pump's inbox, if it has one; the filters are not renewed on a fresh session.
+    pub async fn subscribe(&self, filters: Vec<SubscribeFilter>) -> Result<bool, Unavailable> {
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut t = self.shared.lock();
+            if !t.connected {
+                return Err(Unavailable);
+            }
+            self.shared
+                .client
+                .try_subscribe_many(filters)
+                .map_err(|_| Unavailable)?;
+            t.sub_queued.push_back(SubOwner::Listener(tx));
+        }
+        match tokio::time::timeout(ACK_TIMEOUT, rx).await {
+            Ok(Ok(granted)) => Ok(granted),
+            _ => Err(Unavailable),
+        }
+    }
+
+    /// Unsubscribe from `filter` and wait for the broker's UNSUBACK: from then on it sends
+    /// nothing new for that filter (what it queued before still comes).
+    pub async fn unsubscribe(&self, filter: &str) -> Result<(), Unavailable> {
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut t = self.shared.lock();
+            if !t.connected {
+                return Err(Unavailable);
+            }
+            self.shared
+                .client
+                .try_unsubscribe(filter)
+                .map_err(|_| Unavailable)?;
+            t.unsub_queued.push_back(Some(tx));
+        }
+        match tokio::time::timeout(ACK_TIMEOUT, rx).await {
+            Ok(Ok(())) => Ok(()),
+            _ => Err(Unavailable),
+        }
+    }
+
     /// Listen for messages on `filter` until the returned [`Listening`] is dropped: subscribes
     /// (QoS 1) and waits for the broker's SUBACK, so nothing published after this returns is
     /// missed. Retained messages are not passed on: they are old news. A refused
@@ -348,12 +410,16 @@ impl Drop for Listening {
         };
         if last {
             t.listening.remove(&self.filter);
-            if t.connected {
-                let _ = self
+            if t.connected
+                && self
                     .requests
                     .shared
                     .client
-                    .try_unsubscribe(self.filter.clone());
+                    .try_unsubscribe(self.filter.clone())
+                    .is_ok()
+            {
+                // Nobody waits for its UNSUBACK; the entry keeps the others' in order.
+                t.unsub_queued.push_back(None);
             }
         }
     }
