@@ -206,6 +206,64 @@ fn three_loggers_share_a_stream_and_a_sigkill_loses_nothing() {
     shared_stream_survives_a_sigkill(3);
 }
 
+/// mosquitto restores a persistent session's plain subscriptions after a restart, but not its
+/// shared ones: each member subscribes to its shared filters again when it finds its session
+/// present, or the group would receive nothing more. The retained message under the filter,
+/// which the broker sends again for that subscription, is not written a second time.
+#[test]
+fn after_a_broker_restart_the_group_still_receives_and_no_retained_message_is_written_twice() {
+    let mut m = Mosquitto::start();
+    let r = Rsyslogd::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let members: Vec<Logger> = ["a", "b"]
+        .iter()
+        .map(|name| start_member(&member_config(dir.path(), &m, &r, name)))
+        .collect();
+    const RETAINED: usize = 999_999;
+    m.publish(&[
+        "-t",
+        "load/retained",
+        "-m",
+        &RETAINED.to_string(),
+        "-q",
+        "1",
+        "-r",
+    ]);
+    publish_part(&m, dir.path(), 0..PART);
+    let count = |r: &Rsyslogd| tally(&numbers_by_pid(r)).len();
+    assert!(
+        wait_until(TIMEOUT, || count(&r) > PART),
+        "the first part never arrived"
+    );
+
+    m.restart();
+    let subscriptions = |l: &Logger| l.log().matches("subscribed: $share/iotitan/load/#").count();
+    for l in &members {
+        assert!(
+            wait_until(TIMEOUT, || subscriptions(l) == 2),
+            "no second subscription after the restart:\n{}",
+            l.log()
+        );
+        assert!(l.log().contains("session present: true"), "{}", l.log());
+    }
+    publish_part(&m, dir.path(), PART..2 * PART);
+    let complete = wait_until(TIMEOUT, || count(&r) > 2 * PART);
+    let t = tally(&numbers_by_pid(&r));
+    let missing = (0..2 * PART).filter(|i| !t.contains_key(i)).count();
+    assert!(
+        complete && missing == 0,
+        "{missing} of {} lost after the broker restart",
+        2 * PART
+    );
+    assert_eq!(t.get(&RETAINED), Some(&1), "the retained message, once");
+    let dups = t.values().filter(|c| **c > 1).count();
+    assert_eq!(dups, 0, "no duplicates without a kill");
+    for mut l in members {
+        let (status, _) = l.terminate();
+        assert!(status.success(), "{status:?}\n{}", l.log());
+    }
+}
+
 /// Messages in each part of the stream of the `leave` tests.
 const PART: usize = 2_000;
 

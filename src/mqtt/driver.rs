@@ -96,6 +96,11 @@ impl Driver {
         self.eventloop.pending.clear();
     }
 
+    /// Whether publishes are acknowledged by the program rather than by rumqttc.
+    pub fn manual_acks(&self) -> bool {
+        self.eventloop.mqtt_options.manual_acks()
+    }
+
     /// When rumqttc sends its next PINGREQ, while connected with a keep-alive.
     pub fn ping_due(&self) -> Option<tokio::time::Instant> {
         let keep_alive = self.eventloop.mqtt_options.keep_alive();

@@ -5,7 +5,8 @@
 //! - incoming publishes, in order, through a bounded inbox ([`Pump::inbox`]: a slow consumer
 //!   stops the reading, TCP pushes back to the broker) or one that drops what does not fit
 //!   ([`Pump::lossy_inbox`]: for a consumer that also waits on the request channel);
-//! - subscriptions sent on every fresh session ([`Pump::subscribe`]), whose SUBACKs are
+//! - subscriptions sent on every fresh session, shared ones on every connection
+//!   ([`Pump::subscribe`], [`Plan`]), whose SUBACKs are
 //!   checked for refusals here and nowhere else; `subscribed` turns `true` once the broker
 //!   granted them all, which is when a daemon is READY ([`ready_once_subscribed`]);
 //! - publishes, subscriptions and unsubscriptions with confirmation ([`Pump::spawn_confirmed`], [`Requests`]);
@@ -134,7 +135,8 @@ impl Pump {
     }
 
     /// Subscribe to `filters` on every fresh session, in one SUBSCRIBE sent after those of
-    /// earlier calls (see [`Plan`]).
+    /// earlier calls; the shared ones among them (`$share/…`) on a session found present too
+    /// (see [`Plan`]).
     pub fn subscribe(mut self, filters: Vec<SubscribeFilter>) -> Pump {
         self.batches.push(filters);
         self
@@ -202,6 +204,7 @@ impl Pump {
             waiting: VecDeque::new(),
             disconnecting: false,
             confirmed: self.confirmed,
+            manual_acks: self.driver.manual_acks(),
             shared: shared.clone(),
             subscribed: subscribed_tx,
             link: link_tx,
@@ -265,6 +268,8 @@ struct Poller<T> {
     disconnecting: bool,
     /// Started with [`Pump::spawn_confirmed`]: requests are tracked and dropped on failure.
     confirmed: bool,
+    /// The consumer acknowledges publishes itself (the logger, once written).
+    manual_acks: bool,
     shared: Arc<Shared>,
     subscribed: watch::Sender<bool>,
     link: watch::Sender<Link>,
@@ -422,8 +427,10 @@ impl<T: Inbound> Poller<T> {
                 }
                 if fresh {
                     self.plan.start();
+                } else {
+                    self.plan.resume();
                 }
-                if !fresh || self.plan.is_empty() {
+                if self.plan.owes_nothing() {
                     self.subscribed.send_replace(true);
                 }
                 self.shared
@@ -435,6 +442,20 @@ impl<T: Inbound> Poller<T> {
                     error: None,
                 });
                 self.deliver(T::connected(fresh));
+            }
+            DriverEvent::Event(Event::Incoming(Packet::Publish(p)))
+                if self.plan.is_resent(&p.topic, p.retain) =>
+            {
+                tracing::debug!(topic = %p.topic, "a retained message sent again skipped");
+                // Acknowledged here, as nobody else sees it. `try_`: this task never waits
+                // on its own request channel; an acknowledgement lost to a full channel
+                // only means the broker sends the message again on the next connection.
+                if self.manual_acks
+                    && p.qos != rumqttc::QoS::AtMostOnce
+                    && let Err(e) = self.shared.client.try_ack(&p)
+                {
+                    tracing::debug!("cannot acknowledge a skipped retained message: {e}");
+                }
             }
             DriverEvent::Event(Event::Incoming(Packet::Publish(p))) => {
                 // Only a confirmed pump has listeners or waiters: the others skip the lock
