@@ -526,8 +526,11 @@ fn a_full_queue_leaves_qos0_messages_at_the_broker_and_all_arrive_in_order() {
     m.publish_lines(&["-t", "held/x", "-q", "0"], &file);
     // The queue fills with the first 100; the rest wait at the broker, not dropped.
     let first = wait_log(&logger, "the queue is full");
+    // The reason: refused, or (on a loaded machine, the queue full before the first attempt
+    // to connect ended) not connected yet.
     assert!(
-        first.contains("syslog is unavailable (Connection refused")
+        (first.contains("syslog is unavailable (Connection refused")
+            || first.contains("syslog is not connected yet"))
             && first.contains("100 records (")
             && first.contains("logger.queue = 100")
             && first.contains("the broker holds the rest"),

@@ -231,7 +231,8 @@ pub struct Pumped<T = Publish> {
     /// or when every client handle is gone.
     pub task: tokio::task::JoinHandle<()>,
     /// `true` once the broker holds our subscriptions: SUBACKs that refused none, or a
-    /// connection that found our persistent session (and its subscriptions) present.
+    /// connection that found our persistent session (and its subscriptions) present, with
+    /// SUBACKs for the shared ones subscribed again (see [`Plan`]).
     pub subscribed: watch::Receiver<bool>,
     /// Whether the broker is connected now.
     pub connected: watch::Receiver<bool>,

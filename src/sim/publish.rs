@@ -68,6 +68,7 @@ pub async fn run(
         inbox: mut commands,
         task: poller,
         mut link,
+        mut subscribed,
         sent: mut progress,
         ..
     } = mqtt::Pump::new(client.clone(), driver)
@@ -83,11 +84,18 @@ pub async fn run(
         }
     };
 
-    let connected = tokio::select! {
-        r = tokio::time::timeout(CONNECT_TIMEOUT, link.wait_for(|l| l.connected)) => matches!(r, Ok(Ok(_))),
+    // Connected, and the devices that take commands listening: a device announces its state
+    // when it comes up (Tasmota does), and a command sent on seeing that announcement must
+    // find the subscription in place. The announcement could otherwise reach the broker
+    // before the SUBSCRIBE, and the command be lost.
+    let ready = async {
+        link.wait_for(|l| l.connected).await.is_ok() && subscribed.wait_for(|&s| s).await.is_ok()
+    };
+    let ready = tokio::select! {
+        r = tokio::time::timeout(CONNECT_TIMEOUT, ready) => r.unwrap_or(false),
         _ = shutdown.recv() => false,
     };
-    if !connected {
+    if !ready {
         poller.abort();
         if shutdown.is_shutdown() {
             return Ok(Report {
@@ -96,15 +104,21 @@ pub async fn run(
                 elapsed: Duration::ZERO,
             });
         }
-        let why = link.borrow().error.clone().unwrap_or_default();
-        return Err(ExitError::new(
-            UNAVAILABLE,
+        let l = link.borrow().clone();
+        let why = if l.connected {
             format!(
-                "cannot reach the MQTT broker at {}:{}: {why}",
-                cfg.host, cfg.port
-            ),
-        )
-        .into());
+                "the broker did not grant the devices' command subscriptions within {}",
+                humantime::format_duration(CONNECT_TIMEOUT)
+            )
+        } else {
+            format!(
+                "cannot reach the MQTT broker at {}:{}: {}",
+                cfg.host,
+                cfg.port,
+                l.error.unwrap_or_default()
+            )
+        };
+        return Err(ExitError::new(UNAVAILABLE, why).into());
     }
 
     let start = Instant::now();
