@@ -438,13 +438,16 @@ fn a_failed_leave_keeps_the_session_and_its_queue() {
         refused.log
     );
 
-    // B's config pointing at a port where no broker listens.
+    // B's config pointing at a port where no broker answers: held by a listener that never
+    // accepts, so that no daemon of a test running beside this one can take it meanwhile.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("a port to hold");
+    let silent_port = silent.local_addr().expect("its address").port();
     let nowhere = dir.path().join("nowhere");
     std::fs::create_dir_all(&nowhere).expect("dir");
     let text = std::fs::read_to_string(&cfg_b).expect("B's config");
     let text = text.replace(
         &format!("port = {}", m.port),
-        &format!("port = {}", free_port()),
+        &format!("port = {silent_port}"),
     );
     let cfg_nowhere = write_config(&nowhere, &text);
     let no_broker = leave(&cfg_nowhere, &["--timeout", "2s"]);
@@ -500,12 +503,14 @@ fn a_leave_past_its_timeout_subscribes_again_and_keeps_the_queue() {
     assert!(status.success(), "B stops: {status:?}\n{}", b.log());
     publish_part(&m, dir.path(), PART..2 * PART);
 
+    // B's config pointing at a syslog socket that does not exist. (Not a free TCP port: a
+    // daemon of a test running beside this one took one once, and took the records.)
     let no_syslog = dir.path().join("no-syslog");
     std::fs::create_dir_all(&no_syslog).expect("dir");
     let text = std::fs::read_to_string(&cfg_b).expect("B's config");
     let text = text.replace(
         &format!("tcp:127.0.0.1:{}", r.tcp_port),
-        &format!("tcp:127.0.0.1:{}", free_port()),
+        &format!("unix:{}", no_syslog.join("absent.sock").display()),
     );
     let cfg_no_syslog = write_config(&no_syslog, &text);
     let slow = leave(&cfg_no_syslog, &["--timeout", "3s"]);
