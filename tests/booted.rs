@@ -446,11 +446,35 @@ fn the_package_works_on_a_booted_systemd() {
          (tail -n +1001 /root/load.txt | mosquitto_pub -q 1 -t iotitan/load/restart -l &) && \
          systemctl restart iotitan-logger && wait",
     );
+    // The logger writes to /dev/log, journald's: the journal holds every record. journald
+    // forwards to rsyslog without waiting (a full socket is skipped and counted, by design),
+    // so a burst on a busy machine can miss /var/log/syslog; then journald says how many it
+    // missed, and those account for every record /var/log/syslog lacks. (Where that matters,
+    // README "Install and operate" points the logger at rsyslog's own socket.)
     c.until(
         "3000 distinct records after a restart",
         "n=$(journalctl -t iotitan-logger -o cat --no-pager | grep -o '^iotitan/load/restart [0-9]*$' | sort -u | wc -l); \
          s=$(grep -o 'iotitan/load/restart [0-9]*$' /var/log/syslog | sort -u | wc -l); \
-         echo \"journal $n, /var/log/syslog $s\"; test $n = 3000 && test $s = 3000",
+         missed=$(journalctl -b --no-pager -o cat | sed -n 's/^Forwarding to syslog missed \\([0-9]*\\) messages.*/\\1/p' | awk '{ m += $1 } END { print m + 0 }'); \
+         echo \"journal $n, /var/log/syslog $s, journald missed forwarding $missed\"; \
+         test $n = 3000 && test $((s + missed)) -ge 3000",
+    );
+
+    // rsyslog's own socket (systemd's syslog.socket), journald left out: the sandboxed unit
+    // reaches it, and a full socket pushes back on the logger instead of dropping, so a
+    // burst of 5000 arrives whole in /var/log/syslog.
+    c.ok(
+        "sed -i 's|^sources = |target = \"unix:/run/systemd/journal/syslog\"\\nsources = |' \
+         /etc/iotitan/iotitan.toml && grep -q '^target = \"unix:/run/systemd/journal/syslog\"' \
+         /etc/iotitan/iotitan.toml && systemctl restart iotitan-logger",
+    );
+    let burst: String = (0..5000).map(|i| format!("{i}\n")).collect();
+    c.write("/root/burst.txt", &burst, "0644");
+    c.ok("mosquitto_pub -q 1 -t iotitan/load/burst -l < /root/burst.txt");
+    c.until(
+        "5000 distinct records through rsyslog's own socket",
+        "s=$(grep -o 'iotitan/load/burst [0-9]*$' /var/log/syslog | sort -u | wc -l); \
+         echo \"/var/log/syslog $s\"; test $s = 5000",
     );
 
     // Stats by its unit, as the timer starts it: the window [minute, next minute) that holds
