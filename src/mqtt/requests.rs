@@ -304,17 +304,15 @@ impl Requests {
     /// to the pump's inbox, if it has one; the filters are not renewed on a fresh session.
     pub async fn subscribe(&self, filters: Vec<SubscribeFilter>) -> Result<bool, Unavailable> {
         let (tx, rx) = oneshot::channel();
-        {
-            let mut t = self.shared.lock();
-            if !t.connected {
-                return Err(Unavailable);
+        let mut tx = Some(tx);
+        self.hand_over(|t, client| {
+            client.try_subscribe_many(filters.clone())?;
+            if let Some(tx) = tx.take() {
+                t.sub_queued.push_back(SubOwner::Listener(tx));
             }
-            self.shared
-                .client
-                .try_subscribe_many(filters)
-                .map_err(|_| Unavailable)?;
-            t.sub_queued.push_back(SubOwner::Listener(tx));
-        }
+            Ok(())
+        })
+        .await?;
         match tokio::time::timeout(ACK_TIMEOUT, rx).await {
             Ok(Ok(granted)) => Ok(granted),
             _ => Err(Unavailable),
@@ -325,20 +323,46 @@ impl Requests {
     /// nothing new for that filter (what it queued before still comes).
     pub async fn unsubscribe(&self, filter: &str) -> Result<(), Unavailable> {
         let (tx, rx) = oneshot::channel();
-        {
-            let mut t = self.shared.lock();
-            if !t.connected {
-                return Err(Unavailable);
-            }
-            self.shared
-                .client
-                .try_unsubscribe(filter)
-                .map_err(|_| Unavailable)?;
-            t.unsub_queued.push_back(Some(tx));
-        }
+        let mut tx = Some(tx);
+        self.hand_over(|t, client| {
+            client.try_unsubscribe(filter)?;
+            t.unsub_queued.push_back(tx.take());
+            Ok(())
+        })
+        .await?;
         match tokio::time::timeout(ACK_TIMEOUT, rx).await {
             Ok(Ok(())) => Ok(()),
             _ => Err(Unavailable),
+        }
+    }
+
+    /// Run `request` — a `try_*` call of the client and the bookkeeping of its answer, both
+    /// under the lock so that the bookkeeping keeps the order of the packets — until the
+    /// client takes it. While the client's request channel is full (the pump writing the
+    /// acknowledgements of a flood, say), wait for the pump to take some, for
+    /// [`ACK_TIMEOUT`] at most: a full channel is a busy connection, not a lost one (a
+    /// `leave` under a backlog of 50 000 once took it for one).
+    async fn hand_over(
+        &self,
+        mut request: impl FnMut(&mut Book, &AsyncClient) -> Result<(), rumqttc::ClientError>,
+    ) -> Result<(), Unavailable> {
+        let deadline = tokio::time::Instant::now() + ACK_TIMEOUT;
+        loop {
+            {
+                let mut t = self.shared.lock();
+                if !t.connected {
+                    return Err(Unavailable);
+                }
+                match request(&mut t, &self.shared.client) {
+                    Ok(()) => return Ok(()),
+                    Err(rumqttc::ClientError::TryRequest(_)) => {}
+                    Err(_) => return Err(Unavailable),
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(Unavailable);
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
         }
     }
 
@@ -349,26 +373,24 @@ impl Requests {
     pub async fn listen(&self, filter: &str) -> Result<Listening, Unavailable> {
         let (tx, rx) = mpsc::unbounded_channel();
         let (ack_tx, ack_rx) = oneshot::channel();
-        let id = {
-            let mut t = self.shared.lock();
-            if !t.connected {
-                return Err(Unavailable);
+        let mut handed = Some((tx, ack_tx));
+        let mut id = 0;
+        self.hand_over(|t, client| {
+            client.try_subscribe(filter, QoS::AtLeastOnce)?;
+            if let Some((tx, ack_tx)) = handed.take() {
+                t.sub_queued.push_back(SubOwner::Listener(ack_tx));
+                t.next_listener += 1;
+                id = t.next_listener;
+                t.listeners.push(Listener {
+                    id,
+                    filter: filter.to_owned(),
+                    tx,
+                });
+                *t.listening.entry(filter.to_owned()).or_default() += 1;
             }
-            self.shared
-                .client
-                .try_subscribe(filter, QoS::AtLeastOnce)
-                .map_err(|_| Unavailable)?;
-            t.sub_queued.push_back(SubOwner::Listener(ack_tx));
-            t.next_listener += 1;
-            let id = t.next_listener;
-            t.listeners.push(Listener {
-                id,
-                filter: filter.to_owned(),
-                tx,
-            });
-            *t.listening.entry(filter.to_owned()).or_default() += 1;
-            id
-        };
+            Ok(())
+        })
+        .await?;
         let listening = Listening {
             requests: self.clone(),
             id,
