@@ -446,18 +446,24 @@ fn the_package_works_on_a_booted_systemd() {
          (tail -n +1001 /root/load.txt | mosquitto_pub -q 1 -t iotitan/load/restart -l &) && \
          systemctl restart iotitan-logger && wait",
     );
-    // The logger writes to /dev/log, journald's: the journal holds every record. journald
-    // forwards to rsyslog without waiting (a full socket is skipped and counted, by design),
-    // so a burst on a busy machine can miss /var/log/syslog; then journald says how many it
-    // missed, and those account for every record /var/log/syslog lacks. (Where that matters,
-    // README "Install and operate" points the logger at rsyslog's own socket.)
+    // The logger writes to /dev/log, journald's: the journal holds every record, the proof
+    // that the restart lost nothing. journald forwards to rsyslog without waiting (a full
+    // socket is skipped, and counted in a warning rate-limited to one per 30 s), so a burst
+    // on a busy machine can miss /var/log/syslog; that count is printed, not judged. The
+    // next step checks the path that misses nothing: rsyslog's own socket.
     c.until(
-        "3000 distinct records after a restart",
+        "3000 distinct records in the journal after a restart",
         "n=$(journalctl -t iotitan-logger -o cat --no-pager | grep -o '^iotitan/load/restart [0-9]*$' | sort -u | wc -l); \
-         s=$(grep -o 'iotitan/load/restart [0-9]*$' /var/log/syslog | sort -u | wc -l); \
-         missed=$(journalctl -b --no-pager -o cat | sed -n 's/^Forwarding to syslog missed \\([0-9]*\\) messages.*/\\1/p' | awk '{ m += $1 } END { print m + 0 }'); \
-         echo \"journal $n, /var/log/syslog $s, journald missed forwarding $missed\"; \
-         test $n = 3000 && test $((s + missed)) -ge 3000",
+         echo \"journal $n\"; test $n = 3000",
+    );
+    eprintln!(
+        "after the restart: {}",
+        c.sh_text(
+            "s=$(grep -o 'iotitan/load/restart [0-9]*$' /var/log/syslog | sort -u | wc -l); \
+             echo \"/var/log/syslog $s of 3000 (via journald's forwarding)\"; \
+             journalctl -b --no-pager -o cat | grep '^Forwarding to syslog missed' | tail -3"
+        )
+        .trim()
     );
 
     // rsyslog's own socket (systemd's syslog.socket), journald left out: the sandboxed unit

@@ -749,7 +749,19 @@ fn tells_systemd_ready_then_watchdog_pings_then_stopping() {
     let notify = NotifySocket::new();
     // WatchdogSec=200ms: pings are due every 100 ms.
     let mut logger = Logger::start_with(systemd_command(LOGGER, &notify, 200_000), &cfg);
-    notify.expect_ready_then_pings();
+    // Pings that stopped for 30 s were seen once, with 4 test binaries at a time on 2 cores:
+    // say whether the logger was still running, and what it said.
+    let pinged = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        notify.expect_ready_then_pings()
+    }));
+    if let Err(e) = pinged {
+        let alive = logger.child.try_wait().map(|s| s.is_none());
+        panic!(
+            "{}\nlogger running: {alive:?}\n{}",
+            e.downcast_ref::<String>().map_or("pings", String::as_str),
+            logger.log()
+        );
+    }
     // Still logging while it pings.
     wait_subscribed(&m, || probes_in(&rsyslog_records(&r)));
     logger.signal("-TERM");
