@@ -328,6 +328,58 @@ fn all_written(r: &Rsyslogd, n: usize, what: &str) -> HashMap<u32, Vec<usize>> {
     by_pid
 }
 
+/// Members A and B share `load/#`; the first part is written, B is stopped (SIGTERM, as
+/// `systemctl stop` does), and the broker deals B's session its share of the second part.
+/// Returns A (running) and B's config.
+fn b_stopped_with_a_queued_share(m: &Mosquitto, r: &Rsyslogd, dir: &Path) -> (Logger, PathBuf) {
+    let cfg_a = member_config(dir, m, r, "a");
+    let cfg_b = member_config(dir, m, r, "b");
+    let a = start_member(&cfg_a);
+    let mut b = start_member(&cfg_b);
+    publish_part(m, dir, 0..PART);
+    all_written(r, PART, "first part");
+    let (status, _) = b.terminate();
+    assert!(status.success(), "B stops: {status:?}\n{}", b.log());
+    publish_part(m, dir, PART..2 * PART);
+    (a, cfg_b)
+}
+
+/// After a leave that failed (its process `failed_pid`): B started again finds its session,
+/// every number of the three parts is in syslog, B takes a share of the third (it is still
+/// in the group), the failed leave wrote nothing, and no marker reached syslog.
+fn b_is_still_a_member(m: &Mosquitto, r: &Rsyslogd, dir: &Path, cfg_b: &Path, failed_pid: u32) {
+    let b = start_member(cfg_b);
+    assert!(
+        b.log().contains("session present: true"),
+        "B found its session:\n{}",
+        b.log()
+    );
+    publish_part(m, dir, 2 * PART..3 * PART);
+    let by_pid = all_written(r, 3 * PART, "three parts");
+    assert!(
+        by_pid
+            .get(&b.child.id())
+            .is_some_and(|v| v.iter().any(|n| *n >= 2 * PART)),
+        "B is still a member of the group: it took a share of the last part"
+    );
+    assert!(
+        !by_pid.contains_key(&failed_pid),
+        "the failed leave wrote nothing"
+    );
+    assert!(
+        !r.lines().iter().any(|l| l.contains("iotitan/leave")),
+        "a marker reached syslog"
+    );
+}
+
+/// B's config with `from` replaced by `to`, written in a directory `name` of its own.
+fn config_changed(dir: &Path, cfg_b: &Path, name: &str, from: &str, to: &str) -> PathBuf {
+    let own = dir.join(name);
+    std::fs::create_dir_all(&own).expect("dir");
+    let text = std::fs::read_to_string(cfg_b).expect("B's config");
+    write_config(&own, &text.replace(from, to))
+}
+
 /// Scaling down without loss. Members A and B share `load/#`; B is stopped (SIGTERM, as
 /// `systemctl stop` does) and the broker goes on dealing it its share of the second part of
 /// the stream, queued for its session. `iotitan-logger leave` with B's config writes that
@@ -340,15 +392,7 @@ fn a_member_leaves_the_group_and_its_queued_share_is_written() {
     let m = Mosquitto::start();
     let r = Rsyslogd::start();
     let dir = tempfile::tempdir().expect("tempdir");
-    let cfg_a = member_config(dir.path(), &m, &r, "a");
-    let cfg_b = member_config(dir.path(), &m, &r, "b");
-    let a = start_member(&cfg_a);
-    let mut b = start_member(&cfg_b);
-    publish_part(&m, dir.path(), 0..PART);
-    all_written(&r, PART, "first part");
-    let (status, _) = b.terminate();
-    assert!(status.success(), "B stops: {status:?}\n{}", b.log());
-    publish_part(&m, dir.path(), PART..2 * PART);
+    let (a, cfg_b) = b_stopped_with_a_queued_share(&m, &r, dir.path());
 
     let left = leave(&cfg_b, &[]);
     assert!(
@@ -417,15 +461,7 @@ fn a_failed_leave_keeps_the_session_and_its_queue() {
     let m = Mosquitto::start_refusing("$iotitan/leave/#");
     let r = Rsyslogd::start();
     let dir = tempfile::tempdir().expect("tempdir");
-    let cfg_a = member_config(dir.path(), &m, &r, "a");
-    let cfg_b = member_config(dir.path(), &m, &r, "b");
-    let _a = start_member(&cfg_a);
-    let mut b = start_member(&cfg_b);
-    publish_part(&m, dir.path(), 0..PART);
-    all_written(&r, PART, "first part");
-    let (status, _) = b.terminate();
-    assert!(status.success(), "B stops: {status:?}\n{}", b.log());
-    publish_part(&m, dir.path(), PART..2 * PART);
+    let (_a, cfg_b) = b_stopped_with_a_queued_share(&m, &r, dir.path());
 
     let refused = leave(&cfg_b, &[]);
     assert_eq!(refused.status.code(), Some(69), "{}", refused.log);
@@ -442,14 +478,13 @@ fn a_failed_leave_keeps_the_session_and_its_queue() {
     // accepts, so that no daemon of a test running beside this one can take it meanwhile.
     let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("a port to hold");
     let silent_port = silent.local_addr().expect("its address").port();
-    let nowhere = dir.path().join("nowhere");
-    std::fs::create_dir_all(&nowhere).expect("dir");
-    let text = std::fs::read_to_string(&cfg_b).expect("B's config");
-    let text = text.replace(
+    let cfg_nowhere = config_changed(
+        dir.path(),
+        &cfg_b,
+        "nowhere",
         &format!("port = {}", m.port),
         &format!("port = {silent_port}"),
     );
-    let cfg_nowhere = write_config(&nowhere, &text);
     let no_broker = leave(&cfg_nowhere, &["--timeout", "2s"]);
     assert_eq!(no_broker.status.code(), Some(69), "{}", no_broker.log);
     assert!(
@@ -458,29 +493,7 @@ fn a_failed_leave_keeps_the_session_and_its_queue() {
         no_broker.log
     );
 
-    let b = start_member(&cfg_b);
-    assert!(
-        b.log().contains("session present: true"),
-        "B found its session:\n{}",
-        b.log()
-    );
-    publish_part(&m, dir.path(), 2 * PART..3 * PART);
-    let by_pid = all_written(&r, 3 * PART, "three parts");
-    assert!(
-        by_pid
-            .get(&b.child.id())
-            .is_some_and(|v| v.iter().any(|n| *n >= 2 * PART)),
-        "B is still a member of the group: it took a share of the last part"
-    );
-    assert!(
-        !by_pid.contains_key(&no_broker.pid),
-        "the leave without a broker wrote nothing"
-    );
-    let lines = r.lines();
-    assert!(
-        !lines.iter().any(|l| l.contains("iotitan/leave")),
-        "a marker reached syslog"
-    );
+    b_is_still_a_member(&m, &r, dir.path(), &cfg_b, no_broker.pid);
 }
 
 /// A leave whose drain is not proven by `--timeout` keeps the session as it was. With B's
@@ -493,26 +506,17 @@ fn a_leave_past_its_timeout_subscribes_again_and_keeps_the_queue() {
     let m = Mosquitto::start();
     let r = Rsyslogd::start();
     let dir = tempfile::tempdir().expect("tempdir");
-    let cfg_a = member_config(dir.path(), &m, &r, "a");
-    let cfg_b = member_config(dir.path(), &m, &r, "b");
-    let _a = start_member(&cfg_a);
-    let mut b = start_member(&cfg_b);
-    publish_part(&m, dir.path(), 0..PART);
-    all_written(&r, PART, "first part");
-    let (status, _) = b.terminate();
-    assert!(status.success(), "B stops: {status:?}\n{}", b.log());
-    publish_part(&m, dir.path(), PART..2 * PART);
+    let (_a, cfg_b) = b_stopped_with_a_queued_share(&m, &r, dir.path());
 
     // B's config pointing at a syslog socket that does not exist. (Not a free TCP port: a
     // daemon of a test running beside this one took one once, and took the records.)
-    let no_syslog = dir.path().join("no-syslog");
-    std::fs::create_dir_all(&no_syslog).expect("dir");
-    let text = std::fs::read_to_string(&cfg_b).expect("B's config");
-    let text = text.replace(
+    let cfg_no_syslog = config_changed(
+        dir.path(),
+        &cfg_b,
+        "no-syslog",
         &format!("tcp:127.0.0.1:{}", r.tcp_port),
-        &format!("unix:{}", no_syslog.join("absent.sock").display()),
+        &format!("unix:{}", dir.path().join("absent.sock").display()),
     );
-    let cfg_no_syslog = write_config(&no_syslog, &text);
     let slow = leave(&cfg_no_syslog, &["--timeout", "3s"]);
     assert_eq!(slow.status.code(), Some(75), "{}", slow.log);
     assert!(
@@ -522,29 +526,7 @@ fn a_leave_past_its_timeout_subscribes_again_and_keeps_the_queue() {
         slow.log
     );
 
-    let b = start_member(&cfg_b);
-    assert!(
-        b.log().contains("session present: true"),
-        "B found its session:\n{}",
-        b.log()
-    );
-    publish_part(&m, dir.path(), 2 * PART..3 * PART);
-    let by_pid = all_written(&r, 3 * PART, "three parts");
-    assert!(
-        by_pid
-            .get(&b.child.id())
-            .is_some_and(|v| v.iter().any(|n| *n >= 2 * PART)),
-        "B is still a member of the group: it took a share of the last part"
-    );
-    assert!(
-        !by_pid.contains_key(&slow.pid),
-        "the leave without syslog wrote nothing"
-    );
-    let lines = r.lines();
-    assert!(
-        !lines.iter().any(|l| l.contains("iotitan/leave")),
-        "a marker reached syslog"
-    );
+    b_is_still_a_member(&m, &r, dir.path(), &cfg_b, slow.pid);
 }
 
 /// The same on a real broker cluster: two RabbitMQ nodes with the MQTT plugin, the publisher
