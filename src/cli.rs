@@ -48,6 +48,21 @@ pub fn check_config(arg: &ConfigArg) -> anyhow::Result<()> {
         .map(|p| p.display().to_string())
         .unwrap_or_else(|| crate::config::DEFAULT_PATH.into());
     println!("# effective config ({origin}): valid");
+    // `auto` is decided where the programs run, by the sockets that answer: say what it is.
+    if cfg.syslog.target == crate::config::SyslogTarget::Auto
+        || cfg
+            .syslog
+            .sources
+            .iter()
+            .any(|s| s == crate::syslog::system::AUTO)
+    {
+        let system = crate::syslog::system::System::detect();
+        println!(
+            "# auto on this system: syslog.target {}, syslog.sources {}",
+            system.target(),
+            system.source()
+        );
+    }
     print!("{}", cfg.to_toml());
     Ok(())
 }

@@ -16,7 +16,8 @@ struct Cli {
     /// Use this broker instead of the embedded one.
     #[arg(long, value_name = "HOST:PORT")]
     broker: Option<BrokerAddr>,
-    /// Write records to the system's syslog (/dev/log) instead of ./demo/syslog.
+    /// Write records to the system's syslog (rsyslog or journald, as syslog.target = "auto")
+    /// instead of ./demo/syslog.
     #[arg(long)]
     system_syslog: bool,
     /// Stop after this long (e.g. "2m"); otherwise Ctrl+C stops.

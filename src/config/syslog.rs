@@ -20,7 +20,8 @@ pub struct SyslogConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hostname: Option<String>,
     /// Where stats reads records: files (rotated siblings found), `journal`,
-    /// `journal:NAMESPACE`, or `-` for stdin.
+    /// `journal:NAMESPACE`, `-` for stdin, or `auto` (where the system's syslog keeps what
+    /// `target = "auto"` wrote: see `syslog::system`).
     pub sources: Vec<String>,
 }
 
@@ -43,12 +44,12 @@ impl SyslogConfig {
 impl Default for SyslogConfig {
     fn default() -> Self {
         SyslogConfig {
-            target: SyslogTarget::Unix(PathBuf::from("/dev/log")),
+            target: SyslogTarget::Auto,
             format: SyslogFormat::Rfc3164,
             identifier: "iotitan-logger".into(),
             facility: "local0".into(),
             hostname: None,
-            sources: vec!["/var/log/syslog".into()],
+            sources: vec![crate::syslog::system::AUTO.into()],
         }
     }
 }
@@ -63,9 +64,13 @@ pub enum SyslogFormat {
     Rfc5424,
 }
 
-/// Where records are sent: `unix:PATH`, `udp:HOST:PORT`, `tcp:HOST:PORT` or `relp:HOST:PORT`.
+/// Where records are sent: `auto`, `unix:PATH`, `udp:HOST:PORT`, `tcp:HOST:PORT` or
+/// `relp:HOST:PORT`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SyslogTarget {
+    /// The system's own syslog, chosen by the sockets that answer when the logger starts
+    /// (`syslog::system`): rsyslog's socket where systemd runs rsyslog, else `/dev/log`.
+    Auto,
     /// A local socket (datagram, or stream as fallback), like /dev/log.
     Unix(PathBuf),
     /// UDP to a remote or local syslog daemon.
@@ -81,10 +86,13 @@ impl std::str::FromStr for SyslogTarget {
     fn from_str(s: &str) -> Result<Self, String> {
         let bad = || {
             format!(
-                "invalid syslog target {s:?}: expected unix:PATH, udp:HOST:PORT, tcp:HOST:PORT or \
-                 relp:HOST:PORT"
+                "invalid syslog target {s:?}: expected auto, unix:PATH, udp:HOST:PORT, \
+                 tcp:HOST:PORT or relp:HOST:PORT"
             )
         };
+        if s == crate::syslog::system::AUTO {
+            return Ok(SyslogTarget::Auto);
+        }
         let (kind, rest) = s.split_once(':').ok_or_else(bad)?;
         match kind {
             "unix" if !rest.is_empty() => Ok(SyslogTarget::Unix(PathBuf::from(rest))),
@@ -108,6 +116,7 @@ impl std::str::FromStr for SyslogTarget {
 impl std::fmt::Display for SyslogTarget {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            SyslogTarget::Auto => f.write_str(crate::syslog::system::AUTO),
             SyslogTarget::Unix(p) => write!(f, "unix:{}", p.display()),
             SyslogTarget::Udp(a) => write!(f, "udp:{a}"),
             SyslogTarget::Tcp(a) => write!(f, "tcp:{a}"),
@@ -136,6 +145,10 @@ mod tests {
 
     #[test]
     fn targets() {
+        assert_eq!("auto".parse::<SyslogTarget>(), Ok(SyslogTarget::Auto));
+        assert_eq!(SyslogTarget::Auto.to_string(), "auto");
+        assert_eq!(SyslogConfig::default().target, SyslogTarget::Auto);
+        assert_eq!(SyslogConfig::default().sources, ["auto"]);
         assert_eq!(
             "unix:/dev/log".parse::<SyslogTarget>(),
             Ok(SyslogTarget::Unix("/dev/log".into()))
@@ -165,6 +178,8 @@ mod tests {
             "relp::2514",
             "file:/x",
             "dev/log",
+            "Auto",
+            "auto:",
         ] {
             assert!(bad.parse::<SyslogTarget>().is_err(), "{bad}");
         }

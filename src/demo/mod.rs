@@ -60,7 +60,8 @@ pub struct DemoOptions {
     pub dir: PathBuf,
     /// An existing broker instead of the embedded one.
     pub broker: Option<BrokerAddr>,
-    /// Send records to the system's syslog (`/dev/log`) instead of the demo receiver.
+    /// Send records to the system's syslog (as `syslog.target = "auto"`) instead of the demo
+    /// receiver, and read them back where it keeps them.
     pub system_syslog: bool,
     /// Stop after this long.
     pub duration: Option<Duration>,
@@ -235,23 +236,22 @@ struct Storage {
 
 fn storage(opts: &DemoOptions) -> anyhow::Result<Storage> {
     if opts.system_syslog {
-        let dev_log = Path::new("/dev/log");
-        std::os::unix::net::UnixDatagram::unbound()
-            .and_then(|s| s.connect(dev_log))
-            .map_err(|e| {
-                crate::exit::ExitError::new(
-                    crate::exit::UNAVAILABLE,
-                    format!("--system-syslog: /dev/log does not answer ({e}); run without it to use the demo's own receiver"),
-                )
-            })?;
-        let sources = if Path::new("/var/log/syslog").exists() {
-            vec!["/var/log/syslog".into()]
-        } else {
-            vec!["journal".into()]
-        };
+        // Where `syslog.target = "auto"` writes, and where it is read back.
+        let system = crate::syslog::system::System::detect();
+        let socket = system.socket();
+        if !crate::syslog::system::answers(&socket) {
+            return Err(crate::exit::ExitError::new(
+                crate::exit::UNAVAILABLE,
+                format!(
+                    "--system-syslog: {} does not answer; run without it to use the demo's own receiver",
+                    socket.display()
+                ),
+            )
+            .into());
+        }
         return Ok(Storage {
-            target: "unix:/dev/log".into(),
-            sources,
+            target: system.target().to_string(),
+            sources: vec![system.source().to_string()],
             receiver: None,
             file: None,
         });

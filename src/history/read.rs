@@ -73,12 +73,8 @@ impl Context {
     /// The context of a configuration: `syslog.sources`, `syslog.identifier`, the payload
     /// rules and `stats.disorder`, as `iotitan-stats` reads them.
     pub fn from_config(cfg: &Config) -> Result<Self, String> {
-        let sources = cfg
-            .syslog
-            .sources
-            .iter()
-            .map(|s| s.parse().map_err(|e| format!("syslog.sources: {e}")))
-            .collect::<Result<Vec<Source>, String>>()?;
+        let sources = crate::syslog::system::resolve_sources(&cfg.syslog.sources)
+            .map_err(|e| format!("syslog.sources: {e}"))?;
         Ok(Context::new(
             sources,
             &cfg.syslog.identifier,

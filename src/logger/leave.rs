@@ -185,7 +185,7 @@ pub async fn run(cfg: &Config, mut shutdown: Shutdown, timeout: Duration) -> any
         cfg.mqtt.host,
         cfg.mqtt.port,
         filters.join(", "),
-        cfg.syslog.target
+        logger.sink.target()
     );
     let step = Cell::new(Step::Connecting);
     let (trigger, stop) = crate::shutdown::channel();

@@ -151,7 +151,7 @@ pub async fn run(
             .join(", "),
         cfg.mqtt.host,
         cfg.mqtt.port,
-        cfg.syslog.target
+        logger.sink.target()
     );
     mqtt::ready_once_subscribed(polled.subscribed);
     logger.run(polled.inbox, shutdown).await;

@@ -143,15 +143,8 @@ fn usage(msg: impl Into<String>) -> anyhow::Error {
 /// The sources of a run: `--input`s, else `syslog.sources`.
 fn sources(cfg: &Config, inputs: &[String]) -> anyhow::Result<Vec<Source>> {
     if inputs.is_empty() {
-        cfg.syslog
-            .sources
-            .iter()
-            .map(|s| {
-                s.parse().map_err(|e| {
-                    ExitError::new(exit::CONFIG, format!("syslog.sources: {e}")).into()
-                })
-            })
-            .collect()
+        crate::syslog::system::resolve_sources(&cfg.syslog.sources)
+            .map_err(|e| ExitError::new(exit::CONFIG, format!("syslog.sources: {e}")).into())
     } else {
         inputs.iter().map(|s| s.parse().map_err(usage)).collect()
     }

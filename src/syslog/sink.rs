@@ -208,10 +208,10 @@ pub struct Sink {
 }
 
 impl Sink {
-    /// A sink for `target`; it connects on first use.
+    /// A sink for `target` (`auto` is resolved now, once); it connects on first use.
     pub fn new(target: SyslogTarget) -> Self {
         Sink {
-            target,
+            target: super::system::resolve_target(&target),
             conn: None,
             backoff: Backoff::new(Duration::from_secs(5)),
             retry_at: None,
@@ -649,6 +649,11 @@ type Connecting = std::pin::Pin<Box<dyn std::future::Future<Output = io::Result<
 async fn connect(target: SyslogTarget) -> io::Result<Conn> {
     Ok(match &target {
         SyslogTarget::Unix(path) => connect_unix(path.clone())?,
+        // `Sink::new` resolved it already; resolved again, it is still a local socket.
+        SyslogTarget::Auto => match super::system::resolve_target(&target) {
+            SyslogTarget::Unix(path) => connect_unix(path)?,
+            other => return Err(io::Error::other(format!("auto resolved to {other}"))),
+        },
         SyslogTarget::Udp(addr) => {
             let peer = tokio::net::lookup_host(addr.as_str())
                 .await?
