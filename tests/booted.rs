@@ -533,8 +533,19 @@ fn the_package_works_on_a_booted_systemd() {
     c.until(
         "1000 distinct records in the journal, read back by query as user iotitan",
         "n=$(runuser -u iotitan -- iotitan-stats --config /etc/iotitan/iotitan.toml query \
-             --topics iotitan/load/journal --since -1h | grep -c ',iotitan/load/journal,'); \
+             --topics iotitan/load/journal --since -1h | grep ',iotitan/load/journal,' \
+             | cut -d, -f3 | sort -u | wc -l); \
          echo \"query $n\"; test $n = 1000",
+    );
+    // The read API too, from its sandboxed unit (auto is decided when it starts).
+    c.ok("systemctl restart iotitan-http");
+    c.until(
+        "the journal's records through the read API",
+        &format!(
+            "curl -sS --fail-with-body -H 'Authorization: Bearer {TOKEN}' \
+             'http://127.0.0.1:8750/api/v1/history?topics=iotitan%2Fload%2Fjournal&since=-1h' \
+             | grep -F '\"iotitan/load/journal\",999'"
+        ),
     );
 
     // Stops are clean.
