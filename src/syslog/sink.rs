@@ -66,6 +66,9 @@ enum Conn {
 pub const RELP_WINDOW: usize = 1024;
 /// Bytes of RELP frames buffered ahead of the socket: beyond this, records wait in the outbox.
 const RELP_OUT_HIGH: usize = 256 * 1024;
+/// Bytes of the daemon's answers read and not parsed yet, past which they are parsed before
+/// reading on.
+const RELP_IN_HIGH: usize = 2 * relp::MAX_ANSWER;
 
 /// An open RELP session: the stream, the session's window, and the bytes in both directions
 /// that the socket has not taken or that do not make a whole frame yet.
@@ -104,7 +107,14 @@ impl RelpConn {
                     ));
                     break;
                 }
-                Ok(n) => self.input.extend_from_slice(&buf[..n]),
+                Ok(n) => {
+                    self.input.extend_from_slice(&buf[..n]);
+                    // Parsed as it comes, so that a daemon that never stops sending cannot
+                    // grow the buffer past one unfinished frame (at most `MAX_ANSWER`).
+                    if self.input.len() > RELP_IN_HIGH {
+                        self.take_frames(settled)?;
+                    }
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) => {
                     closed = Some(e);
@@ -188,6 +198,9 @@ pub enum Written {
 /// caller keeps the messages not taken to write them again. Stream transports may take a
 /// message in parts; the sink remembers how far it got.
 pub struct Sink {
+    /// As configured: `auto` stays `auto`, decided again at each connection attempt.
+    configured: SyslogTarget,
+    /// Where the current or last connection attempt went: `configured` with `auto` decided.
     target: SyslogTarget,
     conn: Option<Conn>,
     backoff: Backoff,
@@ -208,10 +221,12 @@ pub struct Sink {
 }
 
 impl Sink {
-    /// A sink for `target` (`auto` is resolved now, once); it connects on first use.
+    /// A sink for `target`; it connects on first use. `auto` is decided at each connection
+    /// attempt: rsyslog installed, removed or stopped is followed without a restart.
     pub fn new(target: SyslogTarget) -> Self {
         Sink {
             target: super::system::resolve_target(&target),
+            configured: target,
             conn: None,
             backoff: Backoff::new(Duration::from_secs(5)),
             retry_at: None,
@@ -225,7 +240,8 @@ impl Sink {
         }
     }
 
-    /// Where records go.
+    /// Where records go: the configured target, with `auto` as decided for the current or
+    /// last connection attempt.
     pub fn target(&self) -> &SyslogTarget {
         &self.target
     }
@@ -304,6 +320,13 @@ impl Sink {
     /// same attempt next time instead of starting a new one: under a steady flow of messages
     /// a fresh attempt per message would never complete.
     fn connecting(&mut self) -> &mut Connecting {
+        if self.connecting.is_none() {
+            let target = super::system::resolve_target(&self.configured);
+            if target != self.target {
+                tracing::info!("syslog target auto: now {target}");
+                self.target = target;
+            }
+        }
         let target = self.target.clone();
         self.connecting
             .get_or_insert_with(|| Box::pin(connect(target)))
@@ -316,6 +339,12 @@ impl Sink {
     /// as a failure: a restarted daemon is noticed before the next record is written into a
     /// dead connection. Without `want_write` and without a connection it never returns.
     pub async fn ready(&mut self, want_write: bool) {
+        // A RELP session that ended inside a write (`relp_write`) left records to send again;
+        // the caller learns it from `take_settled`, now rather than at its next message (the
+        // last records of a burst, or `leave`'s marker, waited without a connection).
+        if self.settled.lost {
+            return;
+        }
         if self.conn.is_none() {
             if !want_write {
                 return std::future::pending().await;
@@ -1048,6 +1077,55 @@ mod tests {
             records,
             vec![(2, b"a".to_vec()), (3, b"b".to_vec()), (4, b"c".to_vec())]
         );
+    }
+
+    /// A RELP session that ends inside a write (the daemon reset it) is reported by the next
+    /// `ready`, even when nothing more is to be written: the records it lost are owed again.
+    /// (They once waited, without a connection, for the next message to arrive.)
+    #[test]
+    fn a_relp_session_lost_inside_a_write_is_reported_by_the_next_ready() {
+        use std::io::Read;
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = l.accept().unwrap();
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            while relp::parse(&buf).unwrap().is_none() {
+                let n = s.read(&mut chunk).unwrap();
+                assert!(n > 0, "client closed before open");
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            s.write_all(b"1 rsp 6 200 OK\n").unwrap();
+            // A record comes; closed with it unread, the connection is reset.
+            let mut peek = [0u8; 1];
+            s.peek(&mut peek).unwrap();
+        });
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let mut sink = Sink::new(SyslogTarget::Relp(addr));
+        rt.block_on(sink.ready(true));
+        assert!(sink.is_connected(), "{:?}", sink.last_error());
+        assert_eq!(sink.try_write_many(&[b"a"]).0, 1);
+        server.join().unwrap();
+        // The reset is seen by a write, not by `ready` (not called meanwhile).
+        let lost_in_write = (0..200).any(|_| {
+            let _ = sink.try_write_many(&[b"b"]);
+            let gone = !sink.is_connected();
+            if !gone {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            gone
+        });
+        assert!(lost_in_write, "no write failed after the reset");
+        rt.block_on(async {
+            tokio::time::timeout(Duration::from_secs(5), sink.ready(false))
+                .await
+                .expect("ready reports the lost session at once");
+        });
+        assert!(sink.take_settled().lost);
     }
 
     #[test]

@@ -14,6 +14,9 @@
 //! - **a syslog daemon on `/dev/log`** (containers, systems without systemd): records go to
 //!   `/dev/log` and are read from `/var/log/syslog`.
 //!
+//! The logger decides at each connection attempt, so a syslog daemon installed, removed or
+//! stopped is followed without a restart; readers decide when they start (stats at each run).
+//!
 //! A socket counts when a connection to it is accepted, not when its file exists: systemd
 //! leaves a stopped socket unit's file behind (`RemoveOnStop=no`), and syslog-ng reads the
 //! journal itself and leaves `syslog.socket` stopped.
