@@ -441,6 +441,62 @@ fn tcp_rsyslogd_restart_mid_stream_reconnects_and_keeps_writing() {
     );
 }
 
+/// A filter added to `logger.subscribe` while the logger was stopped is subscribed when it
+/// starts again, although the broker finds its session present (holding only the old
+/// filters). The old ones are subscribed again too; the retained message that brings under
+/// them is not written twice.
+#[test]
+fn a_filter_added_while_stopped_is_subscribed_on_the_present_session() {
+    let m = Mosquitto::start();
+    let r = Rsyslogd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mqtt = m.mqtt_toml(&format!("t{}", free_port()));
+    let target = format!("unix:{}", r.socket.display());
+    let with = |filters: &str| {
+        write_config(
+            dir.path(),
+            &format!(
+                "{mqtt}\n[logger]\nsubscribe = [{filters}]\n[syslog]\ntarget = \"{target}\"\n"
+            ),
+        )
+    };
+    m.publish(&["-r", "-q", "1", "-t", "a/retained", "-m", "kept"]);
+    let cfg = with(r#""a/#", "probe/up""#);
+    let mut first = Logger::start(&cfg);
+    wait_subscribed(&m, || probes_in(&rsyslog_records(&r)));
+    r.wait_lines("a/retained kept", 1, TIMEOUT);
+    terminate_cleanly(&mut first, &r);
+
+    with(r#""a/#", "b/#", "probe/up""#);
+    let mut second = Logger::start(&cfg);
+    let mut i = 0;
+    let added = wait_until(TIMEOUT, || {
+        i += 1;
+        m.publish(&["-q", "1", "-t", "b/added", "-m", &i.to_string()]);
+        wait_until(Duration::from_millis(300), || {
+            rsyslog_records(&r).iter().any(|rec| rec.0 == b"b/added")
+        })
+    });
+    assert!(
+        added,
+        "nothing on the added filter was written\n{}",
+        second.log()
+    );
+    assert!(
+        second.log().contains("session present: true"),
+        "the second start found the session: {}",
+        second.log()
+    );
+    m.publish(&["-q", "1", "-t", "a/live", "-m", "1"]);
+    r.wait_lines("a/live 1", 1, TIMEOUT);
+    terminate_cleanly(&mut second, &r);
+    let kept = rsyslog_records(&r)
+        .iter()
+        .filter(|rec| rec.0 == b"a/retained")
+        .count();
+    assert_eq!(kept, 1, "the retained message sent again was written again");
+}
+
 #[test]
 fn sigterm_mid_stream_exits_zero_within_a_second_and_loses_nothing() {
     let m = Mosquitto::start();

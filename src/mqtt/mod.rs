@@ -8,8 +8,9 @@
 //!   never awaits that channel; programs do their work in other tasks;
 //! - after an error, `poll()` must simply be called again to reconnect; the [`driver`] sleeps
 //!   with capped exponential backoff in between so a dead broker is not hammered;
-//! - a reconnect with `session_present = false` has lost the subscriptions (rumqttc #250): the
-//!   pump subscribes again on every such ConnAck;
+//! - a reconnect with `session_present = false` has lost the subscriptions (rumqttc #250), and
+//!   one with `session_present = true` may lack some (see [`subscribe::Plan`]): the pump
+//!   subscribes again on every ConnAck;
 //! - a refused subscription is a SUBACK code, not an error: the pump checks every SUBACK
 //!   ([`subscribe`]);
 //! - the default max packet size (10 KiB) disconnects on bigger messages: we set it from config.

@@ -5,8 +5,7 @@
 //! - incoming publishes, in order, through a bounded inbox ([`Pump::inbox`]: a slow consumer
 //!   stops the reading, TCP pushes back to the broker) or one that drops what does not fit
 //!   ([`Pump::lossy_inbox`]: for a consumer that also waits on the request channel);
-//! - subscriptions sent on every fresh session, shared ones on every connection
-//!   ([`Pump::subscribe`], [`Plan`]), whose SUBACKs are
+//! - subscriptions sent on every connection ([`Pump::subscribe`], [`Plan`]), whose SUBACKs are
 //!   checked for refusals here and nowhere else; `subscribed` turns `true` once the broker
 //!   granted them all, which is when a daemon is READY ([`ready_once_subscribed`]);
 //! - publishes, subscriptions and unsubscriptions with confirmation ([`Pump::spawn_confirmed`], [`Requests`]);
@@ -134,9 +133,8 @@ impl Pump {
         }
     }
 
-    /// Subscribe to `filters` on every fresh session, in one SUBSCRIBE sent after those of
-    /// earlier calls; the shared ones among them (`$share/…`) on a session found present too
-    /// (see [`Plan`]).
+    /// Subscribe to `filters` on every connection, in one SUBSCRIBE sent after those of
+    /// earlier calls (on a session found present too: see [`Plan`]).
     pub fn subscribe(mut self, filters: Vec<SubscribeFilter>) -> Pump {
         self.batches.push(filters);
         self
@@ -230,9 +228,8 @@ pub struct Pumped<T = Publish> {
     /// The polling task: it ends once the broker closed the connection after our DISCONNECT,
     /// or when every client handle is gone.
     pub task: tokio::task::JoinHandle<()>,
-    /// `true` once the broker holds our subscriptions: SUBACKs that refused none, or a
-    /// connection that found our persistent session (and its subscriptions) present, with
-    /// SUBACKs for the shared ones subscribed again (see [`Plan`]).
+    /// `true` once the broker holds our subscriptions: the SUBACKs of this connection refused
+    /// none (see [`Plan`]).
     pub subscribed: watch::Receiver<bool>,
     /// Whether the broker is connected now.
     pub connected: watch::Receiver<bool>,
@@ -431,7 +428,7 @@ impl<T: Inbound> Poller<T> {
                 } else {
                     self.plan.resume();
                 }
-                if self.plan.owes_nothing() {
+                if self.plan.is_empty() {
                     self.subscribed.send_replace(true);
                 }
                 self.shared

@@ -1,6 +1,5 @@
-//! The subscriptions a program holds: sent again on every fresh session (its shared ones on
-//! every session found present, too), and the one place that tells a granted subscription
-//! from a refused one.
+//! The subscriptions a program holds: sent on every connection, and the one place that
+//! tells a granted subscription from a refused one.
 //!
 //! A broker answers a SUBSCRIBE it does not allow (an ACL, a bad filter) with a SUBACK whose
 //! return code is `0x80` instead of an error or a disconnect: a program that does not look
@@ -26,29 +25,32 @@ pub enum Outcome {
     Refused,
 }
 
-/// The SUBSCRIBE packets to send on every fresh session, in order, and what the broker
+/// The SUBSCRIBE packets to send on every connection, in order, and what the broker
 /// answered so far in the current one.
 ///
 /// Several packets (batches) rather than one: the broker handles them in order, so what a
 /// batch brings (retained messages) arrives before the SUBACK of the next one. The alerts
 /// daemon reads its retained outputs back this way before it judges any input.
 ///
-/// A session found present keeps its subscriptions, so nothing is sent again then — except
-/// shared ones (`$share/GROUP/FILTER`): mosquitto (2.0.11, Debian 12) restores a persistent
-/// session's plain subscriptions from its persistence file after a restart, but not its
-/// shared ones, and a member that did not subscribe again would receive nothing more, its
-/// share of the stream dealt to nobody. Subscribing again to a subscription the broker
-/// still holds replaces it (MQTT 3.1.1 §3.8.4) and keeps the session's queue; what it does
-/// bring is the retained messages under it, sent again: see [`Plan::is_resent`].
+/// A session found present is sent every batch too, although it should hold them already:
+/// - mosquitto (2.0.11, Debian 12) restores a persistent session's plain subscriptions from
+///   its persistence file after a restart, but not its shared ones (`$share/GROUP/FILTER`):
+///   a member that did not subscribe again would receive nothing more, its share of the
+///   stream dealt to nobody;
+/// - a filter added to the configuration since the session began is in no session;
+/// - a SUBSCRIBE the broker never read (it went down first) left a session without it.
+///
+/// Subscribing again to a subscription the broker still holds replaces it (MQTT 3.1.1
+/// §3.8.4) and keeps the session's queue; what it does bring is the retained messages under
+/// it, sent again: see [`Plan::is_resent`]. (A filter removed from the configuration stays
+/// in the session until it ends: `iotitan-logger leave`.)
 #[derive(Debug, Clone, Default)]
 pub struct Plan {
     batches: Vec<Vec<SubscribeFilter>>,
-    /// The shared filters of each batch (batches without one left out): what a session found
-    /// present subscribes to again.
-    shared: Vec<Vec<SubscribeFilter>>,
-    /// The filters inside `shared` (`FILTER` of `$share/GROUP/FILTER`).
-    shared_inner: Vec<String>,
-    /// This connection's session was found present: `shared` is sent, not `batches`.
+    /// The topic filter of each filter of `batches` (`FILTER` of `$share/GROUP/FILTER`): the
+    /// topics whose retained messages a present session is sent again.
+    topics: Vec<String>,
+    /// This connection's session was found present.
     resumed: bool,
     /// Batches of this session handed to the client so far.
     sent: usize,
@@ -62,28 +64,16 @@ impl Plan {
     /// a protocol error).
     pub fn new(batches: Vec<Vec<SubscribeFilter>>) -> Plan {
         let batches: Vec<_> = batches.into_iter().filter(|b| !b.is_empty()).collect();
-        let shared: Vec<Vec<SubscribeFilter>> = batches
-            .iter()
-            .map(|b| {
-                b.iter()
-                    .filter(|f| shared_inner(&f.path).is_some())
-                    .cloned()
-                    .collect::<Vec<_>>()
-            })
-            .filter(|b| !b.is_empty())
-            .collect();
-        let shared_inner = shared
+        let topics = batches
             .iter()
             .flatten()
-            .filter_map(|f| shared_inner(&f.path))
-            .map(str::to_owned)
+            .map(|f| shared_inner(&f.path).unwrap_or(&f.path).to_owned())
             .collect();
         Plan {
             // Nothing is owed before the first session.
             sent: usize::MAX,
             batches,
-            shared,
-            shared_inner,
+            topics,
             ..Plan::default()
         }
     }
@@ -93,33 +83,18 @@ impl Plan {
         self.batches.is_empty()
     }
 
-    /// Whether this connection has nothing to subscribe to: no filters, or a session found
-    /// present and no shared filters among them.
-    pub fn owes_nothing(&self) -> bool {
-        self.round().is_empty()
-    }
-
-    /// Every filter this connection subscribes to, in order: for the log.
+    /// Every filter a connection subscribes to, in order: for the log.
     pub fn filters(&self) -> impl Iterator<Item = &str> {
-        self.round().iter().flatten().map(|f| f.path.as_str())
+        self.batches.iter().flatten().map(|f| f.path.as_str())
     }
 
-    /// What this connection sends: every batch, or the shared filters of a present session.
-    fn round(&self) -> &[Vec<SubscribeFilter>] {
-        if self.resumed {
-            &self.shared
-        } else {
-            &self.batches
-        }
-    }
-
-    /// A fresh session began: every batch is to be sent (again).
+    /// A fresh session began: every batch is to be sent.
     pub fn start(&mut self) {
         self.begin(false);
     }
 
-    /// A session was found present: its shared subscriptions are to be sent again (see
-    /// [`Plan`]).
+    /// A session was found present: every batch is to be sent again (see [`Plan`]), and the
+    /// retained messages that brings are told apart ([`Plan::is_resent`]).
     pub fn resume(&mut self) {
         self.begin(true);
     }
@@ -127,7 +102,7 @@ impl Plan {
     fn begin(&mut self, resumed: bool) {
         self.resumed = resumed;
         self.sent = 0;
-        let n = self.round().len();
+        let n = self.batches.len();
         self.awaited = (n > 0).then_some(n);
         self.refused = false;
     }
@@ -140,24 +115,18 @@ impl Plan {
 
     /// The next batch to send, if any is owed in this session.
     pub fn owed(&self) -> Option<&[SubscribeFilter]> {
-        self.round().get(self.sent).map(Vec::as_slice)
+        self.batches.get(self.sent).map(Vec::as_slice)
     }
 
     /// Whether a publish on `topic` with the retain flag set is one the broker sent again
-    /// because a present session subscribed again to its shared filters (`retained`: the
-    /// publish's flag). The broker sets the flag only on messages sent for a new
+    /// because a present session subscribed again (`retained`: the publish's flag). The broker sets the flag only on messages sent for a new
     /// subscription, never on those of an established one (MQTT 3.1.1 §3.3.1.3), so on a
     /// present session such a message was delivered, live, when it was published: a
     /// consumer that keeps every message (the logger) would keep it twice, with today's
     /// time, making a silent sensor look alive. Subscriptions of the program's own
     /// ([`super::Requests`]) are not in the plan and never match.
     pub fn is_resent(&self, topic: &str, retained: bool) -> bool {
-        retained
-            && self.resumed
-            && self
-                .shared_inner
-                .iter()
-                .any(|f| crate::topic::matches(f, topic))
+        retained && self.resumed && self.topics.iter().any(|f| crate::topic::matches(f, topic))
     }
 
     /// The batch from [`Plan::owed`] was handed to the client.
@@ -254,45 +223,31 @@ mod tests {
     }
 
     #[test]
-    fn a_present_session_subscribes_again_to_its_shared_filters_only() {
+    fn a_present_session_subscribes_again_to_every_filter() {
         let mut p = Plan::new(vec![
             batch(&["plain/#"]),
             batch(&["$share/g/a/#", "b/+", "$share/g/c"]),
         ]);
         p.resume();
-        assert!(!p.owes_nothing());
-        assert_eq!(
-            p.filters().collect::<Vec<_>>(),
-            ["$share/g/a/#", "$share/g/c"]
-        );
-        assert_eq!(p.owed().map(|b| b.len()), Some(2));
+        assert_eq!(p.owed().map(|b| b[0].path.as_str()), Some("plain/#"));
+        p.sent();
+        assert_eq!(p.owed().map(|b| b.len()), Some(3));
         p.sent();
         assert_eq!(p.owed(), None);
+        assert_eq!(p.on_suback(false), None);
         assert_eq!(p.on_suback(false), Some(Outcome::Granted));
-        // A fresh session afterwards sends everything again.
-        p.start();
-        assert_eq!(p.filters().count(), 4);
-        assert_eq!(p.owed().map(|b| b[0].path.as_str()), Some("plain/#"));
-
-        let mut plain = Plan::new(vec![batch(&["a/#"]), batch(&["b"])]);
-        plain.resume();
-        assert!(plain.owes_nothing());
-        assert_eq!(plain.owed(), None);
-        assert_eq!(plain.on_suback(false), None);
     }
 
     #[test]
-    fn only_retained_messages_under_a_resumed_shared_filter_count_as_sent_again() {
-        let mut p = Plan::new(vec![batch(&["$share/g/home/#", "other/#"])]);
+    fn only_retained_messages_under_a_filter_of_a_resumed_session_count_as_sent_again() {
+        let mut p = Plan::new(vec![batch(&["$share/g/home/#", "other/+"])]);
         p.start();
         assert!(!p.is_resent("home/t", true), "a fresh session keeps them");
         p.resume();
         assert!(p.is_resent("home/t", true));
+        assert!(p.is_resent("other/t", true));
         assert!(!p.is_resent("home/t", false), "a live or queued message");
-        assert!(
-            !p.is_resent("other/t", true),
-            "not a shared filter: not subscribed again"
-        );
+        assert!(!p.is_resent("other/t/deeper", true), "under no filter");
         assert!(!p.is_resent("$iotitan/leave/x", true));
     }
 
