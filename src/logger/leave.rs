@@ -167,7 +167,7 @@ pub async fn run(cfg: &Config, mut shutdown: Shutdown, timeout: Duration) -> any
     let (client, driver) = mqtt::client(opts.clone(), &cfg.mqtt);
     let (polled, requests) = mqtt::Pump::new(client.clone(), driver)
         .inbox(INBOX)
-        .spawn_confirmed::<Publish>();
+        .spawn_confirmed::<mqtt::Update>();
     let marker = Marker::awaiting(client_id.clone(), nonce.clone());
     let mut logger = Logger::new(cfg, client, keep_alive, None, marker);
     let filters: Vec<&str> = cfg.logger.subscribe.iter().map(|f| f.as_str()).collect();

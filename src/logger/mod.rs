@@ -139,7 +139,7 @@ pub async fn run(
     let polled = mqtt::Pump::new(client.clone(), driver)
         .subscribe(filters)
         .inbox(INBOX)
-        .spawn::<Publish>();
+        .spawn::<mqtt::Update>();
     let mut logger = Logger::new(cfg, client, keep_alive, linger, marker);
     tracing::info!(
         "logging {} from {}:{} to {}",
@@ -276,7 +276,7 @@ impl Logger {
     /// Write what comes until `shutdown`, or until [`Logger::drained`].
     async fn run(
         &mut self,
-        mut inbox: tokio::sync::mpsc::Receiver<Publish>,
+        mut inbox: tokio::sync::mpsc::Receiver<mqtt::Update>,
         mut shutdown: Shutdown,
     ) {
         let mut watchdog = notify::Watchdog::new();
@@ -394,11 +394,19 @@ impl Logger {
     }
 
     /// Write the records of `received` (emptied), queueing what syslog cannot take now.
-    fn handle(&mut self, received: &mut Vec<Publish>) {
+    fn handle(&mut self, received: &mut Vec<mqtt::Update>) {
         // One clock reading for the batch: its messages arrived together.
         let now = SystemTime::now();
         self.batch.clear();
-        for p in received.drain(..) {
+        for update in received.drain(..) {
+            let p = match update {
+                mqtt::Update::Message(p) => p,
+                mqtt::Update::Connected { fresh: true } => {
+                    self.forget_acks();
+                    continue;
+                }
+                _ => continue,
+            };
             let ack = Ack::of(&p);
             // A leave's marker is not part of the stream: not written, not counted.
             let marker = self.marker.check(&p.topic, &p.payload);
@@ -476,6 +484,26 @@ impl Logger {
         }
         if !direct {
             self.flush();
+        }
+    }
+
+    /// A fresh session began at the broker (it lost ours, or `clean_session`): the
+    /// acknowledgements still owed name packet ids of the old session, which the broker may
+    /// already use for new messages — acknowledging one of those before its record is
+    /// written could lose it. They are dropped (the broker forgot those messages); the
+    /// records stay.
+    fn forget_acks(&mut self) {
+        let mut n = self.outbox.forget_acks();
+        for a in &mut self.batch.acks {
+            n += usize::from(a.take().is_some());
+        }
+        n += self.batch.then.len();
+        self.batch.then.clear();
+        if n > 0 {
+            tracing::info!(
+                "the broker has no session for us any more: {n} acknowledgements owed to the \
+                 old one dropped (their records are kept)"
+            );
         }
     }
 

@@ -271,6 +271,18 @@ impl<A> Outbox<A> {
         }
     }
 
+    /// Drop every acknowledgement owed, due or waiting behind a record: they belong to a
+    /// session the broker no longer has. The records stay. Returns how many were dropped.
+    pub fn forget_acks(&mut self) -> usize {
+        let mut n = self.due.len();
+        self.due.clear();
+        for q in &mut self.queue {
+            n += usize::from(q.ack.take().is_some()) + q.then.len();
+            q.then.clear();
+        }
+        n
+    }
+
     /// The oldest acknowledgement due, to send; [`Outbox::ack_sent`] once it went.
     pub fn next_ack(&self) -> Option<&A> {
         self.due.front()
@@ -374,6 +386,25 @@ mod tests {
         assert_eq!(acks(&mut o), vec![4], "and is acknowledged all the same");
         assert!(o.is_empty() && !o.reject_front());
         assert_eq!(o.bytes(), 0);
+    }
+
+    #[test]
+    fn a_fresh_session_drops_the_acks_owed_and_keeps_the_records() {
+        let mut o = outbox(100, 1 << 20);
+        o.ack(1);
+        o.push(rec(2), Some(2));
+        o.ack(3); // excluded, behind record 2
+        o.push(rec(4), Some(4));
+        o.sent(1); // record 2 waits for a confirming daemon
+        assert_eq!(o.forget_acks(), 4);
+        assert_eq!(o.acks_due(), 0);
+        o.push(rec(5), Some(5)); // of the new session
+        o.confirmed(1);
+        o.resend();
+        o.written(2);
+        assert_eq!(acks(&mut o), vec![5], "only the new session's");
+        assert!(o.is_empty());
+        assert_eq!(o.forget_acks(), 0);
     }
 
     #[test]
