@@ -497,6 +497,45 @@ fn a_filter_added_while_stopped_is_subscribed_on_the_present_session() {
     assert_eq!(kept, 1, "the retained message sent again was written again");
 }
 
+/// Acknowledgements owed to a session the broker lost (its state gone in a restart) are
+/// dropped when the fresh session begins, not sent with packet ids the broker may already
+/// have given to new messages. With syslog unreachable, three QoS 1 messages owe theirs.
+#[test]
+fn acks_owed_to_a_session_the_broker_lost_are_dropped() {
+    let mut m = Mosquitto::start_with("log_type all");
+    let dir = tempfile::tempdir().unwrap();
+    let absent = dir.path().join("absent.sock");
+    let id = format!("t{}", free_port());
+    let cfg = write_config(
+        dir.path(),
+        &format!(
+            "{}\n[syslog]\ntarget = \"unix:{}\"\n",
+            m.mqtt_toml(&id),
+            absent.display()
+        ),
+    );
+    let logger = Logger::start(&cfg);
+    assert!(
+        wait_until(TIMEOUT, || logger.log().contains("subscribed: ")),
+        "{}",
+        logger.log()
+    );
+    for i in 1..=3 {
+        m.publish(&["-q", "1", "-t", "held/n", "-m", &i.to_string()]);
+    }
+    // Delivered to the logger (m1 … m3), not acknowledged: the records cannot be written.
+    m.wait_log(&format!(
+        "Sending PUBLISH to {id}-logger (d0, q1, r0, m3, 'held/n'"
+    ));
+    m.restart_forgetting();
+    let dropped = "3 acknowledgements owed to the old one dropped";
+    assert!(
+        wait_until(TIMEOUT, || logger.log().contains(dropped)),
+        "{}",
+        logger.log()
+    );
+}
+
 #[test]
 fn sigterm_mid_stream_exits_zero_within_a_second_and_loses_nothing() {
     let m = Mosquitto::start();

@@ -261,6 +261,15 @@ impl Mosquitto {
         self.spawn();
     }
 
+    /// Stop and start again on the same port without its persistence file: every session
+    /// is gone, as after a broker that lost its state.
+    pub fn restart_forgetting(&mut self) {
+        self.stop();
+        let db = self.dir.path().join("mosquitto.db");
+        std::fs::remove_file(&db).expect("mosquitto saved a persistence file");
+        self.spawn();
+    }
+
     /// A `[mqtt]` section for this broker.
     pub fn mqtt_toml(&self, client_id: &str) -> String {
         format!(
