@@ -19,6 +19,10 @@ pub struct Context(Arc<Inner>);
 #[derive(Debug)]
 struct Inner {
     sources: Vec<Source>,
+    /// `syslog.sources` as configured, when it holds `auto`: decided again at each read, as
+    /// the logger decides its target at each connection, so that a syslog daemon installed
+    /// or removed is followed without a restart.
+    auto: Option<Vec<String>>,
     identifier: String,
     extractor: Extractor,
     disorder: chrono::Duration,
@@ -49,8 +53,19 @@ impl Context {
         extractor: Extractor,
         disorder: std::time::Duration,
     ) -> Self {
+        Self::build(sources, None, identifier, extractor, disorder)
+    }
+
+    fn build(
+        sources: Vec<Source>,
+        auto: Option<Vec<String>>,
+        identifier: &str,
+        extractor: Extractor,
+        disorder: std::time::Duration,
+    ) -> Self {
         Context(Arc::new(Inner {
             sources,
+            auto,
             identifier: identifier.to_owned(),
             extractor,
             disorder: chrono::Duration::from_std(disorder).unwrap_or(chrono::Duration::zero()),
@@ -63,6 +78,7 @@ impl Context {
         let inner = &self.0;
         Context(Arc::new(Inner {
             sources: inner.sources.clone(),
+            auto: inner.auto.clone(),
             identifier: inner.identifier.clone(),
             extractor: inner.extractor.clone(),
             disorder: inner.disorder,
@@ -73,10 +89,16 @@ impl Context {
     /// The context of a configuration: `syslog.sources`, `syslog.identifier`, the payload
     /// rules and `stats.disorder`, as `iotitan-stats` reads them.
     pub fn from_config(cfg: &Config) -> Result<Self, String> {
-        let sources = crate::syslog::system::resolve_sources(&cfg.syslog.sources)
+        let configured = &cfg.syslog.sources;
+        let sources = crate::syslog::system::resolve_sources(configured)
             .map_err(|e| format!("syslog.sources: {e}"))?;
-        Ok(Context::new(
+        let auto = configured
+            .iter()
+            .any(|s| s == crate::syslog::system::AUTO)
+            .then(|| configured.clone());
+        Ok(Context::build(
             sources,
+            auto,
             &cfg.syslog.identifier,
             cfg.payload.extractor(),
             cfg.stats.disorder.get(),
@@ -104,8 +126,17 @@ impl Context {
         );
         let mut feed = Feed::new(reader, topics, inner.extractor.clone(), consumer);
         let (from, to) = feed.range();
+        let decided;
+        let sources = match &inner.auto {
+            Some(configured) => {
+                decided = crate::syslog::system::resolve_sources(configured)
+                    .map_err(|e| ReadError(format!("syslog.sources: {e}")))?;
+                &decided
+            }
+            None => &inner.sources,
+        };
         crate::stats::scan_split_one(
-            &inner.sources,
+            sources,
             from,
             to,
             &inner.identifier,

@@ -14,8 +14,8 @@
 //! - **a syslog daemon on `/dev/log`** (containers, systems without systemd): records go to
 //!   `/dev/log` and are read from `/var/log/syslog`.
 //!
-//! The logger decides at each connection attempt, so a syslog daemon installed, removed or
-//! stopped is followed without a restart; readers decide when they start (stats at each run).
+//! The logger decides at each connection attempt, stats at each run and the read API at each
+//! request, so a syslog daemon installed, removed or stopped is followed without a restart.
 //!
 //! A socket counts when a connection to it is accepted, not when its file exists: systemd
 //! leaves a stopped socket unit's file behind (`RemoveOnStop=no`), and syslog-ng reads the
