@@ -811,6 +811,8 @@ pub struct NotifySocket {
     _dir: tempfile::TempDir,
     /// Every datagram received so far, in order.
     pub seen: std::cell::RefCell<Vec<String>>,
+    /// The last error a receive ended in before its time was up, for the failure message.
+    interrupted: std::cell::RefCell<Option<String>>,
 }
 
 impl NotifySocket {
@@ -824,19 +826,36 @@ impl NotifySocket {
             socket,
             _dir: dir,
             seen: Default::default(),
+            interrupted: Default::default(),
         }
     }
 
     /// The next datagram, or `None` after `timeout`.
+    ///
+    /// Only the time ends the wait, not an error: with a receive timeout set, a signal
+    /// handled anywhere in the test process makes `recv` fail with EINTR even with
+    /// SA_RESTART (signal(7)). Taken as the end of the wait, one once read as "no watchdog
+    /// ping within 30 s" from a test binary that had run for 4 s.
     pub fn recv(&self, timeout: Duration) -> Option<String> {
-        self.socket
-            .set_read_timeout(Some(timeout.max(Duration::from_millis(1))))
-            .expect("set timeout");
+        let deadline = Instant::now() + timeout;
         let mut buf = vec![0u8; 4096];
-        let n = self.socket.recv(&mut buf).ok()?;
-        let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
-        self.seen.borrow_mut().push(msg.clone());
-        Some(msg)
+        loop {
+            let left = deadline.checked_duration_since(Instant::now())?;
+            self.socket
+                .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+                .expect("set timeout");
+            match self.socket.recv(&mut buf) {
+                Ok(n) => {
+                    let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+                    self.seen.borrow_mut().push(msg.clone());
+                    return Some(msg);
+                }
+                Err(e) if Instant::now() < deadline => {
+                    *self.interrupted.borrow_mut() = Some(e.to_string());
+                }
+                Err(_) => return None,
+            }
+        }
     }
 
     /// Datagrams until one has a line equal to `line` (returned with when it arrived);
@@ -851,7 +870,9 @@ impl NotifySocket {
             }
         }
         panic!(
-            "no {line:?} from the notify socket within {timeout:?}; got {:#?}",
+            "no {line:?} from the notify socket within {timeout:?} (a receive ended early \
+             with: {:?}); got {:#?}",
+            self.interrupted.borrow(),
             self.seen.borrow()
         );
     }
