@@ -50,11 +50,7 @@ pub fn check_config(arg: &ConfigArg) -> anyhow::Result<()> {
     println!("# effective config ({origin}): valid");
     // `auto` is decided where the programs run, by the sockets that answer: say what it is.
     if cfg.syslog.target == crate::config::SyslogTarget::Auto
-        || cfg
-            .syslog
-            .sources
-            .iter()
-            .any(|s| s == crate::syslog::system::AUTO)
+        || crate::syslog::system::names_auto(&cfg.syslog.sources)
     {
         let system = crate::syslog::system::System::detect();
         println!(

@@ -68,7 +68,7 @@ pub enum SyslogFormat {
 /// `relp:HOST:PORT`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SyslogTarget {
-    /// The system's own syslog, chosen by the sockets that answer when the logger starts
+    /// The system's own syslog, chosen by the sockets that answer at each connection attempt
     /// (`syslog::system`): rsyslog's socket where systemd runs rsyslog, else `/dev/log`.
     Auto,
     /// A local socket (datagram, or stream as fallback), like /dev/log.

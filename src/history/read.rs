@@ -92,10 +92,7 @@ impl Context {
         let configured = &cfg.syslog.sources;
         let sources = crate::syslog::system::resolve_sources(configured)
             .map_err(|e| format!("syslog.sources: {e}"))?;
-        let auto = configured
-            .iter()
-            .any(|s| s == crate::syslog::system::AUTO)
-            .then(|| configured.clone());
+        let auto = crate::syslog::system::names_auto(configured).then(|| configured.clone());
         Ok(Context::build(
             sources,
             auto,

@@ -216,6 +216,15 @@ impl Records {
         self.then.clear();
     }
 
+    /// Drop every acknowledgement the batch holds (see [`Logger::forget_acks`]); returns how
+    /// many.
+    fn forget_acks(&mut self) -> usize {
+        let held = self.acks.iter_mut().filter_map(Option::take).count();
+        let excluded = self.then.len();
+        self.then.clear();
+        held + excluded
+    }
+
     /// The acknowledgements of excluded messages that follow message `i`.
     fn then_acks(&mut self, i: usize) -> impl Iterator<Item = Ack> + '_ {
         std::iter::from_fn(move || {
@@ -493,12 +502,7 @@ impl Logger {
     /// written could lose it. They are dropped (the broker forgot those messages); the
     /// records stay.
     fn forget_acks(&mut self) {
-        let mut n = self.outbox.forget_acks();
-        for a in &mut self.batch.acks {
-            n += usize::from(a.take().is_some());
-        }
-        n += self.batch.then.len();
-        self.batch.then.clear();
+        let n = self.outbox.forget_acks() + self.batch.forget_acks();
         if n > 0 {
             tracing::info!(
                 "the broker has no session for us any more: {n} acknowledgements owed to the \

@@ -119,8 +119,8 @@ impl Plan {
     }
 
     /// Whether a publish on `topic` with the retain flag set is one the broker sent again
-    /// because a present session subscribed again (`retained`: the publish's flag). The broker sets the flag only on messages sent for a new
-    /// subscription, never on those of an established one (MQTT 3.1.1 §3.3.1.3), so on a
+    /// because a present session subscribed again (`retained`: the publish's flag). The
+    /// broker sets the flag only on messages sent for a new subscription, never on those of an established one (MQTT 3.1.1 §3.3.1.3), so on a
     /// present session such a message was delivered, live, when it was published: a
     /// consumer that keeps every message (the logger) would keep it twice, with today's
     /// time, making a silent sensor look alive. Subscriptions of the program's own

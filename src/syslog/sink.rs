@@ -678,11 +678,9 @@ type Connecting = std::pin::Pin<Box<dyn std::future::Future<Output = io::Result<
 async fn connect(target: SyslogTarget) -> io::Result<Conn> {
     Ok(match &target {
         SyslogTarget::Unix(path) => connect_unix(path.clone())?,
-        // `Sink::new` resolved it already; resolved again, it is still a local socket.
-        SyslogTarget::Auto => match super::system::resolve_target(&target) {
-            SyslogTarget::Unix(path) => connect_unix(path)?,
-            other => return Err(io::Error::other(format!("auto resolved to {other}"))),
-        },
+        // The sink decides `auto` before connecting (to name it in its log); decided here
+        // otherwise, it is always a local socket.
+        SyslogTarget::Auto => connect_unix(super::system::System::detect().socket())?,
         SyslogTarget::Udp(addr) => {
             let peer = tokio::net::lookup_host(addr.as_str())
                 .await?

@@ -69,7 +69,7 @@ impl System {
 
     /// The socket the logger writes to on this system.
     pub fn socket(self) -> PathBuf {
-        self.path(match self {
+        absolute(match self {
             System::RsyslogBehindJournald => RSYSLOG_BEHIND_JOURNALD,
             System::Journald | System::Syslogd => DEV_LOG,
         })
@@ -84,13 +84,19 @@ impl System {
     pub fn source(self) -> Source {
         match self {
             System::Journald => Source::Journal(None),
-            System::RsyslogBehindJournald | System::Syslogd => Source::File(self.path(SYSLOG_FILE)),
+            System::RsyslogBehindJournald | System::Syslogd => Source::File(absolute(SYSLOG_FILE)),
         }
     }
+}
 
-    fn path(self, relative: &str) -> PathBuf {
-        Path::new("/").join(relative)
-    }
+/// `relative` (one of the paths above) on this machine.
+fn absolute(relative: &str) -> PathBuf {
+    Path::new("/").join(relative)
+}
+
+/// Whether `sources` (`syslog.sources` as configured) name `auto`.
+pub fn names_auto(sources: &[String]) -> bool {
+    sources.iter().any(|s| s == AUTO)
 }
 
 /// Whether a syslog daemon takes connections on `path`: the proof the demo asks for before it
