@@ -9,11 +9,11 @@
 use chrono::{DateTime, Local, Utc};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use iotitan::history::aggregate::{Aggregate, Every};
+use iotitan::history::query::{Export, QueryFormat, window};
 use iotitan::history::read::Context;
 use iotitan::payload::Extractor;
-use iotitan::stats::aggregate::Statistic;
-use iotitan::stats::collect::Reader;
-use iotitan::stats::query::{Export, QueryFormat, window};
+use iotitan::records::{Feed, Reader};
+use iotitan::statistic::Statistic;
 use iotitan::syslog::source::{self, Scan, Source};
 use iotitan::topic::Filters;
 use std::hint::black_box;
@@ -117,13 +117,13 @@ fn read_7d(c: &mut Criterion) {
                 "iotitan-logger",
                 Local,
             );
-            let mut e = Export::new(
-                reader,
+            let export = Export::new(
                 Filters::of(&["iotitan/bench/#"]),
                 Extractor::default(),
                 QueryFormat::Csv,
                 std::io::sink(),
             );
+            let mut e = Feed::new(reader, export);
             let (from, to) = e.range();
             let scan = Scan {
                 from,
@@ -131,8 +131,8 @@ fn read_7d(c: &mut Criterion) {
                 identifier: "iotitan-logger",
             };
             source::scan(&Source::File(path.clone()), &scan, &mut e, &mut |_| {}).unwrap();
-            assert_eq!(e.rows, lines);
-            black_box(e.rows)
+            assert_eq!(e.records.rows, lines);
+            black_box(e.records.rows)
         })
     });
     g.finish();

@@ -27,6 +27,46 @@ impl ConfigArg {
     }
 }
 
+/// What every daemon's command line holds besides its own options: `--config` and
+/// `check-config`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DaemonArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    #[command(subcommand)]
+    pub command: Option<DaemonCommand>,
+}
+
+/// The subcommand every daemon has.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum DaemonCommand {
+    /// Validate the config, say where each secret comes from, print the effective config.
+    CheckConfig,
+}
+
+/// Says where each of a daemon's secrets comes from, for `check-config` (never the value).
+pub type Describe = fn(&Config) -> anyhow::Result<Vec<String>>;
+
+/// The one way a daemon starts: log as `name`; then `check-config` (with `describe` for a
+/// daemon with secrets), or load the config and run `body` under [`run_daemon`].
+pub fn daemon<F, Fut>(
+    args: &DaemonArgs,
+    name: &str,
+    describe: Option<Describe>,
+    body: F,
+) -> anyhow::Result<()>
+where
+    F: FnOnce(Config, crate::shutdown::Shutdown) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    crate::logging::init(name);
+    match (&args.command, describe) {
+        (Some(DaemonCommand::CheckConfig), Some(d)) => check_config_with(&args.config, d),
+        (Some(DaemonCommand::CheckConfig), None) => check_config(&args.config),
+        (None, _) => run_daemon(args.config.load()?, None, body),
+    }
+}
+
 /// Parse arguments; `--help`/`--version` exit 0, usage errors exit 64.
 pub fn parse<T: clap::Parser>() -> T {
     match T::try_parse() {

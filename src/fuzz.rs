@@ -13,7 +13,8 @@ use crate::http::geofence::PrivateAreas;
 use crate::http::reading::{self, Rules};
 use crate::payload::{Extractor, FieldPath, JsonRule};
 use crate::record;
-use crate::syslog::line::{self, Ambiguity, Clock};
+use crate::syslog::clock::{Ambiguity, Clock};
+use crate::syslog::line;
 use crate::topic::Filters;
 use chrono::{DateTime, Utc};
 use std::time::{Duration, Instant};
@@ -77,7 +78,7 @@ const REFERENCES: [i64; 4] = [
 pub fn syslog_line(data: &[u8]) {
     let reference =
         DateTime::from_timestamp(REFERENCES[data.len() % REFERENCES.len()], 0).unwrap_or_default();
-    let zone = crate::stats::window::local();
+    let zone = crate::time::local();
     let mut slow = Clock::new(zone, reference, Ambiguity::Stream);
     let mut fast = Clock::new(zone, reference, Ambiguity::Stream);
     let mut seek = Clock::new(zone, reference, Ambiguity::Seek);
@@ -227,6 +228,6 @@ pub fn http(data: &[u8]) {
         }
     }
     if let Ok(query) = std::str::from_utf8(data) {
-        let _ = crate::history::api::check_params(query, now(), &crate::stats::window::local());
+        let _ = crate::history::api::check_params(query, now(), &crate::time::local());
     }
 }

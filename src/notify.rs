@@ -13,6 +13,18 @@ pub fn ready() {
     }
 }
 
+/// Tell systemd the daemon is ready once `subscribed` turns `true` (the MQTT pump's
+/// [`Pumped::subscribed`](crate::mqtt::Pumped)): only then does a message published after
+/// `systemctl start` returns reach us. Without a broker (or with a refused subscription) the
+/// start never completes, and systemd reports the failure.
+pub fn ready_once(mut subscribed: tokio::sync::watch::Receiver<bool>) {
+    tokio::spawn(async move {
+        if subscribed.wait_for(|&s| s).await.is_ok() {
+            ready();
+        }
+    });
+}
+
 /// Tell systemd we are stopping, so `systemctl stop` shows the right state. Said once per
 /// process, however many paths lead to the exit (a daemon's drain and [`crate::cli::run_daemon`]).
 pub fn stopping() {

@@ -6,7 +6,7 @@
 mod common;
 use chrono::{DateTime, TimeZone, Utc};
 use common::*;
-use iotitan::stats::window::Schedule;
+use iotitan::schedule::Schedule;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

@@ -29,6 +29,7 @@ use crate::mqtt::{self, Update, subscribe::Outcome};
 use crate::notify;
 use crate::payload::{Extractor, Reading};
 use crate::shutdown::Shutdown;
+use crate::time::sleep_until;
 use anyhow::Context;
 use rumqttc::{AsyncClient, Publish, QoS, SubscribeFilter};
 use std::collections::{BTreeSet, VecDeque};
@@ -111,13 +112,6 @@ pub async fn run(cfg: &Config, mut shutdown: Shutdown) -> anyhow::Result<()> {
         "iotitan-alerts stopped"
     );
     Ok(())
-}
-
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
-        None => std::future::pending().await,
-    }
 }
 
 /// The topics to subscribe to: (retained alert outputs of the watched series, inputs).

@@ -20,7 +20,7 @@
 
 use super::{Kind, split_output};
 use crate::config::{AlertsConfig, RuleConfig};
-use crate::stats::aggregate::is_output as is_stats_output;
+use crate::statistic::is_output as is_stats_output;
 use crate::topic::TopicFilter;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};

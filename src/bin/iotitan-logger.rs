@@ -7,7 +7,7 @@ use iotitan::{cli, exit, logger, logging};
 
 /// Write every MQTT message to syslog as one `topic payload` record.
 #[derive(Parser)]
-#[command(version, about)]
+#[command(version)]
 struct Cli {
     #[command(flatten)]
     config: cli::ConfigArg,

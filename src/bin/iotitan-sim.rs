@@ -5,7 +5,6 @@ use iotitan::sim::{
     self, BrokerAddr, FaultOptions, Faulty, FleetOptions, Generator, Limited, Speed,
 };
 use iotitan::{cli, exit, logging};
-use rumqttc::QoS;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -139,11 +138,7 @@ fn main() -> std::process::ExitCode {
         logging::init("iotitan-sim");
         let (generator, limit) = build(&cli)?;
         let mut generator = Limited::new(generator, limit, cli.duration);
-        let qos = if cli.qos == 0 {
-            QoS::AtMostOnce
-        } else {
-            QoS::AtLeastOnce
-        };
+        let qos = iotitan::mqtt::qos(cli.qos);
         let report =
             cli::run_job(
                 |stop| async move { sim::run(&cfg.mqtt, &mut generator, qos, stop).await },

@@ -2,7 +2,7 @@
 //! from syslog and published to MQTT; `query` exports the raw history.
 
 use clap::{Parser, Subcommand};
-use iotitan::{cli, exit, logging, stats};
+use iotitan::{cli, exit, history, logging, stats};
 
 /// Statistics of syslog windows, published to MQTT (run by cron at each `stats.schedule` fire).
 #[derive(Parser)]
@@ -21,7 +21,7 @@ enum Command {
     /// Validate the config and print the effective values.
     CheckConfig,
     /// Export the history of topics as CSV or JSON.
-    Query(stats::QueryOptions),
+    Query(history::query::QueryOptions),
 }
 
 fn main() -> std::process::ExitCode {
@@ -30,7 +30,7 @@ fn main() -> std::process::ExitCode {
         logging::init("iotitan-stats");
         match args.command {
             Some(Command::CheckConfig) => cli::check_config(&args.config),
-            Some(Command::Query(q)) => stats::run_query(&args.config.load()?, &q),
+            Some(Command::Query(q)) => history::query::run(&args.config.load()?, &q),
             None => {
                 let cfg = args.config.load()?;
                 cli::run_job(|shutdown| async move { stats::run(&cfg, shutdown, &args.run).await })

@@ -13,6 +13,7 @@ use super::thingspeak::{self, Answer, Client};
 use super::{ChannelStatus, Status};
 use crate::config::ChannelConfig;
 use crate::exit::{self, ExitError};
+use crate::time::sleep_until;
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use std::future::Future;
@@ -367,14 +368,6 @@ pub fn spool_dir(state_dir: &Path) -> std::path::PathBuf {
 async fn answer_to(request: &mut Option<Request>) -> Answer {
     match request {
         Some(r) => r.await,
-        None => std::future::pending().await,
-    }
-}
-
-/// Sleep until `at`; pend forever for `None`.
-pub(super) async fn sleep_until(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
         None => std::future::pending().await,
     }
 }

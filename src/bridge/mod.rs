@@ -155,7 +155,7 @@ pub async fn run_with(cfg: &Config, mut shutdown: Shutdown, opts: Options) -> an
         .subscribe(filters)
         .inbox(INBOX)
         .spawn::<rumqttc::Publish>();
-    mqtt::ready_once_subscribed(subscribed);
+    crate::notify::ready_once(subscribed);
     let mut watchdog = notify::Watchdog::new();
     let mut out = Vec::new();
     let mut rejected: u64 = 0;

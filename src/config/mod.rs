@@ -25,7 +25,7 @@ pub use http::{
 pub use logger::LoggerConfig;
 pub use mqtt::MqttConfig;
 pub use stats::{GroupConfig, StatsConfig};
-pub use syslog::{SyslogConfig, SyslogFormat, SyslogTarget};
+pub use syslog::{AUTO, SyslogConfig, SyslogFormat, SyslogTarget};
 
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};

@@ -1,7 +1,7 @@
 //! `[stats]`: windows, topics and statistics of `iotitan-stats`.
 
 use crate::config::Dur;
-use crate::stats::aggregate::Statistic;
+use crate::statistic::Statistic;
 use crate::topic::Filters;
 use serde::{Deserialize, Deserializer, Serialize};
 use std::path::PathBuf;
@@ -43,7 +43,7 @@ pub struct StatsConfig {
 
 fn schedule<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     let s = String::deserialize(d)?;
-    crate::stats::window::Schedule::parse(&s).map_err(serde::de::Error::custom)?;
+    crate::schedule::Schedule::parse(&s).map_err(serde::de::Error::custom)?;
     Ok(s)
 }
 

@@ -3,6 +3,10 @@
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
+/// What `auto` stands for in `syslog.target` and `syslog.sources`: decided where the programs
+/// run ([`crate::syslog::system`]), by the sockets that answer.
+pub const AUTO: &str = "auto";
+
 /// Syslog settings.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -49,7 +53,7 @@ impl Default for SyslogConfig {
             identifier: "iotitan-logger".into(),
             facility: "local0".into(),
             hostname: None,
-            sources: vec![crate::syslog::system::AUTO.into()],
+            sources: vec![AUTO.into()],
         }
     }
 }
@@ -90,7 +94,7 @@ impl std::str::FromStr for SyslogTarget {
                  tcp:HOST:PORT or relp:HOST:PORT"
             )
         };
-        if s == crate::syslog::system::AUTO {
+        if s == AUTO {
             return Ok(SyslogTarget::Auto);
         }
         let (kind, rest) = s.split_once(':').ok_or_else(bad)?;
@@ -116,7 +120,7 @@ impl std::str::FromStr for SyslogTarget {
 impl std::fmt::Display for SyslogTarget {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            SyslogTarget::Auto => f.write_str(crate::syslog::system::AUTO),
+            SyslogTarget::Auto => f.write_str(AUTO),
             SyslogTarget::Unix(p) => write!(f, "unix:{}", p.display()),
             SyslogTarget::Udp(a) => write!(f, "udp:{a}"),
             SyslogTarget::Tcp(a) => write!(f, "tcp:{a}"),

@@ -503,15 +503,13 @@ async fn show(
     } else {
         Duration::from_secs(5)
     });
-    let deadline = opts
-        .duration
-        .map(|d| tokio::time::Instant::from(started + d));
+    let deadline = opts.duration.map(|d| started + d);
     let mut drawn = 0usize;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             _ = stop.recv() => break,
-            _ = async { match deadline { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => break,
+            _ = crate::time::sleep_until(deadline) => break,
         }
         let Ok(v) = view.lock() else { break };
         let elapsed = started.elapsed();

@@ -124,7 +124,7 @@ async fn stats_windows(cfg: Arc<Config>, mut stop: Shutdown) -> anyhow::Result<(
         let opts = crate::stats::Options {
             since: Some(since.to_rfc3339()),
             until: Some(until.to_rfc3339()),
-            progress: crate::stats::ProgressArgs {
+            progress: crate::records::scan::ProgressArgs {
                 no_progress: true,
                 ..Default::default()
             },

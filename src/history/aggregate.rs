@@ -8,8 +8,8 @@
 //! no bucket.
 
 use super::{Consumer, Value};
-use crate::stats::aggregate::{Series, Statistic};
-use crate::syslog::line::Zone;
+use crate::statistic::{Series, Statistic};
+use crate::syslog::clock::Zone;
 use chrono::{DateTime, LocalResult, NaiveDate, NaiveDateTime, SecondsFormat, Timelike, Utc};
 use serde::Serialize;
 use serde::ser::SerializeMap;

@@ -13,9 +13,8 @@ use super::read::Context;
 use super::rows::Rows;
 use super::top::{Order, Top};
 use super::topics::Topics;
-use crate::stats::aggregate::Statistic;
-use crate::stats::window;
-use crate::syslog::line::Zone;
+use crate::statistic::Statistic;
+use crate::syslog::clock::Zone;
 use crate::topic::{Filters, TopicFilter};
 use axum::Json;
 use axum::extract::{RawQuery, State};
@@ -141,7 +140,7 @@ impl Params {
     fn range(&self, default_since: &str, now: DateTime<Utc>) -> Result<Range, ApiError> {
         let time = |key: &str, default: &str| -> Result<DateTime<Utc>, ApiError> {
             let v = self.one(key)?.unwrap_or(default);
-            window::parse_time(v, now).map_err(|e| ApiError::bad(format!("{key}: {e}")))
+            crate::time::parse_time(v, now).map_err(|e| ApiError::bad(format!("{key}: {e}")))
         };
         let since = time("since", default_since)?;
         let until = time("until", "now")?;
@@ -263,7 +262,7 @@ async fn aggregate(
     State(ctx): State<Context>,
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
-    let zone = window::local();
+    let zone = crate::time::local();
     let (topics, range, every, stats) = aggregate_params(q, Utc::now(), &zone)?;
     let c = read(ctx, topics, range, Aggregate::new(every, zone, &stats)).await?;
     Ok(Json(c.finish()).into_response())

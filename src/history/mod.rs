@@ -6,28 +6,27 @@
 //! `(time, series, value)` and produces the answer type (the JSON shapes of the HTTP
 //! contract). Consumers do no I/O, so they are unit- and property-tested on their own.
 //!
-//! The readings come from the same engine as `iotitan-stats` and its `query`: the sources are
-//! scanned by [`crate::syslog::source`], each line is classified by
-//! [`crate::stats::collect::Reader`] and each payload turned into numbers by the configured
-//! [`Extractor`] ([`Feed`] is the one adapter between the two). [`read`] runs a scan for a
-//! consumer; [`api`] serves the consumers over HTTP.
+//! The readings come from the read engine ([`crate::records`]) that `iotitan-stats` reads with
+//! too: each line is classified by its [`Reader`](crate::records::Reader), and each record's
+//! payload turned into numbers by the configured [`Extractor`] ([`Readings`]). [`read`] runs a
+//! scan for a consumer; [`api`] serves the consumers over HTTP; [`query`] is `iotitan-stats
+//! query`'s export of the raw history.
 
 pub mod aggregate;
 pub mod api;
 pub mod histogram;
+pub mod query;
 pub mod read;
 pub mod rows;
 pub mod top;
 pub mod topics;
 
 use crate::payload::{self, Extractor, Reading, Rejected};
-use crate::stats::collect::{RawSeen, Reader};
-use crate::stats::decisions::Decisions;
-use crate::syslog::line::Zone;
-use crate::syslog::source::{Lines, Split};
+use crate::records::{Decisions, Records};
 use crate::topic::Filters;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use std::borrow::Cow;
 use std::ops::ControlFlow;
 
 /// Longest payload kept as a state (`online`, `offline`, `OPEN`): longer non-numeric payloads
@@ -92,7 +91,7 @@ pub fn state_of(payload: &[u8]) -> Option<&str> {
     (!s.is_empty() && s.len() <= MAX_STATE && !s.contains(['\n', '\r'])).then_some(s)
 }
 
-/// What a feed decided about a topic, once.
+/// What [`Readings`] decided about a topic, once.
 #[derive(Debug, Clone)]
 enum Route {
     /// Not selected (or not UTF-8).
@@ -103,10 +102,9 @@ enum Route {
     Rules(Box<str>),
 }
 
-/// Feeds the records of the selected topics in a window to a consumer: the [`Lines`] side of
-/// a scan, like `query`'s export, so the same parser reads every line.
-pub struct Feed<Z, C> {
-    reader: Reader<Z>,
+/// Turns the records of the selected topics into readings for a consumer: the [`Records`]
+/// side of a read, like `query`'s export.
+pub struct Readings<C> {
     topics: Filters,
     extractor: Extractor,
     readings: Vec<Reading>,
@@ -119,11 +117,10 @@ pub struct Feed<Z, C> {
     pub rejected: u64,
 }
 
-impl<Z: Zone + Clone, C: Consumer> Feed<Z, C> {
-    /// A feed of the records of `topics` that `reader` finds in its window.
-    pub fn new(reader: Reader<Z>, topics: Filters, extractor: Extractor, consumer: C) -> Self {
-        Feed {
-            reader,
+impl<C: Consumer> Readings<C> {
+    /// The readings of the records of `topics`, read by `extractor`, for `consumer`.
+    pub fn new(topics: Filters, extractor: Extractor, consumer: C) -> Self {
+        Readings {
             topics,
             extractor,
             readings: Vec::new(),
@@ -131,11 +128,6 @@ impl<Z: Zone + Clone, C: Consumer> Feed<Z, C> {
             consumer,
             rejected: 0,
         }
-    }
-
-    /// The range a scan must cover.
-    pub fn range(&self) -> (DateTime<Utc>, DateTime<Utc>) {
-        self.reader.range()
     }
 }
 
@@ -148,23 +140,13 @@ fn route(topics: &Filters, extractor: &Extractor, topic: &[u8]) -> Route {
     }
 }
 
-impl<Z: Zone + Clone, C: Consumer> Lines for Feed<Z, C> {
-    fn time_of(&mut self, line: &[u8], reference: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        self.reader.time_of(line, reference)
-    }
-    fn input(&mut self, reference: DateTime<Utc>) {
-        self.reader.input(reference);
-    }
-    fn take(&mut self, line: &[u8]) -> ControlFlow<()> {
-        let (micros, topic, payload) = match self.reader.read_raw(line) {
-            RawSeen::Past => return ControlFlow::Break(()),
-            RawSeen::Record {
-                micros,
-                topic,
-                payload,
-            } => (micros, topic, payload),
-            _ => return ControlFlow::Continue(()),
-        };
+impl<C: Consumer> Records for Readings<C> {
+    fn record(
+        &mut self,
+        micros: i64,
+        topic: Cow<'_, [u8]>,
+        payload: Result<Cow<'_, [u8]>, Rejected>,
+    ) -> ControlFlow<()> {
         let (topics, extractor) = (&self.topics, &self.extractor);
         let decided = self.routes.decide(&topic, |t| route(topics, extractor, t));
         let (topic, plain) = match decided.get() {
@@ -204,15 +186,9 @@ impl<Z: Zone + Clone, C: Consumer> Lines for Feed<Z, C> {
         }
         ControlFlow::Continue(())
     }
-}
 
-impl<Z: Zone + Clone + Send, C: Consumer> Split for Feed<Z, C> {
-    fn fork(&self, start: DateTime<Utc>, reference: DateTime<Utc>) -> Option<Self> {
-        if !self.reader.can_start_at(start) {
-            return None;
-        }
-        Some(Feed {
-            reader: self.reader.fork(reference),
+    fn fork(&self) -> Option<Self> {
+        Some(Readings {
             topics: self.topics.clone(),
             extractor: self.extractor.clone(),
             readings: Vec::new(),
@@ -230,7 +206,9 @@ impl<Z: Zone + Clone + Send, C: Consumer> Split for Feed<Z, C> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stats::window::Window;
+    use crate::records::{Feed, Reader};
+    use crate::syslog::source::Lines;
+    use crate::time::Window;
 
     #[derive(Default)]
     struct Got(Vec<(String, Owned)>);
@@ -254,9 +232,11 @@ mod tests {
         let reader = Reader::new(w, chrono::Duration::seconds(60), "iotitan-logger", Utc);
         let mut f = Feed::new(
             reader,
-            Filters::of(&["iotitan/#"]),
-            Extractor::default(),
-            Got::default(),
+            Readings::new(
+                Filters::of(&["iotitan/#"]),
+                Extractor::default(),
+                Got::default(),
+            ),
         );
         let lines = [
             "2026-11-22T04:59:59Z h iotitan-logger[1]: iotitan/a/t 1",
@@ -273,21 +253,21 @@ mod tests {
         assert!(flows[..8].iter().all(|c| c.is_continue()));
         assert!(flows[8].is_break());
         assert_eq!(
-            f.consumer.0,
+            f.records.consumer.0,
             vec![
                 ("iotitan/a/t".into(), Owned::Number(20.5)),
                 ("iotitan/a/LWT".into(), Owned::State("online".into())),
                 ("iotitan/a/t".into(), Owned::Number(1.0)),
             ]
         );
-        assert_eq!(f.rejected, 2);
+        assert_eq!(f.records.rejected, 2);
     }
 
     /// A read split across threads answers what one thread answers, for every consumer.
     #[test]
     fn a_split_read_answers_what_one_thread_answers() {
         use crate::payload::{FieldPath, JsonRule};
-        use crate::stats::aggregate::Statistic;
+        use crate::statistic::Statistic;
         use crate::syslog::source::{Scan, Source, scan_split_min};
         use std::io::Write;
         let dir = tempfile::tempdir().unwrap();
@@ -344,7 +324,7 @@ mod tests {
         ) -> (C, u64) {
             let reader = Reader::new(window, chrono::Duration::seconds(5), "iotitan-logger", Utc);
             let topics = Filters::of(&["iotitan/#", "zigbee2mqtt/#"]);
-            let mut feed = Feed::new(reader, topics, extractor.clone(), consumer);
+            let mut feed = Feed::new(reader, Readings::new(topics, extractor.clone(), consumer));
             let (from, until) = feed.range();
             let scan = Scan {
                 from,
@@ -353,7 +333,8 @@ mod tests {
             };
             let source = Source::File(path.to_owned());
             scan_split_min(&source, &scan, &mut feed, &mut |_| {}, threads, 0).unwrap();
-            (feed.consumer, feed.rejected)
+            let readings = feed.into_records();
+            (readings.consumer, readings.rejected)
         }
         let stats = [
             Statistic::Count,

@@ -1,13 +1,13 @@
 //! The I/O edge of the read API: scan the configured sources for one consumer, through the
-//! same engine as `iotitan-stats query` (`stats::scan_split_one`, [`Reader`], the
-//! configured payload rules).
+//! read engine ([`crate::records`]: a [`Reader`] of the range, split across every core) and
+//! the configured payload rules.
 
-use super::{Consumer, Feed};
+use super::{Consumer, Readings};
 use crate::config::Config;
 use crate::payload::Extractor;
-use crate::stats::collect::Reader;
-use crate::stats::window::{self, Window};
+use crate::records::{Feed, Reader, scan};
 use crate::syslog::source::Source;
+use crate::time::{self, Window};
 use crate::topic::Filters;
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
@@ -69,7 +69,7 @@ impl Context {
             identifier: identifier.to_owned(),
             extractor,
             disorder: chrono::Duration::from_std(disorder).unwrap_or(chrono::Duration::zero()),
-            threads: crate::stats::all_threads(),
+            threads: scan::threads(None),
         }))
     }
 
@@ -119,9 +119,10 @@ impl Context {
             },
             inner.disorder,
             &inner.identifier,
-            window::local(),
+            time::local(),
         );
-        let mut feed = Feed::new(reader, topics, inner.extractor.clone(), consumer);
+        let readings = Readings::new(topics, inner.extractor.clone(), consumer);
+        let mut feed = Feed::new(reader, readings);
         let (from, to) = feed.range();
         let decided;
         let sources = match &inner.auto {
@@ -132,7 +133,7 @@ impl Context {
             }
             None => &inner.sources,
         };
-        crate::stats::scan_split_one(
+        scan::scan_split(
             sources,
             from,
             to,
@@ -141,9 +142,10 @@ impl Context {
             inner.threads,
         )
         .map_err(|e| ReadError(format!("{e:#}")))?;
+        let readings = feed.into_records();
         Ok(Read {
-            rejected: feed.rejected,
-            consumer: feed.consumer,
+            rejected: readings.rejected,
+            consumer: readings.consumer,
         })
     }
 }

@@ -43,24 +43,15 @@ impl History {
         for r in &self.rows {
             out.push_str(&r.time.to_rfc3339_opts(SecondsFormat::AutoSi, true));
             out.push(',');
-            out.push_str(&csv_field(&r.topic));
+            out.push_str(&crate::records::csv::field(&r.topic));
             out.push(',');
             match &r.value {
                 Owned::Number(n) => out.push_str(&n.to_string()),
-                Owned::State(s) => out.push_str(&csv_field(s)),
+                Owned::State(s) => out.push_str(&crate::records::csv::field(s)),
             }
             out.push('\n');
         }
         out
-    }
-}
-
-/// A CSV field, quoted when it holds a comma, quote or line break (RFC 4180).
-fn csv_field(s: &str) -> std::borrow::Cow<'_, str> {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\"")).into()
-    } else {
-        s.into()
     }
 }
 

@@ -6,7 +6,7 @@
 //! Each device gets one value, the statistic of its readings over the range.
 
 use super::{Consumer, Value};
-use crate::stats::aggregate::{Series, Statistic};
+use crate::statistic::{Series, Statistic};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::collections::HashMap;

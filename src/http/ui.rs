@@ -222,10 +222,7 @@ mod tests {
     #[test]
     fn the_page_offers_only_statistics_the_api_takes() {
         for s in TOP_STATISTICS {
-            assert!(
-                s.parse::<crate::stats::aggregate::Statistic>().is_ok(),
-                "{s}"
-            );
+            assert!(s.parse::<crate::statistic::Statistic>().is_ok(), "{s}");
         }
     }
 

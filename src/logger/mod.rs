@@ -153,7 +153,7 @@ pub async fn run(
         cfg.mqtt.port,
         logger.sink.target()
     );
-    mqtt::ready_once_subscribed(polled.subscribed);
+    crate::notify::ready_once(polled.subscribed);
     logger.run(polled.inbox, shutdown).await;
     logger.disconnect(polled.task).await;
     let c = logger.counters;

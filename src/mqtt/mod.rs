@@ -23,8 +23,8 @@ pub mod pump;
 pub mod requests;
 pub mod subscribe;
 
-pub use driver::{Backoff, Driver, DriverEvent};
-pub use pump::{Inbound, Link, Pump, Pumped, Sent, Update, ready_once_subscribed};
+pub use driver::{Driver, DriverEvent};
+pub use pump::{Inbound, Link, Pump, Pumped, Sent, Update};
 pub use requests::{ACK_TIMEOUT, Listening, Partial, Requests, Unavailable};
 
 use crate::config::MqttConfig;

@@ -7,7 +7,7 @@
 //!   ([`Pump::lossy_inbox`]: for a consumer that also waits on the request channel);
 //! - subscriptions sent on every connection ([`Pump::subscribe`], [`Plan`]), whose SUBACKs are
 //!   checked for refusals here and nowhere else; `subscribed` turns `true` once the broker
-//!   granted them all, which is when a daemon is READY ([`ready_once_subscribed`]);
+//!   granted them all, which is when a daemon is READY ([`crate::notify::ready_once`]);
 //! - publishes, subscriptions and unsubscriptions with confirmation ([`Pump::spawn_confirmed`], [`Requests`]);
 //! - the connection's state and counts of publishes written and acknowledged.
 //!
@@ -237,17 +237,6 @@ pub struct Pumped<T = Publish> {
     pub link: watch::Receiver<Link>,
     /// Publishes written and acknowledged.
     pub sent: watch::Receiver<Sent>,
-}
-
-/// Tell systemd the daemon is ready once `subscribed` turns `true`: only then does a
-/// message published after `systemctl start` returns reach us. Without a broker (or with a
-/// refused subscription) the start never completes, and systemd reports the failure.
-pub fn ready_once_subscribed(mut subscribed: watch::Receiver<bool>) {
-    tokio::spawn(async move {
-        if subscribed.wait_for(|&s| s).await.is_ok() {
-            crate::notify::ready();
-        }
-    });
 }
 
 /// Most payload bytes the pump keeps while answering the keep-alive for a consumer that

@@ -4,7 +4,7 @@
 //! A broker answers a SUBSCRIBE it does not allow (an ACL, a bad filter) with a SUBACK whose
 //! return code is `0x80` instead of an error or a disconnect: a program that does not look
 //! runs on, "subscribed", and receives nothing. So every SUBACK goes through [`refused`], and
-//! a program counts as subscribed (READY, see [`super::ready_once_subscribed`]) only when
+//! a program counts as subscribed (READY, see [`crate::notify::ready_once`]) only when
 //! every SUBACK of its session granted every filter. Pure logic: the pump does the I/O.
 
 use rumqttc::{SubAck, SubscribeFilter, SubscribeReasonCode};

@@ -15,6 +15,7 @@ use crate::config::MqttConfig;
 use crate::exit::{ExitError, UNAVAILABLE};
 use crate::mqtt::{self, Sent};
 use crate::shutdown::Shutdown;
+use crate::time::sleep_until;
 use anyhow::Context;
 use rumqttc::{AsyncClient, Publish, QoS, SubscribeFilter};
 use std::time::{Duration, Instant};
@@ -185,12 +186,4 @@ async fn send(client: &AsyncClient, qos: QoS, out: &mut Vec<Message>) -> anyhow:
             .context("the MQTT event loop stopped")?;
     }
     Ok(n)
-}
-
-/// Sleep until `at`, or forever when there is no such instant.
-async fn sleep_until(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at.into()).await,
-        None => std::future::pending().await,
-    }
 }

@@ -1,305 +1,28 @@
-//! From lines to values: which lines belong to a window, which are ours, which topics are
-//! wanted, and what their payloads say.
+//! From records to values: which topics are wanted, what their payloads say, and into which
+//! series and groups their values go.
 //!
-//! [`Reader`] is the part shared by the window statistics, `query` and the read API: it parses
-//! a line, keeps it if its time lies in the window and it carries our identifier, and decodes
-//! the record. [`Collector`] turns the records of one window into statistics, [`CatchUp`] those
-//! of several consecutive windows from one pass.
+//! The read engine's [`Reader`] classifies each line for a window; [`Collector`] turns the
+//! records of one window into statistics, [`CatchUp`] those of several consecutive windows
+//! from one pass.
 //!
-//! The per-line path is what reading history costs, so it avoids work that repeats: times
-//! stay integers (microseconds), a timestamp's prefix is parsed once per minute or hour
-//! ([`line::parse_fast`]), a topic is looked up borrowed from the line in a hash map that
-//! gives an index with the filter decision (filters are matched once per topic), its series'
-//! statistics sit in a vector at that index, and a plain number is parsed without a UTF-8
-//! pass. Nothing is allocated per line.
+//! The per-line path is what reading history costs, so it avoids work that repeats: a topic
+//! is looked up borrowed from the line in a hash map that gives an index with the filter
+//! decision (filters are matched once per topic), its series' statistics sit in a vector at
+//! that index, and a plain number is parsed without a UTF-8 pass. Nothing is allocated per
+//! line.
 
-use crate::payload::{self, Extractor, Reading, Rejected};
-use crate::record;
-use crate::stats::aggregate::{Series, Summary, is_output};
-use crate::stats::decisions::{Decisions, FastHash};
-use crate::stats::window::Window;
-use crate::syslog::line::{self, Ambiguity, Clock, LineError, Stamped, Zone};
+use crate::payload::{self, Extractor, Reading};
+use crate::records::decisions::{Decisions, FastHash};
+use crate::records::reader::{Body, Place, Reader};
+use crate::statistic::{Series, is_output};
+use crate::stats::aggregate::Summary;
+use crate::syslog::clock::Zone;
 use crate::syslog::source::{Lines, Split};
+use crate::time::Window;
 use crate::topic::Filters;
 use chrono::{DateTime, Utc};
-use std::borrow::Cow;
 use std::collections::HashMap;
 use std::ops::ControlFlow;
-
-/// What one line turned out to be.
-#[derive(Debug, PartialEq)]
-pub enum Seen<'a> {
-    /// Before the window (or after it, within the disorder allowance): not counted.
-    Outside,
-    /// After the window by more than the disorder allowance: stop reading.
-    Past,
-    /// A line of the window that is not a record of ours (other program, junk, bad record).
-    Skipped,
-    /// A record of ours in the window.
-    Record {
-        /// When it was logged.
-        time: DateTime<Utc>,
-        /// Its topic.
-        topic: Cow<'a, str>,
-        /// Its payload; `Err(Cut)` when the logger cut it.
-        payload: Result<Cow<'a, [u8]>, Rejected>,
-    },
-}
-
-/// What one line turned out to be, as [`Seen`] but with the record's time in microseconds
-/// and its topic not yet checked to be UTF-8 ([`Reader::read_raw`]).
-#[derive(Debug, PartialEq)]
-pub enum RawSeen<'a> {
-    /// See [`Seen::Outside`].
-    Outside,
-    /// See [`Seen::Past`].
-    Past,
-    /// See [`Seen::Skipped`].
-    Skipped,
-    /// A record of ours in the window.
-    Record {
-        /// When it was logged, in microseconds since the epoch.
-        micros: i64,
-        /// Its topic's bytes.
-        topic: Cow<'a, [u8]>,
-        /// Its payload; `Err(Cut)` when the logger cut it.
-        payload: Result<Cow<'a, [u8]>, Rejected>,
-    },
-}
-
-/// Where a time lies relative to a window.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Place {
-    /// In `[start, end)`.
-    Inside,
-    /// Before the start, or after the end within the disorder allowance.
-    Outside,
-    /// After the end by more than the disorder allowance.
-    Past,
-}
-
-/// A window's bounds in microseconds, rounded up so that comparing whole microseconds gives
-/// what comparing the exact instants would.
-#[derive(Debug, Clone, Copy)]
-struct Bounds {
-    start: i64,
-    end: i64,
-    past: i64,
-}
-
-fn ceil_micros(t: DateTime<Utc>) -> i64 {
-    let m = t.timestamp_micros();
-    if !t.timestamp_subsec_nanos().is_multiple_of(1000) {
-        m + 1
-    } else {
-        m
-    }
-}
-
-impl Bounds {
-    fn new(window: Window, disorder: chrono::Duration) -> Self {
-        Bounds {
-            start: ceil_micros(window.start),
-            end: ceil_micros(window.end),
-            past: ceil_micros(window.end + disorder),
-        }
-    }
-
-    fn place(&self, micros: i64) -> Place {
-        if micros >= self.past {
-            Place::Past
-        } else if micros < self.start || micros >= self.end {
-            Place::Outside
-        } else {
-            Place::Inside
-        }
-    }
-}
-
-/// What a line of the window holds, once its time has placed it there.
-#[derive(Debug)]
-pub(crate) enum Body<'a> {
-    /// Not a record of ours.
-    Skipped,
-    /// A record of ours: the topic's bytes (not yet checked to be UTF-8) and the payload.
-    Record {
-        topic: Cow<'a, [u8]>,
-        payload: Result<Cow<'a, [u8]>, Rejected>,
-    },
-}
-
-/// Turns the lines of a scan into the records of a window.
-#[derive(Clone)]
-pub struct Reader<Z> {
-    window: Window,
-    disorder: chrono::Duration,
-    bounds: Bounds,
-    identifier: Vec<u8>,
-    stream: Clock<Z>,
-    seek: Clock<Z>,
-    /// The time of the last timed line (microseconds): lines without one belong with it.
-    last: Option<i64>,
-}
-
-impl<Z: Zone + Clone> Reader<Z> {
-    /// A reader of `window` for records tagged `identifier`, in local zone `zone`.
-    pub fn new(window: Window, disorder: chrono::Duration, identifier: &str, zone: Z) -> Self {
-        let now = Utc::now();
-        Reader {
-            window,
-            disorder,
-            bounds: Bounds::new(window, disorder),
-            identifier: identifier.as_bytes().to_vec(),
-            stream: Clock::new(zone.clone(), now, Ambiguity::Stream),
-            seek: Clock::new(zone, now, Ambiguity::Seek),
-            last: None,
-        }
-    }
-
-    /// The range a scan must cover: the window widened by the disorder allowance.
-    pub fn range(&self) -> (DateTime<Utc>, DateTime<Utc>) {
-        (
-            self.window.start - self.disorder,
-            self.window.end + self.disorder,
-        )
-    }
-
-    /// The same reader for another window (its clocks and line state included).
-    fn with_window(&self, window: Window) -> Self {
-        Reader {
-            window,
-            bounds: Bounds::new(window, self.disorder),
-            ..self.clone()
-        }
-    }
-
-    /// The time of a line, for seeking.
-    pub fn time_of(&mut self, line: &[u8], reference: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        self.seek.set_reference(reference);
-        line::time_of(line, &mut self.seek)
-    }
-
-    /// A new input starts.
-    pub fn input(&mut self, reference: DateTime<Utc>) {
-        self.stream.set_reference(reference);
-        self.last = None;
-    }
-
-    /// Whether a reader could start at a line of time `t` with a fresh clock and read the
-    /// lines after it as this one would (see [`Clock::steady_around`]).
-    pub(crate) fn can_start_at(&self, t: DateTime<Utc>) -> bool {
-        self.stream.steady_around(t)
-    }
-
-    /// A fresh reader with this one's settings (window, identifier, zone, the reference of
-    /// the current input), for the lines of a later range.
-    pub(crate) fn fork(&self, reference: DateTime<Utc>) -> Self {
-        let mut r = self.clone();
-        r.input(reference);
-        r
-    }
-
-    /// The time of a line (or of the last timed line before it) and the parsed line.
-    fn stamp<'a>(&mut self, raw: &'a [u8]) -> (Option<i64>, Result<Stamped<'a>, LineError>) {
-        let parsed = line::parse_fast(raw, &mut self.stream);
-        if let Ok(l) = &parsed {
-            self.last = Some(l.micros);
-        }
-        (self.last, parsed)
-    }
-
-    /// The record in a parsed line of the window, if it is one of ours.
-    fn body<'a>(&self, parsed: Result<Stamped<'a>, LineError>) -> Body<'a> {
-        let Ok(l) = parsed else {
-            return Body::Skipped;
-        };
-        if l.ident[..] != self.identifier[..] {
-            return Body::Skipped;
-        }
-        match l.msg {
-            // File lines: topic and payload borrow from the line, no copy.
-            Cow::Borrowed(msg) => record(msg),
-            // Journal entries with escapes in MESSAGE own their text.
-            Cow::Owned(msg) => match record(&msg) {
-                Body::Record { topic, payload } => Body::Record {
-                    topic: Cow::Owned(topic.into_owned()),
-                    payload: payload.map(|p| Cow::Owned(p.into_owned())),
-                },
-                Body::Skipped => Body::Skipped,
-            },
-        }
-    }
-
-    /// Classify one line, leaving its time in microseconds and its topic as the bytes of the
-    /// line: readers that cache a decision per topic look it up by those bytes, and validate
-    /// a topic's UTF-8 once, not on every line.
-    pub fn read_raw<'a>(&mut self, raw: &'a [u8]) -> RawSeen<'a> {
-        let (time, parsed) = self.stamp(raw);
-        let Some(time) = time else {
-            return RawSeen::Outside;
-        };
-        match self.bounds.place(time) {
-            Place::Past => return RawSeen::Past,
-            Place::Outside => return RawSeen::Outside,
-            Place::Inside => {}
-        }
-        match self.body(parsed) {
-            Body::Record { topic, payload } => RawSeen::Record {
-                micros: time,
-                topic,
-                payload,
-            },
-            Body::Skipped => RawSeen::Skipped,
-        }
-    }
-
-    /// Classify one line.
-    pub fn read<'a>(&mut self, raw: &'a [u8]) -> Seen<'a> {
-        let (time, topic, payload) = match self.read_raw(raw) {
-            RawSeen::Outside => return Seen::Outside,
-            RawSeen::Past => return Seen::Past,
-            RawSeen::Skipped => return Seen::Skipped,
-            RawSeen::Record {
-                micros,
-                topic,
-                payload,
-            } => (micros, topic, payload),
-        };
-        let topic = match topic {
-            Cow::Borrowed(t) => std::str::from_utf8(t).map(Cow::Borrowed),
-            Cow::Owned(t) => String::from_utf8(t)
-                .map(Cow::Owned)
-                .map_err(|e| e.utf8_error()),
-        };
-        let (Ok(topic), Some(time)) = (topic, DateTime::from_timestamp_micros(time)) else {
-            return Seen::Skipped;
-        };
-        Seen::Record {
-            time,
-            topic,
-            payload,
-        }
-    }
-}
-
-/// The record in a message of ours.
-fn record(msg: &[u8]) -> Body<'_> {
-    // Some templates put a space before MSG; our records never start with one (a topic's
-    // spaces are escaped), so leading spaces are dropped losslessly.
-    let start = msg.iter().take_while(|&&b| b == b' ').count();
-    let Ok(rec) = record::decode(&msg[start..]) else {
-        return Body::Skipped;
-    };
-    let payload = if rec.cut_from.is_some() {
-        Err(Rejected::Cut)
-    } else {
-        Ok(rec.payload)
-    };
-    Body::Record {
-        topic: rec.topic,
-        payload,
-    }
-}
 
 /// What the statistics take: topics, groups and the payload rules.
 pub struct Selection {
@@ -428,7 +151,7 @@ impl<'s, Z: Zone + Clone> Collector<'s, Z> {
         let Some(time) = time else {
             return ControlFlow::Continue(());
         };
-        match self.reader.bounds.place(time) {
+        match self.reader.place(time) {
             Place::Past => ControlFlow::Break(()),
             Place::Outside => ControlFlow::Continue(()),
             Place::Inside => {
@@ -644,8 +367,8 @@ impl<'s, Z: Zone + Clone> CatchUp<'s, Z> {
     pub fn new(collectors: Vec<Collector<'s, Z>>) -> Self {
         let reader = match (collectors.first(), collectors.last()) {
             (Some(first), Some(last)) => Some(first.reader.with_window(Window {
-                start: first.reader.window.start,
-                end: last.reader.window.end,
+                start: first.reader.window().start,
+                end: last.reader.window().end,
             })),
             _ => None,
         };
@@ -707,7 +430,7 @@ impl<Z: Zone + Clone> Lines for CatchUp<'_, Z> {
         let mut body = None;
         let mut open = false;
         for (c, done) in self.collectors.iter_mut().filter(|(_, d)| !*d) {
-            match c.reader.bounds.place(time) {
+            match c.reader.place(time) {
                 Place::Past => *done = true,
                 Place::Outside => open = true,
                 Place::Inside => {
@@ -760,7 +483,10 @@ impl<Z: Zone + Clone + Send> Split for CatchUp<'_, Z> {
 mod tests {
     use super::*;
     use crate::payload::{FieldPath, JsonRule};
-    use crate::stats::aggregate::Statistic;
+    use crate::record;
+    use crate::statistic::Statistic;
+    use crate::syslog::clock::{Ambiguity, Clock};
+    use crate::syslog::line;
 
     fn utc(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)

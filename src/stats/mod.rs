@@ -3,34 +3,34 @@
 //! A batch job started by cron (or a systemd timer) at each fire of `stats.schedule`. One run:
 //! 1. plan the windows ([`window`]): the latest `[previous fire, latest fire)`, plus any
 //!    missed since the state file's last window ([`state`]), or `--since/--until`;
-//! 2. read the lines of those windows from the sources in one pass
-//!    ([`crate::syslog::source`]: binary search in files, rotated and `.gz` siblings,
-//!    `journalctl`, stdin), parse them ([`crate::syslog::line`]) and sort them into values ([`collect`]);
+//! 2. read the lines of those windows from the sources in one pass, with the read engine
+//!    ([`crate::records`]: binary search in files, rotated and `.gz` siblings, the journal,
+//!    stdin), and sort them into values ([`collect`]);
 //! 3. compute the statistics ([`aggregate`]) and print ([`report`]) or publish them
 //!    ([`publish`]), then record the last window done.
 //!
 //! Nothing is kept between runs but the state file, so a run can be repeated: the same window
-//! over the same files gives the same numbers. [`query`] exports the raw history instead.
+//! over the same files gives the same numbers. `query`, the raw history, is
+//! [`crate::history::query`].
 
 pub mod aggregate;
 pub mod collect;
-pub mod decisions;
 pub mod publish;
-pub mod query;
 pub mod report;
 pub mod state;
 pub mod window;
 
 use crate::config::Config;
 use crate::exit::{self, ExitError};
+use crate::records::Reader;
+use crate::records::scan::{self, ProgressArgs, Threads, threads};
 use crate::shutdown::Shutdown;
-use crate::syslog::source::{self, Lines, Scan, Source, SourceError, Split};
+use crate::syslog::source::Source;
+use crate::time::{self, Window};
 use aggregate::Summary;
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use collect::{CatchUp, Collector, Reader, Selection};
-use std::io::IsTerminal;
-use window::Window;
+use collect::{CatchUp, Collector, Selection};
 
 /// How a run prints its statistics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -76,145 +76,8 @@ pub struct Options {
     pub progress: ProgressArgs,
 }
 
-/// `--progress` / `--no-progress`.
-#[derive(Debug, Clone, Copy, Default, clap::Args)]
-pub struct ProgressArgs {
-    /// Show a progress bar on stderr while reading (drawn on a terminal only) [default: when
-    /// stderr is a terminal].
-    #[arg(long, overrides_with = "no_progress")]
-    pub progress: bool,
-    /// Never show a progress bar.
-    #[arg(long)]
-    pub no_progress: bool,
-}
-
-impl ProgressArgs {
-    /// A progress bar of bytes read, or a hidden one.
-    fn bar(self) -> indicatif::ProgressBar {
-        let show = !self.no_progress && (self.progress || std::io::stderr().is_terminal());
-        if !show {
-            return indicatif::ProgressBar::hidden();
-        }
-        let bar = indicatif::ProgressBar::new_spinner();
-        if let Ok(style) = indicatif::ProgressStyle::with_template(
-            "{spinner} {binary_bytes} read, {binary_bytes_per_sec}, {elapsed}",
-        ) {
-            bar.set_style(style);
-        }
-        bar
-    }
-}
-
-/// The number of threads a run reads with: `--threads`, else the number of cores.
-fn threads(requested: Option<u16>) -> usize {
-    requested.map(usize::from).unwrap_or_else(|| {
-        std::thread::available_parallelism()
-            .map(std::num::NonZeroUsize::get)
-            .unwrap_or(1)
-    })
-}
-
-/// Options of `query`.
-#[derive(Debug, Clone, clap::Args)]
-pub struct QueryOptions {
-    /// Topic filters to export (repeatable, MQTT wildcards allowed).
-    #[arg(long, value_name = "FILTER", required = true)]
-    pub topics: Vec<crate::topic::TopicFilter>,
-    /// Start (RFC 3339, or relative like -1d).
-    #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
-    pub since: String,
-    /// End, exclusive [default: now].
-    #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
-    pub until: Option<String>,
-    /// Output format.
-    #[arg(long, value_enum, default_value = "csv")]
-    pub format: query::QueryFormat,
-    /// Read these sources instead of syslog.sources (repeatable).
-    #[arg(long = "input", value_name = "SOURCE", allow_hyphen_values = true)]
-    pub inputs: Vec<String>,
-    #[command(flatten)]
-    pub progress: ProgressArgs,
-}
-
 fn usage(msg: impl Into<String>) -> anyhow::Error {
     ExitError::new(exit::USAGE, msg).into()
-}
-
-/// The sources of a run: `--input`s, else `syslog.sources`.
-fn sources(cfg: &Config, inputs: &[String]) -> anyhow::Result<Vec<Source>> {
-    if inputs.is_empty() {
-        crate::syslog::system::resolve_sources(&cfg.syslog.sources)
-            .map_err(|e| ExitError::new(exit::CONFIG, format!("syslog.sources: {e}")).into())
-    } else {
-        inputs.iter().map(|s| s.parse().map_err(usage)).collect()
-    }
-}
-
-/// How a scan reads: on one thread into any [`Lines`], or split across threads.
-enum Threads<'a, L> {
-    One(&'a mut dyn Lines),
-    Split(&'a mut L, usize),
-}
-
-/// Scan every source into `lines`, covering `[from, until)`.
-fn scan_all<L: Split>(
-    sources: &[Source],
-    from: DateTime<Utc>,
-    until: DateTime<Utc>,
-    identifier: &str,
-    mut lines: Threads<'_, L>,
-    progress: &mut dyn FnMut(u64),
-) -> anyhow::Result<()> {
-    let scan = Scan {
-        from,
-        until,
-        identifier,
-    };
-    for src in sources {
-        let report = match &mut lines {
-            Threads::One(l) => source::scan(src, &scan, &mut **l, progress),
-            Threads::Split(l, threads) => {
-                source::scan_split(src, &scan, &mut **l, progress, *threads)
-            }
-        };
-        let report = report.map_err(|e| {
-            let code = match e {
-                SourceError::Journal(_) => exit::UNAVAILABLE,
-                _ => exit::IOERR,
-            };
-            anyhow::Error::new(ExitError::new(code, e.to_string()))
-        })?;
-        for d in report.damaged {
-            tracing::warn!("damaged input, read up to the damage: {d}");
-        }
-    }
-    Ok(())
-}
-
-/// Scan every source into `lines` on up to `threads` threads (large plain files are split
-/// into ranges, one per thread, merged in order), covering `[from, until)`: the HTTP read
-/// API ([`crate::history`]) reads through this.
-pub(crate) fn scan_split_one<L: Split>(
-    sources: &[Source],
-    from: DateTime<Utc>,
-    until: DateTime<Utc>,
-    identifier: &str,
-    lines: &mut L,
-    threads: usize,
-) -> anyhow::Result<()> {
-    scan_all(
-        sources,
-        from,
-        until,
-        identifier,
-        Threads::Split(lines, threads),
-        &mut |_| {},
-    )
-}
-
-/// The threads a read of history may use: every core.
-pub(crate) fn all_threads() -> usize {
-    threads(None)
 }
 
 /// Compute the statistics of consecutive `windows` in one pass over `sources`, reading large
@@ -247,7 +110,7 @@ pub fn compute_with(
     let collectors = windows
         .iter()
         .map(|w| {
-            let reader = Reader::new(*w, disorder, &cfg.syslog.identifier, window::local());
+            let reader = Reader::new(*w, disorder, &cfg.syslog.identifier, time::local());
             let summary = Summary::new(
                 w.start,
                 w.end,
@@ -261,7 +124,7 @@ pub fn compute_with(
     let Some((from, until)) = batch.range() else {
         return Ok(Vec::new());
     };
-    scan_all(
+    scan::scan_all(
         sources,
         from,
         until,
@@ -279,9 +142,9 @@ fn windows(
     now: DateTime<Utc>,
 ) -> anyhow::Result<(Vec<Window>, bool)> {
     if let Some(since) = &opts.since {
-        let start = window::parse_time(since, now).map_err(usage)?;
+        let start = time::parse_time(since, now).map_err(usage)?;
         let end = match &opts.until {
-            Some(u) => window::parse_time(u, now).map_err(usage)?,
+            Some(u) => time::parse_time(u, now).map_err(usage)?,
             None => now,
         };
         if end <= start {
@@ -291,13 +154,13 @@ fn windows(
         }
         return Ok((vec![Window { start, end }], false));
     }
-    let schedule = window::Schedule::parse(&cfg.stats.schedule)
+    let schedule = crate::schedule::Schedule::parse(&cfg.stats.schedule)
         .map_err(|e| ExitError::new(exit::CONFIG, format!("stats.schedule: {e}")))?;
     let path = cfg.stats.state_path(&cfg.state_dir);
     let done = state::load(&path)
         .map_err(|e| ExitError::new(exit::IOERR, e.to_string()))?
         .map(|s| s.done_until);
-    let zone = window::local();
+    let zone = time::local();
     let mut plan = window::plan(&schedule, now, done, cfg.stats.catch_up, &zone);
     if plan.dropped {
         tracing::warn!(
@@ -316,10 +179,10 @@ fn windows(
 /// One run of `iotitan-stats`: plan, read, compute, print and/or publish, record the state.
 pub async fn run(cfg: &Config, shutdown: Shutdown, opts: &Options) -> anyhow::Result<()> {
     let now = match &opts.now {
-        Some(t) => window::parse_time(t, Utc::now()).map_err(usage)?,
+        Some(t) => time::parse_time(t, Utc::now()).map_err(usage)?,
         None => Utc::now(),
     };
-    let sources = sources(cfg, &opts.inputs)?;
+    let sources = scan::sources(&cfg.syslog.sources, &opts.inputs)?;
     let (windows, scheduled) = windows(cfg, opts, now)?;
     let Some(last) = windows.last() else {
         tracing::info!("nothing to do: the latest window is done already");
@@ -396,53 +259,5 @@ pub async fn run(cfg: &Config, shutdown: Shutdown, opts: &Options) -> anyhow::Re
         state::save(&cfg.stats.state_path(&cfg.state_dir), &st)
             .map_err(|e| ExitError::new(exit::IOERR, e.to_string()))?;
     }
-    Ok(())
-}
-
-/// `iotitan-stats query`: write the history of `opts.topics` to stdout.
-pub fn run_query(cfg: &Config, opts: &QueryOptions) -> anyhow::Result<()> {
-    let now = Utc::now();
-    let since = window::parse_time(&opts.since, now).map_err(usage)?;
-    let until = match &opts.until {
-        Some(u) => window::parse_time(u, now).map_err(usage)?,
-        None => now,
-    };
-    if until <= since {
-        return Err(usage("--until is not after --since"));
-    }
-    let sources = sources(cfg, &opts.inputs)?;
-    let disorder =
-        chrono::Duration::from_std(cfg.stats.disorder.get()).unwrap_or(chrono::Duration::zero());
-    let reader = Reader::new(
-        query::window(since, until),
-        disorder,
-        &cfg.syslog.identifier,
-        window::local(),
-    );
-    // Not locked: the export writes from a thread of its own.
-    let stdout = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout());
-    let mut export = query::Export::new(
-        reader,
-        crate::topic::Filters(opts.topics.clone()),
-        cfg.payload.extractor(),
-        opts.format,
-        stdout,
-    );
-    export.begin().context("cannot write to stdout")?;
-    let bar = opts.progress.bar();
-    let (from, to) = export.range();
-    // Rows are read on one thread, in file order, and written by the export's own thread.
-    scan_all::<CatchUp<'_, chrono::Local>>(
-        &sources,
-        from,
-        to,
-        &cfg.syslog.identifier,
-        Threads::One(&mut export),
-        &mut |n| bar.inc(n),
-    )?;
-    let (rows, rejected) = (export.rows, export.rejected);
-    bar.finish_and_clear();
-    export.finish().context("cannot write to stdout")?;
-    tracing::info!("{rows} values exported, {rejected} records were not numeric");
     Ok(())
 }

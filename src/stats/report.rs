@@ -1,7 +1,8 @@
 //! A window's statistics as text (the MQTT outputs, `mosquitto_sub -v` style) or as the one
 //! JSON object of `--format json`, which is also the summary topic's payload.
 
-use crate::stats::aggregate::{DEVICES, Series, Statistic, Summary};
+use crate::statistic::{DEVICES, Series, Statistic};
+use crate::stats::aggregate::Summary;
 use chrono::SecondsFormat;
 use serde_json::{Map, Value, json};
 

@@ -22,13 +22,10 @@
 //! journal itself and leaves `syslog.socket` stopped.
 
 use super::sys::EPROTOTYPE;
-use crate::config::SyslogTarget;
+use crate::config::{AUTO, SyslogTarget};
 use crate::syslog::source::Source;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
-
-/// What `auto` stands for in `syslog.target` and `syslog.sources`.
-pub const AUTO: &str = "auto";
 
 /// rsyslog's socket where systemd runs it (systemd's `syslog.socket`).
 const RSYSLOG_BEHIND_JOURNALD: &str = "run/systemd/journal/syslog";

@@ -31,18 +31,24 @@
 //!
 //! Queued records (the daemon unreachable) are kept by the caller on every transport.
 
-use super::relp;
-use super::sys::{EMSGSIZE, EPROTOTYPE, max_dgram_qlen, outq, register_writable, send_mmsg};
+mod connect;
+mod dgram;
+mod relp;
+
+pub use relp::RELP_WINDOW;
+
+use super::sys::{EMSGSIZE, max_dgram_qlen, outq, send_mmsg};
+use crate::backoff::Backoff;
 use crate::config::SyslogTarget;
-use crate::mqtt::Backoff;
+use connect::{Connecting, connect, peer_closed};
+use dgram::{Dgram, Unread};
+use relp::{RELP_OUT_HIGH, RelpConn};
 use std::io::{self, Write};
 use std::net::UdpSocket;
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixDatagram;
-use std::path::PathBuf;
 use std::time::Duration;
-use tokio::io::unix::AsyncFd;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::net::{TcpStream, UnixStream};
 
 /// An open connection to the daemon.
@@ -58,111 +64,6 @@ enum Conn {
     Udp(Dgram<UdpSocket>),
     Tcp(TcpStream),
     Relp(RelpConn),
-}
-
-/// Most RELP records sent and not answered yet. The daemon answers within microseconds on a
-/// LAN, so a few hundred keep it busy; each is also a record held in the outbox and possibly
-/// written twice after a restart.
-pub const RELP_WINDOW: usize = 1024;
-/// Bytes of RELP frames buffered ahead of the socket: beyond this, records wait in the outbox.
-const RELP_OUT_HIGH: usize = 256 * 1024;
-/// Bytes of the daemon's answers read and not parsed yet, past which they are parsed before
-/// reading on.
-const RELP_IN_HIGH: usize = 2 * relp::MAX_ANSWER;
-
-/// An open RELP session: the stream, the session's window, and the bytes in both directions
-/// that the socket has not taken or that do not make a whole frame yet.
-struct RelpConn {
-    stream: TcpStream,
-    session: relp::Session,
-    out: Vec<u8>,
-    input: Vec<u8>,
-}
-
-impl RelpConn {
-    /// Write buffered frames until done or the socket is full.
-    fn flush_out(&mut self) -> io::Result<()> {
-        let mut at = 0;
-        let res = write_part(&mut at, &self.out, |b| self.stream.try_write(b));
-        if matches!(res, Ok(true)) {
-            self.out.clear();
-        } else {
-            self.out.drain(..at);
-        }
-        res.map(|_| ())
-    }
-
-    /// Read what the daemon sent and take in its whole frames; the answers settled go to
-    /// `settled`. An error ends the connection: the daemon closed it (EOF or `serverclose`),
-    /// or sent something that is not RELP.
-    fn read_answers(&mut self, settled: &mut Settled) -> io::Result<()> {
-        let mut buf = [0u8; 16 * 1024];
-        let mut closed = None;
-        loop {
-            match self.stream.try_read(&mut buf) {
-                Ok(0) => {
-                    closed = Some(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "the daemon closed the connection",
-                    ));
-                    break;
-                }
-                Ok(n) => {
-                    self.input.extend_from_slice(&buf[..n]);
-                    // Parsed as it comes, so that a daemon that never stops sending cannot
-                    // grow the buffer past one unfinished frame (at most `MAX_ANSWER`).
-                    if self.input.len() > RELP_IN_HIGH {
-                        self.take_frames(settled)?;
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) => {
-                    closed = Some(e);
-                    break;
-                }
-            }
-        }
-        // Answers that came before the close still count; garbage says more than the close.
-        self.take_frames(settled)?;
-        closed.map_or(Ok(()), Err)
-    }
-
-    fn take_frames(&mut self, settled: &mut Settled) -> io::Result<()> {
-        let mut used = 0;
-        let res = loop {
-            match relp::parse(&self.input[used..]) {
-                Ok(Some((f, n))) => {
-                    used += n;
-                    match self.session.on_frame(&f) {
-                        Ok(relp::Event::ServerClose) => {
-                            break Err(io::Error::new(
-                                io::ErrorKind::ConnectionAborted,
-                                "the daemon ended the RELP session (serverclose)",
-                            ));
-                        }
-                        Ok(_) => {}
-                        Err(e) => break Err(io::Error::new(io::ErrorKind::InvalidData, e)),
-                    }
-                }
-                Ok(None) => break Ok(()),
-                Err(e) => {
-                    break Err(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        format!("not a RELP answer ({e})"),
-                    ));
-                }
-            }
-        };
-        self.input.drain(..used);
-        for a in self.session.take_answered() {
-            settled.answered += 1;
-            if let relp::Answer::Refused(status) = a {
-                settled.refused += 1;
-                settled.last_refusal = Some(status);
-            }
-        }
-        res
-    }
 }
 
 /// What became of records handed to a transport that confirms them (RELP), since the last
@@ -608,241 +509,10 @@ impl Sink {
     }
 }
 
-/// A non-blocking datagram socket, registered with the runtime only while a write waits
-/// for room (see [`Conn`]): exactly one of the two fields is set.
-struct Dgram<S: AsRawFd> {
-    idle: Option<S>,
-    waiting: Option<AsyncFd<S>>,
-}
-
-impl<S: AsRawFd> Dgram<S> {
-    fn new(socket: S) -> Self {
-        Dgram {
-            idle: Some(socket),
-            waiting: None,
-        }
-    }
-
-    fn socket(&self) -> &S {
-        match (&self.idle, &self.waiting) {
-            (Some(s), _) => s,
-            (None, Some(a)) => a.get_ref(),
-            (None, None) => unreachable!("a Dgram always holds its socket"),
-        }
-    }
-
-    /// Run the non-blocking send `f`. While registered, a WouldBlock clears the readiness
-    /// the runtime saw, so that the next [`Dgram::writable`] really waits.
-    fn send<R>(&self, f: impl FnOnce(&S) -> io::Result<R>) -> io::Result<R> {
-        match &self.waiting {
-            Some(a) => a.try_io(tokio::io::Interest::WRITABLE, f),
-            None => f(self.socket()),
-        }
-    }
-
-    /// Wait until the socket has room, registering it for as long as writes wait.
-    async fn writable(&mut self) -> io::Result<()> {
-        if let Some(s) = self.idle.take() {
-            match register_writable(s) {
-                Ok(a) => self.waiting = Some(a),
-                Err(e) => {
-                    let (s, e) = e.into_parts();
-                    self.idle = Some(s);
-                    return Err(e);
-                }
-            }
-        }
-        if let Some(a) = &self.waiting {
-            a.writable().await?.retain_ready();
-        }
-        Ok(())
-    }
-
-    /// Stop listening for room: nothing waits to be written.
-    fn unregister(&mut self) {
-        if let Some(a) = self.waiting.take() {
-            self.idle = Some(a.into_inner());
-        }
-    }
-}
-
 /// Most datagrams handed to one `sendmmsg` call.
 pub(super) const RUN: usize = 64;
 /// Messages this big or bigger are sent alone (see [`Sink::send_run`]).
 const RUN_MAX_BYTES: usize = 16 * 1024;
-
-/// A connection attempt, kept across calls of [`Sink::ready`].
-type Connecting = std::pin::Pin<Box<dyn std::future::Future<Output = io::Result<Conn>> + Send>>;
-
-/// Open a connection to `target`.
-async fn connect(target: SyslogTarget) -> io::Result<Conn> {
-    Ok(match &target {
-        SyslogTarget::Unix(path) => connect_unix(path.clone())?,
-        // The sink decides `auto` before connecting (to name it in its log); decided here
-        // otherwise, it is always a local socket.
-        SyslogTarget::Auto => connect_unix(super::system::System::detect().socket())?,
-        SyslogTarget::Udp(addr) => {
-            let peer = tokio::net::lookup_host(addr.as_str())
-                .await?
-                .next()
-                .ok_or_else(|| io::Error::other(format!("{addr} resolves to nothing")))?;
-            let local = if peer.is_ipv4() {
-                "0.0.0.0:0"
-            } else {
-                "[::]:0"
-            };
-            let s = UdpSocket::bind(local)?;
-            s.connect(peer)?;
-            s.set_nonblocking(true)?;
-            Conn::Udp(Dgram::new(s))
-        }
-        SyslogTarget::Tcp(addr) => {
-            let s = tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(addr.as_str()))
-                .await
-                .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
-            s.set_nodelay(true)?;
-            Conn::Tcp(s)
-        }
-        SyslogTarget::Relp(addr) => {
-            tokio::time::timeout(Duration::from_secs(5), connect_relp(addr))
-                .await
-                .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "RELP open timed out"))??
-        }
-    })
-}
-
-/// Connect and open a RELP session: `open`, then wait for its answer.
-async fn connect_relp(addr: &str) -> io::Result<Conn> {
-    let mut stream = TcpStream::connect(addr).await?;
-    stream.set_nodelay(true)?;
-    let mut session = relp::Session::new(RELP_WINDOW);
-    let mut out = Vec::new();
-    session.open(&mut out);
-    stream.write_all(&out).await?;
-    let mut input = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        let n = stream.read(&mut buf).await?;
-        if n == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "the daemon closed the connection before answering RELP open",
-            ));
-        }
-        input.extend_from_slice(&buf[..n]);
-        let parsed = relp::parse(&input).map_err(|e| {
-            io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("not a RELP daemon ({e})"),
-            )
-        })?;
-        if let Some((f, used)) = parsed {
-            let event = session.on_frame(&f);
-            input.drain(..used);
-            match event {
-                Ok(relp::Event::Opened) => {}
-                Ok(_) => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::ConnectionAborted,
-                        "the daemon ended the RELP session while opening it",
-                    ));
-                }
-                Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e)),
-            }
-            return Ok(Conn::Relp(RelpConn {
-                stream,
-                session,
-                out: Vec::new(),
-                input,
-            }));
-        }
-    }
-}
-
-/// After a stream socket turned readable: the error that ended the connection, if it ended.
-/// A syslog daemon never sends anything, so readable means closed (EOF or an error); anything
-/// it does send is read and ignored.
-fn peer_closed(mut read: impl FnMut(&mut [u8]) -> io::Result<usize>) -> Option<io::Error> {
-    let mut buf = [0u8; 512];
-    match read(&mut buf) {
-        Ok(0) => Some(io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            "the daemon closed the connection",
-        )),
-        Ok(_) => None,
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => None,
-        Err(e) => Some(e),
-    }
-}
-
-/// Datagrams sent on a unix socket that the daemon may not have read yet.
-///
-/// A datagram sits in the daemon's receive queue until read; if the daemon exits first
-/// (a restart), the kernel discards it and the sender is never told. Two kernel facts bound
-/// the loss and let us undo it: the receive queue holds at most `net.unix.max_dgram_qlen` + 1
-/// datagrams (senders block beyond that), so the last that many sends are the only ones that
-/// can be unread; and an unread datagram is charged to the sender's socket, so `SIOCOUTQ` = 0
-/// means every datagram sent so far was read — provided the daemon was still alive, which
-/// a later successful send on the same connection proves (after the daemon closes, sends
-/// fail). Keeping that window and trimming it on proof costs a copy per record, recycled.
-struct Unread {
-    recent: std::collections::VecDeque<Vec<u8>>,
-    cap: usize,
-    /// Entries at the front known read once the next send succeeds.
-    read_mark: usize,
-    since_check: u32,
-    spare: Vec<Vec<u8>>,
-}
-
-impl Unread {
-    /// How often (in sends) to ask the kernel how much is still unread.
-    const CHECK_EVERY: u32 = 16;
-
-    fn new(cap: usize) -> Self {
-        Unread {
-            recent: std::collections::VecDeque::with_capacity(cap + 1),
-            cap,
-            read_mark: 0,
-            since_check: 0,
-            spare: Vec::new(),
-        }
-    }
-
-    /// Record a successful send of `msg`; `outq` asks the kernel for unread bytes.
-    fn sent(&mut self, msg: &[u8], outq: impl FnOnce() -> Option<usize>) {
-        // This send succeeded, so the daemon was alive at the last check: what it had read
-        // then is read for sure.
-        for _ in 0..self.read_mark {
-            if let Some(b) = self.recent.pop_front() {
-                self.spare.push(b);
-            }
-        }
-        self.read_mark = 0;
-        let mut b = self.spare.pop().unwrap_or_default();
-        b.clear();
-        b.extend_from_slice(msg);
-        self.recent.push_back(b);
-        if self.recent.len() > self.cap
-            && let Some(old) = self.recent.pop_front()
-        {
-            self.spare.push(old);
-        }
-        self.since_check += 1;
-        if self.since_check >= Self::CHECK_EVERY {
-            self.since_check = 0;
-            if outq() == Some(0) {
-                self.read_mark = self.recent.len();
-            }
-        }
-    }
-
-    /// Everything possibly unread, oldest first; the window starts over (new connection).
-    fn drain(&mut self) -> Vec<Vec<u8>> {
-        self.read_mark = 0;
-        self.since_check = 0;
-        self.recent.drain(..).collect()
-    }
-}
 
 /// Build the framed bytes for `msg` unless a partial write of it is in progress.
 fn frame_once(buf: &mut Vec<u8>, partial: usize, build: impl FnOnce(&mut Vec<u8>)) {
@@ -853,7 +523,7 @@ fn frame_once(buf: &mut Vec<u8>, partial: usize, build: impl FnOnce(&mut Vec<u8>
 }
 
 /// Write the rest of `framed` from `*partial`; `Ok(true)` once all of it is written.
-fn write_part(
+pub(super) fn write_part(
     partial: &mut usize,
     framed: &[u8],
     mut write: impl FnMut(&[u8]) -> io::Result<usize>,
@@ -875,44 +545,9 @@ fn write_part(
     Ok(true)
 }
 
-fn connect_unix(path: PathBuf) -> io::Result<Conn> {
-    let dgram = UnixDatagram::unbound()?;
-    match dgram.connect(&path) {
-        Ok(()) => {
-            dgram.set_nonblocking(true)?;
-            Ok(Conn::UnixDgram(Dgram::new(dgram)))
-        }
-        // EPROTOTYPE: the socket is a stream socket (some syslog daemons).
-        Err(e) if e.raw_os_error() == Some(EPROTOTYPE) => {
-            let s = std::os::unix::net::UnixStream::connect(&path)?;
-            s.set_nonblocking(true)?;
-            Ok(Conn::UnixStream(UnixStream::from_std(s)?))
-        }
-        Err(e) => Err(e),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn unread_window_is_bounded_and_trimmed_on_proof() {
-        let mut u = Unread::new(4);
-        for i in 0..10u8 {
-            u.sent(&[i], || Some(1));
-        }
-        // Only the last `cap` sends can be unread.
-        assert_eq!(u.drain(), vec![vec![6], vec![7], vec![8], vec![9]]);
-        for i in 0..Unread::CHECK_EVERY as u8 {
-            u.sent(&[i], || Some(0));
-        }
-        // outq was 0 at the last check, but nothing proves the daemon was alive then.
-        assert_eq!(u.recent.len(), 4);
-        u.sent(b"next", || Some(0));
-        // The next successful send is the proof: only it remains.
-        assert_eq!(u.drain(), vec![b"next".to_vec()]);
-    }
 
     /// A connected sink on a fresh unix datagram socket, and that socket.
     fn unix_pair(dir: &std::path::Path) -> (Sink, UnixDatagram) {
@@ -1012,7 +647,7 @@ mod tests {
                 let n = s.read(&mut chunk).unwrap();
                 assert!(n > 0, "client closed early");
                 buf.extend_from_slice(&chunk[..n]);
-                while let Some((f, used)) = relp::parse(&buf).unwrap() {
+                while let Some((f, used)) = crate::syslog::relp::parse(&buf).unwrap() {
                     let (command, txnr, data) = (f.command.to_owned(), f.txnr, f.data.to_vec());
                     buf.drain(..used);
                     if command == "open" {
@@ -1089,7 +724,7 @@ mod tests {
             let (mut s, _) = l.accept().unwrap();
             let mut buf = Vec::new();
             let mut chunk = [0u8; 4096];
-            while relp::parse(&buf).unwrap().is_none() {
+            while crate::syslog::relp::parse(&buf).unwrap().is_none() {
                 let n = s.read(&mut chunk).unwrap();
                 assert!(n > 0, "client closed before open");
                 buf.extend_from_slice(&chunk[..n]);

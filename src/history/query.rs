@@ -1,14 +1,16 @@
 //! `iotitan-stats query`: the history of some topics as CSV or JSON, read across rotated and
-//! gzipped files like the window statistics are.
+//! gzipped files by the same engine as the window statistics ([`crate::records`]).
 
-use crate::payload::{self, Extractor, Reading};
-use crate::stats::collect::{RawSeen, Reader};
-use crate::stats::decisions::{Decided, Decisions};
-use crate::stats::window::Window;
-use crate::syslog::line::Zone;
-use crate::syslog::source::Lines;
+use crate::config::Config;
+use crate::exit::{self, ExitError};
+use crate::payload::{self, Extractor, Reading, Rejected};
+use crate::records::scan::{self, ProgressArgs, Threads};
+use crate::records::{Decided, Decisions, Feed, Reader, Records};
+use crate::time::{self, Window};
 use crate::topic::Filters;
+use anyhow::Context;
 use chrono::{DateTime, Datelike, SecondsFormat, Timelike, Utc};
+use std::borrow::Cow;
 use std::io::Write;
 use std::ops::ControlFlow;
 
@@ -22,8 +24,7 @@ pub enum QueryFormat {
 }
 
 /// Writes one row per value of the selected topics.
-pub struct Export<Z, W> {
-    reader: Reader<Z>,
+pub struct Export<W> {
     topics: Filters,
     extractor: Extractor,
     format: QueryFormat,
@@ -74,7 +75,7 @@ impl Decision {
 /// `series` as written in a row of `format`.
 fn field(format: QueryFormat, series: &str) -> String {
     match format {
-        QueryFormat::Csv => csv_field(series).into_owned(),
+        QueryFormat::Csv => crate::records::csv::field(series).into_owned(),
         QueryFormat::Json => serde_json::to_string(series).unwrap_or_default(),
     }
 }
@@ -257,17 +258,10 @@ impl<W: Write + Send + 'static> RowWriter<W> {
     }
 }
 
-impl<Z: Zone + Clone, W: Write + Send + 'static> Export<Z, W> {
-    /// An export of `topics` in `window` to `out`.
-    pub fn new(
-        reader: Reader<Z>,
-        topics: Filters,
-        extractor: Extractor,
-        format: QueryFormat,
-        out: W,
-    ) -> Self {
+impl<W: Write + Send + 'static> Export<W> {
+    /// An export of the records of `topics` to `out`.
+    pub fn new(topics: Filters, extractor: Extractor, format: QueryFormat, out: W) -> Self {
         Export {
-            reader,
             topics,
             extractor,
             format,
@@ -283,11 +277,6 @@ impl<Z: Zone + Clone, W: Write + Send + 'static> Export<Z, W> {
             error: None,
             decisions: Decisions::default(),
         }
-    }
-
-    /// The range a scan must cover.
-    pub fn range(&self) -> (DateTime<Utc>, DateTime<Utc>) {
-        self.reader.range()
     }
 
     /// Write the header (CSV) or the opening bracket (JSON).
@@ -395,7 +384,7 @@ impl<Z: Zone + Clone, W: Write + Send + 'static> Export<Z, W> {
 
     /// Queue the rows of one record of a selected topic; the number queued, `None` when its
     /// payload gave no number.
-    fn record(
+    fn write_record(
         &mut self,
         micros: i64,
         decision: usize,
@@ -442,32 +431,13 @@ impl<Z: Zone + Clone, W: Write + Send + 'static> Export<Z, W> {
     }
 }
 
-/// A CSV field, quoted when it holds a comma, quote or line break (RFC 4180).
-fn csv_field(s: &str) -> std::borrow::Cow<'_, str> {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\"")).into()
-    } else {
-        s.into()
-    }
-}
-
-impl<Z: Zone + Clone, W: Write + Send + 'static> Lines for Export<Z, W> {
-    fn time_of(&mut self, line: &[u8], reference: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        self.reader.time_of(line, reference)
-    }
-    fn input(&mut self, reference: DateTime<Utc>) {
-        self.reader.input(reference);
-    }
-    fn take(&mut self, line: &[u8]) -> ControlFlow<()> {
-        let (micros, topic, payload) = match self.reader.read_raw(line) {
-            RawSeen::Past => return ControlFlow::Break(()),
-            RawSeen::Record {
-                micros,
-                topic,
-                payload,
-            } => (micros, topic, payload),
-            _ => return ControlFlow::Continue(()),
-        };
+impl<W: Write + Send + 'static> Records for Export<W> {
+    fn record(
+        &mut self,
+        micros: i64,
+        topic: Cow<'_, [u8]>,
+        payload: Result<Cow<'_, [u8]>, Rejected>,
+    ) -> ControlFlow<()> {
         let (topics, extractor, format) = (&self.topics, &self.extractor, self.format);
         let decided = self
             .decisions
@@ -489,7 +459,7 @@ impl<Z: Zone + Clone, W: Write + Send + 'static> Lines for Export<Z, W> {
             return ControlFlow::Continue(());
         }
         let written = match payload {
-            Ok(p) => self.record(micros, decision, &p, spare.as_ref()),
+            Ok(p) => self.write_record(micros, decision, &p, spare.as_ref()),
             Err(_) => Ok(None),
         };
         match written {
@@ -518,34 +488,112 @@ pub fn window(since: DateTime<Utc>, until: DateTime<Utc>) -> Window {
     }
 }
 
+/// Options of `query`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct QueryOptions {
+    /// Topic filters to export (repeatable, MQTT wildcards allowed).
+    #[arg(long, value_name = "FILTER", required = true)]
+    pub topics: Vec<crate::topic::TopicFilter>,
+    /// Start (RFC 3339, or relative like -1d).
+    #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
+    pub since: String,
+    /// End, exclusive [default: now].
+    #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
+    pub until: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "csv")]
+    pub format: QueryFormat,
+    /// Read these sources instead of syslog.sources (repeatable).
+    #[arg(long = "input", value_name = "SOURCE", allow_hyphen_values = true)]
+    pub inputs: Vec<String>,
+    #[command(flatten)]
+    pub progress: ProgressArgs,
+}
+
+/// `iotitan-stats query`: write the history of `opts.topics` to stdout.
+pub fn run(cfg: &Config, opts: &QueryOptions) -> anyhow::Result<()> {
+    let now = Utc::now();
+    let since = time::parse_time(&opts.since, now).map_err(usage)?;
+    let until = match &opts.until {
+        Some(u) => time::parse_time(u, now).map_err(usage)?,
+        None => now,
+    };
+    if until <= since {
+        return Err(usage("--until is not after --since"));
+    }
+    let sources = scan::sources(&cfg.syslog.sources, &opts.inputs)?;
+    let disorder =
+        chrono::Duration::from_std(cfg.stats.disorder.get()).unwrap_or(chrono::Duration::zero());
+    let reader = Reader::new(
+        window(since, until),
+        disorder,
+        &cfg.syslog.identifier,
+        time::local(),
+    );
+    // Not locked: the export writes from a thread of its own.
+    let stdout = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout());
+    let export = Export::new(
+        Filters(opts.topics.clone()),
+        cfg.payload.extractor(),
+        opts.format,
+        stdout,
+    );
+    let mut export = Feed::new(reader, export);
+    export.records.begin().context("cannot write to stdout")?;
+    let bar = opts.progress.bar();
+    let (from, to) = export.range();
+    // Rows are read on one thread, in file order, and written by the export's own thread.
+    scan::scan_all::<Feed<chrono::Local, Export<std::io::BufWriter<std::io::Stdout>>>>(
+        &sources,
+        from,
+        to,
+        &cfg.syslog.identifier,
+        Threads::One(&mut export),
+        &mut |n| bar.inc(n),
+    )?;
+    let export = export.into_records();
+    let (rows, rejected) = (export.rows, export.rejected);
+    bar.finish_and_clear();
+    export.finish().context("cannot write to stdout")?;
+    tracing::info!("{rows} values exported, {rejected} records were not numeric");
+    Ok(())
+}
+
+fn usage(msg: impl Into<String>) -> anyhow::Error {
+    ExitError::new(exit::USAGE, msg).into()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::syslog::source::Lines;
 
     fn utc(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
     }
 
     /// An export of `iotitan/#` over 05:00–06:00 UTC on 2026-11-22, into memory.
-    fn hour_export(format: QueryFormat) -> Export<Utc, Vec<u8>> {
+    fn hour_export(format: QueryFormat) -> Feed<Utc, Export<Vec<u8>>> {
         let w = window(utc("2026-11-22T05:00:00Z"), utc("2026-11-22T06:00:00Z"));
         let reader = Reader::new(w, chrono::Duration::seconds(60), "iotitan-logger", Utc);
-        Export::new(
+        Feed::new(
             reader,
-            Filters::of(&["iotitan/#"]),
-            Extractor::default(),
-            format,
-            Vec::new(),
+            Export::new(
+                Filters::of(&["iotitan/#"]),
+                Extractor::default(),
+                format,
+                Vec::new(),
+            ),
         )
     }
 
     fn export(format: QueryFormat, lines: &[&str]) -> String {
         let mut e = hour_export(format);
-        e.begin().unwrap();
+        e.records.begin().unwrap();
         for l in lines {
             let _ = e.take(l.as_bytes());
         }
-        String::from_utf8(e.finish().unwrap()).unwrap()
+        String::from_utf8(e.into_records().finish().unwrap()).unwrap()
     }
 
     const LINES: [&str; 4] = [
@@ -600,8 +648,8 @@ mod tests {
             let line = format!("2026-11-22T05:00:00Z h iotitan-logger[1]: iotitan/a/t {i}");
             assert!(e.take(line.as_bytes()).is_continue(), "{i}");
         }
-        assert_eq!(e.rows, n as u64);
-        let text = String::from_utf8(e.finish().unwrap()).unwrap();
+        assert_eq!(e.records.rows, n as u64);
+        let text = String::from_utf8(e.into_records().finish().unwrap()).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), n);
         assert_eq!(lines[0], "2026-11-22T05:00:00Z,iotitan/a/t,0");

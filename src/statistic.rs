@@ -1,0 +1,365 @@
+//! The statistics iotitan computes, and the names it publishes them under.
+//!
+//! [`Statistic`] is what `stats.statistics` and the read API's `stats=` name; [`Series`]
+//! computes them over a stream of values, pure and streaming: mean and variance use Welford's
+//! update (one pass, numerically stable), min/max/first/last are kept as they come, and values
+//! are stored only when an order statistic (median, pNN) asks for them — the one buffer that
+//! grows with the window. Order statistics come from statrs. [`is_output`] is the one rule
+//! that tells a derived topic (`…_mean`) from an input, for stats and alerts alike.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use statrs::statistics::{Data, OrderStatistics};
+use std::fmt;
+
+/// One statistic stats can publish, as named in `stats.statistics` and in output topics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Statistic {
+    /// Number of values.
+    Count,
+    /// Arithmetic mean.
+    Mean,
+    /// Smallest value.
+    Min,
+    /// Largest value.
+    Max,
+    /// Sample standard deviation (n − 1); needs two values.
+    Stddev,
+    /// Median (mean of the two middle values for an even count).
+    Median,
+    /// Percentile 1–99, statrs' R-8 (median-unbiased) quantile.
+    Percentile(u8),
+    /// The value with the earliest timestamp.
+    First,
+    /// The value with the latest timestamp.
+    Last,
+}
+
+impl Statistic {
+    /// Whether computing it needs every value of the window in memory.
+    pub fn needs_values(self) -> bool {
+        matches!(self, Statistic::Median | Statistic::Percentile(_))
+    }
+}
+
+impl fmt::Display for Statistic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Statistic::Count => f.write_str("count"),
+            Statistic::Mean => f.write_str("mean"),
+            Statistic::Min => f.write_str("min"),
+            Statistic::Max => f.write_str("max"),
+            Statistic::Stddev => f.write_str("stddev"),
+            Statistic::Median => f.write_str("median"),
+            Statistic::Percentile(p) => write!(f, "p{p}"),
+            Statistic::First => f.write_str("first"),
+            Statistic::Last => f.write_str("last"),
+        }
+    }
+}
+
+impl std::str::FromStr for Statistic {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(match s {
+            "count" => Statistic::Count,
+            "mean" => Statistic::Mean,
+            "min" => Statistic::Min,
+            "max" => Statistic::Max,
+            "stddev" => Statistic::Stddev,
+            "median" => Statistic::Median,
+            "first" => Statistic::First,
+            "last" => Statistic::Last,
+            _ => match s.strip_prefix('p').and_then(|n| n.parse::<u8>().ok()) {
+                Some(p) if (1..=99).contains(&p) && !s[1..].starts_with('0') => {
+                    Statistic::Percentile(p)
+                }
+                _ => {
+                    return Err(format!(
+                        "unknown statistic {s:?}: expected count, mean, min, max, stddev, \
+                         median, first, last or p1 … p99"
+                    ));
+                }
+            },
+        })
+    }
+}
+
+impl Serialize for Statistic {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Statistic {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// The suffix stats appends for the number of distinct series of a group.
+pub const DEVICES: &str = "devices";
+
+/// Whether `topic` looks like one of stats' own outputs (`…_mean`, `…_p95`, `…_devices`):
+/// the one definition, for stats and alerts alike.
+///
+/// The logger records everything on the broker, our outputs included, and a filter such as
+/// `iotitan/#` matches them: reading them back would compute the mean of means. Every name
+/// stats can publish is refused, not only the configured ones, so that outputs of an earlier
+/// configuration are not picked up either. Alerts watch such a series only through a rule that
+/// names it (see `alerts::machine`). A level that is nothing but the suffix (`…/_mean`) is
+/// derived from nothing, so it is an input.
+pub fn is_output(topic: &str) -> bool {
+    let last = topic.rsplit('/').next().unwrap_or(topic);
+    let Some((base, suffix)) = last.rsplit_once('_') else {
+        return false;
+    };
+    !base.is_empty() && (suffix == DEVICES || suffix.parse::<Statistic>().is_ok())
+}
+
+/// The running statistics of one series (or one group).
+///
+/// Times are kept as microseconds since the epoch: they are only compared.
+#[derive(Debug, Clone, Default)]
+pub struct Series {
+    count: u64,
+    mean: f64,
+    m2: f64,
+    min: f64,
+    max: f64,
+    first: Option<(i64, f64)>,
+    last: Option<(i64, f64)>,
+    values: Option<Vec<f64>>,
+}
+
+impl Series {
+    /// An empty series; `keep_values` when median or a percentile is wanted.
+    pub fn new(keep_values: bool) -> Self {
+        Series {
+            values: keep_values.then(Vec::new),
+            ..Series::default()
+        }
+    }
+
+    /// Add one value observed at `time`.
+    pub fn push(&mut self, time: DateTime<Utc>, value: f64) {
+        self.push_micros(time.timestamp_micros(), value);
+    }
+
+    /// Add one value observed at `micros` (microseconds since the epoch).
+    pub fn push_micros(&mut self, time: i64, value: f64) {
+        self.count += 1;
+        // Welford: stable for long windows of nearly equal values (temperatures).
+        let delta = value - self.mean;
+        self.mean += delta / self.count as f64;
+        self.m2 += delta * (value - self.mean);
+        if self.count == 1 {
+            self.min = value;
+            self.max = value;
+        } else {
+            self.min = self.min.min(value);
+            self.max = self.max.max(value);
+        }
+        // Ties keep the first seen as first and the last seen as last: file order.
+        if self.first.is_none_or(|(t, _)| time < t) {
+            self.first = Some((time, value));
+        }
+        if self.last.is_none_or(|(t, _)| time >= t) {
+            self.last = Some((time, value));
+        }
+        if let Some(v) = &mut self.values {
+            v.push(value);
+        }
+    }
+
+    /// Add the values of `later`, a series of the lines that follow this one's (a scan
+    /// split into ranges): count, min, max, first, last and the kept values are exactly those
+    /// of one series that saw every value; mean and variance are combined by Chan et al.'s
+    /// formula, equal to Welford's up to rounding.
+    pub fn merge(&mut self, later: Series) {
+        if later.count == 0 {
+            return;
+        }
+        if self.count == 0 {
+            let values = self.values.take();
+            *self = later;
+            if let (Some(mut mine), Some(theirs)) = (values, self.values.take()) {
+                mine.extend(theirs);
+                self.values = Some(mine);
+            }
+            return;
+        }
+        let (n1, n2) = (self.count as f64, later.count as f64);
+        let n = n1 + n2;
+        let delta = later.mean - self.mean;
+        self.mean += delta * (n2 / n);
+        self.m2 += later.m2 + delta * delta * (n1 * n2 / n);
+        self.count += later.count;
+        self.min = self.min.min(later.min);
+        self.max = self.max.max(later.max);
+        if let Some((t, v)) = later.first
+            && self.first.is_none_or(|(f, _)| t < f)
+        {
+            self.first = Some((t, v));
+        }
+        if let Some((t, v)) = later.last
+            && self.last.is_none_or(|(l, _)| t >= l)
+        {
+            self.last = Some((t, v));
+        }
+        if let (Some(mine), Some(theirs)) = (&mut self.values, later.values) {
+            mine.extend(theirs);
+        }
+    }
+
+    /// Number of values.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    /// The value of `stat`, or `None` when it is undefined (no values; stddev of one value).
+    pub fn get(&self, stat: Statistic) -> Option<f64> {
+        if self.count == 0 {
+            return (stat == Statistic::Count).then_some(0.0);
+        }
+        match stat {
+            Statistic::Count => Some(self.count as f64),
+            Statistic::Mean => Some(self.mean),
+            Statistic::Min => Some(self.min),
+            Statistic::Max => Some(self.max),
+            Statistic::Stddev if self.count > 1 => Some((self.m2 / (self.count - 1) as f64).sqrt()),
+            Statistic::Stddev => None,
+            Statistic::Median => Some(Data::new(self.values.clone()?).median()),
+            Statistic::Percentile(p) => {
+                Some(Data::new(self.values.clone()?).percentile(usize::from(p)))
+            }
+            Statistic::First => self.first.map(|(_, v)| v),
+            Statistic::Last => self.last.map(|(_, v)| v),
+        }
+    }
+}
+/// A statistic's value as published: counts as integers, everything else as the shortest
+/// decimal that reads back to the same `f64`.
+pub fn format_value(stat: Statistic, v: f64) -> String {
+    if stat == Statistic::Count {
+        format!("{}", v as u64)
+    } else {
+        format!("{v}")
+    }
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(s, 0).unwrap()
+    }
+
+    #[test]
+    fn statistic_names_round_trip() {
+        for s in [
+            "count", "mean", "min", "max", "stddev", "median", "p1", "p95", "p99", "first", "last",
+        ] {
+            assert_eq!(s.parse::<Statistic>().unwrap().to_string(), s);
+        }
+        for bad in ["p0", "p100", "p05", "p", "avg", "Mean", "p-1", "p1.5"] {
+            assert!(bad.parse::<Statistic>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn own_outputs_are_recognised() {
+        for out in [
+            "iotitan/a/t_mean",
+            "iotitan/a/t_p95",
+            "house/temperature_devices",
+            "z/bed/temperature_count",
+            "x_last",
+            "t_stddev",
+            "a/b/c_last",
+        ] {
+            assert!(is_output(out), "{out}");
+        }
+        for input in [
+            "iotitan/a/t",
+            "iotitan/a_mean/t",
+            "iotitan/a/t_average",
+            "iotitan/a/t_alert_hi",
+            "iotitan/a/t_p100",
+            "iotitan/a/t_p0",
+            "iotitan/a/t_sum",
+            "a/t_p",
+            "a/t_px",
+            "a/_mean",
+            "a/t_mean/x",
+            "a/t_meanie",
+            "mean",
+        ] {
+            assert!(!is_output(input), "{input}");
+        }
+    }
+
+    #[test]
+    fn series_statistics() {
+        let mut s = Series::new(true);
+        for (i, v) in [4.0, 1.0, 3.0, 2.0].into_iter().enumerate() {
+            s.push(t(i as i64), v);
+        }
+        assert_eq!(s.get(Statistic::Count), Some(4.0));
+        assert_eq!(s.get(Statistic::Mean), Some(2.5));
+        assert_eq!(s.get(Statistic::Min), Some(1.0));
+        assert_eq!(s.get(Statistic::Max), Some(4.0));
+        assert_eq!(s.get(Statistic::Median), Some(2.5));
+        let sd = s.get(Statistic::Stddev).unwrap();
+        assert!((sd - (5.0f64 / 3.0).sqrt()).abs() < 1e-12);
+        assert_eq!(s.get(Statistic::First), Some(4.0));
+        assert_eq!(s.get(Statistic::Last), Some(2.0));
+        // R-8 on [1,2,3,4] at 0.5 is 2.5; at 0.95: h = (4+1/3)*0.95+1/3 = 4.4499… → max.
+        assert_eq!(s.get(Statistic::Percentile(50)), Some(2.5));
+        assert_eq!(s.get(Statistic::Percentile(95)), Some(4.0));
+    }
+
+    #[test]
+    fn first_and_last_follow_timestamps_not_arrival() {
+        let mut s = Series::new(false);
+        s.push(t(10), 1.0);
+        s.push(t(5), 2.0);
+        s.push(t(20), 3.0);
+        s.push(t(20), 4.0);
+        assert_eq!(s.get(Statistic::First), Some(2.0));
+        assert_eq!(s.get(Statistic::Last), Some(4.0));
+        // Without stored values, order statistics are undefined rather than wrong.
+        assert_eq!(s.get(Statistic::Median), None);
+    }
+
+    #[test]
+    fn undefined_statistics_are_left_out() {
+        let s = Series::new(true);
+        assert_eq!(s.get(Statistic::Count), Some(0.0));
+        assert_eq!(s.get(Statistic::Mean), None);
+        let mut one = Series::new(true);
+        one.push(t(0), 7.0);
+        assert_eq!(one.get(Statistic::Stddev), None);
+        assert_eq!(one.get(Statistic::Median), Some(7.0));
+    }
+
+    #[test]
+    fn welford_is_stable_for_large_offsets() {
+        let mut s = Series::new(false);
+        for i in 0..1000 {
+            s.push(t(i), 1e9 + (i % 2) as f64);
+        }
+        let sd = s.get(Statistic::Stddev).unwrap();
+        let exact = (250.0f64 * 1000.0 / 999.0 / 1000.0).sqrt();
+        assert!((sd - exact).abs() < 1e-9, "{sd} vs {exact}");
+    }
+
+    #[test]
+    fn values_print_exactly() {
+        assert_eq!(format_value(Statistic::Mean, 23.1), "23.1");
+        assert_eq!(format_value(Statistic::Count, 12.0), "12");
+        assert_eq!(format_value(Statistic::Min, -0.5), "-0.5");
+    }
+}
