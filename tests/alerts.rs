@@ -358,11 +358,7 @@ fn an_invalid_rule_exits_78_with_its_location() {
         dir.path(),
         "[alerts]\nevents_topic = \"ev\"\n\n[[alerts.rule]]\ntopics = \"a/b\"\nlow = 30\nhigh = 10\n",
     );
-    let out = Command::new(env!("CARGO_BIN_EXE_iotitan-alerts"))
-        .arg("--config")
-        .arg(&cfg)
-        .output()
-        .unwrap();
+    let out = Program::new("iotitan-alerts").config_file(&cfg).output();
     assert_eq!(out.status.code(), Some(78));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("iotitan.toml:4:"), "{err}");
@@ -370,11 +366,7 @@ fn an_invalid_rule_exits_78_with_its_location() {
 
     // No rules at all: nothing to do is a config error too.
     let cfg = write_config(dir.path(), "[alerts]\n");
-    let out = Command::new(env!("CARGO_BIN_EXE_iotitan-alerts"))
-        .arg("--config")
-        .arg(&cfg)
-        .output()
-        .unwrap();
+    let out = Program::new("iotitan-alerts").config_file(&cfg).output();
     assert_eq!(out.status.code(), Some(78));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no [[alerts.rule]]"));
 }
@@ -386,11 +378,10 @@ fn check_config_prints_the_rules() {
         dir.path(),
         "[[alerts.rule]]\ntopics = \"a/+\"\nhigh = 10\nhold = \"30s\"\n",
     );
-    let out = Command::new(env!("CARGO_BIN_EXE_iotitan-alerts"))
-        .args(["check-config", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
+    let out = Program::new("iotitan-alerts")
+        .arg("check-config")
+        .config_file(&cfg)
+        .output();
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("[[alerts.rule]]"), "{text}");

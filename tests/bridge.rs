@@ -5,10 +5,7 @@ mod common;
 mod thingspeak;
 
 use common::*;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use thingspeak::{Mode, ThingSpeak};
 
@@ -54,88 +51,52 @@ impl Setup {
 }
 
 /// `iotitan-bridge --config <config> <args>`, with the key in the environment (or none).
-fn bridge_command(config: &Path, key: Option<&str>, args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_iotitan-bridge"));
-    cmd.arg("--config").arg(config).args(args);
-    cmd.env("RUST_LOG", "debug").env_remove("JOURNAL_STREAM");
-    cmd.env_remove("CREDENTIALS_DIRECTORY");
+fn bridge(config: &Path, key: Option<&str>, args: &[&str]) -> Program {
     let var = format!("IOTITAN_THINGSPEAK_KEY_{CHANNEL}");
+    let program = Program::new("iotitan-bridge")
+        .config_file(config)
+        .args(args)
+        .env("RUST_LOG", "debug")
+        .env_remove("CREDENTIALS_DIRECTORY");
     match key {
-        Some(k) => cmd.env(var, k),
-        None => cmd.env_remove(var),
-    };
-    cmd
+        Some(k) => program.env(var, k),
+        None => program.env_remove(var),
+    }
 }
 
-/// A running `iotitan-bridge` with its stderr (the log) and stdout collected.
-struct Bridge {
-    child: Child,
-    log: Arc<Mutex<Vec<String>>>,
-    out: Arc<Mutex<Vec<String>>>,
+/// A running `iotitan-bridge`: its stderr (the log) and stdout in files.
+struct Bridge(Running);
+
+impl std::ops::Deref for Bridge {
+    type Target = Running;
+    fn deref(&self) -> &Running {
+        &self.0
+    }
 }
 
-fn collect(stream: impl std::io::Read + Send + 'static) -> Arc<Mutex<Vec<String>>> {
-    let lines = Arc::new(Mutex::new(Vec::new()));
-    let l = lines.clone();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stream).lines() {
-            let Ok(line) = line else { break };
-            l.lock().unwrap().push(line);
-        }
-    });
-    lines
+impl std::ops::DerefMut for Bridge {
+    fn deref_mut(&mut self) -> &mut Running {
+        &mut self.0
+    }
 }
 
 impl Bridge {
     fn start(config: &Path, key: Option<&str>, args: &[&str]) -> Bridge {
-        let mut cmd = bridge_command(config, key, args);
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start iotitan-bridge");
-        let log = collect(child.stderr.take().unwrap());
-        let out = collect(child.stdout.take().unwrap());
-        Bridge { child, log, out }
-    }
-
-    fn log(&self) -> Vec<String> {
-        self.log.lock().unwrap().clone()
-    }
-
-    /// Wait for a log line containing `needle`.
-    fn wait_log(&self, needle: &str) -> String {
-        let mut found = None;
-        let ok = wait_until(TIMEOUT, || {
-            found = self.log().into_iter().find(|l| l.contains(needle));
-            found.is_some()
-        });
-        assert!(
-            ok,
-            "no log line with {needle:?}:\n{}",
-            self.log().join("\n")
-        );
-        found.unwrap()
+        Bridge(bridge(config, key, args).start())
     }
 
     /// SIGTERM and wait; the exit must be clean.
-    fn stop(mut self) -> Vec<String> {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let st = wait_exit(&mut self.child, TIMEOUT).expect("the bridge stops on SIGTERM");
-        let log = self.log();
-        assert!(st.success(), "exit {st:?}; log:\n{}", log.join("\n"));
+    fn stop(self) -> Vec<String> {
+        let stopped = self.0.stop();
+        let log: Vec<String> = stopped.log.lines().map(str::to_owned).collect();
+        assert!(
+            stopped.status.success(),
+            "exit {:?}; log:\n{}",
+            stopped.status,
+            stopped.log
+        );
         assert_key_never_logged(&log);
         log
-    }
-}
-
-impl Drop for Bridge {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -403,7 +364,7 @@ fn dry_run_prints_the_json_with_the_key_masked_and_sends_nothing() {
     // The document is printed over several lines: wait for all of them, not just the field.
     let mut text = String::new();
     let ok = wait_until(TIMEOUT, || {
-        text = bridge.out.lock().unwrap().join("\n");
+        text = bridge.stdout();
         text.contains("\"field2\": 2.0") && serde_json::from_str::<serde_json::Value>(&text).is_ok()
     });
     assert!(ok, "no complete JSON printed: {text}");
@@ -441,15 +402,13 @@ fn a_dry_run_beside_a_running_bridge_takes_none_of_its_readings() {
         .collect();
     assert_eq!(values, (0..n).map(|i| i as f64 + 0.5).collect::<Vec<_>>());
     let printed = wait_until(TIMEOUT, || {
-        dry.out
-            .lock()
-            .unwrap()
-            .iter()
+        dry.stdout()
+            .lines()
             .filter(|l| l.contains("\"field1\""))
             .count()
             == n
     });
-    assert!(printed, "{}", dry.out.lock().unwrap().join("\n"));
+    assert!(printed, "{}", dry.stdout());
     // Neither took the other's session over.
     let dry_log = dry.stop();
     let live_log = live.stop();
@@ -467,8 +426,7 @@ fn check_config_names_the_key_source_never_the_key() {
     let s = Setup::new();
     let cfg = s.config("\"t/a\" = 1", "");
     let run = |key: Option<&str>, cfg: &Path| {
-        let mut cmd = bridge_command(cfg, key, &["check-config"]);
-        let out = cmd.output().unwrap();
+        let out = bridge(cfg, key, &["check-config"]).output();
         let text = format!(
             "{}{}",
             String::from_utf8_lossy(&out.stdout),
@@ -554,14 +512,14 @@ fn in_process_callers_see_each_channel_queue() {
 fn refuses_to_start_without_channels_or_beside_another_bridge() {
     let s = Setup::new();
     let empty = write_config(s.dir.path(), &s.m.mqtt_toml("bridge-test"));
-    let out = bridge_command(&empty, Some(KEY), &[]).output().unwrap();
+    let out = bridge(&empty, Some(KEY), &[]).output();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(78), "{err}");
     assert!(err.contains("no [[bridge.channel]]"), "{err}");
     let cfg = s.config("\"t/a\" = 1", "");
     let first = Bridge::start(&cfg, Some(KEY), &[]);
     first.wait_log("subscribed: t/a");
-    let out = bridge_command(&cfg, Some(KEY), &[]).output().unwrap();
+    let out = bridge(&cfg, Some(KEY), &[]).output();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(74), "{err}");
     assert!(err.contains("another iotitan-bridge"), "{err}");

@@ -6,24 +6,26 @@ mod common;
 use common::*;
 
 use serde_json::Value;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
-
-const HTTP: &str = env!("CARGO_BIN_EXE_iotitan-http");
-const LOGGER: &str = env!("CARGO_BIN_EXE_iotitan-logger");
-const SIM: &str = env!("CARGO_BIN_EXE_iotitan-sim");
 
 const INGEST: &str = "ingest-0123456789abcdef0123";
 const READ: &str = "read-0123456789abcdef012345";
 const OPERATOR: &str = "operator-0123456789abcdef01";
 
+/// A phone that sends readings, the page's reader, and an operator who also switches plugs.
+const TOKENS: &[HttpToken] = &[
+    HttpToken::new("phone", INGEST, &["ingest"]),
+    HttpToken::new("reader", READ, &["read"]),
+    HttpToken::new("operator", OPERATOR, &["read", "command"]),
+];
+
 struct Setup {
     m: Mosquitto,
     _r: Rsyslogd,
-    _logger: Killed,
-    _http: Killed,
+    _logger: Logger,
+    http: Http,
     base: String,
-    log: PathBuf,
     dir: tempfile::TempDir,
 }
 
@@ -40,90 +42,26 @@ fn setup_reading(records: Option<&Path>) -> Setup {
     let cfg = write_config(
         dir.path(),
         &format!(
-            r#"{mqtt}
-[syslog]
-target = "unix:{socket}"
-sources = ["{output}"]
-
-[http]
-listen = "127.0.0.1:{port}"
-command_timeout = "3s"
-
-[[http.token]]
-name = "phone"
-scopes = ["ingest"]
-
-[[http.token]]
-name = "reader"
-scopes = ["read"]
-
-[[http.token]]
-name = "operator"
-scopes = ["read", "command"]
-
-[[http.device]]
-name = "plug1"
-command_topic = "iotitan/home/living/plug1/cmnd/POWER"
-state_topic = "iotitan/home/living/plug1/stat/POWER"
-
-[[http.device]]
-name = "plug2"
-command_topic = "iotitan/home/living/plug2/cmnd/POWER"
-state_topic = "iotitan/home/living/plug2/stat/POWER"
-
-[[http.private_area]]
-name = "home"
-polygon = [[138.59, -34.93], [138.61, -34.93], [138.61, -34.91], [138.59, -34.91]]
-"#,
+            "{mqtt}\n{syslog}sources = [\"{output}\"]\n{http}",
             mqtt = m.mqtt_toml(&format!("d{port}")),
-            socket = r.socket.display(),
+            syslog = r.syslog_toml(),
             output = records.unwrap_or(&r.output).display(),
+            http = http_toml(port, "command_timeout = \"3s\"\n", TOKENS),
         ),
     );
-    let logger = Killed(
-        Command::new(LOGGER)
-            .arg("--config")
-            .arg(&cfg)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start iotitan-logger"),
+    let logger = Logger::start_recording(&cfg, &m, &r);
+    let http = Http::start(
+        Program::new("iotitan-http")
+            .config_file(&cfg)
+            .http_tokens(TOKENS),
+        port,
     );
-    let ok = wait_until(TIMEOUT, || {
-        m.publish(&["-t", "probe/up", "-m", "1", "-q", "1"]);
-        r.lines().iter().any(|l| l.contains("probe/up 1"))
-    });
-    assert!(ok, "the logger never wrote a probe record");
-    let log = dir.path().join("http.log");
-    let http = Killed(
-        Command::new(HTTP)
-            .arg("--config")
-            .arg(&cfg)
-            .env("RUST_LOG", "info")
-            .env_remove("JOURNAL_STREAM")
-            .env("IOTITAN_HTTP_TOKEN_PHONE", INGEST)
-            .env("IOTITAN_HTTP_TOKEN_READER", READ)
-            .env("IOTITAN_HTTP_TOKEN_OPERATOR", OPERATOR)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("start iotitan-http"),
-    );
-    let ready = wait_until(TIMEOUT, || {
-        std::fs::read_to_string(&log)
-            .unwrap_or_default()
-            .contains("ready:")
-    });
-    assert!(ready, "iotitan-http never got ready");
     Setup {
         m,
         _r: r,
         _logger: logger,
-        _http: http,
-        base: format!("http://127.0.0.1:{port}"),
-        log,
+        base: http.base.clone(),
+        http,
         dir,
     }
 }
@@ -693,7 +631,7 @@ fn dashboard_shows_the_series_the_api_has_and_nothing_without_a_token() {
     assert!(!dom.contains("22.25"));
     assert_eq!(attr(&dom, "<body", "data-ready"), None);
     b.screenshot(&tab, "dashboard-wrong-token.png");
-    let log = std::fs::read_to_string(&s.log).unwrap();
+    let log = s.http.log();
     assert!(!log.contains(READ), "the token reached the log");
 }
 
@@ -716,7 +654,7 @@ fn a_live_reading_appears_in_the_overview_without_a_reload() {
             .any(|t| t["topic"] == "iotitan/home/kitchen/temperature")
     });
     assert!(recorded);
-    let log = || std::fs::read_to_string(&s.log).unwrap_or_default();
+    let log = || s.http.log();
     assert!(
         !log().contains("live readings: subscribed"),
         "subscribed to # with nobody watching"
@@ -848,16 +786,10 @@ fn bench_thirty_day_chart() {
 fn device_buttons_show_the_acknowledgement_or_the_timeout() {
     let s = setup();
     // Two Tasmota-style plugs: plug1 answers its commands, plug2 never does.
-    let _plugs = Killed(
-        Command::new(SIM)
-            .args(["fleet", "--devices", "0", "--rooms", "1", "--plugs", "2"])
-            .args(["--mute-plugs", "1", "--broker", &s.m.addr()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start iotitan-sim"),
-    );
+    let _plugs = Program::new("iotitan-sim")
+        .args(["fleet", "--devices", "0", "--rooms", "1", "--plugs", "2"])
+        .args(["--mute-plugs", "1", "--broker", &s.m.addr()])
+        .start();
     // plug1's first state, recorded: the simulator is connected and subscribed.
     let up = wait_until(TIMEOUT, || {
         get_json(&s, "/api/v1/topics?since=-1d")

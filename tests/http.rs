@@ -9,133 +9,46 @@ use common::*;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::io::{Read, Write};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const HTTP: &str = env!("CARGO_BIN_EXE_iotitan-http");
-const LOGGER: &str = env!("CARGO_BIN_EXE_iotitan-logger");
-const SIM: &str = env!("CARGO_BIN_EXE_iotitan-sim");
 
 const INGEST: &str = "ingest-0123456789abcdef0123";
 const READ: &str = "read-0123456789abcdef012345";
 const OPS: &str = "ops-0123456789abcdef01234567";
 const SLOW: &str = "slow-0123456789abcdef0123456";
 
-/// The `[http]` part every test shares: three tokens (values from the environment), a plug,
-/// and the private area of HTTP.md.
-fn http_toml(port: u16, extra: &str) -> String {
+/// The tokens every test shares (values from the environment): one per scope, with the
+/// private area of HTTP.md and the plugs in [`http_toml`].
+const TOKENS: &[HttpToken] = &[
+    HttpToken::new("phone", INGEST, &["ingest"]).topics(&["t/#", "iotitan/http/phone1/#"]),
+    HttpToken::new("reader", READ, &["read"]),
+    HttpToken::new("ops", OPS, &["command"]).topics(&["iotitan/#"]),
+    HttpToken::new("slow", SLOW, &["ingest"]).rate("2/min"),
+];
+
+/// The config of a daemon on `port` with the broker `m`, `extra` keys in `[http]`.
+fn config(m: &Mosquitto, port: u16, extra: &str) -> String {
+    let extra = format!("request_timeout = \"1s\"\n{extra}");
     format!(
-        r#"
-[http]
-listen = "127.0.0.1:{port}"
-request_timeout = "1s"
-{extra}
-
-[[http.token]]
-name = "phone"
-scopes = ["ingest"]
-topics = ["t/#", "iotitan/http/phone1/#"]
-
-[[http.token]]
-name = "reader"
-scopes = ["read"]
-
-[[http.token]]
-name = "ops"
-scopes = ["command"]
-topics = ["iotitan/#"]
-
-[[http.token]]
-name = "slow"
-scopes = ["ingest"]
-rate = "2/min"
-
-[[http.device]]
-name = "plug1"
-command_topic = "iotitan/home/living/plug1/cmnd/POWER"
-state_topic = "iotitan/home/living/plug1/stat/POWER"
-
-[[http.device]]
-name = "plug2"
-command_topic = "iotitan/home/living/plug2/cmnd/POWER"
-state_topic = "iotitan/home/living/plug2/stat/POWER"
-
-[[http.private_area]]
-name = "home"
-polygon = [[138.59, -34.93], [138.61, -34.93], [138.61, -34.91], [138.59, -34.91]]
-"#
+        "{}{}",
+        m.mqtt_toml(&format!("t{port}")),
+        http_toml(port, &extra, TOKENS)
     )
 }
 
-/// A running iotitan-http with its stderr in a file.
-struct Daemon {
-    child: Child,
-    log: std::path::PathBuf,
-    base: String,
-}
-
-impl Daemon {
-    fn spawn(config: &Path, port: u16) -> Daemon {
-        let log = config.with_file_name(format!("http-{port}.log"));
-        let child = Command::new(HTTP)
-            .arg("--config")
-            .arg(config)
-            .env("RUST_LOG", "info")
-            .env_remove("JOURNAL_STREAM")
-            .env("IOTITAN_HTTP_TOKEN_PHONE", INGEST)
-            .env("IOTITAN_HTTP_TOKEN_READER", READ)
-            .env("IOTITAN_HTTP_TOKEN_OPS", OPS)
-            .env("IOTITAN_HTTP_TOKEN_SLOW", SLOW)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("start iotitan-http");
-        Daemon {
-            child,
-            log,
-            base: format!("http://127.0.0.1:{port}"),
-        }
-    }
-
-    /// Start and wait until it said it is ready (listening and connected to the broker).
-    fn start(config: &Path, port: u16) -> Daemon {
-        let d = Daemon::spawn(config, port);
-        d.wait_log("ready:");
-        d
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn wait_log(&self, needle: &str) {
-        assert!(
-            wait_until(TIMEOUT, || self.log().contains(needle)),
-            "no {needle:?} in the log:\n{}",
-            self.log()
-        );
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// `iotitan-http` with the tokens' values in its environment.
+fn http() -> Program {
+    Program::new("iotitan-http").http_tokens(TOKENS)
 }
 
 /// Broker, optionally rsyslogd + logger, and the daemon.
 struct Setup {
     m: Mosquitto,
     r: Option<Rsyslogd>,
-    _logger: Option<Killed>,
-    d: Daemon,
+    _logger: Option<Logger>,
+    d: Http,
     _dir: tempfile::TempDir,
 }
 
@@ -146,42 +59,11 @@ fn setup(extra: &str, with_logger: bool) -> Setup {
 fn setup_with(m: Mosquitto, extra: &str, with_logger: bool) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let (r, logger, syslog) = if with_logger {
-        let r = Rsyslogd::start();
-        let syslog = format!("[syslog]\ntarget = \"unix:{}\"\n", r.socket.display());
-        (Some(r), true, syslog)
-    } else {
-        (None, false, String::new())
-    };
-    let cfg = write_config(
-        dir.path(),
-        &format!(
-            "{}{syslog}{}",
-            m.mqtt_toml(&format!("t{port}")),
-            http_toml(port, extra)
-        ),
-    );
-    let logger = logger.then(|| {
-        let l = Killed(
-            Command::new(LOGGER)
-                .arg("--config")
-                .arg(&cfg)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("start iotitan-logger"),
-        );
-        let r = r.as_ref().unwrap();
-        // The logger's subscription is active once a probe shows up in syslog.
-        let ok = wait_until(TIMEOUT, || {
-            m.publish(&["-t", "probe/up", "-m", "1", "-q", "1"]);
-            r.lines().iter().any(|l| l.contains("probe/up 1"))
-        });
-        assert!(ok, "the logger never wrote a probe record");
-        l
-    });
-    let d = Daemon::start(&cfg, port);
+    let r = with_logger.then(Rsyslogd::start);
+    let syslog = r.as_ref().map(Rsyslogd::syslog_toml).unwrap_or_default();
+    let cfg = write_config(dir.path(), &format!("{syslog}{}", config(&m, port, extra)));
+    let logger = r.as_ref().map(|r| Logger::start_recording(&cfg, &m, r));
+    let d = Http::start(http().config_file(&cfg), port);
     Setup {
         m,
         r,
@@ -217,7 +99,7 @@ fn records(r: &Rsyslogd, prefix: &str) -> Vec<String> {
 
 /// Send `head` and `parts` on a new connection (ignoring write errors: the server may have
 /// answered and closed already) and read the answer until the server closes or `TIMEOUT`.
-fn exchange(d: &Daemon, head: &str, parts: &[&[u8]]) -> String {
+fn exchange(d: &Http, head: &str, parts: &[&[u8]]) -> String {
     let addr = d.base.trim_start_matches("http://");
     let mut c = std::net::TcpStream::connect(addr).expect("connect");
     c.set_read_timeout(Some(TIMEOUT)).unwrap();
@@ -249,7 +131,7 @@ fn client() -> reqwest::Client {
 }
 
 /// POST `body` as JSON with `token`; returns the status and the JSON answer.
-async fn post(d: &Daemon, path: &str, token: Option<&str>, body: &str) -> (StatusCode, Value) {
+async fn post(d: &Http, path: &str, token: Option<&str>, body: &str) -> (StatusCode, Value) {
     let mut req = client()
         .post(d.url(path))
         .header("content-type", "application/json")
@@ -258,6 +140,16 @@ async fn post(d: &Daemon, path: &str, token: Option<&str>, body: &str) -> (Statu
         req = req.bearer_auth(t);
     }
     let res = req.send().await.expect("request");
+    let status = res.status();
+    let text = res.text().await.expect("body");
+    let v = serde_json::from_str(&text).unwrap_or_else(|_| panic!("{status}: not JSON: {text}"));
+    (status, v)
+}
+
+/// GET `path` with `token`; returns the status and the JSON answer.
+async fn get(d: &Http, path: &str, token: &str) -> (StatusCode, Value) {
+    let res = client().get(d.url(path)).bearer_auth(token).send().await;
+    let res = res.expect("request");
     let status = res.status();
     let text = res.text().await.expect("body");
     let v = serde_json::from_str(&text).unwrap_or_else(|_| panic!("{status}: not JSON: {text}"));
@@ -611,6 +503,20 @@ async fn ten_thousand_readings_in_one_request_are_all_recorded() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_endpoint_describes_the_plugs_to_a_read_token_only() {
+    let (m, port) = (Mosquitto::start(), free_port());
+    let d = Http::start(http().config(&config(&m, port, "")), port);
+    let (st, v) = get(&d, "/api/v1/dashboard", READ).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["devices"].as_array().map(Vec::len), Some(2), "{v}");
+    let plug2 = &v["devices"][1];
+    assert_eq!(plug2["state_topic"], "iotitan/home/living/plug2/stat/POWER");
+    assert_eq!(v["alerts_topic"], "iotitan/alerts/events");
+    let (st, v) = get(&d, "/api/v1/dashboard", INGEST).await;
+    assert_eq!((st, code(&v)), (StatusCode::FORBIDDEN, "forbidden"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_stalls_is_answered_408_and_let_go() {
     let s = setup("", false);
     let d = &s.d;
@@ -745,7 +651,7 @@ async fn commands_are_acknowledged_by_the_plug_or_time_out() {
     let d = &s.d;
     let sub = everything(&s.m);
     // Two simulated plugs: plug1 answers its commands, plug2 never does.
-    let mut sim = Command::new(SIM)
+    let sim = Program::new("iotitan-sim")
         .args([
             "--broker",
             &s.m.addr(),
@@ -756,11 +662,7 @@ async fn commands_are_acknowledged_by_the_plug_or_time_out() {
             "1",
         ])
         .args(["--plugs", "2", "--mute-plugs", "1"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start iotitan-sim");
+        .start();
     // Each plug announces its state once it listens.
     sub.wait_for(TIMEOUT, |l| l == "iotitan/home/living/plug1/stat/POWER OFF");
 
@@ -830,8 +732,7 @@ async fn commands_are_acknowledged_by_the_plug_or_time_out() {
     assert_eq!(st, StatusCode::OK, "{v}");
     assert_eq!(v["acked_by"], Value::Null);
     sub.wait_for(TIMEOUT, |l| l == "iotitan/x/cmd 1");
-    let _ = sim.kill();
-    let _ = sim.wait();
+    drop(sim);
 }
 
 /// A command whose answer topic the broker refuses to subscribe to is not sent: its answer
@@ -873,7 +774,11 @@ fn tokens_come_from_outside_the_config_and_are_never_shown() {
     let port = free_port();
     let cfg = write_config(
         dir.path(),
-        &format!("{}{}", m.mqtt_toml("cc"), http_toml(port, "")),
+        &format!(
+            "{}{}",
+            m.mqtt_toml("cc"),
+            http_toml(port, "request_timeout = \"1s\"\n", TOKENS)
+        ),
     );
     let file = dir.path().join("ops.token");
     std::fs::write(&file, format!("{OPS}\n")).unwrap();
@@ -997,14 +902,15 @@ async fn with_tls_cert_and_key_it_serves_https() {
             http_toml(
                 port,
                 &format!(
-                    "tls_cert = \"{}\"\ntls_key = \"{}\"\n",
+                    "request_timeout = \"1s\"\ntls_cert = \"{}\"\ntls_key = \"{}\"\n",
                     cert.display(),
                     key.display()
-                )
+                ),
+                TOKENS
             )
         ),
     );
-    let d = Daemon::start(&cfg, port);
+    let d = Http::start(http().config_file(&cfg), port);
     let ca = reqwest::Certificate::from_pem(&std::fs::read(&cert).unwrap()).unwrap();
     let https = reqwest::Client::builder()
         .add_root_certificate(ca)
@@ -1038,11 +944,7 @@ async fn sigterm_ends_live_streams_instead_of_waiting_for_them() {
         .expect("GET /api/v1/live");
     assert_eq!(live.status(), StatusCode::OK);
     s.d.wait_log("live readings: subscribed");
-    let st = Command::new("kill")
-        .args(["-TERM", &s.d.child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(st.success());
+    s.d.signal("-TERM");
     // The stream ends (a keep-alive comment may come first)...
     let ended = tokio::time::timeout(TIMEOUT, async {
         while let Ok(Some(_)) = live.chunk().await {}

@@ -6,7 +6,6 @@ use common::*;
 use iotitan::record;
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 fn config(dir: &Path, m: &Mosquitto, target: &str, extra: &str) -> std::path::PathBuf {
@@ -1000,19 +999,14 @@ fn rfc5424_records_reach_rsyslog_field_by_field() {
 fn bad_config_exits_78_with_location() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(dir.path(), "[mqtt]\nhost = \"x\"\nprot = 1883\n");
-    let out = Command::new(LOGGER)
-        .arg("--config")
-        .arg(&cfg)
-        .output()
-        .unwrap();
+    let out = Program::new("iotitan-logger").config_file(&cfg).output();
     assert_eq!(out.status.code(), Some(78));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&format!("{}:3:1:", cfg.display())), "{err}");
     assert!(err.contains("prot"), "{err}");
-    let missing = Command::new(LOGGER)
-        .args(["--config", "/nonexistent/x.toml"])
-        .output()
-        .unwrap();
+    let missing = Program::new("iotitan-logger")
+        .config_file(Path::new("/nonexistent/x.toml"))
+        .output();
     assert_eq!(missing.status.code(), Some(78));
 }
 
@@ -1020,17 +1014,15 @@ fn bad_config_exits_78_with_location() {
 fn check_config_prints_the_effective_config() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(dir.path(), "[mqtt]\nhost = \"broker.lan\"\n");
-    let out = Command::new(LOGGER)
-        .arg("--config")
-        .arg(&cfg)
+    let out = Program::new("iotitan-logger")
+        .config_file(&cfg)
         .arg("check-config")
-        .output()
-        .unwrap();
+        .output();
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("host = \"broker.lan\""), "{text}");
     assert!(text.contains("identifier = \"iotitan-logger\""), "{text}");
-    let bad = Command::new(LOGGER).arg("--bogus").output().unwrap();
+    let bad = Program::new("iotitan-logger").arg("--bogus").output();
     assert_eq!(bad.status.code(), Some(64));
 }
 

@@ -6,28 +6,21 @@
 mod common;
 use common::*;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 /// Start `program --config config` the way systemd would under `notify` (a watchdog of
-/// `watchdog_usec`, 0 for none), logging at info level into `daemon.log` beside the config.
+/// `watchdog_usec`, 0 for none), logging at info level.
 fn start(
     program: &str,
     notify: &NotifySocket,
     watchdog_usec: u64,
     config: &Path,
     env: &[(&str, &str)],
-) -> (std::process::Child, std::path::PathBuf) {
-    let log = config.with_file_name("daemon.log");
-    let mut cmd = systemd_command(program, notify, watchdog_usec);
-    cmd.arg("--config")
-        .arg(config)
-        .envs(env.iter().copied())
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap());
-    (cmd.spawn().expect("start the daemon"), log)
+) -> Running {
+    Program::with_command(program, systemd_command(program, notify, watchdog_usec))
+        .config_file(config)
+        .envs(env)
+        .start()
 }
 
 /// Run `program --config config` under a notify socket and check the sequence. The broker
@@ -36,26 +29,21 @@ fn start(
 fn notifies_systemd(m: &mut Mosquitto, program: &str, config: &Path, env: &[(&str, &str)]) {
     m.stop();
     let notify = NotifySocket::new();
-    let (mut child, log) = start(program, &notify, 200_000, config, env);
-    let log = || std::fs::read_to_string(&log).unwrap_or_default();
+    let mut daemon = start(program, &notify, 200_000, config, env);
     // Reconnects every second at most (reconnect_max): half a second shows READY is not early.
     let early = wait_until(Duration::from_millis(500), || {
         notify
             .recv(Duration::from_millis(50))
             .is_some_and(|d| d.lines().any(|l| l == "READY=1"))
     });
-    assert!(!early, "READY=1 without a broker\n{}", log());
+    assert!(!early, "READY=1 without a broker\n{}", daemon.log());
     m.restart();
     notify.expect_ready_then_pings();
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
+    daemon.signal("-TERM");
     notify.wait_for("STOPPING=1", Duration::from_secs(5));
-    let status = wait_exit(&mut child, Duration::from_secs(5));
-    let _ = child.kill();
-    let status = status.unwrap_or_else(|| panic!("no exit after SIGTERM\n{}", log()));
-    assert!(status.success(), "{status:?}\n{}", log());
+    let status = wait_exit(&mut daemon.child, Duration::from_secs(5));
+    let status = status.unwrap_or_else(|| panic!("no exit after SIGTERM\n{}", daemon.log()));
+    assert!(status.success(), "{status:?}\n{}", daemon.log());
     assert_eq!(notify.count("READY=1"), 1, "{:#?}", notify.seen.borrow());
 }
 
@@ -135,28 +123,28 @@ fn refused_subscription_is_never_ready(
     env: &[(&str, &str)],
 ) {
     let notify = NotifySocket::new();
-    let (mut child, log) = start(program, &notify, 0, config, env);
-    let log = || std::fs::read_to_string(&log).unwrap_or_default();
+    let mut daemon = start(program, &notify, 0, config, env);
     assert!(
-        wait_until(Duration::from_secs(10), || log()
+        wait_until(Duration::from_secs(10), || daemon
+            .log()
             .contains("the broker refused a subscription")),
         "no refusal in the log\n{}\n{}",
-        log(),
+        daemon.log(),
         m.log()
     );
     // READY would have been sent when the last SUBACK was handled, before the log line.
     while let Some(d) = notify.recv(Duration::from_millis(200)) {
-        assert!(!d.lines().any(|l| l == "READY=1"), "READY=1\n{}", log());
+        assert!(
+            !d.lines().any(|l| l == "READY=1"),
+            "READY=1\n{}",
+            daemon.log()
+        );
     }
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let status = wait_exit(&mut child, Duration::from_secs(5));
-    let _ = child.kill();
-    let status = status.unwrap_or_else(|| panic!("no exit after SIGTERM\n{}", log()));
-    assert!(status.success(), "{status:?}\n{}", log());
-    assert!(!log().contains("subscribed"), "{}", log());
+    daemon.signal("-TERM");
+    let status = wait_exit(&mut daemon.child, Duration::from_secs(5));
+    let status = status.unwrap_or_else(|| panic!("no exit after SIGTERM\n{}", daemon.log()));
+    assert!(status.success(), "{status:?}\n{}", daemon.log());
+    assert!(!daemon.log().contains("subscribed"), "{}", daemon.log());
 }
 
 #[test]

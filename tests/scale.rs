@@ -285,28 +285,14 @@ struct Leave {
 
 /// Run `iotitan-logger --config cfg leave ARGS` to its end (bounded).
 fn leave(cfg: &Path, args: &[&str]) -> Leave {
-    let stderr = cfg.with_file_name(format!(
-        "leave-{}.log",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .expect("a clock after 1970")
-            .as_nanos()
-    ));
-    let child = std::process::Command::new(LOGGER)
-        .arg("--config")
-        .arg(cfg)
+    let mut run = Program::new("iotitan-logger")
+        .config_file(cfg)
         .arg("leave")
         .args(args)
-        .env("RUST_LOG", "info")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(&stderr).expect("leave's log"))
-        .spawn()
-        .expect("start iotitan-logger leave");
-    let mut child = Killed(child);
-    let pid = child.0.id();
-    let status = wait_exit(&mut child.0, Duration::from_secs(90));
-    let log = std::fs::read_to_string(&stderr).unwrap_or_default();
+        .start();
+    let pid = run.pid();
+    let status = wait_exit(&mut run.child, Duration::from_secs(90));
+    let log = run.log();
     let status = status.unwrap_or_else(|| panic!("leave did not end:\n{log}"));
     Leave { status, pid, log }
 }

@@ -3,7 +3,7 @@
 
 mod common;
 use common::*;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::Duration;
 
 const CSV: &str = concat!(
@@ -12,16 +12,14 @@ const CSV: &str = concat!(
 );
 
 fn sim(m: Option<&Mosquitto>, args: &[&str]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_iotitan-sim"));
-    if let Some(m) = m {
-        cmd.args(["--broker", &m.addr()]);
-    }
-    cmd.env_remove("IOTITAN_CONFIG")
+    let broker = m.map(|m| vec!["--broker".to_owned(), m.addr()]);
+    Program::new("iotitan-sim")
+        .args(broker.unwrap_or_default())
+        .env_remove("IOTITAN_CONFIG")
         .env("RUST_LOG", "warn")
         .args(["--config", "/dev/null"])
         .args(args)
         .output()
-        .expect("run iotitan-sim")
 }
 
 /// A subscriber whose subscription is known to be active (a probe message came through).

@@ -16,14 +16,12 @@ const ID: &str = "iotitan-logger";
 
 /// Run the binary with `TZ=UTC` (unless `env` sets it) and return its output.
 fn stats(config: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(BIN);
-    cmd.arg("--config").arg(config).args(args).env("TZ", "UTC");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.stdin(Stdio::null())
+    Program::new("iotitan-stats")
+        .config_file(config)
+        .args(args)
+        .env("TZ", "UTC")
+        .envs(env)
         .output()
-        .expect("run iotitan-stats")
 }
 
 fn ok(out: &Output) -> String {
