@@ -1,6 +1,6 @@
 //! `POST /api/v1/commands`: publish a command and wait for the device to say it obeyed.
 //!
-//! Two forms (HTTP.md): `{"topic", "payload"[, "await": {"topic", "payload"?, "timeout"?}]}`,
+//! Two forms (docs/HTTP.md): `{"topic", "payload"[, "await": {"topic", "payload"?, "timeout"?}]}`,
 //! or `{"device": "plug7", "payload": "OFF"[, "timeout"]}` with the topics of
 //! `[[http.device]]` (Tasmota: `cmnd/…/POWER` → `stat/…/POWER`). The acknowledgement topic is
 //! subscribed *before* the command goes out, so a device that answers at once is not missed.

@@ -1,5 +1,5 @@
 //! The one error answer of the HTTP API: `{"error": "<code>", "message": "<one sentence>"}`
-//! with the status that goes with it (HTTP.md "Answers and errors").
+//! with the status that goes with it (docs/HTTP.md "Answers and errors").
 //!
 //! Codes are stable words clients can branch on; messages are for people and never carry a
 //! token. Every handler, extractor and middleware of the daemon answers errors through this

@@ -1,5 +1,5 @@
 //! `iotitan-http`: readings in over HTTP, commands out, for clients that cannot speak MQTT
-//! (a phone app, a script, a browser), with access tokens. The contract is HTTP.md.
+//! (a phone app, a script, a browser), with access tokens. The contract is docs/HTTP.md.
 //!
 //! The parts, from pure to I/O:
 //! - [`reading`]: the three reading forms → checked MQTT messages (private areas withheld);

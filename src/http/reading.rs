@@ -1,4 +1,4 @@
-//! The bodies of `POST /api/v1/readings` → MQTT messages (HTTP.md "Reading forms"). Pure: no
+//! The bodies of `POST /api/v1/readings` → MQTT messages (docs/HTTP.md "Reading forms"). Pure: no
 //! I/O, the clock passed in.
 //!
 //! Three forms:

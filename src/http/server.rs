@@ -75,7 +75,7 @@ pub fn router(app: Arc<App>, read: Option<Router>) -> Router {
                     stop: app.stop.clone(),
                 }),
         );
-    // The read endpoints (HTTP.md: topics, history, aggregate, top, histogram) go here, each
+    // The read endpoints (docs/HTTP.md: topics, history, aggregate, top, histogram) go here, each
     // request let through only with a token that has the `read` scope.
     if let Some(read) = read {
         let tokens = app.tokens.clone();
