@@ -3,6 +3,7 @@
 
 use clap::{Parser, Subcommand};
 use iotitan::linger::Linger;
+use iotitan::mqtt::mosquitto;
 use iotitan::{cli, exit, logger, logging};
 
 /// Write every MQTT message to syslog as one `topic payload` record.
@@ -38,11 +39,22 @@ fn main() -> std::process::ExitCode {
         let cli: Cli = cli::parse();
         logging::init("iotitan-logger");
         let timeout = match cli.command {
-            Some(Command::CheckConfig) => return cli::check_config(&cli.config),
+            Some(Command::CheckConfig) => {
+                cli::check_config(&cli.config)?;
+                // The broker's side of "nothing lost": would it keep a stopped logger's backlog?
+                let cfg = cli.config.load()?;
+                for w in mosquitto::check_local(&cfg.mqtt.host) {
+                    println!("# warning: {w}");
+                }
+                return Ok(());
+            }
             Some(Command::Leave { timeout }) => Some(timeout),
             None => None,
         };
         let cfg = cli.config.load()?;
+        for w in mosquitto::check_local(&cfg.mqtt.host) {
+            tracing::warn!("{w}");
+        }
         if let Some(timeout) = timeout {
             return cli::run_job(|shutdown| async move {
                 logger::leave::run(&cfg, shutdown, timeout).await.map(drop)

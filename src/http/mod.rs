@@ -8,7 +8,12 @@
 //! - [`auth`]: tokens, loaded like the bridge's write keys, compared in constant time;
 //! - [`error`]: the one JSON error shape;
 //! - [`broker`]: QoS 1 publishing that knows when the broker acknowledged, subscriptions;
+//! - [`live`]: the live stream of readings to the dashboard (server-sent events);
+//! - [`ui`]: the dashboard's page and its vendored assets, built into the binary;
 //! - [`server`]: the router, the handlers and the accept loop; [`tls`]: HTTPS.
+//!
+//! The read endpoints (history, aggregates, top-N, histograms) are [`crate::history`]'s: the
+//! binary hands them to [`run`] already built.
 //!
 //! [`run`] is the daemon: tokens and TLS first (a config problem exits 78 at once), then the
 //! listener, then the broker; `READY=1` once both are up. Requests are served from the start

@@ -16,9 +16,12 @@
 //! - the default max packet size (10 KiB) disconnects on bigger messages: we set it from config.
 //!
 //! Modules: [`driver`] polls and reconnects, [`subscribe`] plans subscriptions and judges
-//! SUBACKs, [`requests`] tracks requests someone waits for, [`pump`] ties them together.
+//! SUBACKs, [`requests`] tracks requests someone waits for, [`pump`] ties them together;
+//! [`mosquitto`] reads a local broker's queue limits (would it keep a stopped logger's
+//! backlog?).
 
 pub mod driver;
+pub mod mosquitto;
 pub mod pump;
 pub mod requests;
 pub mod subscribe;
