@@ -13,9 +13,9 @@
 //! retained, they are also the daemon's memory: on start it reads them back, so a restart
 //! neither announces an active alert again nor forgets it.
 
-pub mod daemon;
-pub mod event;
-pub mod machine;
+pub(crate) mod daemon;
+pub(crate) mod event;
+pub(crate) mod machine;
 
 pub use daemon::run;
 pub use event::Event;

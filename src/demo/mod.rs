@@ -13,11 +13,11 @@
 //! (its devices say goodbye), then the programs (they drain and flush), then the syslog
 //! receiver (it writes what is still queued), so nothing published is lost on the way out.
 
-pub mod broker;
-pub mod config;
+pub(crate) mod broker;
+pub(crate) mod config;
 mod pipeline;
 pub mod receiver;
-pub mod view;
+pub(crate) mod view;
 
 use crate::config::Config;
 use crate::mqtt;

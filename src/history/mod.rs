@@ -14,12 +14,12 @@
 
 pub mod aggregate;
 pub mod api;
-pub mod histogram;
+pub(crate) mod histogram;
 pub mod query;
 pub mod read;
-pub mod rows;
-pub mod top;
-pub mod topics;
+pub(crate) mod rows;
+pub(crate) mod top;
+pub(crate) mod topics;
 
 use crate::payload::{self, Extractor, Reading, Rejected};
 use crate::records::{Decisions, Records};

@@ -12,11 +12,11 @@
 //! - [`load`] — a paced stream of numbered messages for benchmarks;
 //! - [`publish`] — the one I/O edge: drives a generator against the broker and reports.
 
-pub mod fault;
-pub mod fleet;
-pub mod load;
-pub mod publish;
-pub mod replay;
+pub(crate) mod fault;
+pub(crate) mod fleet;
+pub(crate) mod load;
+pub(crate) mod publish;
+pub(crate) mod replay;
 
 pub use fault::{FaultOptions, Faulty, ScheduledSpike};
 pub use fleet::{Fleet, FleetOptions};

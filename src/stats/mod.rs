@@ -15,10 +15,10 @@
 
 pub mod aggregate;
 pub mod collect;
-pub mod publish;
-pub mod report;
-pub mod state;
-pub mod window;
+pub(crate) mod publish;
+pub(crate) mod report;
+pub(crate) mod state;
+pub(crate) mod window;
 
 use crate::config::Config;
 use crate::exit::{self, ExitError};
