@@ -44,6 +44,11 @@ impl ExitError {
     }
 }
 
+/// A command-line error (exit 64): a bad `--since`, `--input` and the like.
+pub fn usage(message: impl Into<String>) -> anyhow::Error {
+    ExitError::new(USAGE, message).into()
+}
+
 /// The exit code for an error chain: the first [`ExitError`] or
 /// [`crate::config::ConfigError`] found decides, anything else is [`SOFTWARE`].
 pub fn code_for(err: &anyhow::Error) -> u8 {

@@ -40,13 +40,13 @@ fn main() -> std::process::ExitCode {
         logging::init("iotitan-logger");
         let timeout = match cli.command {
             Some(Command::CheckConfig) => {
-                cli::check_config(&cli.config)?;
                 // The broker's side of "nothing lost": would it keep a stopped logger's backlog?
-                let cfg = cli.config.load()?;
-                for w in mosquitto::check_local(&cfg.mqtt.host) {
-                    println!("# warning: {w}");
-                }
-                return Ok(());
+                return cli::check_config_with(&cli.config, |cfg| {
+                    Ok(mosquitto::check_local(&cfg.mqtt.host)
+                        .into_iter()
+                        .map(|w| format!("warning: {w}"))
+                        .collect())
+                });
             }
             Some(Command::Leave { timeout }) => Some(timeout),
             None => None,

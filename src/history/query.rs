@@ -2,7 +2,7 @@
 //! gzipped files by the same engine as the window statistics ([`crate::records`]).
 
 use crate::config::Config;
-use crate::exit::{self, ExitError};
+use crate::exit;
 use crate::payload::{self, Extractor, Reading, Rejected};
 use crate::records::scan::{self, ProgressArgs, Threads};
 use crate::records::{Decided, Decisions, Feed, Reader, Records};
@@ -513,13 +513,13 @@ pub struct QueryOptions {
 /// `iotitan-stats query`: write the history of `opts.topics` to stdout.
 pub fn run(cfg: &Config, opts: &QueryOptions) -> anyhow::Result<()> {
     let now = Utc::now();
-    let since = time::parse_time(&opts.since, now).map_err(usage)?;
+    let since = time::parse_time(&opts.since, now).map_err(exit::usage)?;
     let until = match &opts.until {
-        Some(u) => time::parse_time(u, now).map_err(usage)?,
+        Some(u) => time::parse_time(u, now).map_err(exit::usage)?,
         None => now,
     };
     if until <= since {
-        return Err(usage("--until is not after --since"));
+        return Err(exit::usage("--until is not after --since"));
     }
     let sources = scan::sources(&cfg.syslog.sources, &opts.inputs)?;
     let disorder =
@@ -557,10 +557,6 @@ pub fn run(cfg: &Config, opts: &QueryOptions) -> anyhow::Result<()> {
     export.finish().context("cannot write to stdout")?;
     tracing::info!("{rows} values exported, {rejected} records were not numeric");
     Ok(())
-}
-
-fn usage(msg: impl Into<String>) -> anyhow::Error {
-    ExitError::new(exit::USAGE, msg).into()
 }
 
 #[cfg(test)]

@@ -16,10 +16,7 @@ pub fn sources(configured: &[String], inputs: &[String]) -> anyhow::Result<Vec<S
     } else {
         inputs
             .iter()
-            .map(|s| {
-                s.parse()
-                    .map_err(|e: String| ExitError::new(exit::USAGE, e).into())
-            })
+            .map(|s| s.parse().map_err(exit::usage))
             .collect()
     }
 }

@@ -76,10 +76,6 @@ pub struct Options {
     pub progress: ProgressArgs,
 }
 
-fn usage(msg: impl Into<String>) -> anyhow::Error {
-    ExitError::new(exit::USAGE, msg).into()
-}
-
 /// Compute the statistics of consecutive `windows` in one pass over `sources`, reading large
 /// files on every core.
 pub fn compute(
@@ -142,13 +138,13 @@ fn windows(
     now: DateTime<Utc>,
 ) -> anyhow::Result<(Vec<Window>, bool)> {
     if let Some(since) = &opts.since {
-        let start = time::parse_time(since, now).map_err(usage)?;
+        let start = time::parse_time(since, now).map_err(exit::usage)?;
         let end = match &opts.until {
-            Some(u) => time::parse_time(u, now).map_err(usage)?,
+            Some(u) => time::parse_time(u, now).map_err(exit::usage)?,
             None => now,
         };
         if end <= start {
-            return Err(usage(format!(
+            return Err(exit::usage(format!(
                 "--until ({end}) is not after --since ({start})"
             )));
         }
@@ -179,7 +175,7 @@ fn windows(
 /// One run of `iotitan-stats`: plan, read, compute, print and/or publish, record the state.
 pub async fn run(cfg: &Config, shutdown: Shutdown, opts: &Options) -> anyhow::Result<()> {
     let now = match &opts.now {
-        Some(t) => time::parse_time(t, Utc::now()).map_err(usage)?,
+        Some(t) => time::parse_time(t, Utc::now()).map_err(exit::usage)?,
         None => Utc::now(),
     };
     let sources = scan::sources(&cfg.syslog.sources, &opts.inputs)?;
