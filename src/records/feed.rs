@@ -6,6 +6,7 @@
 use super::reader::{RawSeen, Reader};
 use crate::payload::Rejected;
 use crate::syslog::clock::Zone;
+use crate::syslog::line::Stamped;
 use crate::syslog::source::{Lines, Split};
 use chrono::{DateTime, Utc};
 use std::borrow::Cow;
@@ -73,7 +74,19 @@ impl<Z: Zone + Clone, R: Records> Lines for Feed<Z, R> {
         self.reader.input(reference);
     }
     fn take(&mut self, line: &[u8]) -> ControlFlow<()> {
-        match self.reader.read_raw(line) {
+        let seen = self.reader.read_raw(line);
+        self.seen(seen)
+    }
+    fn entry(&mut self, entry: Stamped<'_>) -> ControlFlow<()> {
+        let seen = self.reader.read_entry(entry);
+        self.seen(seen)
+    }
+}
+
+impl<Z: Zone + Clone, R: Records> Feed<Z, R> {
+    /// Hand a record of the window on.
+    fn seen(&mut self, seen: RawSeen<'_>) -> ControlFlow<()> {
+        match seen {
             RawSeen::Past => ControlFlow::Break(()),
             RawSeen::Record {
                 micros,

@@ -210,6 +210,15 @@ impl<Z: Zone + Clone> Reader<Z> {
         (self.last, parsed)
     }
 
+    /// [`stamp`](Reader::stamp) for a journal entry read directly: already apart.
+    pub(crate) fn stamp_entry<'a>(
+        &mut self,
+        entry: Stamped<'a>,
+    ) -> (Option<i64>, Result<Stamped<'a>, LineError>) {
+        self.last = Some(entry.micros);
+        (self.last, Ok(entry))
+    }
+
     /// The record in a parsed line of the window, if it is one of ours.
     pub(crate) fn body<'a>(&self, parsed: Result<Stamped<'a>, LineError>) -> Body<'a> {
         let Ok(l) = parsed else {
@@ -236,7 +245,21 @@ impl<Z: Zone + Clone> Reader<Z> {
     /// line: readers that cache a decision per topic look it up by those bytes, and validate
     /// a topic's UTF-8 once, not on every line.
     pub fn read_raw<'a>(&mut self, raw: &'a [u8]) -> RawSeen<'a> {
-        let (time, parsed) = self.stamp(raw);
+        let stamped = self.stamp(raw);
+        self.classify(stamped)
+    }
+
+    /// [`read_raw`](Reader::read_raw) for a journal entry read directly.
+    pub fn read_entry<'a>(&mut self, entry: Stamped<'a>) -> RawSeen<'a> {
+        let stamped = self.stamp_entry(entry);
+        self.classify(stamped)
+    }
+
+    /// Classify a stamped line.
+    fn classify<'a>(
+        &mut self,
+        (time, parsed): (Option<i64>, Result<Stamped<'a>, LineError>),
+    ) -> RawSeen<'a> {
         let Some(time) = time else {
             return RawSeen::Outside;
         };

@@ -17,6 +17,7 @@ use crate::records::reader::{Body, Place, Reader};
 use crate::statistic::{Series, is_output};
 use crate::stats::aggregate::Summary;
 use crate::syslog::clock::Zone;
+use crate::syslog::line::{LineError, Stamped};
 use crate::syslog::source::{Lines, Split};
 use crate::time::Window;
 use crate::topic::Filters;
@@ -147,7 +148,15 @@ impl<'s, Z: Zone + Clone> Collector<'s, Z> {
 
     /// Account for one line.
     pub fn line(&mut self, raw: &[u8]) -> ControlFlow<()> {
-        let (time, parsed) = self.reader.stamp(raw);
+        let stamped = self.reader.stamp(raw);
+        self.stamped(stamped)
+    }
+
+    /// Account for a stamped line (or journal entry).
+    fn stamped(
+        &mut self,
+        (time, parsed): (Option<i64>, Result<Stamped<'_>, LineError>),
+    ) -> ControlFlow<()> {
         let Some(time) = time else {
             return ControlFlow::Continue(());
         };
@@ -340,6 +349,10 @@ impl<Z: Zone + Clone> Lines for Collector<'_, Z> {
     fn take(&mut self, line: &[u8]) -> ControlFlow<()> {
         self.line(line)
     }
+    fn entry(&mut self, entry: Stamped<'_>) -> ControlFlow<()> {
+        let stamped = self.reader.stamp_entry(entry);
+        self.stamped(stamped)
+    }
 }
 
 impl<Z: Zone + Clone + Send> Split for Collector<'_, Z> {
@@ -422,7 +435,27 @@ impl<Z: Zone + Clone> Lines for CatchUp<'_, Z> {
         let Some(reader) = &mut self.reader else {
             return ControlFlow::Break(());
         };
-        let (time, parsed) = reader.stamp(line);
+        let stamped = reader.stamp(line);
+        self.stamped(stamped)
+    }
+    fn entry(&mut self, entry: Stamped<'_>) -> ControlFlow<()> {
+        let Some(reader) = &mut self.reader else {
+            return ControlFlow::Break(());
+        };
+        let stamped = reader.stamp_entry(entry);
+        self.stamped(stamped)
+    }
+}
+
+impl<Z: Zone + Clone> CatchUp<'_, Z> {
+    /// Hand a stamped line (or journal entry) to every window still open.
+    fn stamped(
+        &mut self,
+        (time, parsed): (Option<i64>, Result<Stamped<'_>, LineError>),
+    ) -> ControlFlow<()> {
+        let Some(reader) = &mut self.reader else {
+            return ControlFlow::Break(());
+        };
         let Some(time) = time else {
             return ControlFlow::Continue(());
         };

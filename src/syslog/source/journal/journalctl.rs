@@ -1,14 +1,14 @@
-//! The journal as a source, read through `journalctl -o json` between the range's bounds
-//! and matched on the syslog identifier.
+//! The journal read through `journalctl -o json` between the range's bounds, matched on the
+//! syslog identifier: the way in where the files cannot be read directly.
 
-use super::{Lines, Scan, ScanReport, SourceError, stream};
+use super::super::{Lines, Scan, ScanReport, SourceError, stream};
 use chrono::{DateTime, Utc};
 use std::io::Read;
 use std::ops::ControlFlow;
 use std::process::{Command, Stdio};
 
 /// `journalctl` time arguments: whole seconds in UTC, widened to cover the range.
-pub(super) fn journal_time(t: DateTime<Utc>, round_up: bool) -> String {
+pub(in crate::syslog::source) fn journal_time(t: DateTime<Utc>, round_up: bool) -> String {
     let secs = t.timestamp() + i64::from(round_up && t.timestamp_subsec_nanos() > 0);
     DateTime::from_timestamp(secs, 0)
         .unwrap_or(t)
@@ -16,7 +16,7 @@ pub(super) fn journal_time(t: DateTime<Utc>, round_up: bool) -> String {
         .to_string()
 }
 
-pub(super) fn scan_journal(
+pub(in crate::syslog::source) fn scan_journal(
     namespace: Option<&str>,
     scan: &Scan<'_>,
     lines: &mut dyn Lines,
