@@ -594,6 +594,126 @@ fn reads_a_journald_namespace() {
     assert_eq!(o["lines"]["rejected"], 1, "{o}");
 }
 
+/// A journald namespace holding 4 000 records of ours in two files (rotated half way), one
+/// record in fifty a long topic that journald stores compressed, and lines of another
+/// program between them; and its rows as `journalctl -o json` gives them.
+fn journal_with_history() -> (Journald, String) {
+    let j = Journald::start("exact");
+    let long = "x".repeat(700);
+    let batch = |from: usize| -> Vec<String> {
+        (from..from + 2000)
+            .map(|i| match i % 50 {
+                0 => format!("iotitan/j/{long}/{i} {i}"),
+                _ => format!("iotitan/j/n{} {i}.5", i % 7),
+            })
+            .collect()
+    };
+    j.send_lines(ID, &batch(0));
+    j.send_lines("other-program", &["iotitan/j/n1 999".to_owned()]);
+    j.wait_messages(ID, 2000, TIMEOUT);
+    j.rotate();
+    j.send_lines(ID, &batch(2000));
+    j.wait_messages(ID, 4000, TIMEOUT);
+    let rows = query_journal(&j.namespace, "journalctl", &[]);
+    (j, rows)
+}
+
+/// `query` of the namespace's history through `journal` or `journalctl`; its CSV, checked to
+/// have exited well with `stderr` in its log (or, for `[]`, without a warning).
+fn query_journal(namespace: &str, how: &str, stderr: &[&str]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), &no_broker(), &[], "");
+    let out = stats(
+        &cfg,
+        &[
+            "query",
+            "--topics",
+            "#",
+            "--since",
+            "-1h",
+            "--input",
+            &format!("{how}:{namespace}"),
+        ],
+        &[],
+    );
+    let csv = ok(&out);
+    let err = String::from_utf8_lossy(&out.stderr);
+    for s in stderr {
+        assert!(err.contains(s), "no {s:?} in stderr: {err}");
+    }
+    if stderr.is_empty() {
+        assert!(!err.contains("WARN"), "{err}");
+    }
+    csv
+}
+
+#[test]
+fn the_journal_read_from_its_files_gives_journalctls_rows() {
+    let (j, rows) = journal_with_history();
+    let files = std::fs::read_dir(j.directory()).unwrap().count();
+    assert!(files >= 2, "{files} journal files: not rotated");
+    // journald compressed the long records: their text is not in the files as it was sent.
+    let long = format!("iotitan/j/{}/0 ", "x".repeat(700));
+    for f in std::fs::read_dir(j.directory()).unwrap() {
+        let bytes = std::fs::read(f.unwrap().path()).unwrap();
+        assert!(memchr::memmem::find(&bytes, long.as_bytes()).is_none());
+    }
+    assert_eq!(
+        rows.lines().count(),
+        4001,
+        "{}",
+        &rows[..500.min(rows.len())]
+    );
+    assert!(rows.contains(&format!("{},0\n", long.trim_end())));
+    let direct = query_journal(&j.namespace, "journal", &[]);
+    assert!(
+        direct == rows,
+        "the direct reader's rows differ from journalctl's"
+    );
+}
+
+#[test]
+fn a_damaged_journal_file_gives_its_rows_up_to_the_damage_and_says_so() {
+    let (j, rows) = journal_with_history();
+    let copy = JournalCopy::of(&j, "cut");
+    let files = copy.files();
+    // The archived file cut in the middle of its objects, as a crash mid-write leaves it.
+    let archived = &files[0];
+    let bytes = std::fs::read(archived).unwrap();
+    let tail_object = u64::from_le_bytes(bytes[136..144].try_into().unwrap()) as usize;
+    std::fs::write(archived, &bytes[..tail_object / 2 / 8 * 8]).unwrap();
+    let name = archived.file_name().unwrap().to_string_lossy().into_owned();
+    let got = query_journal(&copy.namespace, "journal", &["damaged input", &name]);
+    let (all, kept): (Vec<&str>, Vec<&str>) = (rows.lines().collect(), got.lines().collect());
+    assert!(kept.len() < all.len(), "nothing was lost from a cut file?");
+    // What is read is right: a prefix of the first file's rows, then all of the second's.
+    let mut rest = all.iter();
+    for row in &kept {
+        assert!(rest.any(|r| r == row), "row {row} is not journalctl's");
+    }
+    let second: Vec<&str> = all
+        .iter()
+        .filter(|r| r.rsplit(',').next().and_then(|v| v.parse::<f64>().ok()) >= Some(2000.0))
+        .copied()
+        .collect();
+    assert_eq!(second.len(), 2000);
+    assert!(second.iter().all(|r| kept.contains(r)));
+}
+
+#[test]
+fn a_journal_file_the_reader_cannot_read_goes_through_journalctl() {
+    let (j, rows) = journal_with_history();
+    let copy = JournalCopy::of(&j, "xz");
+    // Flag one file as possibly holding xz-compressed entries (systemd before 246 wrote
+    // them), which this reader leaves to journalctl.
+    let file = &copy.files()[0];
+    let mut bytes = std::fs::read(file).unwrap();
+    bytes[12] |= 1;
+    std::fs::write(file, &bytes).unwrap();
+    let got = query_journal(&copy.namespace, "journal", &["through journalctl", "flags"]);
+    assert!(got == rows, "the fallback's rows differ");
+}
+
 // ---- traditional timestamps: New Year and DST, with TZ set ---------------------------------
 
 fn set_mtime(path: &Path, rfc3339: &str) {

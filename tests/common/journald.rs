@@ -53,6 +53,37 @@ impl Journald {
         PathBuf::from(format!("/run/systemd/journal.{}/dev-log", self.namespace))
     }
 
+    /// Where the namespace's files are (volatile storage).
+    pub fn directory(&self) -> PathBuf {
+        journal_directory(&self.namespace)
+    }
+
+    /// Archive the active file and start a new one (`journalctl --rotate`); returns once done.
+    pub fn rotate(&self) {
+        let st = Command::new("journalctl")
+            .args(["--namespace", &self.namespace, "--rotate"])
+            .stdin(Stdio::null())
+            .status()
+            .expect("run journalctl --rotate");
+        assert!(st.success(), "journalctl --rotate: {st}");
+    }
+
+    /// Send `messages` with `identifier` through the namespace's syslog socket, one datagram
+    /// each (logger(1) reading them from a file: one process for all).
+    pub fn send_lines(&self, identifier: &str, messages: &[String]) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("lines");
+        std::fs::write(&file, messages.join("\n") + "\n").expect("write lines");
+        let st = Command::new("logger")
+            .arg("--socket")
+            .arg(self.socket())
+            .args(["-t", identifier, "-f"])
+            .arg(&file)
+            .status()
+            .expect("run logger");
+        assert!(st.success(), "logger: {st}");
+    }
+
     /// `journal:NS`, as a stats source.
     pub fn source(&self) -> String {
         format!("journal:{}", self.namespace)
@@ -92,6 +123,48 @@ impl Journald {
         });
         assert!(ok, "expected {n} journal records, got {}", got.len());
         got
+    }
+}
+
+/// The directory of a namespace's volatile journal.
+pub fn journal_directory(namespace: &str) -> PathBuf {
+    let id = std::fs::read_to_string("/etc/machine-id").expect("read /etc/machine-id");
+    PathBuf::from(format!("/run/log/journal/{}.{namespace}", id.trim()))
+}
+
+/// A namespace without a journald: a copy of another's files, to damage at will. Both the
+/// direct reader and `journalctl --namespace` read it as they read a live one.
+pub struct JournalCopy {
+    pub namespace: String,
+}
+
+impl JournalCopy {
+    /// Copy `from`'s files into a new namespace named `from`'s name with `suffix`.
+    pub fn of(from: &Journald, suffix: &str) -> JournalCopy {
+        let namespace = format!("{}{suffix}", from.namespace);
+        let dir = journal_directory(&namespace);
+        std::fs::create_dir_all(&dir).expect("create the copy's directory");
+        for f in std::fs::read_dir(from.directory()).expect("list the journal") {
+            let f = f.expect("list the journal").path();
+            std::fs::copy(&f, dir.join(f.file_name().expect("a file name"))).expect("copy");
+        }
+        JournalCopy { namespace }
+    }
+
+    /// The copied files, oldest first (archived ones by name, the active one last).
+    pub fn files(&self) -> Vec<PathBuf> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(journal_directory(&self.namespace))
+            .expect("list the copy")
+            .map(|f| f.expect("list the copy").path())
+            .collect();
+        files.sort_by_key(|p| (p.ends_with("system.journal"), p.clone()));
+        files
+    }
+}
+
+impl Drop for JournalCopy {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(journal_directory(&self.namespace));
     }
 }
 

@@ -72,6 +72,19 @@ struct Mapped {
     map: Mmap,
 }
 
+impl Mapped {
+    /// Give back the pages read: a file done with no longer counts in the process's memory
+    /// (a large journal would otherwise be resident as a whole by the end of a read).
+    fn release(&self) {
+        // SAFETY: a shared, read-only map of a file: dropped pages are read from the file
+        // again if touched, so nothing that borrows the map sees a change.
+        let _ = unsafe {
+            self.map
+                .unchecked_advise(memmap2::UncheckedAdvice::DontNeed)
+        };
+    }
+}
+
 /// Map every journal file of the namespace. Fails (for `journalctl` to try) when a file
 /// cannot be opened or uses a feature the reader lacks.
 fn open(namespace: Option<&str>) -> Result<Vec<Mapped>, String> {
@@ -103,9 +116,9 @@ fn open(namespace: Option<&str>) -> Result<Vec<Mapped>, String> {
 /// The files of one journald instance (one `seqnum_id`), read one after the other.
 struct Stream<'a> {
     /// Files still to read, the next last.
-    files: Vec<(&'a Path, JournalFile<'a>)>,
+    files: Vec<(&'a Mapped, JournalFile<'a>)>,
     /// The file being read, its entries and the entry at its head.
-    current: Option<(&'a Path, Entries<'a>, Entry<'a>)>,
+    current: Option<(&'a Mapped, Entries<'a>, Entry<'a>)>,
     /// Where `MESSAGE` was in the last entry.
     hint: usize,
 }
@@ -115,19 +128,23 @@ fn read(files: &[Mapped], scan: &Scan<'_>, lines: &mut dyn Lines) -> ScanReport 
     let mut report = ScanReport::default();
     let from = u64::try_from(scan.from.timestamp_micros()).unwrap_or(0);
     let until = u64::try_from(scan.until.timestamp_micros()).unwrap_or(0);
-    let mut parsed: Vec<(&Path, JournalFile<'_>)> = Vec::new();
+    let mut parsed: Vec<(&Mapped, JournalFile<'_>)> = Vec::new();
     for m in files {
         match JournalFile::parse(&m.map) {
             // A file without entries (head 0) or wholly outside the range is not read.
             Ok(f) if f.head_realtime == 0 || f.tail_realtime < from || f.head_realtime > until => {}
-            Ok(f) => parsed.push((&m.path, f)),
+            Ok(f) => parsed.push((m, f)),
             Err(e) => report.damaged.push(format!("{}: {e}", m.path.display())),
         }
     }
     // Grouped by journald instance, each group's files newest first (to be popped oldest
     // first).
     parsed.sort_by(|a, b| {
-        (a.1.seqnum_id, b.1.head_seqnum, b.0).cmp(&(b.1.seqnum_id, a.1.head_seqnum, a.0))
+        (a.1.seqnum_id, b.1.head_seqnum, &b.0.path).cmp(&(
+            b.1.seqnum_id,
+            a.1.head_seqnum,
+            &a.0.path,
+        ))
     });
     let mut streams: Vec<Stream<'_>> = Vec::new();
     for (path, f) in parsed {
@@ -164,10 +181,10 @@ fn read(files: &[Mapped], scan: &Scan<'_>, lines: &mut dyn Lines) -> ScanReport 
             return report;
         };
         let s = &mut streams[i];
-        let Some((path, entries, entry)) = &s.current else {
+        let Some((m, entries, entry)) = &s.current else {
             return report;
         };
-        let (path, file, entry) = (*path, *entries.file(), *entry);
+        let (m, file, entry) = (*m, *entries.file(), *entry);
         let flow = match file.message(&entry, &mut s.hint) {
             Ok(Some(msg)) => {
                 report.bytes += msg.len() as u64;
@@ -181,8 +198,9 @@ fn read(files: &[Mapped], scan: &Scan<'_>, lines: &mut dyn Lines) -> ScanReport 
             // `journalctl -o json` gives no line of ours for it.
             Ok(None) => ControlFlow::Continue(()),
             Err(e) => {
-                report.damaged.push(format!("{}: {e}", path.display()));
+                report.damaged.push(format!("{}: {e}", m.path.display()));
                 s.current = None;
+                m.release();
                 ControlFlow::Continue(())
             }
         };
@@ -198,20 +216,23 @@ fn read(files: &[Mapped], scan: &Scan<'_>, lines: &mut dyn Lines) -> ScanReport 
 
 /// Move `s` to its current file's next entry (none at the end of the file).
 fn next(s: &mut Stream<'_>, report: &mut ScanReport) {
-    let Some((path, mut entries, _)) = s.current.take() else {
+    let Some((m, mut entries, _)) = s.current.take() else {
         return;
     };
     match entries.next() {
-        Ok(Some(e)) => s.current = Some((path, entries, e)),
-        Ok(None) => {}
-        Err(e) => report.damaged.push(format!("{}: {e}", path.display())),
+        Ok(Some(e)) => s.current = Some((m, entries, e)),
+        Ok(None) => m.release(),
+        Err(e) => {
+            report.damaged.push(format!("{}: {e}", m.path.display()));
+            m.release();
+        }
     }
 }
 
 /// Open `s`'s next files until one has an entry of `ident` at or after `from`.
 fn advance(s: &mut Stream<'_>, ident: &[u8], from: u64, report: &mut ScanReport) {
     while s.current.is_none() {
-        let Some((path, f)) = s.files.pop() else {
+        let Some((m, f)) = s.files.pop() else {
             return;
         };
         let entries = f
@@ -221,15 +242,18 @@ fn advance(s: &mut Stream<'_>, ident: &[u8], from: u64, report: &mut ScanReport)
             Ok(Some(e)) => e,
             Ok(None) => continue,
             Err(e) => {
-                report.damaged.push(format!("{}: {e}", path.display()));
+                report.damaged.push(format!("{}: {e}", m.path.display()));
                 continue;
             }
         };
-        report.files.push(path.to_owned());
+        report.files.push(m.path.clone());
         match entries.next() {
-            Ok(Some(e)) => s.current = Some((path, entries, e)),
-            Ok(None) => {}
-            Err(e) => report.damaged.push(format!("{}: {e}", path.display())),
+            Ok(Some(e)) => s.current = Some((m, entries, e)),
+            Ok(None) => m.release(),
+            Err(e) => {
+                report.damaged.push(format!("{}: {e}", m.path.display()));
+                m.release();
+            }
         }
     }
 }
