@@ -187,6 +187,29 @@ pub fn spool(data: &[u8]) {
     let _ = b.take_changes();
 }
 
+/// A journal file as a crash, a disk error or anyone may leave it: its header, the
+/// identifier's DATA object, entry arrays (bisected by a time the first bytes pick) and each
+/// entry's message. An error or the entries, never a panic, a hang or a read out of bounds;
+/// the entries from a time on are the whole list's from that time on when times rise (in a
+/// file not flagged online, where the end of what was written may look different).
+pub fn journal_file(data: &[u8]) {
+    use crate::syslog::source::journal::read_bytes;
+    let Ok(all) = read_bytes(data, b"iotitan", 0) else {
+        return;
+    };
+    let from = data.get(200..208).map_or(0, |b| {
+        u64::from_le_bytes(b.try_into().unwrap_or_default()) % 16_000
+    });
+    let later = read_bytes(data, b"iotitan", from);
+    if data.get(16) != Some(&1)
+        && all.windows(2).all(|w| w[0].0 <= w[1].0)
+        && let Ok(later) = later
+    {
+        let want: Vec<_> = all.iter().filter(|(t, _)| *t >= from).cloned().collect();
+        assert_eq!(later, want, "entries from {from}");
+    }
+}
+
 /// Config parsing: any text gives a config or an error with a place, never a panic; a config
 /// that parses prints (`check-config`) as TOML that parses again.
 pub fn config(data: &[u8]) {

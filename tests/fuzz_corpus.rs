@@ -55,3 +55,8 @@ fn config() {
 fn http() {
     replay("http", iotitan::fuzz::http);
 }
+
+#[test]
+fn journal_file() {
+    replay("journal_file", iotitan::fuzz::journal_file);
+}

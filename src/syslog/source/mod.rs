@@ -15,7 +15,7 @@
 //! ranges at line boundaries, each read by a fork of the consumer, and the forks' results are
 //! merged in file order. Compressed files and streams are read on one thread.
 mod files;
-mod journal;
+pub(crate) mod journal;
 mod seek;
 mod split;
 

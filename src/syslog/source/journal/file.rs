@@ -667,18 +667,20 @@ mod tests {
 
     /// Every entry of `iotitan` from `from` on, with its message.
     fn read(bytes: &[u8], from: u64) -> Result<Vec<(u64, Vec<u8>)>, FileError> {
-        let f = JournalFile::parse(bytes)?;
-        let Some(d) = f.find_data(b"SYSLOG_IDENTIFIER", b"iotitan")? else {
-            return Ok(Vec::new());
+        super::super::read_bytes(bytes, b"iotitan", from)
+    }
+
+    /// Write the samples as the fuzz target's seeds (`IOTITAN_WRITE_SEEDS=DIR cargo test
+    /// --lib write_fuzz_seeds`).
+    #[test]
+    fn write_fuzz_seeds() {
+        let Some(dir) = std::env::var_os("IOTITAN_WRITE_SEEDS") else {
+            return;
         };
-        let mut entries = f.entries_from(d, from)?;
-        let (mut out, mut hint) = (Vec::new(), 0);
-        while let Some(e) = entries.next()? {
-            if let Some(m) = f.message(&e, &mut hint)? {
-                out.push((e.realtime, m.into_owned()));
-            }
+        let dir = std::path::Path::new(&dir);
+        for (name, compact, n) in [("compact-7", true, 7), ("regular-3", false, 3)] {
+            std::fs::write(dir.join(name), sample(compact, n).0).unwrap();
         }
-        Ok(out)
     }
 
     #[test]

@@ -22,7 +22,8 @@ pub(super) use journalctl::scan_journal as scan_journalctl;
 
 use super::{Lines, Scan, ScanReport, SourceError};
 use crate::syslog::line::Stamped;
-use file::{Entries, Entry, FileError, JournalFile};
+pub(crate) use file::FileError;
+use file::{Entries, Entry, JournalFile};
 use memmap2::Mmap;
 use std::borrow::Cow;
 use std::cmp::Ordering;
@@ -256,6 +257,27 @@ fn advance(s: &mut Stream<'_>, ident: &[u8], from: u64, report: &mut ScanReport)
             }
         }
     }
+}
+
+/// The entries of `identifier` in one journal file's bytes, from time `from` on: each one's
+/// time and message, up to the first damage (the error). The fuzz target's way in.
+pub(crate) fn read_bytes(
+    bytes: &[u8],
+    identifier: &[u8],
+    from: u64,
+) -> Result<Vec<(u64, Vec<u8>)>, FileError> {
+    let f = JournalFile::parse(bytes)?;
+    let Some(data) = f.find_data(b"SYSLOG_IDENTIFIER", identifier)? else {
+        return Ok(Vec::new());
+    };
+    let mut entries = f.entries_from(data, from)?;
+    let (mut out, mut hint) = (Vec::new(), 0);
+    while let Some(e) = entries.next()? {
+        if let Some(m) = f.message(&e, &mut hint)? {
+            out.push((e.realtime, m.into_owned()));
+        }
+    }
+    Ok(out)
 }
 
 /// libsystemd's order of entries of two files: by sequence number within one journald, by
