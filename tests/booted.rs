@@ -340,10 +340,16 @@ fn outage(c: &Container, name: &str, n: u32) {
         &format!("{n} distinct readings of an outage ({name}) read back by query"),
         &format!(
             "n=$(runuser -u iotitan -- iotitan-stats --config /etc/iotitan/iotitan.toml query \
-                 --topics '{prefix}/#' --since -1h | grep -F ',{prefix}/0,' \
+                 --topics '{prefix}/#' --since -1h 2> /tmp/query.err | grep -F ',{prefix}/0,' \
                  | cut -d, -f3 | sort -u | wc -l); \
              echo \"query $n\"; test $n = {n}"
         ),
+    );
+    // The user `iotitan` reads the journal's files itself, not through journalctl.
+    let log = c.ok("cat /tmp/query.err");
+    assert!(
+        log.contains("values exported") && !log.contains("WARN"),
+        "query ({name}) said: {log}"
     );
 }
 
