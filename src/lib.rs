@@ -11,6 +11,7 @@
 //! [`config`] (the one TOML file, validated with `file:line:col` errors), [`topic`] (MQTT
 //! topic filters), [`payload`] (payloads to numbers), [`record`] (the one-line `topic payload`
 //! syslog record format), [`statistic`] (the statistics and the derived-topic rule),
+//! [`energy`] (increase of meters, integrals of power), [`calendar`] (hours of the week),
 //! [`schedule`] (crontab schedules), [`time`] (windows, command-line times, timers),
 //! [`secret`] (keys and tokens from files, the environment or credentials), [`backoff`],
 //! [`exit`] (sysexits codes).
@@ -28,7 +29,9 @@
 
 // Foundation.
 pub mod backoff;
+pub mod calendar;
 pub mod config;
+pub mod energy;
 pub mod exit;
 pub mod payload;
 pub mod record;

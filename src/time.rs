@@ -1,8 +1,8 @@
 //! Time helpers every part shares: the half-open [`Window`], times on the command line and in
-//! queries ([`parse_time`]), the local zone as cron uses it ([`local`]), and sleeping until an
-//! optional deadline ([`sleep_until`]).
+//! queries ([`parse_time`]), the local zone as cron uses it ([`local`]) and what a zone must
+//! answer ([`Zone`]), and sleeping until an optional deadline ([`sleep_until`]).
 
-use chrono::{DateTime, Local, Utc};
+use chrono::{DateTime, Local, LocalResult, NaiveDateTime, TimeZone, Utc};
 use std::time::Instant;
 
 /// A half-open interval of time `[start, end)`.
@@ -59,9 +59,66 @@ pub async fn sleep_until(deadline: Option<Instant>) {
     }
 }
 
+/// A time zone that maps local wall-clock times to instants: the local zone in production,
+/// any zone in tests.
+pub trait Zone {
+    /// The instants a local time means (none in a DST gap, two in the repeated hour).
+    fn resolve(&self, local: &NaiveDateTime) -> LocalResult<DateTime<Utc>>;
+    /// The local wall-clock time of an instant.
+    fn local(&self, t: DateTime<Utc>) -> NaiveDateTime;
+}
+
+impl<Tz: TimeZone> Zone for Tz {
+    fn resolve(&self, local: &NaiveDateTime) -> LocalResult<DateTime<Utc>> {
+        self.from_local_datetime(local)
+            .map(|d| d.with_timezone(&Utc))
+    }
+    fn local(&self, t: DateTime<Utc>) -> NaiveDateTime {
+        t.with_timezone(self).naive_local()
+    }
+}
+
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// A zone with European DST rules in 2026 for UTC+1/+2 (CET/CEST); the DST tests of the
+    /// read API's buckets use it too.
+    #[derive(Clone, Copy, Debug)]
+    pub(crate) struct Cet;
+    impl Cet {
+        fn start() -> i64 {
+            1_774_746_000 // 2026-03-29T01:00:00Z
+        }
+        fn end() -> i64 {
+            1_792_890_000 // 2026-10-25T01:00:00Z
+        }
+        fn offset(t: i64) -> i64 {
+            if (Self::start()..Self::end()).contains(&t) {
+                7200
+            } else {
+                3600
+            }
+        }
+    }
+    impl Zone for Cet {
+        fn resolve(&self, l: &NaiveDateTime) -> LocalResult<DateTime<Utc>> {
+            let s = l.and_utc().timestamp();
+            let cands: Vec<_> = [s - 3600, s - 7200]
+                .into_iter()
+                .filter(|&t| s - Self::offset(t) == t)
+                .filter_map(|t| DateTime::from_timestamp(t, 0))
+                .collect();
+            match cands[..] {
+                [a] => LocalResult::Single(a),
+                [a, b] => LocalResult::Ambiguous(a.min(b), a.max(b)),
+                _ => LocalResult::None,
+            }
+        }
+        fn local(&self, t: DateTime<Utc>) -> NaiveDateTime {
+            (t + chrono::Duration::seconds(Self::offset(t.timestamp()))).naive_utc()
+        }
+    }
 
     fn utc(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)

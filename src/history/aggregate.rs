@@ -407,7 +407,7 @@ mod tests {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
     }
 
-    use crate::syslog::line::tests::Cet;
+    use crate::time::tests::Cet;
 
     #[test]
     fn widths() {

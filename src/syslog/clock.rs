@@ -5,26 +5,9 @@
 //! ([`super::line`] is the parser that keeps them).
 
 use super::line::bsd_header;
-use chrono::{DateTime, Datelike, LocalResult, NaiveDate, NaiveDateTime, TimeZone, Utc};
+use chrono::{DateTime, Datelike, LocalResult, NaiveDate, NaiveDateTime, Utc};
 
-/// A time zone that maps local wall-clock times to instants: the local zone in production,
-/// any zone in tests.
-pub trait Zone {
-    /// The instants a local time means (none in a DST gap, two in the repeated hour).
-    fn resolve(&self, local: &NaiveDateTime) -> LocalResult<DateTime<Utc>>;
-    /// The local wall-clock time of an instant.
-    fn local(&self, t: DateTime<Utc>) -> NaiveDateTime;
-}
-
-impl<Tz: TimeZone> Zone for Tz {
-    fn resolve(&self, local: &NaiveDateTime) -> LocalResult<DateTime<Utc>> {
-        self.from_local_datetime(local)
-            .map(|d| d.with_timezone(&Utc))
-    }
-    fn local(&self, t: DateTime<Utc>) -> NaiveDateTime {
-        t.with_timezone(self).naive_local()
-    }
-}
+pub use crate::time::Zone;
 
 /// How a repeated local time (the hour DST ends) is resolved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -424,7 +424,8 @@ fn journal(line: &[u8]) -> Result<Line<'_>, LineError> {
 pub(crate) mod tests {
     use super::*;
     use crate::syslog::clock::Ambiguity;
-    use chrono::{Datelike, LocalResult, NaiveDateTime};
+    use crate::time::tests::Cet;
+    use chrono::Datelike;
     use chrono::{FixedOffset, NaiveDate};
 
     fn utc(s: &str) -> DateTime<Utc> {
@@ -551,44 +552,6 @@ pub(crate) mod tests {
             p("Nov 22 15:30:00 h t: x", &mut c).time,
             utc("2026-11-22T05:00:00Z")
         );
-    }
-
-    /// A zone with European DST rules in 2026 for UTC+1/+2 (CET/CEST); the DST tests of the
-    /// read API's buckets use it too.
-    #[derive(Clone, Copy, Debug)]
-    pub(crate) struct Cet;
-    impl Cet {
-        fn start() -> i64 {
-            utc("2026-03-29T01:00:00Z").timestamp()
-        }
-        fn end() -> i64 {
-            utc("2026-10-25T01:00:00Z").timestamp()
-        }
-        fn offset(t: i64) -> i64 {
-            if (Self::start()..Self::end()).contains(&t) {
-                7200
-            } else {
-                3600
-            }
-        }
-    }
-    impl Zone for Cet {
-        fn resolve(&self, l: &NaiveDateTime) -> LocalResult<DateTime<Utc>> {
-            let s = l.and_utc().timestamp();
-            let cands: Vec<_> = [s - 3600, s - 7200]
-                .into_iter()
-                .filter(|&t| s - Self::offset(t) == t)
-                .filter_map(|t| DateTime::from_timestamp(t, 0))
-                .collect();
-            match cands[..] {
-                [a] => LocalResult::Single(a),
-                [a, b] => LocalResult::Ambiguous(a.min(b), a.max(b)),
-                _ => LocalResult::None,
-            }
-        }
-        fn local(&self, t: DateTime<Utc>) -> NaiveDateTime {
-            (t + chrono::Duration::seconds(Self::offset(t.timestamp()))).naive_utc()
-        }
     }
 
     #[test]

@@ -1,0 +1,332 @@
+//! Statistics of energy, which treat readings as a curve in time rather than as samples:
+//! the [`Increase`] of a cumulative meter (kWh from Tasmota's `ENERGY.Total`, Wh from a
+//! Shelly's `aenergy.total`), and the [`Integral`] of a gauge (Wh from watts) with the
+//! time-weighted mean that follows from it.
+//!
+//! Both read one series in time order and count only what falls in their spans: the window,
+//! or the parts of it inside a calendar's hours ([`crate::calendar`]). They are given the
+//! readings before the window too (a lookback), which only set where the curve stands when the
+//! window opens, and the first reading after it, which closes the last interval: so windows
+//! side by side add up exactly to the range they cover, and no step or slice of an interval is
+//! lost or counted twice at a boundary.
+//!
+//! Defined answers for bad input (documented in docs/stats.md): a value that is not finite is
+//! skipped; a reading older than the one before it (out-of-order syslog lines) is skipped, as
+//! its interval would run backwards; two readings at the same instant make an interval of no
+//! length.
+
+/// Spans of time, `[start, end)` in microseconds since the epoch, sorted and disjoint.
+pub type Spans = [(i64, i64)];
+
+/// Microseconds per hour: integrals are in value·hours (W → Wh).
+const MICROS_PER_HOUR: f64 = 3_600_000_000.0;
+
+/// Where `t` stands among `spans`, from the index `from` on: the index of the first span not
+/// wholly before `t`.
+fn skip_past(spans: &Spans, from: usize, t: i64) -> usize {
+    let mut i = from;
+    while i < spans.len() && spans[i].1 <= t {
+        i += 1;
+    }
+    i
+}
+
+/// The increase of a cumulative meter over spans, with meter resets.
+///
+/// A baseline `m` follows the readings: a reading `v ≥ m` adds `v − m`; one under `0.9·m` is a
+/// reset (the device restarted from zero, Home Assistant's rule for `total_increasing`) and
+/// adds `v`; a dip of less than 10 % is jitter and adds nothing, keeping `m`. A step counts
+/// where its later reading falls. The first reading only sets `m`.
+#[derive(Debug, Clone)]
+pub struct Increase<'s> {
+    spans: &'s Spans,
+    next: usize,
+    baseline: Option<f64>,
+    last: Option<i64>,
+    total: f64,
+}
+
+impl<'s> Increase<'s> {
+    /// An increase counted over `spans`.
+    pub fn new(spans: &'s Spans) -> Self {
+        Increase {
+            spans,
+            next: 0,
+            baseline: None,
+            last: None,
+            total: 0.0,
+        }
+    }
+
+    /// A reading `v` at `t` (µs).
+    pub fn push(&mut self, t: i64, v: f64) {
+        if !v.is_finite() || self.last.is_some_and(|l| t < l) {
+            return;
+        }
+        self.last = Some(t);
+        let Some(m) = self.baseline else {
+            self.baseline = Some(v);
+            return;
+        };
+        let step = if v >= m {
+            self.baseline = Some(v);
+            v - m
+        } else if v < 0.9 * m {
+            self.baseline = Some(v);
+            v
+        } else {
+            0.0
+        };
+        self.next = skip_past(self.spans, self.next, t);
+        if self.spans.get(self.next).is_some_and(|&(a, _)| a <= t) {
+            self.total += step;
+        }
+    }
+
+    /// The increase so far.
+    pub fn value(&self) -> f64 {
+        self.total
+    }
+}
+
+/// The integral of a gauge over spans, by the trapezoid between consecutive readings, each
+/// interval clipped to the spans by linear interpolation. An interval longer than `max_gap`
+/// is a gap, not a straight line, and is not integrated.
+#[derive(Debug, Clone)]
+pub struct Integral<'s> {
+    spans: &'s Spans,
+    next: usize,
+    max_gap: i64,
+    previous: Option<(i64, f64)>,
+    /// value·µs
+    sum: f64,
+    /// µs of the spans integrated.
+    covered: i64,
+}
+
+impl<'s> Integral<'s> {
+    /// An integral over `spans`, not bridging intervals over `max_gap` µs.
+    pub fn new(spans: &'s Spans, max_gap: i64) -> Self {
+        Integral {
+            spans,
+            next: 0,
+            max_gap,
+            previous: None,
+            sum: 0.0,
+            covered: 0,
+        }
+    }
+
+    /// A reading `v` at `t` (µs).
+    pub fn push(&mut self, t: i64, v: f64) {
+        if !v.is_finite() {
+            return;
+        }
+        if let Some((t0, v0)) = self.previous {
+            if t < t0 {
+                return;
+            }
+            if t > t0 && t - t0 <= self.max_gap {
+                self.interval((t0, v0), (t, v));
+            }
+        }
+        self.previous = Some((t, v));
+    }
+
+    /// Add the parts of the line from `(t0, v0)` to `(t1, v1)` inside the spans.
+    fn interval(&mut self, (t0, v0): (i64, f64), (t1, v1): (i64, f64)) {
+        self.next = skip_past(self.spans, self.next, t0);
+        let slope = (v1 - v0) / (t1 - t0) as f64;
+        let at = |t: i64| v0 + slope * (t - t0) as f64;
+        for &(a, b) in &self.spans[self.next..] {
+            if a >= t1 {
+                break;
+            }
+            let (s, e) = (a.max(t0), b.min(t1));
+            if s < e {
+                self.sum += (at(s) + at(e)) / 2.0 * (e - s) as f64;
+                self.covered += e - s;
+            }
+        }
+    }
+
+    /// The integral so far, in value·hours.
+    pub fn value(&self) -> f64 {
+        self.sum / MICROS_PER_HOUR
+    }
+
+    /// The hours of the spans that were integrated.
+    pub fn covered_hours(&self) -> f64 {
+        self.covered as f64 / MICROS_PER_HOUR
+    }
+
+    /// The fraction of the spans integrated (0 for spans of no length).
+    pub fn coverage(&self) -> f64 {
+        let total: i64 = self.spans.iter().map(|(a, b)| b - a).sum();
+        if total > 0 {
+            self.covered as f64 / total as f64
+        } else {
+            0.0
+        }
+    }
+
+    /// The time-weighted mean: the integral over the hours integrated; `None` without any.
+    pub fn twmean(&self) -> Option<f64> {
+        (self.covered > 0).then(|| self.sum / self.covered as f64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const H: i64 = 3_600_000_000;
+    const MIN: i64 = 60_000_000;
+
+    fn increase(spans: &Spans, readings: &[(i64, f64)]) -> f64 {
+        let mut inc = Increase::new(spans);
+        for &(t, v) in readings {
+            inc.push(t, v);
+        }
+        inc.value()
+    }
+
+    fn integral(spans: &Spans, readings: &[(i64, f64)], max_gap: i64) -> Integral<'static> {
+        let spans: &'static Spans = Box::leak(spans.to_vec().into_boxed_slice());
+        let mut i = Integral::new(spans, max_gap);
+        for &(t, v) in readings {
+            i.push(t, v);
+        }
+        i
+    }
+
+    #[test]
+    fn increase_follows_growth_resets_and_jitter() {
+        let r = [
+            (0, 100.0),
+            (MIN, 110.0),     // +10
+            (2 * MIN, 105.0), // jitter: 0, baseline stays 110
+            (3 * MIN, 112.0), // +2
+            (4 * MIN, 3.0),   // reset: +3
+            (5 * MIN, 8.0),   // +5
+        ];
+        assert_eq!(increase(&[(0, H)], &r), 20.0);
+        // The first reading inside the window sets nothing without a lookback: the step to it
+        // is counted where it falls.
+        assert_eq!(increase(&[(MIN, H)], &r), 20.0);
+        assert_eq!(increase(&[(MIN + 1, H)], &r), 10.0);
+    }
+
+    #[test]
+    fn bad_readings_are_skipped() {
+        let r = [
+            (0, 1.0),
+            (MIN, f64::NAN),
+            (2 * MIN, 2.0),
+            (MIN, 50.0), // older than the one before
+            (3 * MIN, 3.0),
+        ];
+        assert_eq!(increase(&[(0, H)], &r), 2.0);
+        let i = integral(&[(0, H)], &r, H);
+        // (1 + 2) / 2 for 2 minutes, then (2 + 3) / 2 for one: 5.5 W·min.
+        assert!((i.value() - 5.5 / 60.0).abs() < 1e-12, "{}", i.value());
+    }
+
+    #[test]
+    fn integral_is_the_trapezoid_clipped_to_the_window() {
+        // 0 W at 0, 120 W at 60 min: a ramp; the window holds its second half.
+        let r = [(0, 0.0), (60 * MIN, 120.0)];
+        let i = integral(&[(30 * MIN, 90 * MIN)], &r, 2 * H);
+        // (60 + 120) / 2 W for half an hour.
+        assert!((i.value() - 45.0).abs() < 1e-12, "{}", i.value());
+        assert!((i.coverage() - 0.5).abs() < 1e-12);
+        assert_eq!(i.twmean(), Some(90.0));
+    }
+
+    #[test]
+    fn a_gap_is_not_integrated() {
+        let r = [
+            (0, 100.0),
+            (10 * MIN, 100.0),
+            (40 * MIN, 100.0),
+            (50 * MIN, 100.0),
+        ];
+        let i = integral(&[(0, H)], &r, 15 * MIN);
+        assert!((i.value() - 100.0 * 20.0 / 60.0).abs() < 1e-9);
+        assert!((i.covered_hours() - 20.0 / 60.0).abs() < 1e-12);
+        assert_eq!(i.twmean(), Some(100.0));
+        assert_eq!(integral(&[(0, H)], &[], 15 * MIN).twmean(), None);
+    }
+
+    fn readings() -> impl Strategy<Value = Vec<(i64, f64)>> {
+        // Irregular times (0–20 min apart, some equal), values with resets and dips.
+        prop::collection::vec((0..20 * MIN, 0.0f64..1000.0), 1..60).prop_map(|steps| {
+            let mut t = 0;
+            steps
+                .into_iter()
+                .map(|(dt, v)| {
+                    t += dt;
+                    (t, v)
+                })
+                .collect()
+        })
+    }
+
+    proptest! {
+        /// Windows side by side add up to the range they cover, whatever the cut.
+        #[test]
+        fn windows_add_up(r in readings(), cut in 0..(20 * 60 * MIN), gap in (1..30i64)) {
+            let end = 20 * 60 * MIN;
+            let whole = increase(&[(0, end)], &r);
+            let parts = increase(&[(0, cut)], &r) + increase(&[(cut, end)], &r);
+            prop_assert!((whole - parts).abs() <= 1e-9 * whole.abs().max(1.0));
+            let gap = gap * MIN;
+            let whole = integral(&[(0, end)], &r, gap);
+            let (a, b) = (integral(&[(0, cut)], &r, gap), integral(&[(cut, end)], &r, gap));
+            prop_assert!((whole.value() - a.value() - b.value()).abs() <= 1e-9 * whole.value().abs().max(1.0));
+            prop_assert_eq!(whole.covered, a.covered + b.covered);
+        }
+
+        /// Spans cut from a window add up to the window (a calendar's hours and the rest).
+        #[test]
+        fn inside_and_outside_add_up(r in readings(), cuts in prop::collection::btree_set(1..(20 * 60 * MIN), 0..8)) {
+            let end = 20 * 60 * MIN;
+            let mut edges = vec![0];
+            edges.extend(cuts);
+            edges.push(end);
+            let spans: Vec<(i64, i64)> = edges.windows(2).map(|w| (w[0], w[1])).collect();
+            let inside: Vec<_> = spans.iter().copied().step_by(2).collect();
+            let outside: Vec<_> = spans.iter().copied().skip(1).step_by(2).collect();
+            let whole = increase(&[(0, end)], &r);
+            let parts = increase(&inside, &r) + increase(&outside, &r);
+            prop_assert!((whole - parts).abs() <= 1e-9 * whole.abs().max(1.0));
+            let gap = 15 * MIN;
+            let whole = integral(&[(0, end)], &r, gap).value();
+            let parts = integral(&inside, &r, gap).value() + integral(&outside, &r, gap).value();
+            prop_assert!((whole - parts).abs() <= 1e-9 * whole.abs().max(1.0));
+        }
+
+        /// A meter that only grows increases by its last reading less its first.
+        #[test]
+        fn a_growing_meter_increases_by_its_span(mut r in readings()) {
+            let mut total = 0.0;
+            for (_, v) in &mut r {
+                total += *v;
+                *v = total;
+            }
+            let end = 20 * 60 * MIN;
+            let want = r.last().unwrap().1 - r[0].1;
+            let got = increase(&[(-1, end + 1)], &r);
+            prop_assert!((got - want).abs() <= 1e-9 * want.max(1.0));
+        }
+
+        /// A constant gauge integrates to its value times the hours covered.
+        #[test]
+        fn a_constant_integrates_to_value_times_hours(r in readings(), v in 0.0f64..5000.0) {
+            let r: Vec<_> = r.into_iter().map(|(t, _)| (t, v)).collect();
+            let i = integral(&[(0, 20 * 60 * MIN)], &r, 20 * MIN);
+            prop_assert!((i.value() - v * i.covered_hours()).abs() <= 1e-9 * i.value().max(1.0));
+        }
+    }
+}
