@@ -19,7 +19,7 @@
 pub type Spans = [(i64, i64)];
 
 /// Microseconds per hour: integrals are in value·hours (W → Wh).
-const MICROS_PER_HOUR: f64 = 3_600_000_000.0;
+pub const MICROS_PER_HOUR: f64 = 3_600_000_000.0;
 
 /// Where `t` stands among `spans`, from the index `from` on: the index of the first span not
 /// wholly before `t`.
@@ -31,18 +31,105 @@ fn skip_past(spans: &Spans, from: usize, t: i64) -> usize {
     i
 }
 
-/// The increase of a cumulative meter over spans, with meter resets.
+/// A cumulative meter's baseline: what each reading adds to its increase.
 ///
 /// A baseline `m` follows the readings: a reading `v ≥ m` adds `v − m`; one under `0.9·m` is a
 /// reset (the device restarted from zero, Home Assistant's rule for `total_increasing`) and
-/// adds `v`; a dip of less than 10 % is jitter and adds nothing, keeping `m`. A step counts
-/// where its later reading falls. The first reading only sets `m`.
+/// adds `v`; a dip of less than 10 % is jitter and adds nothing, keeping `m`. The first
+/// reading only sets `m`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Meter {
+    baseline: Option<f64>,
+    last: Option<i64>,
+}
+
+impl Meter {
+    /// What the reading `v` at `t` (µs) adds; `None` for the first, and for one skipped
+    /// (not finite, or older than the one before).
+    pub fn step(&mut self, t: i64, v: f64) -> Option<f64> {
+        if !v.is_finite() || self.last.is_some_and(|l| t < l) {
+            return None;
+        }
+        self.last = Some(t);
+        let Some(m) = self.baseline else {
+            self.baseline = Some(v);
+            return None;
+        };
+        Some(if v >= m {
+            self.baseline = Some(v);
+            v - m
+        } else if v < 0.9 * m {
+            self.baseline = Some(v);
+            v
+        } else {
+            0.0
+        })
+    }
+}
+
+/// A gauge's curve: the straight line from each reading to the next, unless they are more
+/// than `max_gap` apart (a gap).
+#[derive(Debug, Clone, Copy)]
+pub struct Curve {
+    max_gap: i64,
+    previous: Option<(i64, f64)>,
+}
+
+/// A piece of a curve: from `(t0, v0)` to `(t1, v1)`, `t0 < t1`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Piece {
+    /// Where it starts: time (µs) and value.
+    pub from: (i64, f64),
+    /// Where it ends.
+    pub to: (i64, f64),
+}
+
+impl Piece {
+    /// The area under the piece between `s` and `e` (inside it), in value·µs.
+    pub fn area(&self, s: i64, e: i64) -> f64 {
+        let ((t0, v0), (t1, v1)) = (self.from, self.to);
+        let slope = (v1 - v0) / (t1 - t0) as f64;
+        let at = |t: i64| v0 + slope * (t - t0) as f64;
+        (at(s) + at(e)) / 2.0 * (e - s) as f64
+    }
+}
+
+impl Curve {
+    /// A curve that does not bridge intervals over `max_gap` µs.
+    pub fn new(max_gap: i64) -> Self {
+        Curve {
+            max_gap,
+            previous: None,
+        }
+    }
+
+    /// The piece the reading `v` at `t` (µs) closes, if any (none for the first reading, a
+    /// gap, two readings at one instant, or one skipped: not finite, or older than the one
+    /// before).
+    pub fn piece(&mut self, t: i64, v: f64) -> Option<Piece> {
+        if !v.is_finite() {
+            return None;
+        }
+        let previous = self.previous;
+        if previous.is_some_and(|(t0, _)| t < t0) {
+            return None;
+        }
+        self.previous = Some((t, v));
+        let (t0, v0) = previous?;
+        (t > t0 && t - t0 <= self.max_gap).then_some(Piece {
+            from: (t0, v0),
+            to: (t, v),
+        })
+    }
+}
+
+/// The increase of a cumulative meter over spans ([`Meter`]): a step counts where its later
+/// reading falls.
 #[derive(Debug, Clone)]
 pub struct Increase<'s> {
     spans: &'s Spans,
     next: usize,
-    baseline: Option<f64>,
-    last: Option<i64>,
+    meter: Meter,
     total: f64,
 }
 
@@ -52,30 +139,15 @@ impl<'s> Increase<'s> {
         Increase {
             spans,
             next: 0,
-            baseline: None,
-            last: None,
+            meter: Meter::default(),
             total: 0.0,
         }
     }
 
     /// A reading `v` at `t` (µs).
     pub fn push(&mut self, t: i64, v: f64) {
-        if !v.is_finite() || self.last.is_some_and(|l| t < l) {
+        let Some(step) = self.meter.step(t, v) else {
             return;
-        }
-        self.last = Some(t);
-        let Some(m) = self.baseline else {
-            self.baseline = Some(v);
-            return;
-        };
-        let step = if v >= m {
-            self.baseline = Some(v);
-            v - m
-        } else if v < 0.9 * m {
-            self.baseline = Some(v);
-            v
-        } else {
-            0.0
         };
         self.next = skip_past(self.spans, self.next, t);
         if self.spans.get(self.next).is_some_and(|&(a, _)| a <= t) {
@@ -90,14 +162,12 @@ impl<'s> Increase<'s> {
 }
 
 /// The integral of a gauge over spans, by the trapezoid between consecutive readings, each
-/// interval clipped to the spans by linear interpolation. An interval longer than `max_gap`
-/// is a gap, not a straight line, and is not integrated.
+/// interval clipped to the spans by linear interpolation ([`Curve`]).
 #[derive(Debug, Clone)]
 pub struct Integral<'s> {
     spans: &'s Spans,
     next: usize,
-    max_gap: i64,
-    previous: Option<(i64, f64)>,
+    curve: Curve,
     /// value·µs
     sum: f64,
     /// µs of the spans integrated.
@@ -110,8 +180,7 @@ impl<'s> Integral<'s> {
         Integral {
             spans,
             next: 0,
-            max_gap,
-            previous: None,
+            curve: Curve::new(max_gap),
             sum: 0.0,
             covered: 0,
         }
@@ -119,32 +188,18 @@ impl<'s> Integral<'s> {
 
     /// A reading `v` at `t` (µs).
     pub fn push(&mut self, t: i64, v: f64) {
-        if !v.is_finite() {
+        let Some(piece) = self.curve.piece(t, v) else {
             return;
-        }
-        if let Some((t0, v0)) = self.previous {
-            if t < t0 {
-                return;
-            }
-            if t > t0 && t - t0 <= self.max_gap {
-                self.interval((t0, v0), (t, v));
-            }
-        }
-        self.previous = Some((t, v));
-    }
-
-    /// Add the parts of the line from `(t0, v0)` to `(t1, v1)` inside the spans.
-    fn interval(&mut self, (t0, v0): (i64, f64), (t1, v1): (i64, f64)) {
+        };
+        let (t0, t1) = (piece.from.0, piece.to.0);
         self.next = skip_past(self.spans, self.next, t0);
-        let slope = (v1 - v0) / (t1 - t0) as f64;
-        let at = |t: i64| v0 + slope * (t - t0) as f64;
         for &(a, b) in &self.spans[self.next..] {
             if a >= t1 {
                 break;
             }
             let (s, e) = (a.max(t0), b.min(t1));
             if s < e {
-                self.sum += (at(s) + at(e)) / 2.0 * (e - s) as f64;
+                self.sum += piece.area(s, e);
                 self.covered += e - s;
             }
         }

@@ -33,12 +33,29 @@ pub enum Statistic {
     First,
     /// The value with the latest timestamp.
     Last,
+    /// The increase of a cumulative meter, with meter resets ([`crate::energy::Meter`]).
+    Increase,
+    /// The time integral of a gauge in value·hours (W → Wh, [`crate::energy::Curve`]).
+    Integral,
+    /// The time-weighted mean: the integral over the hours it covers.
+    Twmean,
+    /// The fraction of the time the integral covers (gaps are not integrated).
+    Coverage,
 }
 
 impl Statistic {
     /// Whether computing it needs every value of the window in memory.
     pub fn needs_values(self) -> bool {
         matches!(self, Statistic::Median | Statistic::Percentile(_))
+    }
+
+    /// Whether it is a statistic of the curve through the readings (energy), which reads them
+    /// in time order with the readings before the range (a lookback) and the one after it.
+    pub fn is_energy(self) -> bool {
+        matches!(
+            self,
+            Statistic::Increase | Statistic::Integral | Statistic::Twmean | Statistic::Coverage
+        )
     }
 }
 
@@ -54,6 +71,10 @@ impl fmt::Display for Statistic {
             Statistic::Percentile(p) => write!(f, "p{p}"),
             Statistic::First => f.write_str("first"),
             Statistic::Last => f.write_str("last"),
+            Statistic::Increase => f.write_str("increase"),
+            Statistic::Integral => f.write_str("integral"),
+            Statistic::Twmean => f.write_str("twmean"),
+            Statistic::Coverage => f.write_str("coverage"),
         }
     }
 }
@@ -70,6 +91,10 @@ impl std::str::FromStr for Statistic {
             "median" => Statistic::Median,
             "first" => Statistic::First,
             "last" => Statistic::Last,
+            "increase" => Statistic::Increase,
+            "integral" => Statistic::Integral,
+            "twmean" => Statistic::Twmean,
+            "coverage" => Statistic::Coverage,
             _ => match s.strip_prefix('p').and_then(|n| n.parse::<u8>().ok()) {
                 Some(p) if (1..=99).contains(&p) && !s[1..].starts_with('0') => {
                     Statistic::Percentile(p)
@@ -77,7 +102,7 @@ impl std::str::FromStr for Statistic {
                 _ => {
                     return Err(format!(
                         "unknown statistic {s:?}: expected count, mean, min, max, stddev, \
-                         median, first, last or p1 … p99"
+                         median, first, last, p1 … p99, increase, integral, twmean or coverage"
                     ));
                 }
             },
@@ -237,6 +262,10 @@ impl Series {
             }
             Statistic::First => self.first.map(|(_, v)| v),
             Statistic::Last => self.last.map(|(_, v)| v),
+            // Statistics of the curve are kept by whoever reads in time order.
+            Statistic::Increase | Statistic::Integral | Statistic::Twmean | Statistic::Coverage => {
+                None
+            }
         }
     }
 }

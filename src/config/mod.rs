@@ -9,6 +9,7 @@
 mod alerts;
 mod bridge;
 mod duration;
+mod energy;
 mod http;
 mod logger;
 mod mqtt;
@@ -18,6 +19,7 @@ mod syslog;
 pub use alerts::{ActionConfig, AlertsConfig, RuleConfig};
 pub use bridge::{BridgeConfig, ChannelConfig};
 pub use duration::Dur;
+pub use energy::{CalendarConfig, EnergyConfig};
 pub use http::{
     AreaConfig, ByteSize, DeviceConfig, HttpConfig, MAX_COMMAND_TIMEOUT, Rate, Scope, TokenConfig,
     token_env_name,
@@ -64,6 +66,16 @@ pub struct Config {
     /// `iotitan-http`.
     #[serde(default)]
     pub http: HttpConfig,
+    /// How energy statistics read a series' curve.
+    #[serde(default)]
+    pub energy: EnergyConfig,
+    /// Named hours of the week, in local time.
+    #[serde(
+        default,
+        deserialize_with = "energy::calendars",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub calendar: Vec<CalendarConfig>,
 }
 
 fn default_state_dir() -> PathBuf {

@@ -340,6 +340,11 @@ fn top_params(q: Option<String>, now: DateTime<Utc>) -> Result<(Filters, Range, 
         .unwrap_or("max")
         .parse()
         .map_err(|e| ApiError::bad(format!("stat: {e}")))?;
+    if stat.is_energy() {
+        return Err(ApiError::bad(format!(
+            "stat={stat} is not ranked by /top yet: /aggregate?stats={stat} computes it"
+        )));
+    }
     let order = match p.one("order")? {
         None | Some("desc") => Order::Desc,
         Some("asc") => Order::Asc,
