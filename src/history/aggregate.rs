@@ -8,6 +8,7 @@
 //! no bucket.
 
 use super::{Consumer, Value};
+use crate::energy::{Curve, MICROS_PER_HOUR, Meter};
 use crate::statistic::{Series, Statistic};
 use crate::syslog::clock::Zone;
 use chrono::{DateTime, LocalResult, NaiveDate, NaiveDateTime, SecondsFormat, Timelike, Utc};
@@ -265,8 +266,66 @@ pub struct Answer {
     pub every: i64,
 }
 
-/// One bucket as a consumer keeps it: its local start, its first instant, its statistics.
-type Held = (NaiveDateTime, DateTime<Utc>, Series);
+/// What a bucket of a series gathers of its curve ([`crate::energy`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct Energy {
+    /// The meter's growth in the bucket.
+    increase: f64,
+    /// The area under the curve, value·µs.
+    area: f64,
+    /// µs of the bucket's counted time under the curve.
+    covered: i64,
+}
+
+/// One bucket as a consumer keeps it.
+#[derive(Debug, Clone)]
+struct Held {
+    /// Its local start (the key buckets are ordered by).
+    key: NaiveDateTime,
+    /// The instants it starts and ends at.
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+    /// The statistics of its readings.
+    series: Series,
+    /// Its part of the curve.
+    energy: Energy,
+}
+
+/// The energy side of an aggregate: the curve of each series, read in time order with the
+/// readings before the range and the first after it, and where its pieces count.
+#[derive(Debug, Clone)]
+pub struct Curves {
+    /// The time counted: the range, or a calendar's hours in it (or the rest of it); sorted,
+    /// disjoint. Readings outside only move the curves.
+    spans: Vec<(i64, i64)>,
+    max_gap: i64,
+    /// Series name → its meter and curve (a group's members each have theirs).
+    states: ahash::AHashMap<Box<str>, (Meter, Curve)>,
+}
+
+impl Curves {
+    /// Curves counted over `spans` (µs, sorted, disjoint), bridging at most `max_gap`.
+    pub fn new(spans: Vec<(i64, i64)>, max_gap: std::time::Duration) -> Self {
+        Curves {
+            spans,
+            max_gap: i64::try_from(max_gap.as_micros()).unwrap_or(i64::MAX),
+            states: ahash::AHashMap::new(),
+        }
+    }
+
+    fn inside(&self, t: i64) -> bool {
+        let i = self.spans.partition_point(|&(_, e)| e <= t);
+        self.spans.get(i).is_some_and(|&(s, _)| s <= t)
+    }
+
+    /// µs of `[start, end)` that are counted.
+    fn counted(&self, start: i64, end: i64) -> i64 {
+        self.spans
+            .iter()
+            .map(|&(s, e)| (e.min(end) - s.max(start)).max(0))
+            .sum()
+    }
+}
 
 /// Collects per-bucket statistics.
 #[derive(Debug)]
@@ -274,11 +333,23 @@ pub struct Aggregate<Z> {
     buckets: Buckets<Z>,
     statistics: Vec<Statistic>,
     keep_values: bool,
-    /// Series name → index into `lists`: one hash of the name per reading.
+    /// `by=N`: series are summed per prefix of their first N topic levels.
+    by: Option<usize>,
+    /// Set when energy statistics or a calendar are asked for.
+    curves: Option<Curves>,
+    /// Series (or group) name → index into `lists`: one hash of the name per reading.
     names: ahash::AHashMap<Box<str>, usize>,
     /// Per series, its buckets in time order. Readings come in time order, so the last bucket
     /// is almost always the one to add to.
     lists: Vec<Vec<Held>>,
+}
+
+/// The group of `series` under `by=N`: its first N levels (all of it when it has fewer).
+fn group_of(series: &str, by: usize) -> &str {
+    match series.match_indices('/').nth(by.saturating_sub(1)) {
+        Some((i, _)) if by > 0 => &series[..i],
+        _ => series,
+    }
 }
 
 impl<Z: Zone> Aggregate<Z> {
@@ -288,15 +359,50 @@ impl<Z: Zone> Aggregate<Z> {
             buckets: Buckets::new(every, zone),
             statistics: statistics.to_vec(),
             keep_values: statistics.iter().any(|s| s.needs_values()),
+            by: None,
+            curves: None,
             names: ahash::AHashMap::new(),
             lists: Vec::new(),
         }
     }
 
+    /// Sum series per prefix of their first `n` topic levels.
+    pub fn by(mut self, n: usize) -> Self {
+        self.by = Some(n);
+        self
+    }
+
+    /// Count only `curves`' spans, and follow each series' curve for the energy statistics.
+    /// The readings fed then include those of the lookback before the range and of `max_gap`
+    /// after it; only the spans' are counted.
+    pub fn with_curves(mut self, curves: Curves) -> Self {
+        self.curves = Some(curves);
+        self
+    }
+
     /// The answer.
     pub fn finish(self) -> Answer {
         let stats = self.statistics;
+        let grouped = self.by.is_some();
+        let curves = self.curves;
         let mut lists: Vec<Option<Vec<Held>>> = self.lists.into_iter().map(Some).collect();
+        let value = |h: &Held, st: Statistic| -> Option<f64> {
+            let e = h.energy;
+            let counted = curves.as_ref().map_or(0, |c| {
+                c.counted(h.start.timestamp_micros(), h.end.timestamp_micros())
+            });
+            match st {
+                Statistic::Increase => Some(e.increase),
+                Statistic::Integral => Some(e.area / MICROS_PER_HOUR),
+                // Of one series: a group's members overlap in time.
+                Statistic::Twmean if !grouped && e.covered > 0 => Some(e.area / e.covered as f64),
+                Statistic::Coverage if !grouped && counted > 0 => {
+                    Some(e.covered as f64 / counted as f64)
+                }
+                Statistic::Twmean | Statistic::Coverage => None,
+                st => h.series.get(st),
+            }
+        };
         let series = self
             .names
             .into_iter()
@@ -305,13 +411,13 @@ impl<Z: Zone> Aggregate<Z> {
                     .take()
                     .unwrap_or_default()
                     .into_iter()
-                    .map(|(_, start, s)| Bucket {
-                        start,
-                        count: s.count(),
+                    .map(|h| Bucket {
+                        start: h.start,
+                        count: h.series.count(),
                         values: stats
                             .iter()
                             .filter(|&&st| st != Statistic::Count)
-                            .filter_map(|&st| s.get(st).map(|v| (st, v)))
+                            .filter_map(|&st| value(&h, st).map(|v| (st, v)))
                             .collect(),
                     })
                     .collect();
@@ -323,29 +429,64 @@ impl<Z: Zone> Aggregate<Z> {
             every: self.buckets.every.0,
         }
     }
-
-    /// The bucket list of `series`, created empty on first use.
-    fn list(&mut self, series: &str) -> &mut Vec<Held> {
-        let i = match self.names.get(series) {
-            Some(&i) => i,
-            None => {
-                self.names.insert(series.into(), self.lists.len());
-                self.lists.push(Vec::new());
-                self.lists.len() - 1
-            }
-        };
-        &mut self.lists[i]
-    }
 }
 
-/// Add `s` to the bucket of `key` in `list` (kept in key order), creating it if needed.
-fn add(list: &mut Vec<Held>, key: NaiveDateTime, start: DateTime<Utc>, s: Series) {
+/// The bucket of `t` in the list of series `name`, created empty on first use.
+fn bucket<'l, Z: Zone>(
+    names: &mut ahash::AHashMap<Box<str>, usize>,
+    lists: &'l mut Vec<Vec<Held>>,
+    buckets: &mut Buckets<Z>,
+    keep_values: bool,
+    name: &str,
+    t: DateTime<Utc>,
+) -> &'l mut Held {
+    let i = match names.get(name) {
+        Some(&i) => i,
+        None => {
+            names.insert(name.into(), lists.len());
+            lists.push(Vec::new());
+            lists.len() - 1
+        }
+    };
+    let list = &mut lists[i];
+    let (key, start, end) = buckets.of(t);
+    let at = match list.last() {
+        Some(b) if b.key == key => list.len() - 1,
+        _ => match list.binary_search_by(|b| b.key.cmp(&key)) {
+            Ok(i) => i,
+            // A new bucket: at the end in time order, in the middle for another source.
+            Err(i) => {
+                list.insert(
+                    i,
+                    Held {
+                        key,
+                        start,
+                        end,
+                        series: Series::new(keep_values),
+                        energy: Energy::default(),
+                    },
+                );
+                i
+            }
+        },
+    };
+    &mut list[at]
+}
+
+/// Add `h` to the bucket of its key in `list` (kept in key order), creating it if needed.
+fn add(list: &mut Vec<Held>, h: Held) {
+    let merge = |b: &mut Held, h: Held| {
+        b.series.merge(h.series);
+        b.energy.increase += h.energy.increase;
+        b.energy.area += h.energy.area;
+        b.energy.covered += h.energy.covered;
+    };
     match list.last_mut() {
-        Some(b) if b.0 == key => b.2.merge(s),
-        Some(b) if b.0 < key => list.push((key, start, s)),
-        _ => match list.binary_search_by(|b| b.0.cmp(&key)) {
-            Ok(i) => list[i].2.merge(s),
-            Err(i) => list.insert(i, (key, start, s)),
+        Some(b) if b.key == h.key => merge(b, h),
+        Some(b) if b.key < h.key => list.push(h),
+        _ => match list.binary_search_by(|b| b.key.cmp(&h.key)) {
+            Ok(i) => merge(&mut list[i], h),
+            Err(i) => list.insert(i, h),
         },
     }
 }
@@ -355,28 +496,78 @@ impl<Z: Zone + Clone + Send> Consumer for Aggregate<Z> {
         let Value::Number(v) = value else {
             return;
         };
-        let (key, start, _) = self.buckets.of(time);
-        let keep_values = self.keep_values;
-        let list = self.list(series);
-        match list.last_mut() {
-            Some(b) if b.0 == key => b.2.push(time, v),
-            _ => match list.binary_search_by(|b| b.0.cmp(&key)) {
-                Ok(i) => list[i].2.push(time, v),
-                // A new bucket: at the end in time order, in the middle for another source.
-                Err(i) => {
-                    let mut s = Series::new(keep_values);
-                    s.push(time, v);
-                    list.insert(i, (key, start, s));
+        let name = match self.by {
+            Some(n) => group_of(series, n),
+            None => series,
+        };
+        let (keep, names, lists, buckets) = (
+            self.keep_values,
+            &mut self.names,
+            &mut self.lists,
+            &mut self.buckets,
+        );
+        let Some(curves) = &mut self.curves else {
+            bucket(names, lists, buckets, keep, name, time)
+                .series
+                .push(time, v);
+            return;
+        };
+        let t = time.timestamp_micros();
+        let inside = curves.inside(t);
+        let max_gap = curves.max_gap;
+        let (meter, curve) = match curves.states.get_mut(series) {
+            Some(s) => s,
+            None => curves
+                .states
+                .entry(series.into())
+                .or_insert((Meter::default(), Curve::new(max_gap))),
+        };
+        let step = meter.step(t, v);
+        let piece = curve.piece(t, v);
+        if inside {
+            let b = bucket(names, lists, buckets, keep, name, time);
+            b.series.push(time, v);
+            b.energy.increase += step.unwrap_or(0.0);
+        }
+        let Some(piece) = piece else {
+            return;
+        };
+        // The piece's parts in the counted spans, bucket by bucket.
+        let (t0, t1) = (piece.from.0, piece.to.0);
+        let first = curves.spans.partition_point(|&(_, e)| e <= t0);
+        for &(a, b) in &curves.spans[first..] {
+            if a >= t1 {
+                break;
+            }
+            let (mut s, e) = (a.max(t0), b.min(t1));
+            while s < e {
+                let Some(at) = DateTime::from_timestamp_micros(s) else {
+                    break;
+                };
+                let held = bucket(names, lists, buckets, keep, name, at);
+                let end = held.end.timestamp_micros().min(e);
+                if end <= s {
+                    break;
                 }
-            },
+                held.energy.area += piece.area(s, end);
+                held.energy.covered += end - s;
+                s = end;
+            }
         }
     }
 
     fn fork(&self) -> Option<Self> {
+        // A curve is read in time order from its first reading: a later range read on its
+        // own would start without the baseline and the open interval.
+        if self.curves.is_some() {
+            return None;
+        }
         Some(Aggregate {
             buckets: self.buckets.clone(),
             statistics: self.statistics.clone(),
             keep_values: self.keep_values,
+            by: self.by,
+            curves: None,
             names: ahash::AHashMap::new(),
             lists: Vec::new(),
         })
@@ -389,9 +580,16 @@ impl<Z: Zone + Clone + Send> Consumer for Aggregate<Z> {
         let mut lists: Vec<Option<Vec<Held>>> = later.lists.into_iter().map(Some).collect();
         for (name, i) in later.names {
             let theirs = lists[i].take().unwrap_or_default();
-            let mine = self.list(&name);
-            for (key, start, s) in theirs {
-                add(mine, key, start, s);
+            let mine = match self.names.get(&name) {
+                Some(&j) => j,
+                None => {
+                    self.names.insert(name, self.lists.len());
+                    self.lists.push(Vec::new());
+                    self.lists.len() - 1
+                }
+            };
+            for h in theirs {
+                add(&mut self.lists[mine], h);
             }
         }
     }
@@ -508,6 +706,204 @@ mod tests {
         assert!(width(h, Some(1), s, u, &Utc).is_err());
         assert!(width(Every(1), None, s, u, &Utc).is_err());
         assert_eq!(width(Every(1), Some(1000), s, u, &Utc), Ok(Every(900)));
+    }
+
+    /// A week of an office (TZ CET, DST ends inside it): power and meters of three plugs in
+    /// two rooms, readings at irregular times, gaps, meter resets and jitter, readings before
+    /// and after the range. Daily buckets by room, within and outside office hours, against
+    /// a computation of the definitions second by second.
+    #[test]
+    fn energy_by_room_within_and_outside_office_hours_is_exact() {
+        use crate::calendar::Calendar;
+        const S: i64 = 1_000_000;
+        let (since, until) = (utc("2026-10-22T00:00:00Z"), utc("2026-10-29T00:00:00Z"));
+        let (a, b) = (since.timestamp_micros(), until.timestamp_micros());
+        let office = Calendar::new("office", vec!["Mon-Fri 07:00-20:00".parse().unwrap()]);
+        let max_gap = 15 * 60 * S;
+        // Readings: (series, t in whole seconds, value), from an hour before to 20 min after.
+        let mut readings: Vec<(String, i64, f64)> = Vec::new();
+        let mut seed = 7u64;
+        let mut rnd = move |n: u64| {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 33) % n
+        };
+        for (room, plug) in [("room1", "plugA"), ("room1", "plugB"), ("room2", "plugC")] {
+            let (mut t, mut meter) = (a / S - 3600, 100.0 * rnd(10) as f64);
+            while t < b / S + 1200 {
+                // Mostly 10 s apart, sometimes a gap of up to an hour.
+                t += if rnd(500) == 0 {
+                    900 + rnd(2700) as i64
+                } else {
+                    1 + rnd(20) as i64
+                };
+                let w = 10.0 + rnd(2000) as f64 / 10.0;
+                readings.push((format!("office/floor1/{room}/{plug}/power"), t, w));
+                meter += w * 0.001;
+                let shown = match rnd(1000) {
+                    0 => {
+                        meter = rnd(5) as f64; // a reboot: the counter starts again
+                        meter
+                    }
+                    1 => meter * 0.95, // jitter
+                    _ => meter,
+                };
+                readings.push((format!("office/floor1/{room}/{plug}/energy"), t, shown));
+            }
+        }
+        readings.sort_by_key(|r| r.1);
+        for within in [None, Some(true), Some(false)] {
+            let spans = match within {
+                None => vec![(a, b)],
+                Some(true) => office.spans(&Cet, a, b),
+                Some(false) => office.outside(&Cet, a, b),
+            };
+            let inside = |t: i64| spans.iter().any(|&(s, e)| s <= t && t < e);
+            for every in [Every(DAY), Every(3600)] {
+                // As one asks: meters for their increase, power for its integral.
+                let run = |kind: &str, st: Statistic| {
+                    let mut agg = Aggregate::new(every, Cet, &[st, Statistic::Count])
+                        .by(3)
+                        .with_curves(Curves::new(
+                            spans.clone(),
+                            std::time::Duration::from_secs(900),
+                        ));
+                    for (series, t, v) in readings.iter().filter(|r| r.0.ends_with(kind)) {
+                        agg.reading(
+                            DateTime::from_timestamp(*t, 0).unwrap(),
+                            series,
+                            Value::Number(*v),
+                        );
+                    }
+                    agg.finish()
+                };
+                let meters = run("/energy", Statistic::Increase);
+                let power = run("/power", Statistic::Integral);
+                // The definitions, one series at a time, second by second for the integral.
+                let mut want: BTreeMap<(String, i64), (f64, f64)> = BTreeMap::new();
+                let mut buckets = Buckets::new(every, Cet);
+                let mut key = |t: i64| {
+                    buckets
+                        .of(DateTime::from_timestamp(t, 0).unwrap())
+                        .1
+                        .timestamp()
+                };
+                let names: std::collections::BTreeSet<&String> =
+                    readings.iter().map(|r| &r.0).collect();
+                for name in names {
+                    let room = name.split('/').take(3).collect::<Vec<_>>().join("/");
+                    let rs: Vec<(i64, f64)> = readings
+                        .iter()
+                        .filter(|r| &r.0 == name)
+                        .map(|r| (r.1, r.2))
+                        .collect();
+                    if name.ends_with("/energy") {
+                        let mut m = rs[0].1;
+                        for &(t, v) in &rs[1..] {
+                            let step = if v >= m {
+                                let d = v - m;
+                                m = v;
+                                d
+                            } else if v < 0.9 * m {
+                                m = v;
+                                v
+                            } else {
+                                0.0
+                            };
+                            if inside(t * S) {
+                                want.entry((room.clone(), key(t))).or_default().0 += step;
+                            }
+                        }
+                    } else {
+                        for w in rs.windows(2) {
+                            let ((t0, v0), (t1, v1)) = (w[0], w[1]);
+                            if t1 == t0 || (t1 - t0) * S > max_gap {
+                                continue;
+                            }
+                            for sec in t0..t1 {
+                                if inside(sec * S) {
+                                    let f = |x: i64| {
+                                        v0 + (v1 - v0) * (x - t0) as f64 / (t1 - t0) as f64
+                                    };
+                                    want.entry((room.clone(), key(sec))).or_default().1 +=
+                                        (f(sec) + f(sec + 1)) / 2.0 / 3600.0;
+                                }
+                            }
+                        }
+                    }
+                }
+                let close = |x: f64, y: f64| (x - y).abs() <= 1e-9 * x.abs().max(y.abs()).max(1e-6);
+                let value = |a: &Answer, room: &str, start: i64, st: Statistic| {
+                    a.series
+                        .get(room)
+                        .and_then(|l| l.iter().find(|b| b.start.timestamp() == start))
+                        .and_then(|b| b.values.iter().find(|(s, _)| *s == st))
+                        .map_or(0.0, |(_, v)| *v)
+                };
+                for ((room, start), (inc, int)) in &want {
+                    let got = value(&meters, room, *start, Statistic::Increase);
+                    assert!(
+                        close(got, *inc),
+                        "{room} {start} {within:?}: increase {got} want {inc}"
+                    );
+                    let got = value(&power, room, *start, Statistic::Integral);
+                    assert!(
+                        close(got, *int),
+                        "{room} {start} {within:?}: integral {got} want {int}"
+                    );
+                }
+                assert!(want.len() >= if every == Every(DAY) { 10 } else { 100 });
+            }
+        }
+    }
+
+    #[test]
+    fn hourly_increases_add_up_to_the_daily_one() {
+        // Three local days, Sunday 25 October with 25 hours.
+        let spans = vec![(
+            utc("2026-10-23T22:00:00Z").timestamp_micros(),
+            utc("2026-10-26T23:00:00Z").timestamp_micros(),
+        )];
+        let run = |every: Every| {
+            let mut agg = Aggregate::new(every, Cet, &[Statistic::Increase, Statistic::Integral])
+                .with_curves(Curves::new(
+                    spans.clone(),
+                    std::time::Duration::from_secs(900),
+                ));
+            let mut v = 0.0;
+            for i in 0..(4 * 24 * 60) {
+                let t = utc("2026-10-23T21:00:00Z") + chrono::Duration::seconds(i * 60 + (i % 7));
+                v += (i % 13) as f64;
+                agg.reading(
+                    t,
+                    "p/energy",
+                    Value::Number(if i % 500 == 0 { 1.0 } else { v }),
+                );
+                agg.reading(t, "p/power", Value::Number((i % 17) as f64));
+            }
+            agg.finish()
+        };
+        let sum = |a: &Answer, series: &str, st: Statistic| -> f64 {
+            a.series[series]
+                .iter()
+                .flat_map(|b| b.values.iter())
+                .filter(|(s, _)| *s == st)
+                .map(|(_, v)| v)
+                .sum()
+        };
+        let (hourly, daily) = (run(Every(3600)), run(Every(DAY)));
+        assert_eq!(daily.series["p/energy"].len(), 3);
+        for (series, st) in [
+            ("p/energy", Statistic::Increase),
+            ("p/power", Statistic::Integral),
+        ] {
+            let (h, d) = (sum(&hourly, series, st), sum(&daily, series, st));
+            assert!(
+                (h - d).abs() <= 1e-9 * d.abs(),
+                "{series}: hourly {h}, daily {d}"
+            );
+        }
     }
 
     proptest! {

@@ -7,7 +7,7 @@
 //! different answer. Reads run on a blocking thread.
 
 use super::Consumer;
-use super::aggregate::{self, Aggregate, Every};
+use super::aggregate::{self, Aggregate, Curves, Every};
 use super::histogram::{self, Histogram};
 use super::read::Context;
 use super::rows::Rows;
@@ -263,21 +263,91 @@ async fn aggregate(
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
     let zone = crate::time::local();
-    let (topics, range, every, stats) = aggregate_params(q, Utc::now(), &zone)?;
-    let c = read(ctx, topics, range, Aggregate::new(every, zone, &stats)).await?;
+    let p = aggregate_params(q, Utc::now(), &zone)?;
+    let mut agg = Aggregate::new(p.every, zone, &p.stats);
+    if let Some(n) = p.by {
+        agg = agg.by(n);
+    }
+    let mut read_range = p.range;
+    let energy = p.stats.iter().any(|s| s.is_energy());
+    if energy || p.calendar.is_some() {
+        let (a, b) = (p.range.0.timestamp_micros(), p.range.1.timestamp_micros());
+        let spans = match &p.calendar {
+            None => vec![(a, b)],
+            Some((name, within)) => {
+                let c = ctx.calendar(name).ok_or_else(|| {
+                    ApiError::bad(format!(
+                        "{}={name}: no calendar of that name (config [[calendar]])",
+                        if *within { "within" } else { "outside" }
+                    ))
+                })?;
+                if *within {
+                    c.spans(&zone, a, b)
+                } else {
+                    c.outside(&zone, a, b)
+                }
+            }
+        };
+        let settings = ctx.energy();
+        agg = agg.with_curves(Curves::new(spans, settings.max_gap.get()));
+        if energy {
+            // The curve before the range (a meter's baseline, the first interval) and the
+            // reading that closes its last interval.
+            let widen = |d: std::time::Duration| {
+                chrono::Duration::from_std(d).unwrap_or(chrono::Duration::zero())
+            };
+            read_range = (
+                p.range
+                    .0
+                    .checked_sub_signed(widen(settings.lookback.get()))
+                    .unwrap_or(p.range.0),
+                p.range
+                    .1
+                    .checked_add_signed(widen(settings.max_gap.get()))
+                    .unwrap_or(p.range.1),
+            );
+        }
+    }
+    let c = read(ctx, p.topics, read_range, agg).await?;
     Ok(Json(c.finish()).into_response())
 }
 
+/// The longest range `within=` or `outside=` may cover: its hours are listed day by day.
+const MAX_CALENDAR_DAYS: i64 = 3660;
+
+/// `/aggregate`'s parameters.
+struct AggregateParams {
+    topics: Filters,
+    range: Range,
+    /// The bucket width for the range in the zone.
+    every: Every,
+    stats: Vec<Statistic>,
+    /// `by=N`: sums per prefix of N topic levels.
+    by: Option<usize>,
+    /// `within=NAME` (true) or `outside=NAME` (false).
+    calendar: Option<(String, bool)>,
+}
+
 /// `/aggregate`'s parameters: the filters, the range, the bucket width for that range in
-/// `zone`, and the statistics.
+/// `zone`, the statistics, the grouping and the calendar.
 fn aggregate_params<Z: Zone + Clone>(
     q: Option<String>,
     now: DateTime<Utc>,
     zone: &Z,
-) -> Result<(Filters, Range, Every, Vec<Statistic>), ApiError> {
+) -> Result<AggregateParams, ApiError> {
     let p = Params::parse(
         q,
-        &["topics", "since", "until", "every", "stats", "max_points"],
+        &[
+            "topics",
+            "since",
+            "until",
+            "every",
+            "stats",
+            "max_points",
+            "by",
+            "within",
+            "outside",
+        ],
     )?;
     let (topics, range) = (p.filters(true)?, p.range("-7d", now)?);
     let every = Every::parse(p.one("every")?.unwrap_or("1h"))
@@ -307,7 +377,33 @@ fn aggregate_params<Z: Zone + Clone>(
             Statistic::Count,
         ];
     }
-    Ok((topics, range, every, stats))
+    let by = match p.one("by")? {
+        Some(_) => Some(p.number("by", 0, 1, 64)?),
+        None => None,
+    };
+    let calendar = match (p.one("within")?, p.one("outside")?) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::bad(
+                "within and outside: ask for one (the other is the rest of the range)",
+            ));
+        }
+        (Some(c), None) => Some((c.to_owned(), true)),
+        (None, Some(c)) => Some((c.to_owned(), false)),
+        (None, None) => None,
+    };
+    if calendar.is_some() && (range.1 - range.0).num_days() > MAX_CALENDAR_DAYS {
+        return Err(ApiError::bad(format!(
+            "within/outside cover at most {MAX_CALENDAR_DAYS} days"
+        )));
+    }
+    Ok(AggregateParams {
+        topics,
+        range,
+        every,
+        stats,
+        by,
+        calendar,
+    })
 }
 
 async fn top(State(ctx): State<Context>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {

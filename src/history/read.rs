@@ -3,7 +3,8 @@
 //! the configured payload rules.
 
 use super::{Consumer, Readings};
-use crate::config::Config;
+use crate::calendar::Calendar;
+use crate::config::{Config, EnergyConfig};
 use crate::payload::Extractor;
 use crate::records::{Feed, Reader, scan};
 use crate::syslog::source::Source;
@@ -28,6 +29,10 @@ struct Inner {
     disorder: chrono::Duration,
     /// Threads a read of a large plain file may use.
     threads: usize,
+    /// How energy statistics read a curve.
+    energy: EnergyConfig,
+    /// The configured calendars.
+    calendars: Vec<Calendar>,
 }
 
 /// A read that failed: a source could not be read.
@@ -70,6 +75,8 @@ impl Context {
             extractor,
             disorder: chrono::Duration::from_std(disorder).unwrap_or(chrono::Duration::zero()),
             threads: scan::threads(None),
+            energy: EnergyConfig::default(),
+            calendars: Vec::new(),
         }))
     }
 
@@ -83,7 +90,34 @@ impl Context {
             extractor: inner.extractor.clone(),
             disorder: inner.disorder,
             threads: threads.max(1),
+            energy: inner.energy.clone(),
+            calendars: inner.calendars.clone(),
         }))
+    }
+
+    /// The same context with the energy settings and calendars of a configuration.
+    pub fn with_energy(self, energy: EnergyConfig, calendars: Vec<Calendar>) -> Self {
+        let inner = &self.0;
+        Context(Arc::new(Inner {
+            sources: inner.sources.clone(),
+            auto: inner.auto.clone(),
+            identifier: inner.identifier.clone(),
+            extractor: inner.extractor.clone(),
+            disorder: inner.disorder,
+            threads: inner.threads,
+            energy,
+            calendars,
+        }))
+    }
+
+    /// How energy statistics read a curve (`[energy]`).
+    pub fn energy(&self) -> &EnergyConfig {
+        &self.0.energy
+    }
+
+    /// The calendar named `name` (`[[calendar]]`).
+    pub fn calendar(&self, name: &str) -> Option<&Calendar> {
+        self.0.calendars.iter().find(|c| c.name == name)
     }
 
     /// The context of a configuration: `syslog.sources`, `syslog.identifier`, the payload
@@ -99,6 +133,10 @@ impl Context {
             &cfg.syslog.identifier,
             cfg.payload.extractor(),
             cfg.stats.disorder.get(),
+        )
+        .with_energy(
+            cfg.energy.clone(),
+            cfg.calendar.iter().map(|c| c.calendar()).collect(),
         ))
     }
 
