@@ -333,8 +333,10 @@ pub struct Aggregate<Z> {
     buckets: Buckets<Z>,
     statistics: Vec<Statistic>,
     keep_values: bool,
-    /// `by=N`: series are summed per prefix of their first N topic levels.
+    /// `by=N`: series are summed per prefix of their first N topic levels (and measure).
     by: Option<usize>,
+    /// The current reading's group name, a buffer kept between readings.
+    group: String,
     /// Set when energy statistics or a calendar are asked for.
     curves: Option<Curves>,
     /// Series (or group) name → index into `lists`: one hash of the name per reading.
@@ -344,12 +346,22 @@ pub struct Aggregate<Z> {
     lists: Vec<Vec<Held>>,
 }
 
-/// The group of `series` under `by=N`: its first N levels (all of it when it has fewer).
-fn group_of(series: &str, by: usize) -> &str {
-    match series.match_indices('/').nth(by.saturating_sub(1)) {
-        Some((i, _)) if by > 0 => &series[..i],
-        _ => series,
+/// The group of `series` under `by=N`, written into `out`: its first N levels and its last
+/// one, the measure (`office/floor1/room3/plug7/power` → `office/floor1/room3/power`), so
+/// that a device's several measures (Tasmota's `SENSOR` gives `…/ENERGY/Total` and
+/// `…/ENERGY/Power`) are summed apart; the whole name when it has at most N + 1 levels.
+fn group_of<'a>(series: &'a str, by: usize, out: &'a mut String) -> &'a str {
+    let Some((cut, _)) = series.match_indices('/').nth(by.saturating_sub(1)) else {
+        return series;
+    };
+    let last = series.rfind('/').unwrap_or(cut);
+    if by == 0 || last == cut {
+        return series;
     }
+    out.clear();
+    out.push_str(&series[..cut]);
+    out.push_str(&series[last..]);
+    out
 }
 
 impl<Z: Zone> Aggregate<Z> {
@@ -360,6 +372,7 @@ impl<Z: Zone> Aggregate<Z> {
             statistics: statistics.to_vec(),
             keep_values: statistics.iter().any(|s| s.needs_values()),
             by: None,
+            group: String::new(),
             curves: None,
             names: ahash::AHashMap::new(),
             lists: Vec::new(),
@@ -491,15 +504,10 @@ fn add(list: &mut Vec<Held>, h: Held) {
     }
 }
 
-impl<Z: Zone + Clone + Send> Consumer for Aggregate<Z> {
-    fn reading(&mut self, time: DateTime<Utc>, series: &str, value: Value<'_>) {
-        let Value::Number(v) = value else {
-            return;
-        };
-        let name = match self.by {
-            Some(n) => group_of(series, n),
-            None => series,
-        };
+impl<Z: Zone> Aggregate<Z> {
+    /// Add the reading `v` of `series` at `time` to the buckets of `name` (the series or its
+    /// group), and to the series' curve.
+    fn add_reading(&mut self, time: DateTime<Utc>, series: &str, name: &str, v: f64) {
         let (keep, names, lists, buckets) = (
             self.keep_values,
             &mut self.names,
@@ -555,6 +563,21 @@ impl<Z: Zone + Clone + Send> Consumer for Aggregate<Z> {
             }
         }
     }
+}
+
+impl<Z: Zone + Clone + Send> Consumer for Aggregate<Z> {
+    fn reading(&mut self, time: DateTime<Utc>, series: &str, value: Value<'_>) {
+        let Value::Number(v) = value else {
+            return;
+        };
+        let mut buffer = std::mem::take(&mut self.group);
+        let name = match self.by {
+            Some(n) => group_of(series, n, &mut buffer),
+            None => series,
+        };
+        self.add_reading(time, series, name, v);
+        self.group = buffer;
+    }
 
     fn fork(&self) -> Option<Self> {
         // A curve is read in time order from its first reading: a later range read on its
@@ -567,6 +590,7 @@ impl<Z: Zone + Clone + Send> Consumer for Aggregate<Z> {
             statistics: self.statistics.clone(),
             keep_values: self.keep_values,
             by: self.by,
+            group: String::new(),
             curves: None,
             names: ahash::AHashMap::new(),
             lists: Vec::new(),
@@ -792,7 +816,8 @@ mod tests {
                 let names: std::collections::BTreeSet<&String> =
                     readings.iter().map(|r| &r.0).collect();
                 for name in names {
-                    let room = name.split('/').take(3).collect::<Vec<_>>().join("/");
+                    let levels: Vec<&str> = name.split('/').collect();
+                    let room = format!("{}/{}", levels[..3].join("/"), levels[levels.len() - 1]);
                     let rs: Vec<(i64, f64)> = readings
                         .iter()
                         .filter(|r| &r.0 == name)
@@ -855,6 +880,21 @@ mod tests {
                 }
                 assert!(want.len() >= if every == Every(DAY) { 10 } else { 100 });
             }
+        }
+    }
+
+    #[test]
+    fn groups_are_a_prefix_and_the_measure() {
+        let mut b = String::new();
+        assert_eq!(group_of("o/f1/r3/plug7/power", 3, &mut b), "o/f1/r3/power");
+        let mut b = String::new();
+        assert_eq!(
+            group_of("o/f1/r3/p/tele/SENSOR/ENERGY/Total", 3, &mut b),
+            "o/f1/r3/Total"
+        );
+        for (series, by) in [("o/f1/r3/power", 3), ("o/f1", 3), ("o/f1/r3", 3), ("o", 1)] {
+            let mut b = String::new();
+            assert_eq!(group_of(series, by, &mut b), series, "{series} by {by}");
         }
     }
 
