@@ -470,3 +470,139 @@ async fn bad_parameters_are_400_with_a_json_error() {
     let (status, _) = get(&base, "/topics").await;
     assert_eq!(status, 200);
 }
+
+// ---- energy: Tasmota and Shelly plugs by room, within and outside office hours ------------
+
+/// Two days of three plugs in two rooms, one reading a minute from an hour before the range
+/// to twenty minutes after it: Tasmota `SENSOR` documents (`ENERGY.Total` kWh, `ENERGY.Power`
+/// W) at 100 W and 50 W in room1, a Shelly Gen2 `status/switch:0` (`aenergy.total` Wh,
+/// `apower` W) at 200 W in room2 that reboots at noon (its counter starts again from zero).
+/// Constant power makes the answers a matter of hours: 13 office hours a weekday, 11 outside.
+#[tokio::test]
+async fn energy_by_room_within_and_outside_office_hours() {
+    let local_midnight = |d: u32| {
+        Local
+            .with_ymd_and_hms(2026, 11, d, 0, 0, 0)
+            .earliest()
+            .unwrap()
+            .with_timezone(&Utc)
+    };
+    // Thursday 26 and Friday 27 November 2026, local days.
+    let (since, until) = (local_midnight(26), local_midnight(28));
+    let reboot = Local
+        .with_ymd_and_hms(2026, 11, 26, 12, 0, 0)
+        .earliest()
+        .unwrap()
+        .with_timezone(&Utc);
+    let mut records = Vec::new();
+    let (mut a, mut b, mut shelly) = (1000.0, 20.0, 5000.0);
+    let mut t = since - Duration::hours(1);
+    while t < until + Duration::minutes(20) {
+        a += 0.1 / 60.0;
+        b += 0.05 / 60.0;
+        shelly = if t == reboot {
+            200.0 / 60.0
+        } else {
+            shelly + 200.0 / 60.0
+        };
+        let tasmota = |total: f64, power: f64| {
+            format!(r#"{{"Time":"x","ENERGY":{{"Total":{total},"Power":{power},"Voltage":230}}}}"#)
+        };
+        records.push((
+            t,
+            "office/floor1/room1/plugA/tele/SENSOR".to_owned(),
+            tasmota(a, 100.0),
+        ));
+        records.push((
+            t,
+            "office/floor1/room1/plugB/tele/SENSOR".to_owned(),
+            tasmota(b, 50.0),
+        ));
+        records.push((
+            t,
+            "office/floor1/room2/shelly1/status/switch:0".to_owned(),
+            format!(
+                r#"{{"id":0,"apower":200,"aenergy":{{"total":{shelly},"by_minute":[0,0,0]}}}}"#
+            ),
+        ));
+        t += Duration::minutes(1);
+    }
+    let r = Rsyslogd::start();
+    log_records(&r, &records, &[]);
+    let cfg = iotitan::config::Config::parse(
+        r#"
+[[payload.json]]
+topics = "office/+/+/+/tele/SENSOR"
+fields = ["ENERGY.Total", "ENERGY.Power"]
+
+[[payload.json]]
+topics = "office/+/+/+/status/switch:0"
+fields = ["aenergy.total", "apower"]
+
+[[calendar]]
+name = "office"
+hours = ["Mon-Fri 07:00-20:00"]
+"#,
+        "test",
+    )
+    .unwrap();
+    let ctx = Context::new(
+        vec![Source::File(r.output.clone())],
+        ID,
+        cfg.payload.extractor(),
+        std::time::Duration::from_secs(60),
+    )
+    .with_energy(
+        cfg.energy.clone(),
+        cfg.calendar.iter().map(|c| c.calendar()).collect(),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, routes(ctx)).await });
+
+    let ts = |t: DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Secs, true);
+    let ask = |calendar: &str| {
+        format!(
+            "/aggregate?topics=office/%23&since={}&until={}&every=1d&by=3&stats=increase,integral,count{calendar}",
+            ts(since),
+            ts(until)
+        )
+    };
+    let whole = ok(&base, &ask("")).await;
+    let within = ok(&base, &ask("&within=office")).await;
+    let outside = ok(&base, &ask("&outside=office")).await;
+    // (group, statistic, per hour): meters' increase and power's integral, per room.
+    let expect = [
+        ("office/floor1/room1/Total", "increase", 0.15),
+        ("office/floor1/room1/Power", "integral", 150.0),
+        ("office/floor1/room2/total", "increase", 200.0),
+        ("office/floor1/room2/apower", "integral", 200.0),
+    ];
+    for (group, stat, per_hour) in expect {
+        for (answer, hours) in [(&whole, 24.0), (&within, 13.0), (&outside, 11.0)] {
+            let days = answer["series"][group]
+                .as_array()
+                .unwrap_or_else(|| panic!("no {group} in {}", answer["series"]));
+            assert_eq!(days.len(), 2, "{group}: {days:?}");
+            for d in days {
+                close(
+                    &d[stat],
+                    per_hour * hours,
+                    &format!("{group} {stat} {hours} h {d}"),
+                );
+            }
+        }
+    }
+    // Counts are of the readings in the time counted: two plugs, a reading a minute.
+    let day = &within["series"]["office/floor1/room1/Power"][0];
+    assert_eq!(day["count"], 2 * 13 * 60, "{day}");
+    // An unknown calendar, and both at once, are refused.
+    let (status, v) = get(&base, &ask("&within=night")).await;
+    assert_eq!(
+        (status, v["error"].as_str()),
+        (400, Some("bad_parameter")),
+        "{v}"
+    );
+    let (status, _) = get(&base, &ask("&within=office&outside=office")).await;
+    assert_eq!(status, 400);
+}
