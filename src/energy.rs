@@ -123,6 +123,75 @@ impl Curve {
     }
 }
 
+/// Whether `t` lies in one of `spans`.
+pub fn inside(spans: &Spans, t: i64) -> bool {
+    let i = spans.partition_point(|&(_, e)| e <= t);
+    spans.get(i).is_some_and(|&(s, _)| s <= t)
+}
+
+/// One series' energy over spans, read in time order (readings outside the spans included:
+/// they only move the meter and the curve): what the meter grew and the area under the curve,
+/// inside the spans.
+#[derive(Debug, Clone, Copy)]
+pub struct Totals {
+    meter: Meter,
+    curve: Curve,
+    /// The meter's growth ([`Meter`]).
+    pub increase: f64,
+    /// The area under the curve, value·µs.
+    pub area: f64,
+    /// µs of the spans under the curve.
+    pub covered: i64,
+}
+
+impl Totals {
+    /// Nothing yet, with intervals over `max_gap` µs left out.
+    pub fn new(max_gap: i64) -> Self {
+        Totals {
+            meter: Meter::default(),
+            curve: Curve::new(max_gap),
+            increase: 0.0,
+            area: 0.0,
+            covered: 0,
+        }
+    }
+
+    /// A reading `v` at `t` (µs), counted in `spans`.
+    pub fn push(&mut self, spans: &Spans, t: i64, v: f64) {
+        if let Some(step) = self.meter.step(t, v)
+            && inside(spans, t)
+        {
+            self.increase += step;
+        }
+        let Some(piece) = self.curve.piece(t, v) else {
+            return;
+        };
+        let (t0, t1) = (piece.from.0, piece.to.0);
+        let first = spans.partition_point(|&(_, e)| e <= t0);
+        for &(a, b) in &spans[first..] {
+            if a >= t1 {
+                break;
+            }
+            let (s, e) = (a.max(t0), b.min(t1));
+            self.area += piece.area(s, e);
+            self.covered += e - s;
+        }
+    }
+
+    /// An energy statistic of the totals over spans `counted` µs long; `None` for any other
+    /// statistic, and for `twmean` and `coverage` without a curve or time.
+    pub fn get(&self, stat: crate::statistic::Statistic, counted: i64) -> Option<f64> {
+        use crate::statistic::Statistic;
+        match stat {
+            Statistic::Increase => Some(self.increase),
+            Statistic::Integral => Some(self.area / MICROS_PER_HOUR),
+            Statistic::Twmean => (self.covered > 0).then(|| self.area / self.covered as f64),
+            Statistic::Coverage => (counted > 0).then(|| self.covered as f64 / counted as f64),
+            _ => None,
+        }
+    }
+}
+
 /// The increase of a cumulative meter over spans ([`Meter`]): a step counts where its later
 /// reading falls.
 #[derive(Debug, Clone)]

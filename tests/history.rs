@@ -596,6 +596,38 @@ hours = ["Mon-Fri 07:00-20:00"]
     // Counts are of the readings in the time counted: two plugs, a reading a minute.
     let day = &within["series"]["office/floor1/room1/Power"][0];
     assert_eq!(day["count"], 2 * 13 * 60, "{day}");
+    // The worst wasters out of hours: energy over the two days' 22 hours outside the office's.
+    let v = ok(
+        &base,
+        &format!(
+            "/top?feature=Power&stat=integral&outside=office&since={}&until={}",
+            ts(since),
+            ts(until)
+        ),
+    )
+    .await;
+    let top = v.as_array().unwrap();
+    assert_eq!(top.len(), 2, "{v}");
+    assert_eq!(
+        top[0]["device"],
+        "office/floor1/room1/plugA/tele/SENSOR/ENERGY"
+    );
+    close(&top[0]["value"], 100.0 * 22.0, "plugA out of hours");
+    close(&top[1]["value"], 50.0 * 22.0, "plugB out of hours");
+    let v = ok(
+        &base,
+        &format!(
+            "/top?feature=total&stat=increase&within=office&since={}&until={}",
+            ts(since),
+            ts(until)
+        ),
+    )
+    .await;
+    close(
+        &v[0]["value"],
+        200.0 * 26.0,
+        "the Shelly in office hours, through its reboot",
+    );
     // An unknown calendar, and both at once, are refused.
     let (status, v) = get(&base, &ask("&within=night")).await;
     assert_eq!(

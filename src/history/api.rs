@@ -268,48 +268,87 @@ async fn aggregate(
     if let Some(n) = p.by {
         agg = agg.by(n);
     }
-    let mut read_range = p.range;
     let energy = p.stats.iter().any(|s| s.is_energy());
-    if energy || p.calendar.is_some() {
-        let (a, b) = (p.range.0.timestamp_micros(), p.range.1.timestamp_micros());
-        let spans = match &p.calendar {
-            None => vec![(a, b)],
-            Some((name, within)) => {
-                let c = ctx.calendar(name).ok_or_else(|| {
-                    ApiError::bad(format!(
-                        "{}={name}: no calendar of that name (config [[calendar]])",
-                        if *within { "within" } else { "outside" }
-                    ))
-                })?;
-                if *within {
-                    c.spans(&zone, a, b)
-                } else {
-                    c.outside(&zone, a, b)
-                }
-            }
-        };
-        let settings = ctx.energy();
-        agg = agg.with_curves(Curves::new(spans, settings.max_gap.get()));
-        if energy {
-            // The curve before the range (a meter's baseline, the first interval) and the
-            // reading that closes its last interval.
-            let widen = |d: std::time::Duration| {
-                chrono::Duration::from_std(d).unwrap_or(chrono::Duration::zero())
-            };
-            read_range = (
-                p.range
-                    .0
-                    .checked_sub_signed(widen(settings.lookback.get()))
-                    .unwrap_or(p.range.0),
-                p.range
-                    .1
-                    .checked_add_signed(widen(settings.max_gap.get()))
-                    .unwrap_or(p.range.1),
-            );
-        }
+    let (spans, read_range) = counted(&ctx, &zone, p.range, energy, &p.calendar)?;
+    if let Some(spans) = spans {
+        agg = agg.with_curves(Curves::new(spans, ctx.energy().max_gap.get()));
     }
     let c = read(ctx, p.topics, read_range, agg).await?;
     Ok(Json(c.finish()).into_response())
+}
+
+/// The spans an answer counts (µs), if not all it reads, and the range to read.
+type Counted = (Option<Vec<(i64, i64)>>, Range);
+
+/// The time an answer counts, and the range to read for it. With energy statistics or a
+/// calendar: the spans of the range counted (a calendar's hours in it, or the rest of it), and
+/// for energy the range widened by `[energy] lookback` before it (a meter's baseline, the
+/// first interval) and `max_gap` after it (the reading that closes the last interval).
+/// Otherwise `None` and the range.
+fn counted<Z: Zone>(
+    ctx: &Context,
+    zone: &Z,
+    range: Range,
+    energy: bool,
+    calendar: &Option<(String, bool)>,
+) -> Result<Counted, ApiError> {
+    if !energy && calendar.is_none() {
+        return Ok((None, range));
+    }
+    let (a, b) = (range.0.timestamp_micros(), range.1.timestamp_micros());
+    let spans = match calendar {
+        None => vec![(a, b)],
+        Some((name, within)) => {
+            let c = ctx.calendar(name).ok_or_else(|| {
+                ApiError::bad(format!(
+                    "{}={name}: no calendar of that name (config [[calendar]])",
+                    if *within { "within" } else { "outside" }
+                ))
+            })?;
+            if *within {
+                c.spans(zone, a, b)
+            } else {
+                c.outside(zone, a, b)
+            }
+        }
+    };
+    if !energy {
+        return Ok((Some(spans), range));
+    }
+    let settings = ctx.energy();
+    let widen =
+        |d: std::time::Duration| chrono::Duration::from_std(d).unwrap_or(chrono::Duration::zero());
+    let read = (
+        range
+            .0
+            .checked_sub_signed(widen(settings.lookback.get()))
+            .unwrap_or(range.0),
+        range
+            .1
+            .checked_add_signed(widen(settings.max_gap.get()))
+            .unwrap_or(range.1),
+    );
+    Ok((Some(spans), read))
+}
+
+/// `within=NAME` or `outside=NAME`: the calendar and whether its hours count (or the rest).
+fn calendar_param(p: &Params, range: Range) -> Result<Option<(String, bool)>, ApiError> {
+    let calendar = match (p.one("within")?, p.one("outside")?) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::bad(
+                "within and outside: ask for one (the other is the rest of the range)",
+            ));
+        }
+        (Some(c), None) => Some((c.to_owned(), true)),
+        (None, Some(c)) => Some((c.to_owned(), false)),
+        (None, None) => None,
+    };
+    if calendar.is_some() && (range.1 - range.0).num_days() > MAX_CALENDAR_DAYS {
+        return Err(ApiError::bad(format!(
+            "within/outside cover at most {MAX_CALENDAR_DAYS} days"
+        )));
+    }
+    Ok(calendar)
 }
 
 /// The longest range `within=` or `outside=` may cover: its hours are listed day by day.
@@ -381,21 +420,7 @@ fn aggregate_params<Z: Zone + Clone>(
         Some(_) => Some(p.number("by", 0, 1, 64)?),
         None => None,
     };
-    let calendar = match (p.one("within")?, p.one("outside")?) {
-        (Some(_), Some(_)) => {
-            return Err(ApiError::bad(
-                "within and outside: ask for one (the other is the rest of the range)",
-            ));
-        }
-        (Some(c), None) => Some((c.to_owned(), true)),
-        (None, Some(c)) => Some((c.to_owned(), false)),
-        (None, None) => None,
-    };
-    if calendar.is_some() && (range.1 - range.0).num_days() > MAX_CALENDAR_DAYS {
-        return Err(ApiError::bad(format!(
-            "within/outside cover at most {MAX_CALENDAR_DAYS} days"
-        )));
-    }
+    let calendar = calendar_param(&p, range)?;
     Ok(AggregateParams {
         topics,
         range,
@@ -407,16 +432,25 @@ fn aggregate_params<Z: Zone + Clone>(
 }
 
 async fn top(State(ctx): State<Context>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
-    let (topics, range, top) = top_params(q, Utc::now())?;
-    let c = read(ctx, topics, range, top).await?;
+    let (topics, range, mut top, calendar) = top_params(q, Utc::now())?;
+    let zone = crate::time::local();
+    let (spans, read_range) = counted(&ctx, &zone, range, top.stat().is_energy(), &calendar)?;
+    if let Some(spans) = spans {
+        top = top.with_spans(spans, ctx.energy().max_gap.get());
+    }
+    let c = read(ctx, topics, read_range, top).await?;
     Ok(Json(c.finish()).into_response())
 }
 
-/// `/top`'s parameters: the filters, the range and the ranking asked for.
-fn top_params(q: Option<String>, now: DateTime<Utc>) -> Result<(Filters, Range, Top), ApiError> {
+/// `/top`'s parameters: the filters, the range, the ranking asked for and the calendar.
+type TopParams = (Filters, Range, Top, Option<(String, bool)>);
+
+fn top_params(q: Option<String>, now: DateTime<Utc>) -> Result<TopParams, ApiError> {
     let p = Params::parse(
         q,
-        &["feature", "stat", "n", "order", "topics", "since", "until"],
+        &[
+            "feature", "stat", "n", "order", "topics", "since", "until", "within", "outside",
+        ],
     )?;
     let feature = match p.one("feature")? {
         Some(f) if !f.is_empty() && !f.contains(['/', '+', '#']) => f.to_owned(),
@@ -436,11 +470,6 @@ fn top_params(q: Option<String>, now: DateTime<Utc>) -> Result<(Filters, Range, 
         .unwrap_or("max")
         .parse()
         .map_err(|e| ApiError::bad(format!("stat: {e}")))?;
-    if stat.is_energy() {
-        return Err(ApiError::bad(format!(
-            "stat={stat} is not ranked by /top yet: /aggregate?stats={stat} computes it"
-        )));
-    }
     let order = match p.one("order")? {
         None | Some("desc") => Order::Desc,
         Some("asc") => Order::Asc,
@@ -448,7 +477,8 @@ fn top_params(q: Option<String>, now: DateTime<Utc>) -> Result<(Filters, Range, 
     };
     let n = p.number("n", 10, 1, MAX_N)?;
     let (topics, range) = (p.filters(false)?, p.range("-1h", now)?);
-    Ok((topics, range, Top::new(&feature, stat, n, order)))
+    let calendar = calendar_param(&p, range)?;
+    Ok((topics, range, Top::new(&feature, stat, n, order), calendar))
 }
 
 async fn histogram(

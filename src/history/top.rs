@@ -6,6 +6,7 @@
 //! Each device gets one value, the statistic of its readings over the range.
 
 use super::{Consumer, Value};
+use crate::energy::{Totals, inside};
 use crate::statistic::{Series, Statistic};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -39,7 +40,10 @@ pub struct Top {
     stat: Statistic,
     n: usize,
     order: Order,
-    devices: HashMap<String, Series>,
+    /// The time counted (a calendar's hours, or the range for the energy statistics) and the
+    /// longest interval integrated, µs; `None`: every reading fed counts.
+    spans: Option<(Vec<(i64, i64)>, i64)>,
+    devices: HashMap<String, (Series, Totals)>,
 }
 
 impl Top {
@@ -50,17 +54,41 @@ impl Top {
             stat,
             n,
             order,
+            spans: None,
             devices: HashMap::new(),
         }
     }
 
+    /// The statistic ranked by.
+    pub fn stat(&self) -> Statistic {
+        self.stat
+    }
+
+    /// Count only `spans` (µs, sorted, disjoint), and follow each series' curve for the energy
+    /// statistics, integrating intervals of at most `max_gap`. The readings fed then include
+    /// those before and after the spans, which only move the curves.
+    pub fn with_spans(mut self, spans: Vec<(i64, i64)>, max_gap: std::time::Duration) -> Self {
+        let max_gap = i64::try_from(max_gap.as_micros()).unwrap_or(i64::MAX);
+        self.spans = Some((spans, max_gap));
+        self
+    }
+
     /// The answer: best first, ties by device name.
     pub fn finish(self) -> Vec<Entry> {
+        let counted: i64 = self
+            .spans
+            .as_ref()
+            .map_or(0, |(spans, _)| spans.iter().map(|(a, b)| b - a).sum());
+        let stat = self.stat;
         let mut all: Vec<Entry> = self
             .devices
             .into_iter()
-            .filter_map(|(topic, s)| {
-                let value = s.get(self.stat)?;
+            .filter_map(|(topic, (s, totals))| {
+                let value = if stat.is_energy() {
+                    totals.get(stat, counted)?
+                } else {
+                    s.get(stat)?
+                };
                 let device = topic.rsplit_once('/')?.0.to_owned();
                 Some(Entry {
                     device,
@@ -90,26 +118,39 @@ impl Consumer for Top {
             Some((device, feature)) if !device.is_empty() && feature == self.feature => {}
             _ => return,
         }
-        match self.devices.get_mut(series) {
-            Some(s) => s.push(time, v),
-            None => {
-                let mut s = Series::new(self.stat.needs_values());
-                s.push(time, v);
-                self.devices.insert(series.to_owned(), s);
+        let max_gap = self.spans.as_ref().map_or(0, |(_, g)| *g);
+        let keep = self.stat.needs_values();
+        let (s, totals) = match self.devices.get_mut(series) {
+            Some(d) => d,
+            None => self
+                .devices
+                .entry(series.to_owned())
+                .or_insert((Series::new(keep), Totals::new(max_gap))),
+        };
+        if let Some((spans, _)) = &self.spans {
+            let t = time.timestamp_micros();
+            totals.push(spans, t, v);
+            if !inside(spans, t) {
+                return;
             }
         }
+        s.push(time, v);
     }
 
     fn fork(&self) -> Option<Self> {
+        // A curve is followed from its first reading, on one thread.
+        if self.spans.is_some() {
+            return None;
+        }
         Some(Top::new(&self.feature, self.stat, self.n, self.order))
     }
 
     fn merge(&mut self, later: Self) {
-        for (series, s) in later.devices {
+        for (series, (s, totals)) in later.devices {
             match self.devices.get_mut(&series) {
-                Some(mine) => mine.merge(s),
+                Some(mine) => mine.0.merge(s),
                 None => {
-                    self.devices.insert(series, s);
+                    self.devices.insert(series, (s, totals));
                 }
             }
         }
