@@ -1,14 +1,15 @@
 //! Read API benchmark: a 7-day hourly `aggregate` over 7 days of records at 10 readings a
 //! second (6 048 000 lines, traditional `Nov 16 00:00:00` timestamps), goal < 1 s; side by side
 //! with `iotitan-stats query`'s export of the same range (the same engine writing CSV to a
-//! sink), which bounds what any read of the range can cost.
+//! sink), which bounds what any read of the range can cost; and the energy statistics
+//! (increase, integral) of the same read.
 //!
 //! The file is written to `$IOTITAN_BENCH_DIR` (default `/tmp/iotitan-bench`) once and reused.
 //! See BENCHMARKS.md.
 
 use chrono::{DateTime, Local, Utc};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use iotitan::history::aggregate::{Aggregate, Every};
+use iotitan::history::aggregate::{Aggregate, Curves, Every};
 use iotitan::history::query::{Export, QueryFormat, window};
 use iotitan::history::read::Context;
 use iotitan::payload::Extractor;
@@ -109,6 +110,24 @@ fn read_7d(c: &mut Criterion) {
             })
         });
     }
+    // The energy statistics over the same read, hourly: each series followed as a curve
+    // (read on one thread), next to the plain statistics above.
+    let energy = [Statistic::Increase, Statistic::Integral, Statistic::Count];
+    let spans = vec![(since.timestamp_micros(), until.timestamp_micros())];
+    g.bench_function("aggregate_hourly_increase_integral", |b| {
+        b.iter(|| {
+            let agg = Aggregate::new(Every::from_secs(3600).unwrap(), Local, &energy).with_curves(
+                Curves::new(spans.clone(), std::time::Duration::from_secs(900)),
+            );
+            let r = ctx
+                .read(Filters::of(&["iotitan/bench/#"]), since, until, agg)
+                .unwrap();
+            let a = r.consumer.finish();
+            let n: u64 = a.series.values().flatten().map(|b| b.count).sum();
+            assert_eq!(n, lines);
+            black_box(a)
+        })
+    });
     g.bench_function("query_export_csv", |b| {
         b.iter(|| {
             let reader = Reader::new(

@@ -157,6 +157,8 @@ pub struct Series {
     first: Option<(i64, f64)>,
     last: Option<(i64, f64)>,
     values: Option<Vec<f64>>,
+    /// A meter's growth, for whoever follows the meter ([`crate::energy::Meter`]).
+    increase: f64,
 }
 
 impl Series {
@@ -171,6 +173,11 @@ impl Series {
     /// Add one value observed at `time`.
     pub fn push(&mut self, time: DateTime<Utc>, value: f64) {
         self.push_micros(time.timestamp_micros(), value);
+    }
+
+    /// Add a meter's step to its increase (the step whose later reading was pushed).
+    pub fn add_increase(&mut self, step: f64) {
+        self.increase += step;
     }
 
     /// Add one value observed at `micros` (microseconds since the epoch).
@@ -209,7 +216,9 @@ impl Series {
         }
         if self.count == 0 {
             let values = self.values.take();
+            let increase = self.increase;
             *self = later;
+            self.increase += increase;
             if let (Some(mut mine), Some(theirs)) = (values, self.values.take()) {
                 mine.extend(theirs);
                 self.values = Some(mine);
@@ -222,6 +231,7 @@ impl Series {
         self.mean += delta * (n2 / n);
         self.m2 += later.m2 + delta * delta * (n1 * n2 / n);
         self.count += later.count;
+        self.increase += later.increase;
         self.min = self.min.min(later.min);
         self.max = self.max.max(later.max);
         if let Some((t, v)) = later.first
@@ -262,10 +272,9 @@ impl Series {
             }
             Statistic::First => self.first.map(|(_, v)| v),
             Statistic::Last => self.last.map(|(_, v)| v),
+            Statistic::Increase => Some(self.increase),
             // Statistics of the curve are kept by whoever reads in time order.
-            Statistic::Increase | Statistic::Integral | Statistic::Twmean | Statistic::Coverage => {
-                None
-            }
+            Statistic::Integral | Statistic::Twmean | Statistic::Coverage => None,
         }
     }
 }

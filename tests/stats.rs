@@ -714,6 +714,76 @@ fn a_journal_file_the_reader_cannot_read_goes_through_journalctl() {
     assert!(got == rows, "the fallback's rows differ");
 }
 
+/// A meter's `increase` in consecutive windows: each starts from the meter's last reading
+/// before the window (`[energy] lookback`), so the windows add up to the whole, a reboot's
+/// reset counts its new value, and the group of two meters is their sum.
+#[test]
+fn meter_increases_of_consecutive_windows_add_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("syslog");
+    let start = chrono::DateTime::parse_from_rfc3339("2026-11-22T04:50:00Z").unwrap();
+    let mut text = String::new();
+    let (mut a, mut b) = (1000.0f64, 20.0f64);
+    for i in 0..40 {
+        let t = start + chrono::Duration::seconds(30 * i);
+        a = if i == 24 { 0.25 } else { a + 0.5 }; // plug a reboots at 05:02
+        b += 0.125;
+        text.push_str(&record(
+            &t.to_rfc3339(),
+            "iotitan/office/a/energy",
+            &a.to_string(),
+        ));
+        text.push_str(&record(
+            &t.to_rfc3339(),
+            "iotitan/office/b/energy",
+            &b.to_string(),
+        ));
+    }
+    std::fs::write(&log, text).unwrap();
+    let cfg = config(
+        dir.path(),
+        &no_broker(),
+        &[log.to_str().unwrap()],
+        "statistics = [\"increase\", \"count\"]\n\n[[stats.group]]\nname = \"iotitan/office/energy\"\ntopics = [\"iotitan/office/+/energy\"]",
+    );
+    let run = |since: &str, until: &str| {
+        let out = ok(&stats(
+            &cfg,
+            &["--dry-run", "--since", since, "--until", until],
+            &[],
+        ));
+        let get = |name: &str| -> f64 {
+            out.lines()
+                .find_map(|l| l.strip_prefix(&format!("{name}_increase ")))
+                .unwrap_or_else(|| panic!("no {name}_increase in {out}"))
+                .parse()
+                .unwrap()
+        };
+        (
+            get("iotitan/office/a/energy"),
+            get("iotitan/office/b/energy"),
+            get("iotitan/office/energy"),
+        )
+    };
+    let first = run("2026-11-22T05:00:00Z", "2026-11-22T05:05:00Z");
+    let second = run("2026-11-22T05:05:00Z", "2026-11-22T05:10:00Z");
+    let whole = run("2026-11-22T05:00:00Z", "2026-11-22T05:10:00Z");
+    // By hand: a grows 0.5 every 30 s but for the reset at 05:02, which counts its 0.25; b
+    // grows 0.125 every 30 s. Each window has 10 steps ending in it (the first, at 05:00:00,
+    // from the reading at 04:59:30 in the lookback): in the first, 4 before the reset and 5
+    // after it.
+    assert_eq!(first.0, 4.0 * 0.5 + 0.25 + 5.0 * 0.5, "a, first window");
+    assert_eq!(second.0, 5.0, "a, second window");
+    assert_eq!((first.1, second.1), (1.25, 1.25), "b");
+    assert_eq!(first.2, first.0 + first.1, "the group is the sum");
+    for (w, (x, y)) in [
+        (whole.0, (first.0, second.0)),
+        (whole.1, (first.1, second.1)),
+    ] {
+        assert_eq!(w, x + y, "windows add up");
+    }
+}
+
 // ---- traditional timestamps: New Year and DST, with TZ set ---------------------------------
 
 fn set_mtime(path: &Path, rfc3339: &str) {

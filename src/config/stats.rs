@@ -42,12 +42,16 @@ pub struct StatsConfig {
     pub group: Vec<GroupConfig>,
 }
 
-/// The statistics of a window. Those of energy (increase, integral, twmean, coverage) are the
-/// read API's (`/aggregate`) for now: a window would need the readings after its end, which a
-/// scheduled run does not have yet.
+/// The statistics of a window. `increase` is one (a meter's growth, from its last reading
+/// before the window, `[energy] lookback`); the other energy statistics (integral, twmean,
+/// coverage) are the read API's (`/aggregate`) for now: a window would need the reading after
+/// its end, which a scheduled run does not have yet.
 fn window_statistics<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Statistic>, D::Error> {
     let list = Vec::<Statistic>::deserialize(d)?;
-    if let Some(s) = list.iter().find(|s| s.is_energy()) {
+    if let Some(s) = list
+        .iter()
+        .find(|s| s.is_energy() && **s != Statistic::Increase)
+    {
         return Err(serde::de::Error::custom(format!(
             "{s} is not computed in stats windows yet: ask the read API \
              (/api/v1/aggregate?stats={s})"
@@ -172,7 +176,7 @@ mod tests {
         for bad in [
             "[stats]\nstatistics = [\"average\"]\n",
             "[stats]\nstatistics = [\"p100\"]\n",
-            "[stats]\nstatistics = [\"mean\", \"increase\"]\n",
+            "[stats]\nstatistics = [\"mean\", \"integral\"]\n",
             "[stats]\nschedule = \"*/5 * * *\"\n",
             "[stats]\nschedule = \"0 0 * * 8\"\n",
             "[[stats.group]]\nname = \"a/+\"\ntopics = \"a/#\"\n",

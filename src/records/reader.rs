@@ -59,6 +59,8 @@ pub enum RawSeen<'a> {
 /// Where a time lies relative to a window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Place {
+    /// Before the window, in its lookback: it only sets where a meter stands.
+    Before,
     /// In `[start, end)`.
     Inside,
     /// Before the start, or after the end within the disorder allowance.
@@ -71,6 +73,7 @@ pub(crate) enum Place {
 /// what comparing the exact instants would.
 #[derive(Debug, Clone, Copy)]
 struct Bounds {
+    before: i64,
     start: i64,
     end: i64,
     past: i64,
@@ -86,8 +89,9 @@ fn ceil_micros(t: DateTime<Utc>) -> i64 {
 }
 
 impl Bounds {
-    fn new(window: Window, disorder: chrono::Duration) -> Self {
+    fn new(window: Window, disorder: chrono::Duration, lookback: chrono::Duration) -> Self {
         Bounds {
+            before: ceil_micros(window.start - lookback),
             start: ceil_micros(window.start),
             end: ceil_micros(window.end),
             past: ceil_micros(window.end + disorder),
@@ -97,8 +101,10 @@ impl Bounds {
     fn place(&self, micros: i64) -> Place {
         if micros >= self.past {
             Place::Past
-        } else if micros < self.start || micros >= self.end {
+        } else if micros >= self.end || micros < self.before {
             Place::Outside
+        } else if micros < self.start {
+            Place::Before
         } else {
             Place::Inside
         }
@@ -122,6 +128,7 @@ pub(crate) enum Body<'a> {
 pub struct Reader<Z> {
     window: Window,
     disorder: chrono::Duration,
+    lookback: chrono::Duration,
     bounds: Bounds,
     identifier: Vec<u8>,
     stream: Clock<Z>,
@@ -137,7 +144,8 @@ impl<Z: Zone + Clone> Reader<Z> {
         Reader {
             window,
             disorder,
-            bounds: Bounds::new(window, disorder),
+            lookback: chrono::Duration::zero(),
+            bounds: Bounds::new(window, disorder, chrono::Duration::zero()),
             identifier: identifier.as_bytes().to_vec(),
             stream: Clock::new(zone.clone(), now, Ambiguity::Stream),
             seek: Clock::new(zone, now, Ambiguity::Seek),
@@ -148,7 +156,7 @@ impl<Z: Zone + Clone> Reader<Z> {
     /// The range a scan must cover: the window widened by the disorder allowance.
     pub fn range(&self) -> (DateTime<Utc>, DateTime<Utc>) {
         (
-            self.window.start - self.disorder,
+            self.window.start - self.disorder.max(self.lookback),
             self.window.end + self.disorder,
         )
     }
@@ -167,9 +175,17 @@ impl<Z: Zone + Clone> Reader<Z> {
     pub(crate) fn with_window(&self, window: Window) -> Self {
         Reader {
             window,
-            bounds: Bounds::new(window, self.disorder),
+            bounds: Bounds::new(window, self.disorder, self.lookback),
             ..self.clone()
         }
+    }
+
+    /// The same reader, also reading `lookback` before the window: lines there are
+    /// [`Place::Before`], which only set where a meter stands when the window opens.
+    pub fn with_lookback(mut self, lookback: chrono::Duration) -> Self {
+        self.lookback = lookback;
+        self.bounds = Bounds::new(self.window, self.disorder, lookback);
+        self
     }
 
     /// The time of a line, for seeking.
@@ -265,7 +281,7 @@ impl<Z: Zone + Clone> Reader<Z> {
         };
         match self.bounds.place(time) {
             Place::Past => return RawSeen::Past,
-            Place::Outside => return RawSeen::Outside,
+            Place::Outside | Place::Before => return RawSeen::Outside,
             Place::Inside => {}
         }
         match self.body(parsed) {

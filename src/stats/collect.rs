@@ -11,10 +11,11 @@
 //! that index, and a plain number is parsed without a UTF-8 pass. Nothing is allocated per
 //! line.
 
+use crate::energy::Meter;
 use crate::payload::{self, Extractor, Reading};
 use crate::records::decisions::{Decisions, FastHash};
 use crate::records::reader::{Body, Place, Reader};
-use crate::statistic::{Series, is_output};
+use crate::statistic::{Series, Statistic, is_output};
 use crate::stats::aggregate::Summary;
 use crate::syslog::clock::Zone;
 use crate::syslog::line::{LineError, Stamped};
@@ -93,6 +94,8 @@ struct Slot {
     series: Series,
     /// Groups it has joined as a member.
     joined: Vec<usize>,
+    /// Where its meter stands, when `increase` is asked for.
+    meter: Meter,
 }
 
 /// Collects one window's statistics from a scan.
@@ -108,6 +111,8 @@ pub struct Collector<'s, Z> {
     names: HashMap<String, usize, FastHash>,
     slots: Vec<Slot>,
     readings: Vec<Reading>,
+    /// `increase` is asked for: each series' meter is followed, from the lookback on.
+    meters: bool,
 }
 
 impl<'s, Z: Zone + Clone> Collector<'s, Z> {
@@ -117,6 +122,7 @@ impl<'s, Z: Zone + Clone> Collector<'s, Z> {
             reader,
             selection,
             keep_values: summary.keeps_values(),
+            meters: summary.statistics.contains(&Statistic::Increase),
             summary,
             routes: Decisions::default(),
             names: HashMap::default(),
@@ -163,6 +169,13 @@ impl<'s, Z: Zone + Clone> Collector<'s, Z> {
         match self.reader.place(time) {
             Place::Past => ControlFlow::Break(()),
             Place::Outside => ControlFlow::Continue(()),
+            Place::Before => {
+                if self.meters {
+                    let body = self.reader.body(parsed);
+                    self.baseline(time, &body);
+                }
+                ControlFlow::Continue(())
+            }
             Place::Inside => {
                 let body = self.reader.body(parsed);
                 self.account(time, &body);
@@ -173,6 +186,22 @@ impl<'s, Z: Zone + Clone> Collector<'s, Z> {
 
     /// Account for a line of the window.
     fn account(&mut self, time: i64, body: &Body<'_>) {
+        self.tally(time, body, true);
+    }
+
+    /// A line of the lookback before the window: it only moves the meters (`increase`).
+    fn baseline(&mut self, time: i64, body: &Body<'_>) {
+        if !self.meters {
+            return;
+        }
+        let counts = self.summary.lines;
+        self.tally(time, body, false);
+        self.summary.lines = counts;
+    }
+
+    /// Account for a line, counting it in the window or only moving the meters.
+    fn tally(&mut self, time: i64, body: &Body<'_>, counted: bool) {
+        let meters = self.meters;
         let counts = &mut self.summary.lines;
         counts.read += 1;
         let Body::Record { topic, payload } = body else {
@@ -210,6 +239,8 @@ impl<'s, Z: Zone + Clone> Collector<'s, Z> {
                         groups,
                         time,
                         value,
+                        meters,
+                        counted,
                     );
                 }
                 Err(_) => self.summary.lines.rejected += 1,
@@ -242,6 +273,8 @@ impl<'s, Z: Zone + Clone> Collector<'s, Z> {
                 groups,
                 time,
                 r.value,
+                meters,
+                counted,
             );
         }
     }
@@ -317,18 +350,41 @@ fn slot_of(
         name: name.to_owned(),
         series: Series::new(keep_values),
         joined: Vec::new(),
+        meter: Meter::default(),
     });
     slots.len() - 1
 }
 
-/// Add a value of a series to itself (when `own`) and to its groups.
-fn push(summary: &mut Summary, slot: &mut Slot, own: bool, groups: &[usize], t: i64, v: f64) {
+/// Add a value of a series to itself (when `own`) and to its groups; with `meters`, move its
+/// meter and add the step to their increases. A value of the lookback (`counted` false) only
+/// moves the meter.
+#[allow(clippy::too_many_arguments)]
+fn push(
+    summary: &mut Summary,
+    slot: &mut Slot,
+    own: bool,
+    groups: &[usize],
+    t: i64,
+    v: f64,
+    meters: bool,
+    counted: bool,
+) {
+    let step = if meters { slot.meter.step(t, v) } else { None };
+    if !counted {
+        return;
+    }
     if own {
         slot.series.push_micros(t, v);
+        if let Some(step) = step {
+            slot.series.add_increase(step);
+        }
     }
     for &g in groups {
         if let Some((_, group)) = summary.groups.get_mut(g) {
             group.values.push_micros(t, v);
+            if let Some(step) = step {
+                group.values.add_increase(step);
+            }
             if !slot.joined.contains(&g) {
                 slot.joined.push(g);
                 if !group.members.contains(&slot.name) {
@@ -357,9 +413,8 @@ impl<Z: Zone + Clone> Lines for Collector<'_, Z> {
 
 impl<Z: Zone + Clone + Send> Split for Collector<'_, Z> {
     fn fork(&self, start: DateTime<Utc>, reference: DateTime<Utc>) -> Option<Self> {
-        self.reader
-            .can_start_at(start)
-            .then(|| self.fork_empty(reference))
+        // A meter is followed from the lookback on, on one thread.
+        (!self.meters && self.reader.can_start_at(start)).then(|| self.fork_empty(reference))
     }
     fn merge(&mut self, later: Self) {
         self.merge_later(later);
@@ -466,6 +521,15 @@ impl<Z: Zone + Clone> CatchUp<'_, Z> {
             match c.reader.place(time) {
                 Place::Past => *done = true,
                 Place::Outside => open = true,
+                Place::Before => {
+                    open = true;
+                    if let Some(p) = parsed.take() {
+                        body = Some(reader.body(p));
+                    }
+                    if let Some(b) = &body {
+                        c.baseline(time, b);
+                    }
+                }
                 Place::Inside => {
                     open = true;
                     if let Some(p) = parsed.take() {
@@ -488,7 +552,7 @@ impl<Z: Zone + Clone> CatchUp<'_, Z> {
 impl<Z: Zone + Clone + Send> Split for CatchUp<'_, Z> {
     fn fork(&self, start: DateTime<Utc>, reference: DateTime<Utc>) -> Option<Self> {
         let reader = self.reader.as_ref()?;
-        if !reader.can_start_at(start) {
+        if !reader.can_start_at(start) || self.collectors.iter().any(|(c, _)| c.meters) {
             return None;
         }
         Some(CatchUp {
@@ -554,6 +618,94 @@ mod tests {
 
     fn feed(c: &mut Collector<'_, Utc>, lines: &[&str]) -> Vec<ControlFlow<()>> {
         lines.iter().map(|l| c.line(l.as_bytes())).collect()
+    }
+
+    /// A meter read in windows side by side, each from its last reading before the window
+    /// (the lookback), adds up to the meter read in one window over them all; one pass over
+    /// several windows (catch-up) gives the same; groups sum their members' steps.
+    #[test]
+    fn increases_of_windows_side_by_side_add_up() {
+        let sel = selection();
+        let line = |s: i64, topic: &str, v: f64| {
+            let t = DateTime::from_timestamp(utc("2026-11-22T04:55:00Z").timestamp() + s, 0)
+                .unwrap()
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+            format!("{t} h iotitan-logger[1]: {topic} {v}")
+        };
+        // Two meters, one reading every 7 s over 25 minutes: growth, a reset, jitter.
+        let mut lines = Vec::new();
+        let (mut a, mut b) = (100.0, 5.0);
+        for i in 0..(25 * 60 / 7) {
+            a = if i == 77 { 0.5 } else { a + (i % 5) as f64 };
+            b += 0.25;
+            let shown = if i % 31 == 0 { b * 0.95 } else { b };
+            lines.push(line(i * 7, "iotitan/a/t", a));
+            lines.push(line(i * 7 + 1, "iotitan/b/t", shown));
+        }
+        let window = |from: &str, to: &str| Window {
+            start: utc(from),
+            end: utc(to),
+        };
+        let collect = |w: Window| {
+            let reader = Reader::new(w, chrono::Duration::seconds(5), "iotitan-logger", Utc)
+                .with_lookback(chrono::Duration::minutes(5));
+            let summary = Summary::new(
+                w.start,
+                w.end,
+                &[Statistic::Increase, Statistic::Count],
+                ["house/t".to_owned()],
+            );
+            Collector::new(reader, &sel, summary)
+        };
+        let increase = |s: &Summary, name: &str| {
+            let series = match name {
+                "house/t" => &s.groups[0].1.values,
+                _ => &s.series[name],
+            };
+            series.get(Statistic::Increase).unwrap()
+        };
+        let windows = [
+            window("2026-11-22T05:00:00Z", "2026-11-22T05:05:00Z"),
+            window("2026-11-22T05:05:00Z", "2026-11-22T05:10:00Z"),
+            window("2026-11-22T05:10:00Z", "2026-11-22T05:15:00Z"),
+        ];
+        let mut whole = collect(window("2026-11-22T05:00:00Z", "2026-11-22T05:15:00Z"));
+        for l in &lines {
+            let _ = whole.line(l.as_bytes());
+        }
+        let whole = whole.into_summary();
+        let mut parts = Vec::new();
+        for w in windows {
+            let mut c = collect(w);
+            for l in &lines {
+                let _ = c.line(l.as_bytes());
+            }
+            parts.push(c.into_summary());
+        }
+        let mut batch = CatchUp::new(windows.iter().map(|w| collect(*w)).collect());
+        for l in &lines {
+            let _ = batch.take(l.as_bytes());
+        }
+        let batch = batch.into_summaries();
+        for name in ["iotitan/a/t", "iotitan/b/t", "house/t"] {
+            let want = increase(&whole, name);
+            let sum: f64 = parts.iter().map(|p| increase(p, name)).sum();
+            let caught: f64 = batch.iter().map(|p| increase(p, name)).sum();
+            assert!(want > 10.0, "{name}: {want}");
+            assert!(
+                (sum - want).abs() < 1e-9 * want,
+                "{name}: windows {sum}, whole {want}"
+            );
+            assert!(
+                (caught - want).abs() < 1e-9 * want,
+                "{name}: catch-up {caught}"
+            );
+        }
+        // The group's growth is its members'.
+        let members = increase(&whole, "iotitan/a/t") + increase(&whole, "iotitan/b/t");
+        assert!((increase(&whole, "house/t") - members).abs() < 1e-9 * members);
+        // The lookback's lines are read, not counted.
+        assert_eq!(whole.series["iotitan/a/t"].count(), 15 * 60 / 7 + 1);
     }
 
     #[test]

@@ -25,6 +25,7 @@ use crate::exit::{self, ExitError};
 use crate::records::Reader;
 use crate::records::scan::{self, ProgressArgs, Threads, threads};
 use crate::shutdown::Shutdown;
+use crate::statistic::Statistic;
 use crate::syslog::source::Source;
 use crate::time::{self, Window};
 use aggregate::Summary;
@@ -103,10 +104,16 @@ pub fn compute_with(
     };
     let disorder =
         chrono::Duration::from_std(st.disorder.get()).unwrap_or(chrono::Duration::zero());
+    let lookback =
+        chrono::Duration::from_std(cfg.energy.lookback.get()).unwrap_or(chrono::Duration::zero());
     let collectors = windows
         .iter()
         .map(|w| {
-            let reader = Reader::new(*w, disorder, &cfg.syslog.identifier, time::local());
+            let mut reader = Reader::new(*w, disorder, &cfg.syslog.identifier, time::local());
+            if st.statistics.contains(&Statistic::Increase) {
+                // A meter's last reading before the window is where its growth starts.
+                reader = reader.with_lookback(lookback);
+            }
             let summary = Summary::new(
                 w.start,
                 w.end,
