@@ -2,7 +2,7 @@
 
 use clap::{Args, Parser, Subcommand};
 use iotitan::sim::{
-    self, BrokerAddr, FaultOptions, Faulty, FleetOptions, Generator, Limited, Speed,
+    self, BrokerAddr, FaultOptions, Faulty, FleetOptions, Generator, Limited, OfficeOptions, Speed,
 };
 use iotitan::{cli, exit, logging};
 use std::path::PathBuf;
@@ -87,6 +87,20 @@ enum Command {
         limit: Option<usize>,
         #[command(flatten)]
         faults: FaultArgs,
+    },
+    /// An office on Tasmota and Shelly smart plugs: power every 10 s, energy meters every
+    /// minute, office-hours loads, printers idling at night, reboots and dropouts.
+    Office {
+        /// Floors.
+        #[arg(long, default_value_t = 2)]
+        floors: usize,
+        /// Workplaces per floor (in two rooms), besides a meeting room and a printer.
+        #[arg(long, default_value_t = 4)]
+        workplaces: usize,
+        /// Simulated time per second ("1s" is real time: the meters then agree with the
+        /// power's integral over the logged times).
+        #[arg(long, default_value = "1s")]
+        speed: Speed,
     },
     /// Numbered messages at a steady rate; prints the achieved rate.
     Load {
@@ -183,6 +197,20 @@ fn build(cli: &Cli) -> anyhow::Result<(Box<dyn Generator>, Option<u64>)> {
                 Box::new(Faulty::new(fleet, faults.options(cli.seed))),
                 cli.count,
             )
+        }
+        Command::Office {
+            floors,
+            workplaces,
+            speed,
+        } => {
+            let office = sim::Office::new(OfficeOptions {
+                floors: *floors,
+                workplaces: *workplaces,
+                speed: *speed,
+                seed: cli.seed,
+                ..OfficeOptions::default()
+            });
+            (Box::new(office), cli.count)
         }
         Command::Replay {
             csv,

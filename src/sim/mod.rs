@@ -7,6 +7,7 @@
 //! (`--seed`), so a run can be reproduced message for message.
 //!
 //! - [`fleet`] — DHT22 / BME280 / PIR devices on daily curves with noise, ESPEasy last wills;
+//! - [`office`] — Tasmota and Shelly smart plugs of an office: power and energy meters;
 //! - [`replay`] — a CSV series (e.g. open-meteo) replayed with time compression;
 //! - [`fault`] — spikes, dropouts' companions, junk and hostile payloads layered on any generator;
 //! - [`load`] — a paced stream of numbered messages for benchmarks;
@@ -15,12 +16,14 @@
 pub(crate) mod fault;
 pub(crate) mod fleet;
 pub(crate) mod load;
+pub(crate) mod office;
 pub(crate) mod publish;
 pub(crate) mod replay;
 
 pub use fault::{FaultOptions, Faulty, ScheduledSpike};
 pub use fleet::{Fleet, FleetOptions};
 pub use load::{Achieved, Load};
+pub use office::{Office, OfficeOptions};
 pub use publish::{Report, run};
 pub use replay::{Replay, Series};
 
