@@ -109,6 +109,16 @@ fn short_demo_runs_the_pipeline_and_exits_cleanly() {
         body.contains(replay)
     });
     assert!(listed, "{replay} never showed up in /api/v1/topics");
+    // The office's plugs, by room through their JSON documents (the energy statistics).
+    let energy = format!(
+        "{base}/api/v1/aggregate?topics=office/%23&since=-1h&every=1h&by=3&stats=increase,integral"
+    );
+    let grouped = wait_until(TIMEOUT, || {
+        let (status, body) = get(&energy, token);
+        assert_eq!(status, 200, "{body}");
+        body.contains("\"office/floor1/room1/Power\"") && body.contains("\"integral\"")
+    });
+    assert!(grouped, "the office's plugs never showed up by room");
     let (status, body) = get(&format!("{base}/api/v1/topics"), "not-the-demo-token-0000");
     assert_eq!(status, 401, "{body}");
     let (status, body) = get(&format!("{base}/api/v1/dashboard"), token);

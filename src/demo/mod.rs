@@ -266,7 +266,8 @@ fn storage(opts: &DemoOptions) -> anyhow::Result<Storage> {
     })
 }
 
-/// The demo's input: the replayed series with its spike, and a small fleet with a little junk.
+/// The demo's input: the replayed series with its spike, a small fleet with a little junk, and
+/// an office floor's smart plugs.
 fn simulation(seed: u64) -> anyhow::Result<Mix> {
     let series = sim::Series::parse(ADELAIDE, None).context("the embedded series")?;
     let replay = sim::Replay::new(
@@ -301,9 +302,18 @@ fn simulation(seed: u64) -> anyhow::Result<Mix> {
         seed,
         ..FaultOptions::default()
     };
+    // An office floor on smart plugs, in real time so that its meters agree with the power
+    // logged (the energy statistics of the read API).
+    let office = sim::Office::new(sim::OfficeOptions {
+        floors: 1,
+        workplaces: 2,
+        seed,
+        ..sim::OfficeOptions::default()
+    });
     Ok(Mix::new()
         .with(Faulty::new(replay, spike))
-        .with(Faulty::new(fleet, junk)))
+        .with(Faulty::new(fleet, junk))
+        .with(office))
 }
 
 /// Follow everything on the broker into the view.
