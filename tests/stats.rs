@@ -1030,6 +1030,18 @@ fn bad_arguments_and_config_have_their_exit_codes() {
     let out = stats(&bad, &["--dry-run"], &[]);
     assert_eq!(out.status.code(), Some(78));
     assert!(String::from_utf8_lossy(&out.stderr).contains(":2:"));
+    // A calendar's hours that end before they start: where, and why.
+    let bad = write_config(
+        dir.path(),
+        "[[calendar]]\nname = \"office\"\nhours = [\"Mon-Fri 07:00-20:00\", \"Sat 20:00-07:00\"]\n",
+    );
+    let out = stats(&bad, &["--dry-run"], &[]);
+    assert_eq!(out.status.code(), Some(78));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("iotitan.toml:3:") && err.contains("end before they start"),
+        "{err}"
+    );
 }
 
 // ---- query --------------------------------------------------------------------------------
