@@ -29,6 +29,17 @@ struct Setup {
     dir: tempfile::TempDir,
 }
 
+/// Tasmota plugs' documents, and a calendar of every hour (so everything is "within").
+const ENERGY_TOML: &str = r#"
+[[payload.json]]
+topics = "office/+/+/+/tele/SENSOR"
+fields = ["ENERGY.Total", "ENERGY.Power"]
+
+[[calendar]]
+name = "always"
+hours = ["Mon-Sun 00:00-24:00"]
+"#;
+
 fn setup() -> Setup {
     setup_reading(None)
 }
@@ -42,7 +53,7 @@ fn setup_reading(records: Option<&Path>) -> Setup {
     let cfg = write_config(
         dir.path(),
         &format!(
-            "{mqtt}\n{syslog}sources = [\"{output}\"]\n{http}",
+            "{mqtt}\n{syslog}sources = [\"{output}\"]\n{http}{ENERGY_TOML}",
             mqtt = m.mqtt_toml(&format!("d{port}")),
             syslog = r.syslog_toml(),
             output = records.unwrap_or(&r.output).display(),
@@ -621,6 +632,57 @@ fn dashboard_shows_the_series_the_api_has_and_nothing_without_a_token() {
         "no LWT state in the histogram of {topic}"
     );
     b.screenshot(&tab, "dashboard-overview.png");
+
+    // The energy view: two plugs of one room, their power by place and day.
+    for (plug, w) in [
+        ("desk1", "100"),
+        ("desk2", "50"),
+        ("desk1", "100"),
+        ("desk2", "50"),
+    ] {
+        let doc = format!(r#"{{"ENERGY":{{"Total":1.5,"Power":{w}}}}}"#);
+        let topic = format!("office/floor1/room1/{plug}/tele/SENSOR");
+        s.m.publish(&["-t", &topic, "-m", &doc, "-q", "1"]);
+    }
+    let energy = "/api/v1/aggregate?topics=office/%23&since=-1d&every=1d&by=3&stats=integral";
+    let arrived = wait_until(TIMEOUT, || {
+        get_json(&s, energy)["series"]["office/floor1/room1/Power"].is_array()
+    });
+    assert!(arrived, "the plugs' readings never reached the read API");
+    b.call(
+        Some(&tab),
+        "Runtime.evaluate",
+        serde_json::json!({"expression":
+            "document.getElementById('energy-topics').value = 'office/#'; \
+             document.getElementById('energy-form').requestSubmit();"}),
+    );
+    let (ok, dom) = b.wait_for(
+        &tab,
+        "Number(document.getElementById('energy').dataset.rows) >= 2",
+        20_000,
+    );
+    assert!(ok, "no energy rows:\n{dom}");
+    let energy = &dom[dom.find("id=\"energy\"").unwrap()..];
+    assert!(
+        energy.contains("data-place=\"office/floor1/room1/Power\"")
+            && energy.contains("data-place=\"office/floor1/room1/Total\""),
+        "{}",
+        &energy[..energy.len().min(1500)]
+    );
+    let within: f64 = attr(
+        energy,
+        "data-place=\"office/floor1/room1/Power\"",
+        "data-within",
+    )
+    .unwrap()
+    .parse()
+    .unwrap();
+    assert!(within > 0.0, "{energy}");
+    assert!(energy.contains("class=\"bar within\""));
+    assert!(
+        dom.contains("<option value=\"always\">always</option>"),
+        "no calendar to pick"
+    );
 
     // A wrong token: the message, no data.
     let tab = b.open(&format!("{}/#token=wrong-token-000000000000", s.base));

@@ -106,6 +106,7 @@ pub async fn run_on(
         max_body: http.max_body.0,
         request_timeout: http.request_timeout.get(),
         alerts_topic: cfg.alerts.events_topic.clone(),
+        calendars: cfg.calendar.iter().map(|c| c.name.clone()).collect(),
         live: live_hub,
         stop: shutdown.clone(),
     });

@@ -52,6 +52,8 @@ pub struct App {
     pub request_timeout: Duration,
     /// `alerts.events_topic`: where the dashboard finds alert transitions.
     pub alerts_topic: String,
+    /// The names of the `[[calendar]]`s, for the dashboard's energy view.
+    pub calendars: Vec<String>,
     /// Live readings for `/api/v1/live` (see [`super::live`]).
     pub live: live::Hub,
     /// The daemon's shutdown, which ends the live streams.
@@ -136,7 +138,7 @@ async fn dashboard(
         })
         .collect();
     Ok(Json(
-        json!({"devices": devices, "alerts_topic": app.alerts_topic}),
+        json!({"devices": devices, "alerts_topic": app.alerts_topic, "calendars": app.calendars}),
     ))
 }
 

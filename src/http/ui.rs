@@ -32,7 +32,8 @@ struct Asset {
 /// The statistics the top-devices form offers: each one `/api/v1/top` takes (a unit test
 /// parses them as the API does).
 pub const TOP_STATISTICS: &[&str] = &[
-    "max", "min", "mean", "median", "p95", "last", "first", "count", "stddev",
+    "max", "min", "mean", "median", "p95", "last", "first", "count", "stddev", "increase",
+    "integral",
 ];
 
 /// The page.
@@ -117,6 +118,22 @@ pub const TOP_STATISTICS: &[&str] = &[
       <button type="submit">Show</button>
     </form>
     <table id="top"><thead><tr><th>Device</th><th>Value</th><th>Topic</th></tr></thead><tbody></tbody></table>
+  </section>
+  <section>
+    <h2>Energy <small class="muted">per place and day: meters' growth or power's integral, the part outside the calendar's hours in its own colour</small></h2>
+    <form id="energy-form" class="controls">
+      <label>Topics <input id="energy-topics" placeholder="office/#" size="16" required></label>
+      <label>Place levels <input id="energy-by" type="number" min="1" max="64" value="3"></label>
+      <label>Measure <select id="energy-stat">
+        <option value="integral">integral (Wh of W)</option><option value="increase">increase (meters)</option>
+      </select></label>
+      <label>Calendar <select id="energy-calendar"><option value="">none</option></select></label>
+      <label>Days <input id="energy-days" type="number" min="1" max="366" value="7"></label>
+      <button type="submit">Show</button>
+    </form>
+    <table id="energy"><thead><tr><th>Place</th><th>Day</th><th>Within</th><th>Outside</th><th><span class="bar within"></span> within <span class="bar outside"></span> outside</th></tr></thead><tbody></tbody></table>
+    <h3>Most outside the calendar's hours</h3>
+    <table id="wasters"><thead><tr><th>Device</th><th>Value</th><th>Topic</th></tr></thead><tbody></tbody></table>
   </section>
   <section>
     <h2>Alerts <small class="muted">last transitions, newest first</small></h2>

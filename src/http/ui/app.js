@@ -543,7 +543,81 @@ async function loadTop() {
   }));
 }
 
-let meta = { devices: [], alerts_topic: null };
+/// The energy view: per place (`by` levels and the measure) and local day, the statistic
+/// inside and outside the calendar's hours, as stacked bars; and the devices with the most
+/// outside them.
+async function loadEnergy() {
+  const topics = $("energy-topics").value.trim();
+  if (!topics) return;
+  const stat = $("energy-stat").value;
+  const cal = $("energy-calendar").value;
+  const days = Math.max(1, Number($("energy-days").value) || 7);
+  const q = "/aggregate?topics=" + encodeURIComponent(topics) + "&since=-" + days +
+    "d&every=1d&by=" + encodeURIComponent($("energy-by").value) + "&stats=" + stat;
+  const [inside, outside] = cal
+    ? await Promise.all([api(q + "&within=" + encodeURIComponent(cal)),
+      api(q + "&outside=" + encodeURIComponent(cal))])
+    : [await api(q), { series: {} }];
+  const rows = new Map();
+  [inside, outside].forEach((v, i) => {
+    for (const [place, buckets] of Object.entries(v.series || {})) {
+      for (const b of buckets) {
+        const k = place + "|" + b.start;
+        const r = rows.get(k) || { place, start: b.start, within: 0, outside: 0 };
+        r[i === 0 ? "within" : "outside"] += b[stat] || 0;
+        rows.set(k, r);
+      }
+    }
+  });
+  const list = [...rows.values()]
+    .sort((a, b) => a.place.localeCompare(b.place) || b.start.localeCompare(a.start));
+  const most = Math.max(1e-9, ...list.map((r) => r.within + r.outside));
+  const t = $("energy");
+  t.dataset.rows = String(list.length);
+  t.tBodies[0].replaceChildren(...list.map((r) => {
+    const tr = document.createElement("tr");
+    tr.dataset.place = r.place;
+    tr.dataset.within = String(r.within);
+    tr.dataset.outside = String(r.outside);
+    const bar = document.createElement("td");
+    for (const part of ["within", "outside"]) {
+      const span = document.createElement("span");
+      span.className = "bar " + part;
+      span.style.width = Math.round(300 * r[part] / most) + "px";
+      bar.append(span);
+    }
+    tr.append(cell(r.place), cell(new Date(r.start).toLocaleDateString()),
+      cell(fmt(r.within), "num"), cell(cal ? fmt(r.outside) : "", "num"), bar);
+    return tr;
+  }));
+  // The devices of the measure shown, by their part outside the calendar's hours.
+  const measure = list.length ? list[0].place.slice(list[0].place.lastIndexOf("/") + 1) : "";
+  const wasters = $("wasters");
+  if (!cal || !measure) { wasters.tBodies[0].replaceChildren(); return; }
+  const v = await api("/top?feature=" + encodeURIComponent(measure) + "&stat=" + stat +
+    "&outside=" + encodeURIComponent(cal) + "&since=-" + days + "d&n=10&topics=" +
+    encodeURIComponent(topics));
+  wasters.tBodies[0].replaceChildren(...v.map((d) => {
+    const tr = document.createElement("tr");
+    tr.dataset.topic = d.topic;
+    tr.append(cell(d.device), cell(fmt(d.value), "num"), cell(d.topic));
+    return tr;
+  }));
+}
+
+function renderCalendars() {
+  const sel = $("energy-calendar");
+  const names = meta.calendars || [];
+  sel.replaceChildren(...[""].concat(names).map((n) => {
+    const o = document.createElement("option");
+    o.value = n;
+    o.textContent = n || "none";
+    return o;
+  }));
+  if (names.length) sel.value = names[0];
+}
+
+let meta = { devices: [], alerts_topic: null, calendars: [] };
 
 async function loadAlerts() {
   if (!meta.alerts_topic) return;
@@ -606,6 +680,7 @@ function renderDevices() {
 async function loadMeta() {
   meta = await api("/dashboard");
   renderDevices();
+  renderCalendars();
   await Promise.all([loadAlerts(), loadTop()]);
 }
 
@@ -690,6 +765,10 @@ function init() {
   $("top-form").addEventListener("submit", (ev) => {
     ev.preventDefault();
     loadTop().catch(fail);
+  });
+  $("energy-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    loadEnergy().catch(fail);
   });
   $("series").addEventListener("change", (ev) => select(ev.target.value));
   for (const b of $("ranges").querySelectorAll("button")) {
