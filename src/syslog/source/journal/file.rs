@@ -108,15 +108,15 @@ pub struct Entry<'a> {
 }
 
 fn le64(b: &[u8], at: usize) -> Option<u64> {
-    Some(u64::from_le_bytes(b.get(at..at + 8)?.try_into().ok()?))
+    Some(u64::from_le_bytes(b.get(at..at.checked_add(8)?)?.try_into().ok()?))
 }
 
 fn le32(b: &[u8], at: usize) -> Option<u64> {
-    Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?).into())
+    Some(u32::from_le_bytes(b.get(at..at.checked_add(4)?)?.try_into().ok()?).into())
 }
 
 fn id128(b: &[u8], at: usize) -> Option<[u8; 16]> {
-    b.get(at..at + 16)?.try_into().ok()
+    b.get(at..at.checked_add(16)?)?.try_into().ok()
 }
 
 impl<'a> JournalFile<'a> {
@@ -152,9 +152,9 @@ impl<'a> JournalFile<'a> {
         if !offset.is_multiple_of(8) || start < MIN_HEADER {
             return Err(damaged(offset, "misaligned object offset"));
         }
-        let head = self
-            .bytes
-            .get(start..start + OBJECT_HEADER)
+        let head = start
+            .checked_add(OBJECT_HEADER)
+            .and_then(|end| self.bytes.get(start..end))
             .ok_or_else(|| damaged(offset, "object beyond the end of the file"))?;
         if head[0] != kind {
             return Err(damaged(offset, "object of another type than expected"));
