@@ -190,8 +190,9 @@ pub fn spool(data: &[u8]) {
 /// A journal file as a crash, a disk error or anyone may leave it: its header, the
 /// identifier's DATA object, entry arrays (bisected by a time the first bytes pick) and each
 /// entry's message. An error or the entries, never a panic, a hang or a read out of bounds;
-/// the entries from a time on are the whole list's from that time on when times rise (in a
-/// file not flagged online, where the end of what was written may look different).
+/// the entries from a time on are the whole list's from that time on when the entries' times
+/// rise (the bisection's premise; in a file not flagged online, where the end of what was
+/// written may look different).
 pub fn journal_file(data: &[u8]) {
     use crate::syslog::source::journal::read_bytes;
     let Ok(all) = read_bytes(data, b"iotitan", 0) else {

@@ -259,13 +259,17 @@ fn advance(s: &mut Stream<'_>, ident: &[u8], from: u64, report: &mut ScanReport)
     }
 }
 
+/// Entries as [`read_bytes`] gives them: time, and message if any.
+pub(crate) type Timed = Vec<(u64, Option<Vec<u8>>)>;
+
 /// The entries of `identifier` in one journal file's bytes, from time `from` on: each one's
-/// time and message, up to the first damage (the error). The fuzz target's way in.
+/// time and message (`None` for an entry without one), up to the first damage (the error).
+/// The fuzz target's way in.
 pub(crate) fn read_bytes(
     bytes: &[u8],
     identifier: &[u8],
     from: u64,
-) -> Result<Vec<(u64, Vec<u8>)>, FileError> {
+) -> Result<Timed, FileError> {
     let f = JournalFile::parse(bytes)?;
     let Some(data) = f.find_data(b"SYSLOG_IDENTIFIER", identifier)? else {
         return Ok(Vec::new());
@@ -273,9 +277,8 @@ pub(crate) fn read_bytes(
     let mut entries = f.entries_from(data, from)?;
     let (mut out, mut hint) = (Vec::new(), 0);
     while let Some(e) = entries.next()? {
-        if let Some(m) = f.message(&e, &mut hint)? {
-            out.push((e.realtime, m.into_owned()));
-        }
+        let message = f.message(&e, &mut hint)?;
+        out.push((e.realtime, message.map(std::borrow::Cow::into_owned)));
     }
     Ok(out)
 }
