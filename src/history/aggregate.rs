@@ -320,8 +320,10 @@ impl Curves {
 
     /// µs of `[start, end)` that are counted.
     fn counted(&self, start: i64, end: i64) -> i64 {
-        self.spans
+        let first = self.spans.partition_point(|&(_, e)| e <= start);
+        self.spans[first..]
             .iter()
+            .take_while(|&&(s, _)| s < end)
             .map(|&(s, e)| (e.min(end) - s.max(start)).max(0))
             .sum()
     }
@@ -401,16 +403,19 @@ impl<Z: Zone> Aggregate<Z> {
         let mut lists: Vec<Option<Vec<Held>>> = self.lists.into_iter().map(Some).collect();
         let value = |h: &Held, st: Statistic| -> Option<f64> {
             let e = h.energy;
-            let counted = curves.as_ref().map_or(0, |c| {
-                c.counted(h.start.timestamp_micros(), h.end.timestamp_micros())
-            });
+            let counted = || {
+                curves.as_ref().map_or(0, |c| {
+                    c.counted(h.start.timestamp_micros(), h.end.timestamp_micros())
+                })
+            };
             match st {
                 Statistic::Increase => Some(e.increase),
                 Statistic::Integral => Some(e.area / MICROS_PER_HOUR),
                 // Of one series: a group's members overlap in time.
                 Statistic::Twmean if !grouped && e.covered > 0 => Some(e.area / e.covered as f64),
-                Statistic::Coverage if !grouped && counted > 0 => {
-                    Some(e.covered as f64 / counted as f64)
+                Statistic::Coverage if !grouped => {
+                    let counted = counted();
+                    (counted > 0).then(|| e.covered as f64 / counted as f64)
                 }
                 Statistic::Twmean | Statistic::Coverage => None,
                 st => h.series.get(st),
@@ -881,6 +886,45 @@ mod tests {
                 assert!(want.len() >= if every == Every(DAY) { 10 } else { 100 });
             }
         }
+    }
+
+    #[test]
+    fn coverage_and_twmean_leave_gaps_out() {
+        let t0 = utc("2026-11-23T10:00:00Z");
+        let spans = vec![(
+            t0.timestamp_micros(),
+            (t0 + chrono::Duration::hours(2)).timestamp_micros(),
+        )];
+        let stats = [Statistic::Twmean, Statistic::Coverage, Statistic::Integral];
+        let mut agg = Aggregate::new(Every(3600), Utc, &stats)
+            .with_curves(Curves::new(spans, std::time::Duration::from_secs(900)));
+        for m in (0..=120).filter(|m| !(71..100).contains(m)) {
+            let w = if m < 60 { 100.0 } else { 200.0 };
+            agg.reading(
+                t0 + chrono::Duration::minutes(m),
+                "p/power",
+                Value::Number(w),
+            );
+        }
+        let a = agg.finish();
+        let get = |i: usize, st: Statistic| {
+            a.series["p/power"][i]
+                .values
+                .iter()
+                .find(|(s, _)| *s == st)
+                .map(|(_, v)| *v)
+        };
+        // The first hour: covered whole (the ramp to 200 W in its last minute); the second:
+        // 30 minutes between 11:10 and 11:40 are a gap.
+        assert_eq!(get(0, Statistic::Coverage), Some(1.0));
+        assert_eq!(get(1, Statistic::Coverage), Some(0.5));
+        assert_eq!(get(1, Statistic::Twmean), Some(200.0));
+        let first = get(0, Statistic::Integral).unwrap();
+        assert!(
+            (first - (100.0 * 59.0 / 60.0 + 150.0 / 60.0)).abs() < 1e-9,
+            "{first}"
+        );
+        assert!((get(0, Statistic::Twmean).unwrap() - first).abs() < 1e-9);
     }
 
     #[test]

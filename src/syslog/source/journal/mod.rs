@@ -265,11 +265,7 @@ pub(crate) type Timed = Vec<(u64, Option<Vec<u8>>)>;
 /// The entries of `identifier` in one journal file's bytes, from time `from` on: each one's
 /// time and message (`None` for an entry without one), up to the first damage (the error).
 /// The fuzz target's way in.
-pub(crate) fn read_bytes(
-    bytes: &[u8],
-    identifier: &[u8],
-    from: u64,
-) -> Result<Timed, FileError> {
+pub(crate) fn read_bytes(bytes: &[u8], identifier: &[u8], from: u64) -> Result<Timed, FileError> {
     let f = JournalFile::parse(bytes)?;
     let Some(data) = f.find_data(b"SYSLOG_IDENTIFIER", identifier)? else {
         return Ok(Vec::new());
