@@ -1,9 +1,9 @@
 //! Statistics of energy, which treat readings as a curve in time rather than as samples:
-//! the [`Increase`] of a cumulative meter (kWh from Tasmota's `ENERGY.Total`, Wh from a
-//! Shelly's `aenergy.total`), and the [`Integral`] of a gauge (Wh from watts) with the
-//! time-weighted mean that follows from it.
+//! the increase of a cumulative [`Meter`] (kWh from Tasmota's `ENERGY.Total`, Wh from a
+//! Shelly's `aenergy.total`), and the integral of a gauge's [`Curve`] (Wh from watts) with the
+//! time-weighted mean that follows from it; [`Totals`] keeps both for one series.
 //!
-//! Both read one series in time order and count only what falls in their spans: the window,
+//! They read one series in time order and count only what falls in their spans: the window,
 //! or the parts of it inside a calendar's hours ([`crate::calendar`]). They are given the
 //! readings before the window too (a lookback), which only set where the curve stands when the
 //! window opens, and the first reading after it, which closes the last interval: so windows
@@ -20,16 +20,6 @@ pub type Spans = [(i64, i64)];
 
 /// Microseconds per hour: integrals are in value·hours (W → Wh).
 pub const MICROS_PER_HOUR: f64 = 3_600_000_000.0;
-
-/// Where `t` stands among `spans`, from the index `from` on: the index of the first span not
-/// wholly before `t`.
-fn skip_past(spans: &Spans, from: usize, t: i64) -> usize {
-    let mut i = from;
-    while i < spans.len() && spans[i].1 <= t {
-        i += 1;
-    }
-    i
-}
 
 /// A cumulative meter's baseline: what each reading adds to its increase.
 ///
@@ -129,6 +119,17 @@ pub fn inside(spans: &Spans, t: i64) -> bool {
     spans.get(i).is_some_and(|&(s, _)| s <= t)
 }
 
+/// The parts of `[t0, t1)` inside `spans`, in order (found by a binary search, so a long
+/// calendar costs nothing per piece).
+pub fn overlaps(spans: &Spans, t0: i64, t1: i64) -> impl Iterator<Item = (i64, i64)> + '_ {
+    let first = spans.partition_point(|&(_, e)| e <= t0);
+    spans[first..]
+        .iter()
+        .take_while(move |&&(a, _)| a < t1)
+        .map(move |&(a, b)| (a.max(t0), b.min(t1)))
+        .filter(|(s, e)| s < e)
+}
+
 /// One series' energy over spans, read in time order (readings outside the spans included:
 /// they only move the meter and the curve): what the meter grew and the area under the curve,
 /// inside the spans.
@@ -166,13 +167,7 @@ impl Totals {
         let Some(piece) = self.curve.piece(t, v) else {
             return;
         };
-        let (t0, t1) = (piece.from.0, piece.to.0);
-        let first = spans.partition_point(|&(_, e)| e <= t0);
-        for &(a, b) in &spans[first..] {
-            if a >= t1 {
-                break;
-            }
-            let (s, e) = (a.max(t0), b.min(t1));
+        for (s, e) in overlaps(spans, piece.from.0, piece.to.0) {
             self.area += piece.area(s, e);
             self.covered += e - s;
         }
@@ -192,137 +187,53 @@ impl Totals {
     }
 }
 
-/// The increase of a cumulative meter over spans ([`Meter`]): a step counts where its later
-/// reading falls.
-#[derive(Debug, Clone)]
-pub struct Increase<'s> {
-    spans: &'s Spans,
-    next: usize,
-    meter: Meter,
-    total: f64,
-}
-
-impl<'s> Increase<'s> {
-    /// An increase counted over `spans`.
-    pub fn new(spans: &'s Spans) -> Self {
-        Increase {
-            spans,
-            next: 0,
-            meter: Meter::default(),
-            total: 0.0,
-        }
-    }
-
-    /// A reading `v` at `t` (µs).
-    pub fn push(&mut self, t: i64, v: f64) {
-        let Some(step) = self.meter.step(t, v) else {
-            return;
-        };
-        self.next = skip_past(self.spans, self.next, t);
-        if self.spans.get(self.next).is_some_and(|&(a, _)| a <= t) {
-            self.total += step;
-        }
-    }
-
-    /// The increase so far.
-    pub fn value(&self) -> f64 {
-        self.total
-    }
-}
-
-/// The integral of a gauge over spans, by the trapezoid between consecutive readings, each
-/// interval clipped to the spans by linear interpolation ([`Curve`]).
-#[derive(Debug, Clone)]
-pub struct Integral<'s> {
-    spans: &'s Spans,
-    next: usize,
-    curve: Curve,
-    /// value·µs
-    sum: f64,
-    /// µs of the spans integrated.
-    covered: i64,
-}
-
-impl<'s> Integral<'s> {
-    /// An integral over `spans`, not bridging intervals over `max_gap` µs.
-    pub fn new(spans: &'s Spans, max_gap: i64) -> Self {
-        Integral {
-            spans,
-            next: 0,
-            curve: Curve::new(max_gap),
-            sum: 0.0,
-            covered: 0,
-        }
-    }
-
-    /// A reading `v` at `t` (µs).
-    pub fn push(&mut self, t: i64, v: f64) {
-        let Some(piece) = self.curve.piece(t, v) else {
-            return;
-        };
-        let (t0, t1) = (piece.from.0, piece.to.0);
-        self.next = skip_past(self.spans, self.next, t0);
-        for &(a, b) in &self.spans[self.next..] {
-            if a >= t1 {
-                break;
-            }
-            let (s, e) = (a.max(t0), b.min(t1));
-            if s < e {
-                self.sum += piece.area(s, e);
-                self.covered += e - s;
-            }
-        }
-    }
-
-    /// The integral so far, in value·hours.
-    pub fn value(&self) -> f64 {
-        self.sum / MICROS_PER_HOUR
-    }
-
-    /// The hours of the spans that were integrated.
-    pub fn covered_hours(&self) -> f64 {
-        self.covered as f64 / MICROS_PER_HOUR
-    }
-
-    /// The fraction of the spans integrated (0 for spans of no length).
-    pub fn coverage(&self) -> f64 {
-        let total: i64 = self.spans.iter().map(|(a, b)| b - a).sum();
-        if total > 0 {
-            self.covered as f64 / total as f64
-        } else {
-            0.0
-        }
-    }
-
-    /// The time-weighted mean: the integral over the hours integrated; `None` without any.
-    pub fn twmean(&self) -> Option<f64> {
-        (self.covered > 0).then(|| self.sum / self.covered as f64)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::statistic::Statistic;
     use proptest::prelude::*;
 
     const H: i64 = 3_600_000_000;
     const MIN: i64 = 60_000_000;
 
-    fn increase(spans: &Spans, readings: &[(i64, f64)]) -> f64 {
-        let mut inc = Increase::new(spans);
-        for &(t, v) in readings {
-            inc.push(t, v);
+    fn totals(spans: &Spans, readings: &[(i64, f64)], max_gap: i64) -> Totals {
+        let mut t = Totals::new(max_gap);
+        for &(time, v) in readings {
+            t.push(spans, time, v);
         }
-        inc.value()
+        t
     }
 
-    fn integral(spans: &Spans, readings: &[(i64, f64)], max_gap: i64) -> Integral<'static> {
-        let spans: &'static Spans = Box::leak(spans.to_vec().into_boxed_slice());
-        let mut i = Integral::new(spans, max_gap);
-        for &(t, v) in readings {
-            i.push(t, v);
+    fn increase(spans: &Spans, readings: &[(i64, f64)]) -> f64 {
+        totals(spans, readings, H).increase
+    }
+
+    /// What the tests read of an integral: the totals, and the length of their spans.
+    struct Integrated {
+        t: Totals,
+        counted: i64,
+    }
+
+    impl Integrated {
+        fn value(&self) -> f64 {
+            self.t.area / MICROS_PER_HOUR
         }
-        i
+        fn covered_hours(&self) -> f64 {
+            self.t.covered as f64 / MICROS_PER_HOUR
+        }
+        fn coverage(&self) -> f64 {
+            self.t.get(Statistic::Coverage, self.counted).unwrap_or(0.0)
+        }
+        fn twmean(&self) -> Option<f64> {
+            self.t.get(Statistic::Twmean, self.counted)
+        }
+    }
+
+    fn integral(spans: &Spans, readings: &[(i64, f64)], max_gap: i64) -> Integrated {
+        Integrated {
+            t: totals(spans, readings, max_gap),
+            counted: spans.iter().map(|(a, b)| b - a).sum(),
+        }
     }
 
     #[test]
@@ -409,7 +320,7 @@ mod tests {
             let whole = integral(&[(0, end)], &r, gap);
             let (a, b) = (integral(&[(0, cut)], &r, gap), integral(&[(cut, end)], &r, gap));
             prop_assert!((whole.value() - a.value() - b.value()).abs() <= 1e-9 * whole.value().abs().max(1.0));
-            prop_assert_eq!(whole.covered, a.covered + b.covered);
+            prop_assert_eq!(whole.t.covered, a.t.covered + b.t.covered);
         }
 
         /// Spans cut from a window add up to the window (a calendar's hours and the rest).

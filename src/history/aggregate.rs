@@ -8,7 +8,7 @@
 //! no bucket.
 
 use super::{Consumer, Value};
-use crate::energy::{Curve, MICROS_PER_HOUR, Meter};
+use crate::energy::{Curve, MICROS_PER_HOUR, Meter, inside, overlaps};
 use crate::statistic::{Series, Statistic};
 use crate::syslog::clock::Zone;
 use chrono::{DateTime, LocalResult, NaiveDate, NaiveDateTime, SecondsFormat, Timelike, Utc};
@@ -313,19 +313,9 @@ impl Curves {
         }
     }
 
-    fn inside(&self, t: i64) -> bool {
-        let i = self.spans.partition_point(|&(_, e)| e <= t);
-        self.spans.get(i).is_some_and(|&(s, _)| s <= t)
-    }
-
     /// µs of `[start, end)` that are counted.
     fn counted(&self, start: i64, end: i64) -> i64 {
-        let first = self.spans.partition_point(|&(_, e)| e <= start);
-        self.spans[first..]
-            .iter()
-            .take_while(|&&(s, _)| s < end)
-            .map(|&(s, e)| (e.min(end) - s.max(start)).max(0))
-            .sum()
+        overlaps(&self.spans, start, end).map(|(s, e)| e - s).sum()
     }
 }
 
@@ -526,7 +516,7 @@ impl<Z: Zone> Aggregate<Z> {
             return;
         };
         let t = time.timestamp_micros();
-        let inside = curves.inside(t);
+        let counted = inside(&curves.spans, t);
         let max_gap = curves.max_gap;
         let (meter, curve) = match curves.states.get_mut(series) {
             Some(s) => s,
@@ -537,7 +527,7 @@ impl<Z: Zone> Aggregate<Z> {
         };
         let step = meter.step(t, v);
         let piece = curve.piece(t, v);
-        if inside {
+        if counted {
             let b = bucket(names, lists, buckets, keep, name, time);
             b.series.push(time, v);
             b.energy.increase += step.unwrap_or(0.0);
@@ -546,13 +536,7 @@ impl<Z: Zone> Aggregate<Z> {
             return;
         };
         // The piece's parts in the counted spans, bucket by bucket.
-        let (t0, t1) = (piece.from.0, piece.to.0);
-        let first = curves.spans.partition_point(|&(_, e)| e <= t0);
-        for &(a, b) in &curves.spans[first..] {
-            if a >= t1 {
-                break;
-            }
-            let (mut s, e) = (a.max(t0), b.min(t1));
+        for (mut s, e) in overlaps(&curves.spans, piece.from.0, piece.to.0) {
             while s < e {
                 let Some(at) = DateTime::from_timestamp_micros(s) else {
                     break;
