@@ -84,6 +84,12 @@ impl Mapped {
                 .unchecked_advise(memmap2::UncheckedAdvice::DontNeed)
         };
     }
+
+    /// Report `e`, the damage that ends the read of this file, and give its pages back.
+    fn give_up(&self, e: FileError, report: &mut ScanReport) {
+        report.damaged.push(format!("{}: {e}", self.path.display()));
+        self.release();
+    }
 }
 
 /// Map every journal file of the namespace. Fails (for `journalctl` to try) when a file
@@ -148,11 +154,11 @@ fn read(files: &[Mapped], scan: &Scan<'_>, lines: &mut dyn Lines) -> ScanReport 
         ))
     });
     let mut streams: Vec<Stream<'_>> = Vec::new();
-    for (path, f) in parsed {
+    for (m, f) in parsed {
         match streams.last_mut() {
-            Some(s) if s.files[0].1.seqnum_id == f.seqnum_id => s.files.push((path, f)),
+            Some(s) if s.files[0].1.seqnum_id == f.seqnum_id => s.files.push((m, f)),
             _ => streams.push(Stream {
-                files: vec![(path, f)],
+                files: vec![(m, f)],
                 current: None,
                 hint: 0,
             }),
@@ -199,9 +205,8 @@ fn read(files: &[Mapped], scan: &Scan<'_>, lines: &mut dyn Lines) -> ScanReport 
             // `journalctl -o json` gives no line of ours for it.
             Ok(None) => ControlFlow::Continue(()),
             Err(e) => {
-                report.damaged.push(format!("{}: {e}", m.path.display()));
                 s.current = None;
-                m.release();
+                m.give_up(e, &mut report);
                 ControlFlow::Continue(())
             }
         };
@@ -217,16 +222,18 @@ fn read(files: &[Mapped], scan: &Scan<'_>, lines: &mut dyn Lines) -> ScanReport 
 
 /// Move `s` to its current file's next entry (none at the end of the file).
 fn next(s: &mut Stream<'_>, report: &mut ScanReport) {
-    let Some((m, mut entries, _)) = s.current.take() else {
-        return;
-    };
+    if let Some((m, entries, _)) = s.current.take() {
+        step(s, m, entries, report);
+    }
+}
+
+/// Make the next of `entries` (of file `m`) the head of `s`; at the end of the file, or at its
+/// damage, give the file back.
+fn step<'a>(s: &mut Stream<'a>, m: &'a Mapped, mut entries: Entries<'a>, report: &mut ScanReport) {
     match entries.next() {
         Ok(Some(e)) => s.current = Some((m, entries, e)),
         Ok(None) => m.release(),
-        Err(e) => {
-            report.damaged.push(format!("{}: {e}", m.path.display()));
-            m.release();
-        }
+        Err(e) => m.give_up(e, report),
     }
 }
 
@@ -239,22 +246,13 @@ fn advance(s: &mut Stream<'_>, ident: &[u8], from: u64, report: &mut ScanReport)
         let entries = f
             .find_data(b"SYSLOG_IDENTIFIER", ident)
             .and_then(|data| data.map(|d| f.entries_from(d, from)).transpose());
-        let mut entries = match entries {
-            Ok(Some(e)) => e,
-            Ok(None) => continue,
-            Err(e) => {
-                report.damaged.push(format!("{}: {e}", m.path.display()));
-                continue;
+        match entries {
+            Ok(Some(entries)) => {
+                report.files.push(m.path.clone());
+                step(s, m, entries, report);
             }
-        };
-        report.files.push(m.path.clone());
-        match entries.next() {
-            Ok(Some(e)) => s.current = Some((m, entries, e)),
-            Ok(None) => m.release(),
-            Err(e) => {
-                report.damaged.push(format!("{}: {e}", m.path.display()));
-                m.release();
-            }
+            Ok(None) => {}
+            Err(e) => m.give_up(e, report),
         }
     }
 }
