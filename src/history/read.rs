@@ -17,7 +17,7 @@ use std::sync::Arc;
 #[derive(Debug, Clone)]
 pub struct Context(Arc<Inner>);
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Inner {
     sources: Vec<Source>,
     /// `syslog.sources` as configured, when it holds `auto`: decided again at each read, as
@@ -82,32 +82,22 @@ impl Context {
 
     /// The same context reading on at most `threads` threads (default: one per core).
     pub fn with_threads(self, threads: usize) -> Self {
-        let inner = &self.0;
-        Context(Arc::new(Inner {
-            sources: inner.sources.clone(),
-            auto: inner.auto.clone(),
-            identifier: inner.identifier.clone(),
-            extractor: inner.extractor.clone(),
-            disorder: inner.disorder,
-            threads: threads.max(1),
-            energy: inner.energy.clone(),
-            calendars: inner.calendars.clone(),
-        }))
+        self.with(|inner| inner.threads = threads.max(1))
     }
 
     /// The same context with the energy settings and calendars of a configuration.
     pub fn with_energy(self, energy: EnergyConfig, calendars: Vec<Calendar>) -> Self {
-        let inner = &self.0;
-        Context(Arc::new(Inner {
-            sources: inner.sources.clone(),
-            auto: inner.auto.clone(),
-            identifier: inner.identifier.clone(),
-            extractor: inner.extractor.clone(),
-            disorder: inner.disorder,
-            threads: inner.threads,
-            energy,
-            calendars,
-        }))
+        self.with(|inner| {
+            inner.energy = energy;
+            inner.calendars = calendars;
+        })
+    }
+
+    /// This context changed by `f` (a copy only where a clone shares it).
+    fn with(self, f: impl FnOnce(&mut Inner)) -> Self {
+        let mut inner = Arc::unwrap_or_clone(self.0);
+        f(&mut inner);
+        Context(Arc::new(inner))
     }
 
     /// How energy statistics read a curve (`[energy]`).

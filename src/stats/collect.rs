@@ -521,22 +521,17 @@ impl<Z: Zone + Clone> CatchUp<'_, Z> {
             match c.reader.place(time) {
                 Place::Past => *done = true,
                 Place::Outside => open = true,
-                Place::Before => {
+                place @ (Place::Before | Place::Inside) => {
                     open = true;
                     if let Some(p) = parsed.take() {
                         body = Some(reader.body(p));
                     }
                     if let Some(b) = &body {
-                        c.baseline(time, b);
-                    }
-                }
-                Place::Inside => {
-                    open = true;
-                    if let Some(p) = parsed.take() {
-                        body = Some(reader.body(p));
-                    }
-                    if let Some(b) = &body {
-                        c.account(time, b);
+                        if place == Place::Inside {
+                            c.account(time, b);
+                        } else {
+                            c.baseline(time, b);
+                        }
                     }
                 }
             }
