@@ -250,33 +250,9 @@ impl Office {
 /// A plug's power now: its load's curve, with some noise.
 fn power(plug: &mut Plug, hours: bool, rng: &mut StdRng) -> f64 {
     match plug.load {
-        Load::Workplace => {
-            // Someone arrives or leaves now and then; nobody works out of hours.
-            if rng.random_bool(0.01) {
-                plug.busy = hours && rng.random_bool(0.8);
-            }
-            if !hours {
-                plug.busy = false;
-            }
-            if plug.busy {
-                rng.random_range(60.0..120.0)
-            } else {
-                2.0
-            }
-        }
-        Load::Meeting => {
-            if rng.random_bool(0.005) {
-                plug.busy = hours && rng.random_bool(0.5);
-            }
-            if !hours {
-                plug.busy = false;
-            }
-            if plug.busy {
-                rng.random_range(150.0..250.0)
-            } else {
-                1.0
-            }
-        }
+        // Someone arrives or leaves now and then; nobody works out of hours.
+        Load::Workplace => attended(plug, hours, rng, 0.01, 0.8, 60.0..120.0, 2.0),
+        Load::Meeting => attended(plug, hours, rng, 0.005, 0.5, 150.0..250.0, 1.0),
         Load::Printer => {
             if hours && rng.random_bool(0.02) {
                 400.0
@@ -284,6 +260,31 @@ fn power(plug: &mut Plug, hours: bool, rng: &mut StdRng) -> f64 {
                 15.0
             }
         }
+    }
+}
+
+/// The power of a load people switch on and off (a desk, a meeting room): at each reading,
+/// with probability `change`, it is taken up again (with probability `taken`, in office hours
+/// only); out of hours it is left. In use it draws from `range`, else `standby`.
+fn attended(
+    plug: &mut Plug,
+    hours: bool,
+    rng: &mut StdRng,
+    change: f64,
+    taken: f64,
+    range: std::ops::Range<f64>,
+    standby: f64,
+) -> f64 {
+    if rng.random_bool(change) {
+        plug.busy = hours && rng.random_bool(taken);
+    }
+    if !hours {
+        plug.busy = false;
+    }
+    if plug.busy {
+        rng.random_range(range)
+    } else {
+        standby
     }
 }
 
