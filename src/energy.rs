@@ -130,50 +130,20 @@ pub fn overlaps(spans: &Spans, t0: i64, t1: i64) -> impl Iterator<Item = (i64, i
         .filter(|(s, e)| s < e)
 }
 
-/// One series' energy over spans, read in time order (readings outside the spans included:
-/// they only move the meter and the curve): what the meter grew and the area under the curve,
-/// inside the spans.
-#[derive(Debug, Clone, Copy)]
-pub struct Totals {
-    meter: Meter,
-    curve: Curve,
+/// What a meter and a curve amount to over some time: the meter's growth, the area under the
+/// curve and how long it ran.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Amounts {
     /// The meter's growth ([`Meter`]).
     pub increase: f64,
     /// The area under the curve, value·µs.
     pub area: f64,
-    /// µs of the spans under the curve.
+    /// µs under the curve.
     pub covered: i64,
 }
 
-impl Totals {
-    /// Nothing yet, with intervals over `max_gap` µs left out.
-    pub fn new(max_gap: i64) -> Self {
-        Totals {
-            meter: Meter::default(),
-            curve: Curve::new(max_gap),
-            increase: 0.0,
-            area: 0.0,
-            covered: 0,
-        }
-    }
-
-    /// A reading `v` at `t` (µs), counted in `spans`.
-    pub fn push(&mut self, spans: &Spans, t: i64, v: f64) {
-        if let Some(step) = self.meter.step(t, v)
-            && inside(spans, t)
-        {
-            self.increase += step;
-        }
-        let Some(piece) = self.curve.piece(t, v) else {
-            return;
-        };
-        for (s, e) in overlaps(spans, piece.from.0, piece.to.0) {
-            self.area += piece.area(s, e);
-            self.covered += e - s;
-        }
-    }
-
-    /// An energy statistic of the totals over spans `counted` µs long; `None` for any other
+impl Amounts {
+    /// An energy statistic of these amounts over time `counted` µs long; `None` for any other
     /// statistic, and for `twmean` and `coverage` without a curve or time.
     pub fn get(&self, stat: crate::statistic::Statistic, counted: i64) -> Option<f64> {
         use crate::statistic::Statistic;
@@ -183,6 +153,50 @@ impl Totals {
             Statistic::Twmean => (self.covered > 0).then(|| self.area / self.covered as f64),
             Statistic::Coverage => (counted > 0).then(|| self.covered as f64 / counted as f64),
             _ => None,
+        }
+    }
+
+    /// Add the amounts of another time (or another series).
+    pub fn add(&mut self, other: Amounts) {
+        self.increase += other.increase;
+        self.area += other.area;
+        self.covered += other.covered;
+    }
+}
+
+/// One series' energy over spans, read in time order (readings outside the spans included:
+/// they only move the meter and the curve): what it amounts to inside the spans.
+#[derive(Debug, Clone, Copy)]
+pub struct Totals {
+    meter: Meter,
+    curve: Curve,
+    /// Inside the spans.
+    pub amounts: Amounts,
+}
+
+impl Totals {
+    /// Nothing yet, with intervals over `max_gap` µs left out.
+    pub fn new(max_gap: i64) -> Self {
+        Totals {
+            meter: Meter::default(),
+            curve: Curve::new(max_gap),
+            amounts: Amounts::default(),
+        }
+    }
+
+    /// A reading `v` at `t` (µs), counted in `spans`.
+    pub fn push(&mut self, spans: &Spans, t: i64, v: f64) {
+        if let Some(step) = self.meter.step(t, v)
+            && inside(spans, t)
+        {
+            self.amounts.increase += step;
+        }
+        let Some(piece) = self.curve.piece(t, v) else {
+            return;
+        };
+        for (s, e) in overlaps(spans, piece.from.0, piece.to.0) {
+            self.amounts.area += piece.area(s, e);
+            self.amounts.covered += e - s;
         }
     }
 }
@@ -205,7 +219,7 @@ mod tests {
     }
 
     fn increase(spans: &Spans, readings: &[(i64, f64)]) -> f64 {
-        totals(spans, readings, H).increase
+        totals(spans, readings, H).amounts.increase
     }
 
     /// What the tests read of an integral: the totals, and the length of their spans.
@@ -216,16 +230,19 @@ mod tests {
 
     impl Integrated {
         fn value(&self) -> f64 {
-            self.t.area / MICROS_PER_HOUR
+            self.t.amounts.area / MICROS_PER_HOUR
         }
         fn covered_hours(&self) -> f64 {
-            self.t.covered as f64 / MICROS_PER_HOUR
+            self.t.amounts.covered as f64 / MICROS_PER_HOUR
         }
         fn coverage(&self) -> f64 {
-            self.t.get(Statistic::Coverage, self.counted).unwrap_or(0.0)
+            self.t
+                .amounts
+                .get(Statistic::Coverage, self.counted)
+                .unwrap_or(0.0)
         }
         fn twmean(&self) -> Option<f64> {
-            self.t.get(Statistic::Twmean, self.counted)
+            self.t.amounts.get(Statistic::Twmean, self.counted)
         }
     }
 
@@ -320,7 +337,7 @@ mod tests {
             let whole = integral(&[(0, end)], &r, gap);
             let (a, b) = (integral(&[(0, cut)], &r, gap), integral(&[(cut, end)], &r, gap));
             prop_assert!((whole.value() - a.value() - b.value()).abs() <= 1e-9 * whole.value().abs().max(1.0));
-            prop_assert_eq!(whole.t.covered, a.t.covered + b.t.covered);
+            prop_assert_eq!(whole.t.amounts.covered, a.t.amounts.covered + b.t.amounts.covered);
         }
 
         /// Spans cut from a window add up to the window (a calendar's hours and the rest).

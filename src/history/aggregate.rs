@@ -8,7 +8,7 @@
 //! no bucket.
 
 use super::{Consumer, Value};
-use crate::energy::{Curve, MICROS_PER_HOUR, Meter, inside, overlaps};
+use crate::energy::{Amounts, Curve, Meter, inside, overlaps};
 use crate::statistic::{Series, Statistic};
 use crate::syslog::clock::Zone;
 use chrono::{DateTime, LocalResult, NaiveDate, NaiveDateTime, SecondsFormat, Timelike, Utc};
@@ -266,17 +266,6 @@ pub struct Answer {
     pub every: i64,
 }
 
-/// What a bucket of a series gathers of its curve ([`crate::energy`]).
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-struct Energy {
-    /// The meter's growth in the bucket.
-    increase: f64,
-    /// The area under the curve, value·µs.
-    area: f64,
-    /// µs of the bucket's counted time under the curve.
-    covered: i64,
-}
-
 /// One bucket as a consumer keeps it.
 #[derive(Debug, Clone)]
 struct Held {
@@ -288,7 +277,7 @@ struct Held {
     /// The statistics of its readings.
     series: Series,
     /// Its part of the curve.
-    energy: Energy,
+    energy: Amounts,
 }
 
 /// The energy side of an aggregate: the curve of each series, read in time order with the
@@ -392,22 +381,16 @@ impl<Z: Zone> Aggregate<Z> {
         let curves = self.curves;
         let mut lists: Vec<Option<Vec<Held>>> = self.lists.into_iter().map(Some).collect();
         let value = |h: &Held, st: Statistic| -> Option<f64> {
-            let e = h.energy;
-            let counted = || {
-                curves.as_ref().map_or(0, |c| {
-                    c.counted(h.start.timestamp_micros(), h.end.timestamp_micros())
-                })
-            };
             match st {
-                Statistic::Increase => Some(e.increase),
-                Statistic::Integral => Some(e.area / MICROS_PER_HOUR),
                 // Of one series: a group's members overlap in time.
-                Statistic::Twmean if !grouped && e.covered > 0 => Some(e.area / e.covered as f64),
-                Statistic::Coverage if !grouped => {
-                    let counted = counted();
-                    (counted > 0).then(|| e.covered as f64 / counted as f64)
+                Statistic::Twmean | Statistic::Coverage if grouped => None,
+                Statistic::Coverage => {
+                    let counted = curves.as_ref().map_or(0, |c| {
+                        c.counted(h.start.timestamp_micros(), h.end.timestamp_micros())
+                    });
+                    h.energy.get(st, counted)
                 }
-                Statistic::Twmean | Statistic::Coverage => None,
+                st if st.is_energy() => h.energy.get(st, 0),
                 st => h.series.get(st),
             }
         };
@@ -471,7 +454,7 @@ fn bucket<'l, Z: Zone>(
                         start,
                         end,
                         series: Series::new(keep_values),
-                        energy: Energy::default(),
+                        energy: Amounts::default(),
                     },
                 );
                 i
@@ -485,9 +468,7 @@ fn bucket<'l, Z: Zone>(
 fn add(list: &mut Vec<Held>, h: Held) {
     let merge = |b: &mut Held, h: Held| {
         b.series.merge(h.series);
-        b.energy.increase += h.energy.increase;
-        b.energy.area += h.energy.area;
-        b.energy.covered += h.energy.covered;
+        b.energy.add(h.energy);
     };
     match list.last_mut() {
         Some(b) if b.key == h.key => merge(b, h),

@@ -85,7 +85,7 @@ impl Top {
             .into_iter()
             .filter_map(|(topic, (s, totals))| {
                 let value = if stat.is_energy() {
-                    totals.get(stat, counted)?
+                    totals.amounts.get(stat, counted)?
                 } else {
                     s.get(stat)?
                 };
