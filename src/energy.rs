@@ -27,7 +27,7 @@ pub const MICROS_PER_HOUR: f64 = 3_600_000_000.0;
 /// reset (the device restarted from zero, Home Assistant's rule for `total_increasing`) and
 /// adds `v`; a dip of less than 10 % is jitter and adds nothing, keeping `m`. The first
 /// reading only sets `m`.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Meter {
     baseline: Option<f64>,
     last: Option<i64>,
@@ -59,7 +59,7 @@ impl Meter {
 
 /// A gauge's curve: the straight line from each reading to the next, unless they are more
 /// than `max_gap` apart (a gap).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Curve {
     max_gap: i64,
     previous: Option<(i64, f64)>,

@@ -170,9 +170,10 @@ async fn read<C: Consumer + Send + 'static>(
     ctx: Context,
     topics: Filters,
     (since, until): Range,
-    consumer: C,
+    make: impl Fn() -> C + Send + 'static,
 ) -> Result<C, ApiError> {
-    let done = tokio::task::spawn_blocking(move || ctx.read(topics, since, until, consumer)).await;
+    let done =
+        tokio::task::spawn_blocking(move || ctx.read_exact(&topics, since, until, make)).await;
     let internal = |message: String| ApiError {
         status: StatusCode::INTERNAL_SERVER_ERROR,
         code: "read_failed",
@@ -195,7 +196,7 @@ async fn read<C: Consumer + Send + 'static>(
 
 async fn topics(State(ctx): State<Context>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
     let (topics, range) = topics_params(q, Utc::now())?;
-    let c = read(ctx, topics, range, Topics::new()).await?;
+    let c = read(ctx, topics, range, Topics::new).await?;
     Ok(Json(c.finish()).into_response())
 }
 
@@ -217,7 +218,8 @@ async fn history(
             .and_then(|v| v.to_str().ok())
             .is_some_and(|a| a.contains("text/csv"))
     });
-    let rows = read(ctx, h.topics, h.range, Rows::new(h.limit))
+    let limit = h.limit;
+    let rows = read(ctx, h.topics, h.range, move || Rows::new(limit))
         .await?
         .finish();
     if csv {
@@ -264,16 +266,20 @@ async fn aggregate(
 ) -> Result<Response, ApiError> {
     let zone = crate::time::local();
     let p = aggregate_params(q, Utc::now(), &zone)?;
-    let mut agg = Aggregate::new(p.every, zone, &p.stats);
-    if let Some(n) = p.by {
-        agg = agg.by(n);
-    }
     let energy = p.stats.iter().any(|s| s.is_energy());
     let (spans, read_range) = counted(&ctx, &zone, p.range, energy, &p.calendar)?;
-    if let Some(spans) = spans {
-        agg = agg.with_curves(Curves::new(spans, ctx.energy().max_gap.get()));
-    }
-    let c = read(ctx, p.topics, read_range, agg).await?;
+    let (every, stats, by, max_gap) = (p.every, p.stats, p.by, ctx.energy().max_gap.get());
+    let make = move || {
+        let mut agg = Aggregate::new(every, zone, &stats);
+        if let Some(n) = by {
+            agg = agg.by(n);
+        }
+        if let Some(spans) = &spans {
+            agg = agg.with_curves(Curves::new(spans.clone(), max_gap));
+        }
+        agg
+    };
+    let c = read(ctx, p.topics, read_range, make).await?;
     Ok(Json(c.finish()).into_response())
 }
 
@@ -438,7 +444,7 @@ async fn top(State(ctx): State<Context>, RawQuery(q): RawQuery) -> Result<Respon
     if let Some(spans) = spans {
         top = top.with_spans(spans, ctx.energy().max_gap.get());
     }
-    let c = read(ctx, topics, read_range, top).await?;
+    let c = read(ctx, topics, read_range, move || top.clone()).await?;
     Ok(Json(c.finish()).into_response())
 }
 
@@ -486,7 +492,7 @@ async fn histogram(
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
     let (topics, range, bins) = histogram_params(q, Utc::now())?;
-    let c = read(ctx, topics, range, Histogram::new(bins)).await?;
+    let c = read(ctx, topics, range, move || Histogram::new(bins)).await?;
     Ok(Json(c.finish()).into_response())
 }
 

@@ -83,6 +83,12 @@ pub trait Consumer: Send + Sized {
     fn merge(&mut self, later: Self) {
         let _ = later;
     }
+
+    /// Whether what was merged is what one pass would have given; when not, the read is
+    /// done again on one thread ([`read::Context::read_exact`]).
+    fn exact(&self) -> bool {
+        true
+    }
 }
 
 /// The state a non-numeric payload stands for, if it is one: short, UTF-8, not blank.

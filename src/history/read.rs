@@ -130,6 +130,26 @@ impl Context {
         ))
     }
 
+    /// [`read`](Self::read) into a consumer `make` makes, read again on one thread in the rare
+    /// case a split read could not be joined exactly ([`Consumer::exact`]: an energy curve
+    /// whose state across a cut a fork could not know). Blocking.
+    pub fn read_exact<C: Consumer>(
+        &self,
+        topics: &Filters,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+        make: impl Fn() -> C,
+    ) -> Result<Read<C>, ReadError> {
+        let read = self.read(topics.clone(), since, until, make())?;
+        if read.consumer.exact() || self.0.threads == 1 {
+            return Ok(read);
+        }
+        tracing::debug!("a read split across threads could not be joined exactly: read again");
+        self.clone()
+            .with_threads(1)
+            .read(topics.clone(), since, until, make())
+    }
+
     /// Feed the readings of `topics` logged in `[since, until)` to `consumer`. Blocking: call
     /// it from a blocking thread.
     pub fn read<C: Consumer>(

@@ -34,7 +34,7 @@ pub struct Entry {
 }
 
 /// Ranks devices by a statistic of one feature.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Top {
     feature: String,
     stat: Statistic,
