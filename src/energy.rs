@@ -18,8 +18,7 @@
 /// Spans of time, `[start, end)` in microseconds since the epoch, sorted and disjoint.
 pub type Spans = [(i64, i64)];
 
-/// Microseconds per hour: integrals are in value·hours (W → Wh).
-pub const MICROS_PER_HOUR: f64 = 3_600_000_000.0;
+pub use crate::statistic::MICROS_PER_HOUR;
 
 /// A cumulative meter's baseline: what each reading adds to its increase.
 ///

@@ -49,6 +49,15 @@ impl Statistic {
         matches!(self, Statistic::Median | Statistic::Percentile(_))
     }
 
+    /// Whether it is a statistic of the curve (`integral`, `twmean`, `coverage`): read with
+    /// the readings around the time counted, which close its first and last intervals.
+    pub fn is_curve(self) -> bool {
+        matches!(
+            self,
+            Statistic::Integral | Statistic::Twmean | Statistic::Coverage
+        )
+    }
+
     /// Whether it is a statistic of the curve through the readings (energy), which reads them
     /// in time order with the readings before the range (a lookback) and the one after it.
     pub fn is_energy(self) -> bool {
@@ -159,7 +168,14 @@ pub struct Series {
     values: Option<Vec<f64>>,
     /// A meter's growth, for whoever follows the meter ([`crate::energy::Meter`]).
     increase: f64,
+    /// The area under the curve (value·µs) and the µs it covers, for whoever follows the
+    /// curve ([`crate::energy::Curve`]).
+    area: f64,
+    covered: i64,
 }
+
+/// Microseconds per hour: integrals are in value·hours (W → Wh).
+pub const MICROS_PER_HOUR: f64 = 3_600_000_000.0;
 
 impl Series {
     /// An empty series; `keep_values` when median or a percentile is wanted.
@@ -178,6 +194,17 @@ impl Series {
     /// Add a meter's step to its increase (the step whose later reading was pushed).
     pub fn add_increase(&mut self, step: f64) {
         self.increase += step;
+    }
+
+    /// Add a piece of the curve: its area (value·µs) over `covered` µs.
+    pub fn add_curve(&mut self, area: f64, covered: i64) {
+        self.area += area;
+        self.covered += covered;
+    }
+
+    /// Whether the series has anything to say: values, or a piece of its curve.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0 && self.covered == 0
     }
 
     /// Add one value observed at `micros` (microseconds since the epoch).
@@ -212,13 +239,15 @@ impl Series {
     /// formula, equal to Welford's up to rounding.
     pub fn merge(&mut self, later: Series) {
         if later.count == 0 {
+            self.add_curve(later.area, later.covered);
             return;
         }
         if self.count == 0 {
             let values = self.values.take();
-            let increase = self.increase;
+            let (increase, area, covered) = (self.increase, self.area, self.covered);
             *self = later;
             self.increase += increase;
+            self.add_curve(area, covered);
             if let (Some(mut mine), Some(theirs)) = (values, self.values.take()) {
                 mine.extend(theirs);
                 self.values = Some(mine);
@@ -232,6 +261,7 @@ impl Series {
         self.m2 += later.m2 + delta * delta * (n1 * n2 / n);
         self.count += later.count;
         self.increase += later.increase;
+        self.add_curve(later.area, later.covered);
         self.min = self.min.min(later.min);
         self.max = self.max.max(later.max);
         if let Some((t, v)) = later.first
@@ -254,8 +284,28 @@ impl Series {
         self.count
     }
 
-    /// The value of `stat`, or `None` when it is undefined (no values; stddev of one value).
+    /// The value of `stat`, or `None` when it is undefined (no values; stddev of one value;
+    /// `coverage`, which needs the time counted: [`get_over`](Series::get_over)).
     pub fn get(&self, stat: Statistic) -> Option<f64> {
+        self.get_over(stat, 0)
+    }
+
+    /// [`get`](Series::get) of a series counted over `counted` µs: `coverage` is the part of
+    /// them under the curve. The curve's statistics are defined where the series has values
+    /// or a piece of curve (a window between two readings has no value but has its slice);
+    /// `twmean` only where some time was covered.
+    pub fn get_over(&self, stat: Statistic, counted: i64) -> Option<f64> {
+        let seen = !self.is_empty();
+        match stat {
+            Statistic::Integral => return seen.then(|| self.area / MICROS_PER_HOUR),
+            Statistic::Twmean => {
+                return (self.covered > 0).then(|| self.area / self.covered as f64);
+            }
+            Statistic::Coverage => {
+                return (seen && counted > 0).then(|| self.covered as f64 / counted as f64);
+            }
+            _ => {}
+        }
         if self.count == 0 {
             return (stat == Statistic::Count).then_some(0.0);
         }
@@ -273,7 +323,6 @@ impl Series {
             Statistic::First => self.first.map(|(_, v)| v),
             Statistic::Last => self.last.map(|(_, v)| v),
             Statistic::Increase => Some(self.increase),
-            // Statistics of the curve are kept by whoever reads in time order.
             Statistic::Integral | Statistic::Twmean | Statistic::Coverage => None,
         }
     }

@@ -230,6 +230,24 @@ impl<'de> Deserialize<'de> for Filters {
     }
 }
 
+/// The group of `series` under `by=N`, written into `out`: its first N levels and its last
+/// one, the measure (`office/floor1/room3/plug7/power` → `office/floor1/room3/power`), so
+/// that a device's several measures (Tasmota's `SENSOR` gives `…/ENERGY/Total` and
+/// `…/ENERGY/Power`) are summed apart; the whole name when it has at most N + 1 levels.
+pub fn group_of<'a>(series: &'a str, by: usize, out: &'a mut String) -> &'a str {
+    let Some((cut, _)) = series.match_indices('/').nth(by.saturating_sub(1)) else {
+        return series;
+    };
+    let last = series.rfind('/').unwrap_or(cut);
+    if by == 0 || last == cut {
+        return series;
+    }
+    out.clear();
+    out.push_str(&series[..cut]);
+    out.push_str(&series[last..]);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -319,5 +337,20 @@ mod tests {
         assert!(toml::from_str::<T>(r#"topics = ["a#"]"#).is_err());
         assert!(toml::from_str::<T>(r#"topics = []"#).is_err());
         assert!(toml::from_str::<T>(r#"topics = 3"#).is_err());
+    }
+
+    #[test]
+    fn groups_are_a_prefix_and_the_measure() {
+        let mut b = String::new();
+        assert_eq!(group_of("o/f1/r3/plug7/power", 3, &mut b), "o/f1/r3/power");
+        let mut b = String::new();
+        assert_eq!(
+            group_of("o/f1/r3/p/tele/SENSOR/ENERGY/Total", 3, &mut b),
+            "o/f1/r3/Total"
+        );
+        for (series, by) in [("o/f1/r3/power", 3), ("o/f1", 3), ("o/f1/r3", 3), ("o", 1)] {
+            let mut b = String::new();
+            assert_eq!(group_of(series, by, &mut b), series, "{series} by {by}");
+        }
     }
 }

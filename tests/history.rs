@@ -529,8 +529,7 @@ async fn energy_by_room_within_and_outside_office_hours() {
     }
     let r = Rsyslogd::start();
     log_records(&r, &records, &[]);
-    let cfg = iotitan::config::Config::parse(
-        r#"
+    let energy_config = r#"
 [[payload.json]]
 topics = "office/+/+/+/tele/SENSOR"
 fields = ["ENERGY.Total", "ENERGY.Power"]
@@ -542,10 +541,8 @@ fields = ["aenergy.total", "apower"]
 [[calendar]]
 name = "office"
 hours = ["Mon-Fri 07:00-20:00"]
-"#,
-        "test",
-    )
-    .unwrap();
+"#;
+    let cfg = iotitan::config::Config::parse(energy_config, "test").unwrap();
     let ctx = Context::new(
         vec![Source::File(r.output.clone())],
         ID,
@@ -637,4 +634,241 @@ hours = ["Mon-Fri 07:00-20:00"]
     );
     let (status, _) = get(&base, &ask("&within=office&outside=office")).await;
     assert_eq!(status, 400);
+
+    // Stats windows over the same file agree with the API: hourly windows across the
+    // office's opening (06:00-09:00 local) and closing (19:00-21:00) on Thursday, each room a
+    // group (`by = 3`) counted within office hours, meters and power alike.
+    let stats_config = format!(
+        r#"{energy_config}
+[stats]
+topics = ["office/#"]
+statistics = ["increase", "integral", "count"]
+
+[[stats.group]]
+name = "office/rooms"
+topics = ["office/#"]
+by = 3
+within = "office"
+"#
+    );
+    let hour = |h: u32| {
+        Local
+            .with_ymd_and_hms(2026, 11, 26, h, 0, 0)
+            .earliest()
+            .unwrap()
+            .with_timezone(&Utc)
+    };
+    let api = ok(
+        &base,
+        &format!(
+            "/aggregate?topics=office/%23&since={}&until={}&every=1h&by=3&stats=increase,integral,count&within=office",
+            ts(hour(6)),
+            ts(hour(21))
+        ),
+    )
+    .await;
+    let mut compared = 0;
+    for h in [6, 7, 8, 19, 20] {
+        let out = Program::new("iotitan-stats")
+            .config(&stats_config)
+            .args(["--dry-run", "--format", "json", "--input"])
+            .arg(&r.output)
+            .args(["--since", &ts(hour(h)), "--until", &ts(hour(h + 1))])
+            .output();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let window: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let groups = window["groups"].as_object().unwrap();
+        assert!(
+            !groups.contains_key("office/rooms"),
+            "a split group publishes only its rooms: {groups:?}"
+        );
+        for group in [
+            "office/floor1/room1/Total",
+            "office/floor1/room1/Power",
+            "office/floor1/room2/total",
+            "office/floor1/room2/apower",
+        ] {
+            let mine = &window["groups"][group];
+            let theirs = api["series"][group]
+                .as_array()
+                .and_then(|l| l.iter().find(|b| b["start"] == ts(hour(h)).as_str()));
+            let Some(theirs) = theirs else {
+                // Outside office hours: nothing counted.
+                assert_eq!(mine["count"], 0, "{group} at {h}:00: {mine}");
+                continue;
+            };
+            assert_eq!(mine["count"], theirs["count"], "{group} at {h}:00");
+            for stat in ["increase", "integral"] {
+                let (a, b) = (&mine[stat], &theirs[stat]);
+                if b.is_null() {
+                    continue;
+                }
+                close(a, b.as_f64().unwrap(), &format!("{group} {stat} at {h}:00"));
+                compared += 1;
+            }
+        }
+    }
+    // 07, 08 and 19 are office hours: two rooms, a meter and a power series each, both
+    // statistics of each.
+    assert_eq!(compared, 3 * 4 * 2, "{api}");
+}
+
+// ---- energy through the real pipeline ------------------------------------------------------
+
+/// The office through the real pipeline: `iotitan-sim office` (Tasmota and Shelly plugs, at
+/// ten simulated minutes a second) → mosquitto → iotitan-logger → rsyslogd. Over rsyslogd's
+/// file, `iotitan-stats` windows and the read API agree room by room (`by = 3`), and the
+/// windows' increases add up to the whole range's.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_simulated_office_through_the_pipeline_stats_and_api_agree() {
+    const MESSAGES: usize = 2000;
+    let m = Mosquitto::start();
+    let r = Rsyslogd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let rules = r#"
+[[payload.json]]
+topics = "office/+/+/+/tele/SENSOR"
+fields = ["ENERGY.Total", "ENERGY.Power"]
+
+[[payload.json]]
+topics = "office/+/+/+/status/switch:0"
+fields = ["aenergy.total", "apower"]
+"#;
+    let cfg = write_config(
+        dir.path(),
+        &format!(
+            "{}\n[syslog]\ntarget = \"unix:{}\"\n{rules}",
+            m.mqtt_toml("t-office"),
+            r.socket.display()
+        ),
+    );
+    let logger = Logger::start_recording(&cfg, &m, &r);
+    let first = Utc::now();
+    let sim = Program::new("iotitan-sim")
+        .args(["--broker", &m.addr(), "--count", &MESSAGES.to_string()])
+        .args([
+            "office",
+            "--floors",
+            "2",
+            "--workplaces",
+            "2",
+            "--speed",
+            "10m",
+        ])
+        .output();
+    assert!(
+        sim.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sim.stderr)
+    );
+    let office = || {
+        logger
+            .lines_in(&r)
+            .iter()
+            .filter(|l| l.contains(": office/"))
+            .count()
+    };
+    assert!(
+        wait_until(TIMEOUT, || office() >= MESSAGES),
+        "{} of {MESSAGES} records",
+        office()
+    );
+    let last = Utc::now();
+
+    // Windows of two seconds over the whole run, aligned as the API's buckets are.
+    let step = 2;
+    let since = DateTime::from_timestamp(first.timestamp() / step * step, 0).unwrap();
+    let until = DateTime::from_timestamp((last.timestamp() / step + 1) * step, 0).unwrap();
+    let ts = |t: DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Secs, true);
+    let stats_config = format!(
+        r#"{rules}
+[stats]
+topics = ["office/#"]
+statistics = ["increase", "integral", "count"]
+
+[[stats.group]]
+name = "office/rooms"
+topics = ["office/#"]
+by = 3
+"#
+    );
+    let window = |from: DateTime<Utc>, to: DateTime<Utc>| {
+        let out = Program::new("iotitan-stats")
+            .config(&stats_config)
+            .args(["--dry-run", "--format", "json", "--input"])
+            .arg(&r.output)
+            .args(["--since", &ts(from), "--until", &ts(to)])
+            .output();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+    };
+    let cfg = iotitan::config::Config::parse(rules, "test").unwrap();
+    let ctx = Context::new(
+        vec![Source::File(r.output.clone())],
+        ID,
+        cfg.payload.extractor(),
+        std::time::Duration::from_secs(60),
+    )
+    .with_energy(cfg.energy.clone(), Vec::new());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, routes(ctx)).await });
+    let api = ok(
+        &base,
+        &format!(
+            "/aggregate?topics=office/%23&since={}&until={}&every={step}s&by=3&stats=increase,integral,count",
+            ts(since),
+            ts(until)
+        ),
+    )
+    .await;
+    let rooms = api["series"].as_object().unwrap();
+    assert!(
+        rooms.contains_key("office/floor2/room2/total")
+            && rooms.contains_key("office/floor1/room1/Power"),
+        "{rooms:?}"
+    );
+    let mut compared = 0;
+    let mut sums: BTreeMap<String, f64> = BTreeMap::new();
+    let mut t = since;
+    while t < until {
+        let next = t + Duration::seconds(step);
+        let mine = window(t, next);
+        for (room, buckets) in rooms {
+            let Some(theirs) = buckets
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|b| b["start"] == ts(t).as_str())
+            else {
+                continue;
+            };
+            let group = &mine["groups"][room];
+            assert_eq!(group["count"], theirs["count"], "{room} at {t}: {group}");
+            for stat in ["increase", "integral"] {
+                close(
+                    &group[stat],
+                    theirs[stat].as_f64().unwrap(),
+                    &format!("{room} {stat} at {t}"),
+                );
+                compared += 1;
+            }
+            *sums.entry(room.clone()).or_default() += group["increase"].as_f64().unwrap();
+        }
+        t = next;
+    }
+    assert!(compared >= 4 * 2 * 2, "{compared} values compared");
+    // The windows side by side add up to one window over them all.
+    let whole = window(since, until);
+    for (room, sum) in sums {
+        close(&whole["groups"][&room]["increase"], sum, &room);
+    }
 }

@@ -1042,6 +1042,42 @@ fn bad_arguments_and_config_have_their_exit_codes() {
         err.contains("iotitan.toml:3:") && err.contains("end before they start"),
         "{err}"
     );
+    // A group counted in a calendar that is not configured: where, and which.
+    let bad = write_config(
+        dir.path(),
+        "[[calendar]]\nname = \"office\"\nhours = [\"Mon-Fri 07:00-20:00\"]\n\n[[stats.group]]\nname = \"rooms\"\ntopics = \"office/#\"\nby = 3\nwithin = \"ofice\"\n",
+    );
+    let out = stats(&bad, &["--dry-run"], &[]);
+    assert_eq!(out.status.code(), Some(78));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("iotitan.toml:9:") && err.contains("\"ofice\": no [[calendar]]"),
+        "{err}"
+    );
+}
+
+/// With a statistic of the curve, a scheduled run computes the window that ended
+/// `[energy] max_gap` ago: the reading that closes its last interval is in by then.
+#[test]
+fn a_window_with_an_integral_waits_for_its_last_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("syslog");
+    std::fs::write(&log, "").unwrap();
+    let cfg = config(
+        dir.path(),
+        &no_broker(),
+        &[log.to_str().unwrap()],
+        "statistics = [\"integral\", \"count\"]",
+    );
+    let out = ok(&stats(
+        &cfg,
+        &["--dry-run", "--now", "2026-11-22T10:07:00Z"],
+        &[],
+    ));
+    assert!(
+        out.starts_with("# window 2026-11-22T09:45:00Z .. 2026-11-22T09:50:00Z"),
+        "{out}"
+    );
 }
 
 // ---- query --------------------------------------------------------------------------------

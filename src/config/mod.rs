@@ -151,7 +151,7 @@ impl Config {
 
     /// Parse config text; `origin` names it in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
-        toml::from_str(text).map_err(|e| {
+        let cfg: Config = toml::from_str(text).map_err(|e| {
             let (line, col) = e.span().map(|s| line_col(text, s.start)).unwrap_or((1, 1));
             ConfigError::Invalid {
                 origin: origin.to_owned(),
@@ -159,13 +159,63 @@ impl Config {
                 col,
                 message: e.message().trim().to_owned(),
             }
-        })
+        })?;
+        cfg.check_references(text, origin)?;
+        Ok(cfg)
+    }
+
+    /// What one section names in another: a stats group's calendar must be configured.
+    fn check_references(&self, text: &str, origin: &str) -> Result<(), ConfigError> {
+        for g in &self.stats.group {
+            if g.within.is_some() && g.outside.is_some() {
+                return Err(invalid_at(
+                    text,
+                    origin,
+                    "outside",
+                    format!("stats.group {:?}: within or outside, not both", g.name),
+                ));
+            }
+            let Some((name, within)) = g.calendar() else {
+                continue;
+            };
+            if !self.calendar.iter().any(|c| c.name == name) {
+                let key = if within { "within" } else { "outside" };
+                return Err(invalid_at(
+                    text,
+                    origin,
+                    key,
+                    format!(
+                        "stats.group {:?}: {key} = {name:?}: no [[calendar]] of that name",
+                        g.name
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// The effective config as TOML, for `check-config`. Secrets never live inline in the
     /// config (only paths to them), so nothing needs masking beyond what the sections do.
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot print config: {e}\n"))
+    }
+}
+
+/// An error at the first line that sets `key` (where the value was read from).
+fn invalid_at(text: &str, origin: &str, key: &str, message: String) -> ConfigError {
+    let at = text
+        .match_indices(key)
+        .find(|&(i, _)| {
+            let line = &text[text[..i].rfind('\n').map_or(0, |n| n + 1)..];
+            line.trim_start().starts_with(key)
+        })
+        .map_or(0, |(i, _)| i);
+    let (line, col) = line_col(text, at);
+    ConfigError::Invalid {
+        origin: origin.to_owned(),
+        line,
+        col,
+        message,
     }
 }
 

@@ -16,8 +16,9 @@ pub struct StatsConfig {
     pub schedule: String,
     /// Topics to compute statistics for.
     pub topics: Filters,
-    /// Statistics to publish: count, mean, min, max, stddev, median, pNN, first, last.
-    #[serde(deserialize_with = "window_statistics")]
+    /// Statistics to publish: count, mean, min, max, stddev, median, pNN, first, last, and
+    /// energy's increase, integral, twmean, coverage (a window with a curve statistic is
+    /// computed `[energy] max_gap` after its end).
     pub statistics: Vec<Statistic>,
     /// Where the end of the last window done is kept; default `<state_dir>/stats-window.json`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -40,24 +41,6 @@ pub struct StatsConfig {
     /// Aggregates across several topics.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub group: Vec<GroupConfig>,
-}
-
-/// The statistics of a window. `increase` is one (a meter's growth, from its last reading
-/// before the window, `[energy] lookback`); the other energy statistics (integral, twmean,
-/// coverage) are the read API's (`/aggregate`) for now: a window would need the reading after
-/// its end, which a scheduled run does not have yet.
-fn window_statistics<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Statistic>, D::Error> {
-    let list = Vec::<Statistic>::deserialize(d)?;
-    if let Some(s) = list
-        .iter()
-        .find(|s| s.is_energy() && **s != Statistic::Increase)
-    {
-        return Err(serde::de::Error::custom(format!(
-            "{s} is not computed in stats windows yet: ask the read API \
-             (/api/v1/aggregate?stats={s})"
-        )));
-    }
-    Ok(list)
 }
 
 fn schedule<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
@@ -117,6 +100,45 @@ pub struct GroupConfig {
     pub name: String,
     /// Member topics.
     pub topics: Filters,
+    /// `by = N`: one group per prefix of the members' first N topic levels and their measure
+    /// (the last level), as the read API's `by=N`: plugs `office/floor1/room1/<plug>/power`
+    /// with `by = 3` publish `office/floor1/room1/power_<stat>`; `name` is then only a label.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "by_levels"
+    )]
+    pub by: Option<usize>,
+    /// Count only the hours of this `[[calendar]]` in each window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub within: Option<String>,
+    /// Count only the time outside this `[[calendar]]`'s hours.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outside: Option<String>,
+}
+
+impl GroupConfig {
+    /// The calendar it counts in: its name, and whether within its hours (else outside).
+    pub fn calendar(&self) -> Option<(&str, bool)> {
+        match (&self.within, &self.outside) {
+            (Some(c), _) => Some((c, true)),
+            (None, Some(c)) => Some((c, false)),
+            (None, None) => None,
+        }
+    }
+}
+
+/// The most topic levels `by` may keep.
+const MAX_BY: usize = 64;
+
+fn by_levels<'de, D: Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {
+    let n = usize::deserialize(d)?;
+    if !(1..=MAX_BY).contains(&n) {
+        return Err(serde::de::Error::custom(format!(
+            "by = {n}: the topic levels a group keeps, 1 to {MAX_BY}"
+        )));
+    }
+    Ok(Some(n))
 }
 
 fn plain_topic<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
@@ -176,7 +198,6 @@ mod tests {
         for bad in [
             "[stats]\nstatistics = [\"average\"]\n",
             "[stats]\nstatistics = [\"p100\"]\n",
-            "[stats]\nstatistics = [\"mean\", \"integral\"]\n",
             "[stats]\nschedule = \"*/5 * * *\"\n",
             "[stats]\nschedule = \"0 0 * * 8\"\n",
             "[[stats.group]]\nname = \"a/+\"\ntopics = \"a/#\"\n",

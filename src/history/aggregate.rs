@@ -11,6 +11,7 @@ use super::{Consumer, Value};
 use crate::energy::{Amounts, Curve, Meter, inside, overlaps};
 use crate::statistic::{Series, Statistic};
 use crate::syslog::clock::Zone;
+use crate::topic::group_of;
 use chrono::{DateTime, LocalResult, NaiveDate, NaiveDateTime, SecondsFormat, Timelike, Utc};
 use serde::Serialize;
 use serde::ser::SerializeMap;
@@ -288,8 +289,11 @@ pub struct Curves {
     /// disjoint. Readings outside only move the curves.
     spans: Vec<(i64, i64)>,
     max_gap: i64,
-    /// Series name → its meter and curve (a group's members each have theirs).
-    states: ahash::AHashMap<Box<str>, Track>,
+    /// Each series' meter and curve: by the index of its list when series are not grouped
+    /// (so a reading costs one hash, not two), else by name (a group's members each have
+    /// theirs).
+    tracks: Vec<Track>,
+    named: ahash::AHashMap<Box<str>, usize>,
     /// A fork's curves, which start where an earlier range ends: see [`Track`].
     forked: bool,
     /// Set by a merge that found a fork's guess wrong: the answer must be read again on one
@@ -328,7 +332,8 @@ impl Curves {
         Curves {
             spans,
             max_gap: i64::try_from(max_gap.as_micros()).unwrap_or(i64::MAX),
-            states: ahash::AHashMap::new(),
+            tracks: Vec::new(),
+            named: ahash::AHashMap::new(),
             forked: false,
             inexact: false,
         }
@@ -339,10 +344,44 @@ impl Curves {
         Curves {
             spans: self.spans.clone(),
             max_gap: self.max_gap,
-            states: ahash::AHashMap::new(),
+            tracks: Vec::new(),
+            named: ahash::AHashMap::new(),
             forked: true,
             inexact: false,
         }
+    }
+
+    /// The track of a series: `named` when series are grouped (its name), else the one of
+    /// list `i` (the series').
+    fn track(&mut self, named: Option<&str>, i: usize) -> &mut Track {
+        let i = match named {
+            None => i,
+            Some(series) => match self.named.get(series) {
+                Some(&j) => j,
+                None => {
+                    self.named.insert(series.into(), self.tracks.len());
+                    self.tracks.len()
+                }
+            },
+        };
+        if self.tracks.len() <= i {
+            self.tracks.resize_with(i + 1, Track::default);
+        }
+        &mut self.tracks[i]
+    }
+
+    /// Every series' track, by name (`names`: the lists' indices by series name).
+    fn into_tracks(self, names: &ahash::AHashMap<Box<str>, usize>) -> Vec<(Box<str>, Track)> {
+        let mut tracks: Vec<Option<Track>> = self.tracks.into_iter().map(Some).collect();
+        let names = if self.named.is_empty() {
+            names
+        } else {
+            &self.named
+        };
+        names
+            .iter()
+            .filter_map(|(name, &i)| Some((name.clone(), tracks.get_mut(i)?.take()?)))
+            .collect()
     }
 
     /// µs of `[start, end)` that are counted.
@@ -368,24 +407,6 @@ pub struct Aggregate<Z> {
     /// Per series, its buckets in time order. Readings come in time order, so the last bucket
     /// is almost always the one to add to.
     lists: Vec<Vec<Held>>,
-}
-
-/// The group of `series` under `by=N`, written into `out`: its first N levels and its last
-/// one, the measure (`office/floor1/room3/plug7/power` → `office/floor1/room3/power`), so
-/// that a device's several measures (Tasmota's `SENSOR` gives `…/ENERGY/Total` and
-/// `…/ENERGY/Power`) are summed apart; the whole name when it has at most N + 1 levels.
-fn group_of<'a>(series: &'a str, by: usize, out: &'a mut String) -> &'a str {
-    let Some((cut, _)) = series.match_indices('/').nth(by.saturating_sub(1)) else {
-        return series;
-    };
-    let last = series.rfind('/').unwrap_or(cut);
-    if by == 0 || last == cut {
-        return series;
-    }
-    out.clear();
-    out.push_str(&series[..cut]);
-    out.push_str(&series[last..]);
-    out
 }
 
 impl<Z: Zone> Aggregate<Z> {
@@ -457,6 +478,8 @@ impl<Z: Zone> Aggregate<Z> {
                     .collect();
                 (name.into(), list)
             })
+            // A series only read around the time counted (its curve) has no bucket.
+            .filter(|(_, list): &(String, Vec<Bucket>)| !list.is_empty())
             .collect();
         Answer {
             series,
@@ -465,24 +488,29 @@ impl<Z: Zone> Aggregate<Z> {
     }
 }
 
-/// The bucket of `t` in the list of series `name`, created empty on first use.
-fn bucket<'l, Z: Zone>(
+/// The index of the list of series `name`, created empty on first use.
+fn index(
     names: &mut ahash::AHashMap<Box<str>, usize>,
-    lists: &'l mut Vec<Vec<Held>>,
-    buckets: &mut Buckets<Z>,
-    keep_values: bool,
+    lists: &mut Vec<Vec<Held>>,
     name: &str,
-    t: DateTime<Utc>,
-) -> &'l mut Held {
-    let i = match names.get(name) {
+) -> usize {
+    match names.get(name) {
         Some(&i) => i,
         None => {
             names.insert(name.into(), lists.len());
             lists.push(Vec::new());
             lists.len() - 1
         }
-    };
-    let list = &mut lists[i];
+    }
+}
+
+/// The bucket of `t` in `list`, created empty on first use.
+fn bucket<'l, Z: Zone>(
+    list: &'l mut Vec<Held>,
+    buckets: &mut Buckets<Z>,
+    keep_values: bool,
+    t: DateTime<Utc>,
+) -> &'l mut Held {
     let (key, start, end) = buckets.of(t);
     let at = match list.last() {
         Some(b) if b.key == key => list.len() - 1,
@@ -527,30 +555,23 @@ impl<Z: Zone> Aggregate<Z> {
     /// Add the reading `v` of `series` at `time` to the buckets of `name` (the series or its
     /// group), and to the series' curve.
     fn add_reading(&mut self, time: DateTime<Utc>, series: &str, name: &str, v: f64) {
-        let (keep, names, lists, buckets) = (
-            self.keep_values,
-            &mut self.names,
-            &mut self.lists,
-            &mut self.buckets,
-        );
+        let (keep, buckets) = (self.keep_values, &mut self.buckets);
+        let i = index(&mut self.names, &mut self.lists, name);
+        let list = &mut self.lists[i];
         let Some(curves) = &mut self.curves else {
-            bucket(names, lists, buckets, keep, name, time)
-                .series
-                .push(time, v);
+            bucket(list, buckets, keep, time).series.push(time, v);
             return;
         };
         let t = time.timestamp_micros();
         let max_gap = curves.max_gap;
-        let track = match curves.states.get_mut(series) {
-            Some(s) => s,
-            None => curves.states.entry(series.into()).or_default(),
-        };
+        let forked = curves.forked;
+        let track = curves.track(self.by.map(|_| series), i);
         let step = track.meter.step(t, v);
         let piece = track
             .curve
             .get_or_insert_with(|| Curve::new(max_gap))
             .piece(t, v);
-        if curves.forked && track.held.len() < HELD {
+        if forked && track.held.len() < HELD {
             track.held.push((t, v));
             if track.held.len() == HELD {
                 track.guess = Some((track.meter, track.curve));
@@ -559,7 +580,7 @@ impl<Z: Zone> Aggregate<Z> {
         }
         let counted = inside(&curves.spans, t);
         if counted {
-            let b = bucket(names, lists, buckets, keep, name, time);
+            let b = bucket(list, buckets, keep, time);
             b.series.push(time, v);
             b.energy.increase += step.unwrap_or(0.0);
         }
@@ -572,7 +593,7 @@ impl<Z: Zone> Aggregate<Z> {
                 let Some(at) = DateTime::from_timestamp_micros(s) else {
                     break;
                 };
-                let held = bucket(names, lists, buckets, keep, name, at);
+                let held = bucket(list, buckets, keep, at);
                 let end = held.end.timestamp_micros().min(e);
                 if end <= s {
                     break;
@@ -588,9 +609,10 @@ impl<Z: Zone> Aggregate<Z> {
 impl<Z: Zone> Aggregate<Z> {
     /// Feed a later range's held readings after this one's, series by series, and check
     /// that they lead to the state the later range went on from.
-    fn replay(&mut self, later: Curves) {
+    fn replay(&mut self, later: Curves, names: &ahash::AHashMap<Box<str>, usize>) {
         let mut buffer = String::new();
-        for (series, track) in later.states {
+        let inexact = later.inexact;
+        for (series, track) in later.into_tracks(names) {
             for &(t, v) in &track.held {
                 let Some(time) = DateTime::from_timestamp_micros(t) else {
                     continue;
@@ -602,22 +624,27 @@ impl<Z: Zone> Aggregate<Z> {
                 let name = name.to_owned();
                 self.add_reading(time, &series, &name, v);
             }
+            // Ungrouped, a series' track goes with its list; grouped, with its name.
+            let i = match self.by {
+                None => index(&mut self.names, &mut self.lists, &series),
+                Some(_) => 0,
+            };
             let Some(curves) = &mut self.curves else {
                 return;
             };
-            let mine = curves.states.entry(series).or_default();
+            let mine = curves.track(self.by.map(|_| &*series), i);
             // Past its held readings, the later range went on from its guess: its state at
             // the end is the one to go on from, if the guess was right.
-            if let Some(guess) = track.guess {
-                if (mine.meter, mine.curve) != guess {
-                    curves.inexact = true;
-                }
-                mine.meter = track.meter;
-                mine.curve = track.curve;
-            }
+            let Some(guess) = track.guess else {
+                continue;
+            };
+            let wrong = (mine.meter, mine.curve) != guess;
+            mine.meter = track.meter;
+            mine.curve = track.curve;
+            curves.inexact |= wrong;
         }
         if let Some(curves) = &mut self.curves {
-            curves.inexact |= later.inexact;
+            curves.inexact |= inexact;
         }
     }
 }
@@ -662,7 +689,7 @@ impl<Z: Zone + Clone + Send> Consumer for Aggregate<Z> {
     /// A fork's held readings are replayed first, after this one's state ([`Track`]).
     fn merge(&mut self, mut later: Self) {
         if let Some(theirs) = later.curves.take() {
-            self.replay(theirs);
+            self.replay(theirs, &later.names);
         }
         let mut lists: Vec<Option<Vec<Held>>> = later.lists.into_iter().map(Some).collect();
         for (name, i) in later.names {
@@ -1115,21 +1142,6 @@ mod tests {
             "{first}"
         );
         assert!((get(0, Statistic::Twmean).unwrap() - first).abs() < 1e-9);
-    }
-
-    #[test]
-    fn groups_are_a_prefix_and_the_measure() {
-        let mut b = String::new();
-        assert_eq!(group_of("o/f1/r3/plug7/power", 3, &mut b), "o/f1/r3/power");
-        let mut b = String::new();
-        assert_eq!(
-            group_of("o/f1/r3/p/tele/SENSOR/ENERGY/Total", 3, &mut b),
-            "o/f1/r3/Total"
-        );
-        for (series, by) in [("o/f1/r3/power", 3), ("o/f1", 3), ("o/f1/r3", 3), ("o", 1)] {
-            let mut b = String::new();
-            assert_eq!(group_of(series, by, &mut b), series, "{series} by {by}");
-        }
     }
 
     #[test]

@@ -61,12 +61,25 @@ pub enum RawSeen<'a> {
 pub(crate) enum Place {
     /// Before the window, in its lookback: it only sets where a meter stands.
     Before,
+    /// After the window, within its follow-up ([`Reader::with_after`]): it only closes the
+    /// curve's last interval.
+    After,
     /// In `[start, end)`.
     Inside,
     /// Before the start, or after the end within the disorder allowance.
     Outside,
     /// After the end by more than the disorder allowance.
     Past,
+}
+
+/// How far a reader reads around its window, beyond the disorder allowance: lines that only
+/// move meters and curves.
+#[derive(Debug, Clone, Copy, Default)]
+struct Margins {
+    /// Before the start.
+    lookback: chrono::Duration,
+    /// After the end.
+    after: chrono::Duration,
 }
 
 /// A window's bounds in microseconds, rounded up so that comparing whole microseconds gives
@@ -76,6 +89,7 @@ struct Bounds {
     before: i64,
     start: i64,
     end: i64,
+    after: i64,
     past: i64,
 }
 
@@ -89,18 +103,21 @@ fn ceil_micros(t: DateTime<Utc>) -> i64 {
 }
 
 impl Bounds {
-    fn new(window: Window, disorder: chrono::Duration, lookback: chrono::Duration) -> Self {
+    fn new(window: Window, disorder: chrono::Duration, margins: Margins) -> Self {
         Bounds {
-            before: ceil_micros(window.start - lookback),
+            before: ceil_micros(window.start - margins.lookback),
             start: ceil_micros(window.start),
             end: ceil_micros(window.end),
-            past: ceil_micros(window.end + disorder),
+            after: ceil_micros(window.end + margins.after),
+            past: ceil_micros(window.end + disorder.max(margins.after)),
         }
     }
 
     fn place(&self, micros: i64) -> Place {
         if micros >= self.past {
             Place::Past
+        } else if micros >= self.end && micros < self.after {
+            Place::After
         } else if micros >= self.end || micros < self.before {
             Place::Outside
         } else if micros < self.start {
@@ -128,7 +145,7 @@ pub(crate) enum Body<'a> {
 pub struct Reader<Z> {
     window: Window,
     disorder: chrono::Duration,
-    lookback: chrono::Duration,
+    margins: Margins,
     bounds: Bounds,
     identifier: Vec<u8>,
     stream: Clock<Z>,
@@ -144,8 +161,8 @@ impl<Z: Zone + Clone> Reader<Z> {
         Reader {
             window,
             disorder,
-            lookback: chrono::Duration::zero(),
-            bounds: Bounds::new(window, disorder, chrono::Duration::zero()),
+            margins: Margins::default(),
+            bounds: Bounds::new(window, disorder, Margins::default()),
             identifier: identifier.as_bytes().to_vec(),
             stream: Clock::new(zone.clone(), now, Ambiguity::Stream),
             seek: Clock::new(zone, now, Ambiguity::Seek),
@@ -153,11 +170,12 @@ impl<Z: Zone + Clone> Reader<Z> {
         }
     }
 
-    /// The range a scan must cover: the window widened by the disorder allowance.
+    /// The range a scan must cover: the window widened by the disorder allowance, the
+    /// lookback and the follow-up.
     pub fn range(&self) -> (DateTime<Utc>, DateTime<Utc>) {
         (
-            self.window.start - self.disorder.max(self.lookback),
-            self.window.end + self.disorder,
+            self.window.start - self.disorder.max(self.margins.lookback),
+            self.window.end + self.disorder.max(self.margins.after),
         )
     }
 
@@ -175,7 +193,7 @@ impl<Z: Zone + Clone> Reader<Z> {
     pub(crate) fn with_window(&self, window: Window) -> Self {
         Reader {
             window,
-            bounds: Bounds::new(window, self.disorder, self.lookback),
+            bounds: Bounds::new(window, self.disorder, self.margins),
             ..self.clone()
         }
     }
@@ -183,8 +201,16 @@ impl<Z: Zone + Clone> Reader<Z> {
     /// The same reader, also reading `lookback` before the window: lines there are
     /// [`Place::Before`], which only set where a meter stands when the window opens.
     pub fn with_lookback(mut self, lookback: chrono::Duration) -> Self {
-        self.lookback = lookback;
-        self.bounds = Bounds::new(self.window, self.disorder, lookback);
+        self.margins.lookback = lookback;
+        self.bounds = Bounds::new(self.window, self.disorder, self.margins);
+        self
+    }
+
+    /// The same reader, also reading `after` past the window: lines there are
+    /// [`Place::After`], which only close the interval of a curve that spans the window's end.
+    pub fn with_after(mut self, after: chrono::Duration) -> Self {
+        self.margins.after = after;
+        self.bounds = Bounds::new(self.window, self.disorder, self.margins);
         self
     }
 
@@ -281,7 +307,7 @@ impl<Z: Zone + Clone> Reader<Z> {
         };
         match self.bounds.place(time) {
             Place::Past => return RawSeen::Past,
-            Place::Outside | Place::Before => return RawSeen::Outside,
+            Place::Outside | Place::Before | Place::After => return RawSeen::Outside,
             Place::Inside => {}
         }
         match self.body(parsed) {

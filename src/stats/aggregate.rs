@@ -13,6 +13,19 @@ pub struct Group {
     pub values: Series,
     /// Distinct member series seen in the window.
     pub members: BTreeSet<String>,
+    /// A `by` group's own entry: its members' values are in its sub-groups, and it
+    /// publishes nothing itself.
+    pub split: bool,
+}
+
+impl Group {
+    /// An empty group; `keep_values` when median or a percentile is wanted.
+    pub fn new(keep_values: bool) -> Self {
+        Group {
+            values: Series::new(keep_values),
+            ..Group::default()
+        }
+    }
 }
 
 /// What happened to the lines of a window. `read = matched + skipped + rejected`.
@@ -60,18 +73,7 @@ impl Summary {
             end,
             statistics: statistics.to_vec(),
             series: BTreeMap::new(),
-            groups: groups
-                .into_iter()
-                .map(|g| {
-                    (
-                        g,
-                        Group {
-                            values: Series::new(keep),
-                            members: BTreeSet::new(),
-                        },
-                    )
-                })
-                .collect(),
+            groups: groups.into_iter().map(|g| (g, Group::new(keep))).collect(),
             lines: LineCounts::default(),
         }
     }
@@ -124,10 +126,19 @@ impl Summary {
 
     /// The statistics of one series, in config order, leaving out undefined ones.
     pub fn values_of(&self, s: &Series) -> Vec<(Statistic, f64)> {
+        let window = (self.end - self.start).num_microseconds().unwrap_or(0);
         self.statistics
             .iter()
-            .filter_map(|&st| s.get(st).map(|v| (st, v)))
+            .filter_map(|&st| s.get_over(st, window).map(|v| (st, v)))
             .collect()
+    }
+
+    /// The statistics of a group: as of a series, but for `twmean` and `coverage`, which
+    /// are of one curve in time (a group's members overlap).
+    pub fn values_of_group(&self, g: &Group) -> Vec<(Statistic, f64)> {
+        let mut values = self.values_of(&g.values);
+        values.retain(|(st, _)| !matches!(st, Statistic::Twmean | Statistic::Coverage));
+        values
     }
 
     /// Every output as `(topic, payload)`: `<series>_<stat>`, `<group>_<stat>` and
@@ -142,8 +153,8 @@ impl Summary {
                 out.push((format!("{name}_{st}"), format_value(st, v)));
             }
         }
-        for (name, g) in &self.groups {
-            for (st, v) in self.values_of(&g.values) {
+        for (name, g) in self.groups.iter().filter(|(_, g)| !g.split) {
+            for (st, v) in self.values_of_group(g) {
                 out.push((format!("{name}_{st}"), format_value(st, v)));
             }
             out.push((format!("{name}_{DEVICES}"), g.members.len().to_string()));

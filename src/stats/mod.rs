@@ -31,7 +31,7 @@ use crate::time::{self, Window};
 use aggregate::Summary;
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use collect::{CatchUp, Collector, Selection};
+use collect::{CatchUp, Collector, GroupRules, Selection};
 
 /// How a run prints its statistics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -106,6 +106,8 @@ pub fn compute_with(
         chrono::Duration::from_std(st.disorder.get()).unwrap_or(chrono::Duration::zero());
     let lookback =
         chrono::Duration::from_std(cfg.energy.lookback.get()).unwrap_or(chrono::Duration::zero());
+    let max_gap = max_gap(cfg);
+    let curves = st.statistics.iter().any(|s| s.is_curve());
     let collectors = windows
         .iter()
         .map(|w| {
@@ -114,6 +116,12 @@ pub fn compute_with(
                 // A meter's last reading before the window is where its growth starts.
                 reader = reader.with_lookback(lookback);
             }
+            if curves {
+                // The readings that open the window's first interval and close its last.
+                reader = reader
+                    .with_lookback(lookback.max(max_gap))
+                    .with_after(max_gap);
+            }
             let summary = Summary::new(
                 w.start,
                 w.end,
@@ -121,6 +129,8 @@ pub fn compute_with(
                 st.group.iter().map(|g| g.name.clone()),
             );
             Collector::new(reader, &selection, summary)
+                .with_curves(max_gap)
+                .with_groups(group_rules(cfg, w))
         })
         .collect();
     let mut batch = CatchUp::new(collectors);
@@ -136,6 +146,29 @@ pub fn compute_with(
         progress,
     )?;
     Ok(batch.into_summaries())
+}
+
+/// How the configured groups take their values in window `w`: `by`, and the time their
+/// calendar counts.
+fn group_rules(cfg: &Config, w: &Window) -> GroupRules {
+    let zone = time::local();
+    let (a, b) = (w.start.timestamp_micros(), w.end.timestamp_micros());
+    GroupRules::new(cfg.stats.group.iter().map(|g| {
+        let spans = g.calendar().map(|(name, within)| {
+            // Config::parse checked that the calendar exists; a missing one counts nothing.
+            match cfg.calendar.iter().find(|c| c.name == name) {
+                Some(c) if within => c.calendar().spans(&zone, a, b),
+                Some(c) => c.calendar().outside(&zone, a, b),
+                None => Vec::new(),
+            }
+        });
+        (g.by, spans)
+    }))
+}
+
+/// `[energy] max_gap`: the longest interval of a curve that is integrated.
+fn max_gap(cfg: &Config) -> chrono::Duration {
+    chrono::Duration::from_std(cfg.energy.max_gap.get()).unwrap_or(chrono::Duration::zero())
 }
 
 /// The windows of this run, and whether they advance the state file.
@@ -164,6 +197,14 @@ fn windows(
         .map_err(|e| ExitError::new(exit::IOERR, e.to_string()))?
         .map(|s| s.done_until);
     let zone = time::local();
+    // A curve's last interval in a window is closed by a reading up to max_gap after its end:
+    // with a curve statistic, a window is due max_gap after it ends, and its integral is
+    // final then.
+    let now = if cfg.stats.statistics.iter().any(|s| s.is_curve()) {
+        now - max_gap(cfg)
+    } else {
+        now
+    };
     let mut plan = window::plan(&schedule, now, done, cfg.stats.catch_up, &zone);
     if plan.dropped {
         tracing::warn!(

@@ -1,7 +1,7 @@
 //! A window's statistics as text (the MQTT outputs, `mosquitto_sub -v` style) or as the one
 //! JSON object of `--format json`, which is also the summary topic's payload.
 
-use crate::statistic::{DEVICES, Series, Statistic};
+use crate::statistic::{DEVICES, Statistic};
 use crate::stats::aggregate::Summary;
 use chrono::SecondsFormat;
 use serde_json::{Map, Value, json};
@@ -9,8 +9,8 @@ use serde_json::{Map, Value, json};
 /// The JSON object of a window:
 /// `{"window":{"start","end"},"topics":{…},"groups":{…},"lines":{read,matched,skipped,rejected}}`.
 pub fn json(s: &Summary) -> Value {
-    let stats = |series: &Series| -> Map<String, Value> {
-        s.values_of(series)
+    let stats = |values: Vec<(Statistic, f64)>| -> Map<String, Value> {
+        values
             .into_iter()
             .map(|(st, v)| {
                 let v = match st {
@@ -24,13 +24,14 @@ pub fn json(s: &Summary) -> Value {
     let topics: Map<String, Value> = s
         .series
         .iter()
-        .map(|(name, series)| (name.clone(), Value::Object(stats(series))))
+        .map(|(name, series)| (name.clone(), Value::Object(stats(s.values_of(series)))))
         .collect();
     let groups: Map<String, Value> = s
         .groups
         .iter()
+        .filter(|(_, g)| !g.split)
         .map(|(name, g)| {
-            let mut m = stats(&g.values);
+            let mut m = stats(s.values_of_group(g));
             m.insert(DEVICES.into(), json!(g.members.len()));
             (name.clone(), Value::Object(m))
         })
