@@ -83,6 +83,7 @@ fn parse(c: &mut Criterion) {
         groups: vec![Filters::of(&["iotitan/home/+/+/temperature"])],
         extractor: Default::default(),
         summary_topic: None,
+        max_series: usize::MAX,
     };
     let stats = [
         Statistic::Count,

@@ -872,3 +872,88 @@ by = 3
         close(&whole["groups"][&room]["increase"], sum, &room);
     }
 }
+
+// ---- cardinality ---------------------------------------------------------------------------
+
+/// 20 000 distinct series in five minutes (a device that puts a counter in its topic): the
+/// read API pages `/topics` with a working `rel="next"` link, refuses `/aggregate` over all of
+/// them with `too_many_series` (default `http.max_series`, 1000), and answers one series.
+#[tokio::test(flavor = "multi_thread")]
+async fn many_series_are_paged_or_refused() {
+    const N: usize = 20_000;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("syslog");
+    let mut text = String::new();
+    for i in 0..N {
+        let t = utc("2026-11-22T05:00:00Z") + Duration::milliseconds(i as i64 * 10);
+        text.push_str(&format!(
+            "{} testhost {ID}[4242]: iotitan/card/dev{i:07}/temperature {}\n",
+            t.to_rfc3339_opts(SecondsFormat::Millis, true),
+            i % 30
+        ));
+    }
+    std::fs::write(&file, text).unwrap();
+    let base = serve(&file).await;
+    let range = "since=2026-11-22T04:00:00Z&until=2026-11-22T06:00:00Z";
+
+    // Pages of 7 000 in topic order, each linking the next; the last links none.
+    let mut url = format!("{base}/topics?{range}&topics=iotitan/%23&limit=7000");
+    let mut seen = Vec::new();
+    loop {
+        let r = client().get(&url).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        let next = r
+            .headers()
+            .get("link")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let page: Vec<Value> = r.json().await.unwrap();
+        assert!(page.len() <= 7000);
+        seen.extend(page.iter().map(|s| {
+            assert_eq!(s["count"], 1);
+            s["topic"].as_str().unwrap().to_owned()
+        }));
+        let Some(link) = next else { break };
+        let target = link
+            .strip_prefix('<')
+            .and_then(|l| l.strip_suffix(">; rel=\"next\""))
+            .unwrap_or_else(|| panic!("{link}"));
+        url = format!("{base}{target}");
+    }
+    assert_eq!(seen.len(), N, "every series once");
+    assert!(seen.windows(2).all(|w| w[0] < w[1]), "in topic order");
+
+    // Every series: refused, naming the count reached and the setting.
+    let (status, v) = get(
+        &base,
+        &format!("/aggregate?topics=iotitan/%23&{range}&every=1h"),
+    )
+    .await;
+    assert_eq!(
+        (status, v["error"].as_str()),
+        (400, Some("too_many_series"))
+    );
+    let message = v["message"].as_str().unwrap();
+    assert!(
+        message.contains("http.max_series") && message.contains("1000"),
+        "{message}"
+    );
+    for path in ["/history", "/histogram", "/top?feature=temperature&"] {
+        let sep = if path.ends_with('&') { "" } else { "?" };
+        let (status, v) = get(&base, &format!("{path}{sep}topics=iotitan/%23&{range}")).await;
+        assert_eq!(
+            (status, v["error"].as_str()),
+            (400, Some("too_many_series")),
+            "{path}"
+        );
+    }
+    // One series: its numbers.
+    let v = ok(
+        &base,
+        &format!("/aggregate?topics=iotitan/card/dev0012345/temperature&{range}&every=1h"),
+    )
+    .await;
+    assert_eq!(
+        v["series"]["iotitan/card/dev0012345/temperature"][0]["count"],
+        1
+    );
+}

@@ -1136,3 +1136,73 @@ fn query_exports_history_across_rotated_files() {
         serde_json::json!([{"timestamp": "2026-11-21T10:00:00.500Z", "topic": "iotitan/a/t", "value": 2.0}])
     );
 }
+
+// ---- cardinality ---------------------------------------------------------------------------
+
+/// A syslog file of one five-minute window holding `n` distinct series, one reading each (a
+/// device that puts a counter in its topic).
+fn distinct_series(path: &Path, n: usize) {
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    for i in 0..n {
+        // Spread over the window, in time order: 05:00:00 + i·(300 s / n).
+        let micros = 300_000_000u64 * i as u64 / n as u64;
+        writeln!(
+            f,
+            "2026-11-22T05:{:02}:{:02}.{:06}Z testhost {ID}[4242]: iotitan/card/dev{i:07}/temperature {}.5",
+            micros / 60_000_000,
+            micros / 1_000_000 % 60,
+            micros % 1_000_000,
+            i % 30
+        )
+        .unwrap();
+    }
+    f.flush().unwrap();
+}
+
+/// A window of a million series: with the default `stats.max_series` the run computes the
+/// first 100 000, leaves the rest out, says so and names the setting, and exits 0.
+#[test]
+fn a_million_series_in_a_window_are_bounded_by_max_series() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("syslog");
+    distinct_series(&log, 1_000_000);
+    let cfg = config(
+        dir.path(),
+        &no_broker(),
+        &[log.to_str().unwrap()],
+        "topics = [\"iotitan/#\"]\nstatistics = [\"count\", \"mean\"]",
+    );
+    let window = [
+        "--dry-run",
+        "--since",
+        "2026-11-22T05:00:00Z",
+        "--until",
+        "2026-11-22T05:05:00Z",
+    ];
+    let out = stats(&cfg, &window, &[]);
+    let text = ok(&out);
+    let counts = text.lines().filter(|l| l.contains("_count ")).count();
+    assert_eq!(counts, 100_000, "series computed");
+    // The readings exactly; the series as estimated (within a few per cent).
+    let left: Vec<u64> = text
+        .lines()
+        .find_map(|l| l.strip_prefix("# left out past stats.max_series: "))
+        .unwrap_or_else(|| panic!("{}", &text[..text.len().min(400)]))
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    assert_eq!(left.len(), 2, "{left:?}");
+    assert!(left[0].abs_diff(900_000) < 27_000, "{} series", left[0]);
+    assert_eq!(left[1], 900_000, "readings");
+    let log_text = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        log_text.contains("past stats.max_series (100000) were left out"),
+        "{log_text}"
+    );
+    // The JSON summary says it too.
+    let out = stats(&cfg, &[&window[..], &["--format", "json"]].concat(), &[]);
+    let v: serde_json::Value = serde_json::from_str(&ok(&out)).unwrap();
+    assert_eq!(v["left_out"]["readings"], 900_000);
+    assert!(v["left_out"]["series"].as_u64().unwrap().abs_diff(900_000) < 27_000);
+    assert_eq!(v["topics"].as_object().unwrap().len(), 100_000);
+}

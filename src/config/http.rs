@@ -43,7 +43,16 @@ pub struct HttpConfig {
     /// Areas no location is published from.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub private_area: Vec<AreaConfig>,
+    /// Most series one answer of the read API may hold: past it, `/aggregate`, `/history`,
+    /// `/histogram` and `/top` answer 400 `too_many_series` (memory follows the answer).
+    pub max_series: usize,
 }
+
+/// `[http] max_series` by default: Loki's `max_query_series` is 500.
+pub const DEFAULT_MAX_SERIES: usize = 1000;
+
+/// The highest `max_series`: a million series is a read of gigabytes.
+pub const MAX_MAX_SERIES: usize = 1_000_000;
 
 impl Default for HttpConfig {
     fn default() -> Self {
@@ -68,6 +77,7 @@ struct RawHttp {
     token: Vec<TokenConfig>,
     device: Vec<DeviceConfig>,
     private_area: Vec<AreaConfig>,
+    max_series: usize,
 }
 
 impl Default for RawHttp {
@@ -83,6 +93,7 @@ impl Default for RawHttp {
             token: Vec::new(),
             device: Vec::new(),
             private_area: Vec::new(),
+            max_series: DEFAULT_MAX_SERIES,
         }
     }
 }
@@ -100,6 +111,12 @@ impl TryFrom<RawHttp> for HttpConfig {
         }
         crate::topic::check_publish_topic(&raw.ingest_prefix)
             .map_err(|e| format!("http.ingest_prefix: {e}"))?;
+        if !(1..=MAX_MAX_SERIES).contains(&raw.max_series) {
+            return Err(format!(
+                "http.max_series must be 1 to {MAX_MAX_SERIES}, not {}",
+                raw.max_series
+            ));
+        }
         if raw.max_body.0 == 0 {
             return Err("http.max_body must be above zero".into());
         }
@@ -149,6 +166,7 @@ impl TryFrom<RawHttp> for HttpConfig {
             token: raw.token,
             device: raw.device,
             private_area: raw.private_area,
+            max_series: raw.max_series,
         })
     }
 }

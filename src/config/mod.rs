@@ -21,8 +21,8 @@ pub use bridge::{BridgeConfig, ChannelConfig};
 pub use duration::Dur;
 pub use energy::{CalendarConfig, EnergyConfig};
 pub use http::{
-    AreaConfig, ByteSize, DeviceConfig, HttpConfig, MAX_COMMAND_TIMEOUT, Rate, Scope, TokenConfig,
-    token_env_name,
+    AreaConfig, ByteSize, DEFAULT_MAX_SERIES, DeviceConfig, HttpConfig, MAX_COMMAND_TIMEOUT, Rate,
+    Scope, TokenConfig, token_env_name,
 };
 pub use logger::LoggerConfig;
 pub use mqtt::MqttConfig;

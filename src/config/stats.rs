@@ -38,9 +38,27 @@ pub struct StatsConfig {
     /// Topic of a retained JSON summary of each window (the `--format json` object).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub summary_topic: Option<String>,
+    /// Most series a window computes: a topic with a counter or a timestamp in it makes a
+    /// new series per message, and each costs memory. Later series are left out; the run
+    /// says how many.
+    #[serde(deserialize_with = "max_series")]
+    pub max_series: usize,
     /// Aggregates across several topics.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub group: Vec<GroupConfig>,
+}
+
+/// `stats.max_series` by default.
+pub const DEFAULT_MAX_SERIES: usize = 100_000;
+
+fn max_series<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    let n = usize::deserialize(d)?;
+    if !(1..=100_000_000).contains(&n) {
+        return Err(serde::de::Error::custom(format!(
+            "max_series = {n}: from 1 to 100000000"
+        )));
+    }
+    Ok(n)
 }
 
 fn schedule<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
@@ -167,6 +185,7 @@ impl Default for StatsConfig {
             disorder: Dur::secs(120),
             settle: Dur::secs(5),
             summary_topic: None,
+            max_series: DEFAULT_MAX_SERIES,
             group: Vec::new(),
         }
     }

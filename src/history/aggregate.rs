@@ -663,6 +663,11 @@ impl<Z: Zone + Clone + Send> Consumer for Aggregate<Z> {
         self.group = buffer;
     }
 
+    fn series(&self) -> usize {
+        let tracked = self.curves.as_ref().map_or(0, |c| c.tracks.len());
+        self.names.len().max(tracked)
+    }
+
     /// False when a fork's curves could not be joined exactly to the range before them
     /// ([`Track`]).
     fn exact(&self) -> bool {

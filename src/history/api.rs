@@ -17,7 +17,7 @@ use crate::statistic::Statistic;
 use crate::syslog::clock::Zone;
 use crate::topic::{Filters, TopicFilter};
 use axum::Json;
-use axum::extract::{RawQuery, State};
+use axum::extract::{OriginalUri, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -172,14 +172,30 @@ async fn read<C: Consumer + Send + 'static>(
     (since, until): Range,
     make: impl Fn() -> C + Send + 'static,
 ) -> Result<C, ApiError> {
-    let done =
-        tokio::task::spawn_blocking(move || ctx.read_exact(&topics, since, until, make)).await;
+    let max = ctx.max_series();
+    // A few reads at a time: each holds at most what it returns.
+    let turn = ctx.turn().await;
+    let done = tokio::task::spawn_blocking(move || {
+        let _turn = turn;
+        ctx.read_exact(&topics, since, until, make)
+    })
+    .await;
     let internal = |message: String| ApiError {
         status: StatusCode::INTERNAL_SERVER_ERROR,
         code: "read_failed",
         message,
     };
     match done {
+        Ok(Ok(r)) if r.too_many => Err(ApiError {
+            status: StatusCode::BAD_REQUEST,
+            code: "too_many_series",
+            message: format!(
+                "more than {max} series match (the read stopped at {} of them): narrow \
+                 topics= (or group them with by=, on /aggregate), or raise http.max_series \
+                 ({max})",
+                r.consumer.series()
+            ),
+        }),
         Ok(Ok(r)) => {
             if r.rejected > 0 {
                 tracing::debug!("{} records were neither numbers nor states", r.rejected);
@@ -194,16 +210,58 @@ async fn read<C: Consumer + Send + 'static>(
     }
 }
 
-async fn topics(State(ctx): State<Context>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
-    let (topics, range) = topics_params(q, Utc::now())?;
-    let c = read(ctx, topics, range, Topics::new).await?;
-    Ok(Json(c.finish()).into_response())
+async fn topics(
+    State(ctx): State<Context>,
+    OriginalUri(uri): OriginalUri,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    let p = topics_params(q, Utc::now())?;
+    let (limit, after) = (p.limit, p.after.clone());
+    let page = read(ctx, p.topics.clone(), p.range, move || {
+        Topics::new(limit, after.clone())
+    })
+    .await?
+    .finish();
+    let mut response = Json(page.topics).into_response();
+    if let Some(last) = page.next {
+        // RFC 8288, as GitHub's API pages: the same request, after this page's last topic.
+        let mut query = form_urlencoded::Serializer::new(String::new());
+        for (k, v) in p.params.0.iter().filter(|(k, _)| k != "after") {
+            query.append_pair(k, v);
+        }
+        query.append_pair("after", &last);
+        let link = format!("<{}?{}>; rel=\"next\"", uri.path(), query.finish());
+        if let Ok(value) = header::HeaderValue::from_str(&link) {
+            response.headers_mut().insert(header::LINK, value);
+        }
+    }
+    Ok(response)
 }
 
 /// `/topics`' parameters: the filters and the range.
-fn topics_params(q: Option<String>, now: DateTime<Utc>) -> Result<(Filters, Range), ApiError> {
-    let p = Params::parse(q, &["topics", "since", "until"])?;
-    Ok((p.filters(false)?, p.range("-1d", now)?))
+/// Topics on a page of `/topics` by default, and at most.
+const DEFAULT_TOPICS: usize = 1000;
+const MAX_TOPICS: usize = 10_000;
+
+/// `/topics`' parameters.
+struct TopicsParams {
+    topics: Filters,
+    range: Range,
+    limit: usize,
+    after: Option<String>,
+    /// All of them, for the next page's link.
+    params: Params,
+}
+
+fn topics_params(q: Option<String>, now: DateTime<Utc>) -> Result<TopicsParams, ApiError> {
+    let p = Params::parse(q, &["topics", "since", "until", "limit", "after"])?;
+    Ok(TopicsParams {
+        topics: p.filters(false)?,
+        range: p.range("-1d", now)?,
+        limit: p.number("limit", DEFAULT_TOPICS, 1, MAX_TOPICS)?,
+        after: p.one("after")?.map(str::to_owned),
+        params: p,
+    })
 }
 
 async fn history(

@@ -5,7 +5,7 @@
 //! values (a temperature to one decimal), so memory follows the values' resolution, not the
 //! range's length.
 
-use super::{Consumer, Value};
+use super::{Consumer, SeriesSet, Value};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
@@ -40,6 +40,8 @@ pub struct Histogram {
     bins: usize,
     values: HashMap<u64, u64>,
     states: BTreeMap<String, u64>,
+    /// The series read (bounded by the read's `max_series`).
+    names: SeriesSet,
 }
 
 impl Histogram {
@@ -49,6 +51,7 @@ impl Histogram {
             bins: bins.max(1),
             values: HashMap::new(),
             states: BTreeMap::new(),
+            names: SeriesSet::default(),
         }
     }
 
@@ -107,7 +110,8 @@ impl Histogram {
 }
 
 impl Consumer for Histogram {
-    fn reading(&mut self, _: DateTime<Utc>, _: &str, value: Value<'_>) {
+    fn reading(&mut self, _: DateTime<Utc>, series: &str, value: Value<'_>) {
+        self.names.note(series);
         match value {
             // -0.0 and 0.0 are one value.
             Value::Number(v) => *self.values.entry((v + 0.0).to_bits()).or_default() += 1,
@@ -120,11 +124,16 @@ impl Consumer for Histogram {
         }
     }
 
+    fn series(&self) -> usize {
+        self.names.len()
+    }
+
     fn fork(&self) -> Option<Self> {
         Some(Histogram::new(self.bins))
     }
 
     fn merge(&mut self, later: Self) {
+        self.names.extend(later.names);
         for (bits, n) in later.values {
             *self.values.entry(bits).or_default() += n;
         }

@@ -89,6 +89,41 @@ pub trait Consumer: Send + Sized {
     fn exact(&self) -> bool {
         true
     }
+
+    /// How many distinct series it holds: what a read's `max_series` bounds, the memory that
+    /// grows with the series read. 0 for a consumer whose memory does not grow with them.
+    fn series(&self) -> usize {
+        0
+    }
+}
+
+/// Distinct series names seen, for a consumer that keeps no map of its own (its count is
+/// bounded by the read's `max_series`: past it, the read stops).
+#[derive(Debug, Default, Clone)]
+pub struct SeriesSet(ahash::AHashSet<Box<str>>);
+
+impl SeriesSet {
+    /// Note `series` as seen.
+    pub fn note(&mut self, series: &str) {
+        if !self.0.contains(series) {
+            self.0.insert(series.into());
+        }
+    }
+
+    /// Add the series of another set.
+    pub fn extend(&mut self, other: SeriesSet) {
+        self.0.extend(other.0);
+    }
+
+    /// How many.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
 }
 
 /// The state a non-numeric payload stands for, if it is one: short, UTF-8, not blank.
@@ -121,6 +156,10 @@ pub struct Readings<C> {
     /// Records of the selected topics that gave neither a number nor a state (documents
     /// without the configured fields, payloads the logger cut).
     pub rejected: u64,
+    /// Most series the consumer may hold ([`Consumer::series`]).
+    max_series: usize,
+    /// Set once the consumer held more: the read stopped there.
+    pub too_many: bool,
 }
 
 impl<C: Consumer> Readings<C> {
@@ -133,7 +172,15 @@ impl<C: Consumer> Readings<C> {
             routes: Decisions::default(),
             consumer,
             rejected: 0,
+            max_series: usize::MAX,
+            too_many: false,
         }
+    }
+
+    /// Stop reading once the consumer holds more than `max` series.
+    pub fn with_max_series(mut self, max: usize) -> Self {
+        self.max_series = max;
+        self
     }
 }
 
@@ -190,6 +237,11 @@ impl<C: Consumer> Records for Readings<C> {
             },
             Err(_) => self.rejected += 1,
         }
+        if self.consumer.series() > self.max_series {
+            // The answer would be refused: nothing after this line can change that.
+            self.too_many = true;
+            return ControlFlow::Break(());
+        }
         ControlFlow::Continue(())
     }
 
@@ -201,11 +253,14 @@ impl<C: Consumer> Records for Readings<C> {
             routes: self.routes.clone(),
             consumer: self.consumer.fork()?,
             rejected: 0,
+            max_series: self.max_series,
+            too_many: false,
         })
     }
     fn merge(&mut self, later: Self) {
         self.consumer.merge(later.consumer);
         self.rejected += later.rejected;
+        self.too_many |= later.too_many || self.consumer.series() > self.max_series;
     }
 }
 
@@ -365,13 +420,18 @@ mod tests {
             }
             // Every consumer, on 2, 3 and 7 threads, against one thread.
             for threads in [2, 3, 7] {
-                let one = read!(topics::Topics::new(), 1);
-                let many = read!(topics::Topics::new(), threads);
+                let one = read!(topics::Topics::new(1000, None), 1);
+                let many = read!(topics::Topics::new(1000, None), threads);
                 assert!(one.1 > 0, "cut payloads are rejected");
                 assert_eq!(many.1, one.1);
                 let one = one.0.finish();
-                assert!(!one.is_empty());
+                assert!(!one.topics.is_empty());
                 assert_eq!(many.0.finish(), one);
+                let page = || topics::Topics::new(2, Some("a".into()));
+                assert_eq!(
+                    read!(page(), threads).0.finish(),
+                    read!(page(), 1).0.finish()
+                );
                 for limit in [50, 100_000] {
                     let one = read!(rows::Rows::new(limit), 1).0.finish();
                     assert_eq!(read!(rows::Rows::new(limit), threads).0.finish(), one);

@@ -33,7 +33,15 @@ struct Inner {
     energy: EnergyConfig,
     /// The configured calendars.
     calendars: Vec<Calendar>,
+    /// Most series one answer may hold (`[http] max_series`).
+    max_series: usize,
+    /// Reads that may run at once: each holds what it returns, and a few of them at a time
+    /// bound what parallel requests hold together.
+    heavy: Arc<tokio::sync::Semaphore>,
 }
+
+/// Reads of the history that run at once; more wait their turn.
+pub const HEAVY_READS: usize = 2;
 
 /// A read that failed: a source could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +55,8 @@ pub struct Read<C> {
     pub consumer: C,
     /// Records of the selected topics that gave neither a number nor a state.
     pub rejected: u64,
+    /// The read stopped because the consumer held more than `max_series` series.
+    pub too_many: bool,
 }
 
 impl Context {
@@ -77,7 +87,24 @@ impl Context {
             threads: scan::threads(None),
             energy: EnergyConfig::default(),
             calendars: Vec::new(),
+            max_series: crate::config::DEFAULT_MAX_SERIES,
+            heavy: Arc::new(tokio::sync::Semaphore::new(HEAVY_READS)),
         }))
+    }
+
+    /// The same context answering with at most `max` series.
+    pub fn with_max_series(self, max: usize) -> Self {
+        self.with(|inner| inner.max_series = max)
+    }
+
+    /// Most series one answer may hold.
+    pub fn max_series(&self) -> usize {
+        self.0.max_series
+    }
+
+    /// A turn to read: at most [`HEAVY_READS`] reads run at once.
+    pub async fn turn(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        self.0.heavy.clone().acquire_owned().await.ok()
     }
 
     /// The same context reading on at most `threads` threads (default: one per core).
@@ -127,7 +154,8 @@ impl Context {
         .with_energy(
             cfg.energy.clone(),
             cfg.calendar.iter().map(|c| c.calendar()).collect(),
-        ))
+        )
+        .with_max_series(cfg.http.max_series))
     }
 
     /// [`read`](Self::read) into a consumer `make` makes, read again on one thread in the rare
@@ -141,7 +169,7 @@ impl Context {
         make: impl Fn() -> C,
     ) -> Result<Read<C>, ReadError> {
         let read = self.read(topics.clone(), since, until, make())?;
-        if read.consumer.exact() || self.0.threads == 1 {
+        if read.too_many || read.consumer.exact() || self.0.threads == 1 {
             return Ok(read);
         }
         tracing::debug!("a read split across threads could not be joined exactly: read again");
@@ -169,7 +197,8 @@ impl Context {
             &inner.identifier,
             time::local(),
         );
-        let readings = Readings::new(topics, inner.extractor.clone(), consumer);
+        let readings = Readings::new(topics, inner.extractor.clone(), consumer)
+            .with_max_series(inner.max_series);
         let mut feed = Feed::new(reader, readings);
         let (from, to) = feed.range();
         let decided;
@@ -193,6 +222,7 @@ impl Context {
         let readings = feed.into_records();
         Ok(Read {
             rejected: readings.rejected,
+            too_many: readings.too_many,
             consumer: readings.consumer,
         })
     }

@@ -1,6 +1,6 @@
 //! `GET /history`: the raw readings of some topics, oldest first, at most `limit` of them.
 
-use super::{Consumer, Owned, Value};
+use super::{Consumer, Owned, SeriesSet, Value};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 use serde::ser::SerializeTuple;
@@ -64,6 +64,8 @@ pub struct Rows {
     /// Once `limit` rows are kept: the time of the newest kept one. A later reading cannot
     /// displace any of them (a tie comes later in reading order).
     cutoff: Option<DateTime<Utc>>,
+    /// The series read (bounded by the read's `max_series`).
+    names: SeriesSet,
 }
 
 impl Rows {
@@ -74,6 +76,7 @@ impl Rows {
             rows: Vec::new(),
             seen: 0,
             cutoff: None,
+            names: SeriesSet::default(),
         }
     }
 
@@ -103,6 +106,7 @@ impl Rows {
 impl Consumer for Rows {
     fn reading(&mut self, time: DateTime<Utc>, series: &str, value: Value<'_>) {
         self.seen += 1;
+        self.names.note(series);
         // A single source is in time order: once `limit` rows are kept, later ones cannot
         // displace them; only an earlier one (another source) can.
         if self.limit == 0 || self.cutoff.is_some_and(|c| time >= c) {
@@ -114,6 +118,10 @@ impl Consumer for Rows {
         if self.rows.len() >= self.limit.saturating_mul(2) {
             self.prune();
         }
+    }
+
+    fn series(&self) -> usize {
+        self.names.len()
     }
 
     fn fork(&self) -> Option<Self> {
@@ -130,6 +138,7 @@ impl Consumer for Rows {
                 .map(|(time, n, topic, value)| (time, offset + n, topic, value)),
         );
         self.seen += later.seen;
+        self.names.extend(later.names);
         self.prune();
     }
 }

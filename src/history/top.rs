@@ -137,6 +137,10 @@ impl Consumer for Top {
         s.push(time, v);
     }
 
+    fn series(&self) -> usize {
+        self.devices.len()
+    }
+
     fn fork(&self) -> Option<Self> {
         // A curve is followed from its first reading, on one thread.
         if self.spans.is_some() {

@@ -1,5 +1,13 @@
 //! `GET /topics`: what was seen — each series with its last value, when, and how often (the
-//! device registry view).
+//! device registry view), a page at a time.
+//!
+//! A page is the `limit` smallest series after `after`, and only it is kept while reading:
+//! once `limit` are held, a new series gets in only if it is smaller than the largest held,
+//! which it pushes out. The page's counts are exact: a series in the final page had fewer
+//! than `limit` smaller ones anywhere in the read, so from its first reading on it was never
+//! pushed out, nor left out; and the largest held only ever shrinks, so a series pushed out
+//! never comes back with a partial count. The same holds for each thread's range, so merging
+//! their pages and keeping the `limit` smallest is the page of one pass.
 
 use super::{Consumer, Owned, Value};
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -19,21 +27,47 @@ pub struct Seen {
     pub count: u64,
 }
 
-/// Collects the [`Seen`] list.
-#[derive(Debug, Default)]
+/// Collects a page of the [`Seen`] list.
+#[derive(Debug, Clone)]
 pub struct Topics {
     seen: BTreeMap<String, (DateTime<Utc>, Owned, u64)>,
+    /// Only series after this one (the last of the previous page).
+    after: Option<String>,
+    /// At most this many.
+    limit: usize,
+    /// Whether a series after the page was seen: there is a next page.
+    more: bool,
+}
+
+/// A page of `/topics`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page {
+    /// The series, sorted.
+    pub topics: Vec<Seen>,
+    /// The last series of the page when more follow (the next page's `after`).
+    pub next: Option<String>,
 }
 
 impl Topics {
-    /// An empty registry.
-    pub fn new() -> Self {
-        Self::default()
+    /// The first `limit` series (at least one) after `after`.
+    pub fn new(limit: usize, after: Option<String>) -> Self {
+        Topics {
+            seen: BTreeMap::new(),
+            after,
+            limit: limit.max(1),
+            more: false,
+        }
     }
 
-    /// The answer, sorted by topic.
-    pub fn finish(self) -> Vec<Seen> {
-        self.seen
+    /// The page, sorted by series.
+    pub fn finish(self) -> Page {
+        let next = if self.more {
+            self.seen.keys().next_back().cloned()
+        } else {
+            None
+        };
+        let topics = self
+            .seen
             .into_iter()
             .map(|(topic, (at, last, count))| Seen {
                 topic,
@@ -41,32 +75,53 @@ impl Topics {
                 at: at.to_rfc3339_opts(SecondsFormat::AutoSi, true),
                 count,
             })
-            .collect()
+            .collect();
+        Page { topics, next }
+    }
+
+    /// Keep the `limit` smallest.
+    fn trim(&mut self) {
+        while self.seen.len() > self.limit {
+            self.seen.pop_last();
+            self.more = true;
+        }
     }
 }
 
 impl Consumer for Topics {
     fn reading(&mut self, time: DateTime<Utc>, series: &str, value: Value<'_>) {
-        match self.seen.get_mut(series) {
-            Some((at, last, count)) => {
-                *count += 1;
-                // Several sources interleave: the latest by time wins, a tie goes to the later line.
-                if time >= *at {
-                    *at = time;
-                    *last = value.into();
-                }
+        if let Some((at, last, count)) = self.seen.get_mut(series) {
+            *count += 1;
+            // Several sources interleave: the latest by time wins, a tie goes to the later line.
+            if time >= *at {
+                *at = time;
+                *last = value.into();
             }
-            None => {
-                self.seen.insert(series.to_owned(), (time, value.into(), 1));
-            }
+            return;
         }
+        if self.after.as_deref().is_some_and(|a| series <= a) {
+            return;
+        }
+        if self.seen.len() >= self.limit
+            && self
+                .seen
+                .keys()
+                .next_back()
+                .is_some_and(|largest| series > largest.as_str())
+        {
+            self.more = true;
+            return;
+        }
+        self.seen.insert(series.to_owned(), (time, value.into(), 1));
+        self.trim();
     }
 
     fn fork(&self) -> Option<Self> {
-        Some(Topics::new())
+        Some(Topics::new(self.limit, self.after.clone()))
     }
 
     fn merge(&mut self, later: Self) {
+        self.more |= later.more;
         for (topic, (at, last, count)) in later.seen {
             match self.seen.get_mut(&topic) {
                 Some(mine) => {
@@ -82,6 +137,7 @@ impl Consumer for Topics {
                 }
             }
         }
+        self.trim();
     }
 }
 
@@ -95,13 +151,15 @@ mod tests {
 
     #[test]
     fn last_by_time_and_counts() {
-        let mut c = Topics::new();
+        let mut c = Topics::new(10, None);
         c.reading(t(10), "b/t", Value::Number(1.0));
         c.reading(t(20), "b/t", Value::Number(2.0));
         c.reading(t(15), "b/t", Value::Number(3.0));
         c.reading(t(5), "a/LWT", Value::State("online"));
         c.reading(t(6), "a/LWT", Value::State("offline"));
-        let got = c.finish();
+        let page = c.finish();
+        assert_eq!(page.next, None);
+        let got = page.topics;
         assert_eq!(got.len(), 2);
         assert_eq!(got[0].topic, "a/LWT");
         assert_eq!(got[0].last, Owned::State("offline".into()));
@@ -114,5 +172,44 @@ mod tests {
             json,
             serde_json::json!({"topic":"a/LWT","last":"offline","at":"1970-01-01T00:00:06Z","count":2})
         );
+    }
+
+    proptest::proptest! {
+        /// Page after page, each read on two threads (a fork for the later lines), gives
+        /// the whole list, counts and last values included.
+        #[test]
+        fn pages_read_on_two_threads_are_the_whole_list(
+            readings in proptest::collection::vec((0..40u8, 0..100i64), 0..300),
+            limit in 1..12usize,
+            cut in 0.0..1.0f64,
+        ) {
+            let cut = (readings.len() as f64 * cut) as usize;
+            let feed = |c: &mut Topics, part: &[(u8, i64)]| {
+                for &(n, s) in part {
+                    c.reading(t(s), &format!("s/{n:02}"), Value::Number(s as f64));
+                }
+            };
+            let mut whole = Topics::new(usize::MAX, None);
+            feed(&mut whole, &readings);
+            let whole = whole.finish();
+            proptest::prop_assert_eq!(&whole.next, &None);
+            let mut paged = Vec::new();
+            let mut after = None;
+            loop {
+                let mut first = Topics::new(limit, after.clone());
+                let mut later = first.fork().unwrap();
+                feed(&mut first, &readings[..cut]);
+                feed(&mut later, &readings[cut..]);
+                first.merge(later);
+                let page = first.finish();
+                proptest::prop_assert!(page.topics.len() <= limit);
+                paged.extend(page.topics);
+                match page.next {
+                    Some(n) => after = Some(n),
+                    None => break,
+                }
+            }
+            proptest::prop_assert_eq!(paged, whole.topics);
+        }
     }
 }

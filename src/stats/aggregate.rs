@@ -42,6 +42,54 @@ pub struct LineCounts {
     pub rejected: u64,
 }
 
+/// What a window left out past `stats.max_series`: its readings, and how many series they
+/// were.
+///
+/// The series are counted by a HyperLogLog++ sketch (Cloudflare's `cardinality-estimator`):
+/// exact up to about a hundred, within about 2 % beyond, in at most 3 KB however many there
+/// are, and sketches of two ranges merge. An exact count would hold every name left out,
+/// which is the memory the limit is there to save.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LeftOut {
+    /// Readings of the series left out, in the window.
+    pub readings: u64,
+    series: cardinality_estimator::CardinalityEstimator<str>,
+}
+
+impl LeftOut {
+    /// `n` readings of `series` were left out.
+    pub fn note(&mut self, series: &str, n: u64) {
+        self.readings += n;
+        self.series.insert(series);
+    }
+
+    /// How many series were left out (estimated past about a hundred).
+    pub fn series(&self) -> u64 {
+        self.series.estimate() as u64
+    }
+
+    /// Whether nothing was left out.
+    pub fn is_empty(&self) -> bool {
+        self.readings == 0
+    }
+
+    /// Add what another range left out.
+    pub fn add(&mut self, other: &LeftOut) {
+        self.readings += other.readings;
+        self.series.merge(&other.series);
+    }
+}
+
+impl Serialize for LeftOut {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(2))?;
+        m.serialize_entry("series", &self.series())?;
+        m.serialize_entry("readings", &self.readings)?;
+        m.end()
+    }
+}
+
 /// The statistics of one window, ready to print or publish.
 #[derive(Debug, Clone)]
 pub struct Summary {
@@ -57,6 +105,8 @@ pub struct Summary {
     pub groups: Vec<(String, Group)>,
     /// Line counts.
     pub lines: LineCounts,
+    /// Series left out past `stats.max_series`.
+    pub left_out: LeftOut,
 }
 
 impl Summary {
@@ -75,6 +125,7 @@ impl Summary {
             series: BTreeMap::new(),
             groups: groups.into_iter().map(|g| (g, Group::new(keep))).collect(),
             lines: LineCounts::default(),
+            left_out: LeftOut::default(),
         }
     }
 

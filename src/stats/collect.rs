@@ -37,6 +37,8 @@ pub struct Selection {
     /// `stats.summary_topic`: our own JSON summary, never an input even where a filter
     /// (`iotitan/#`) matches it.
     pub summary_topic: Option<String>,
+    /// `stats.max_series`: series a window computes at most; later ones are left out.
+    pub max_series: usize,
 }
 
 /// Where a topic's values go.
@@ -77,6 +79,8 @@ impl Selection {
 enum Route {
     /// Not wanted (not asked for, one of our outputs, or not UTF-8).
     Unwanted,
+    /// Wanted, but the window holds `max_series` series already: left out.
+    Full,
     /// Wanted: into its own series (`own`), into `groups`, and when no JSON rule applies,
     /// the payload is the value of series slot `plain`.
     Wanted {
@@ -272,9 +276,20 @@ impl<'s, Z: Zone + Clone> Collector<'s, Z> {
         let decided = self
             .routes
             .decide(topic, |t| route(selection, names, slots, keep, t));
-        let Route::Wanted { own, groups, plain } = decided.get() else {
-            self.summary.lines.skipped += 1;
-            return;
+        let (own, groups, plain) = match decided.get() {
+            Route::Wanted { own, groups, plain } => (own, groups, plain),
+            Route::Full => {
+                self.summary.lines.skipped += 1;
+                if place == Place::Inside {
+                    let topic = std::str::from_utf8(topic).unwrap_or_default();
+                    self.summary.left_out.note(topic, 1);
+                }
+                return;
+            }
+            Route::Unwanted => {
+                self.summary.lines.skipped += 1;
+                return;
+            }
         };
         let payload = match payload {
             Ok(p) => p,
@@ -316,12 +331,18 @@ impl<'s, Z: Zone + Clone> Collector<'s, Z> {
         }
         self.summary.lines.matched += 1;
         for r in &self.readings {
-            let slot = slot_of(
+            let Some(slot) = slot_of(
                 &mut self.names,
                 &mut self.slots,
                 &r.series,
                 self.keep_values,
-            );
+                self.selection.max_series,
+            ) else {
+                if place == Place::Inside {
+                    self.summary.left_out.note(&r.series, 1);
+                }
+                continue;
+            };
             push(
                 &mut self.summary,
                 &mut self.rules,
@@ -354,9 +375,19 @@ impl<'s, Z: Zone + Clone> Collector<'s, Z> {
         counts.matched += l.matched;
         counts.skipped += l.skipped;
         counts.rejected += l.rejected;
+        self.summary.left_out.add(&summary.left_out);
         for (name, series) in summary.series {
-            let slot = slot_of(&mut self.names, &mut self.slots, &name, self.keep_values);
-            self.slots[slot].series.merge(series);
+            let max = self.selection.max_series;
+            match slot_of(
+                &mut self.names,
+                &mut self.slots,
+                &name,
+                self.keep_values,
+                max,
+            ) {
+                Some(slot) => self.slots[slot].series.merge(series),
+                None => self.summary.left_out.note(&name, series.count()),
+            }
         }
         for ((_, mine), (_, theirs)) in self.summary.groups.iter_mut().zip(summary.groups) {
             mine.values.merge(theirs.values);
@@ -381,10 +412,14 @@ fn route(
     let Some(Wanted { own, groups }) = selection.wanted(topic) else {
         return Route::Unwanted;
     };
-    let plain = selection
-        .extractor
-        .is_plain(topic)
-        .then(|| slot_of(names, slots, topic, keep_values));
+    let plain = if selection.extractor.is_plain(topic) {
+        match slot_of(names, slots, topic, keep_values, selection.max_series) {
+            Some(slot) => Some(slot),
+            None => return Route::Full,
+        }
+    } else {
+        None
+    };
     Route::Wanted {
         own,
         groups: groups.iter().copied().collect(),
@@ -392,15 +427,19 @@ fn route(
     }
 }
 
-/// The slot of series `name`, created empty on first use.
+/// The slot of series `name`, created empty on first use; `None` when `max` are held.
 fn slot_of(
     names: &mut HashMap<String, usize, FastHash>,
     slots: &mut Vec<Slot>,
     name: &str,
     keep_values: bool,
-) -> usize {
+    max: usize,
+) -> Option<usize> {
     if let Some(&i) = names.get(name) {
-        return i;
+        return Some(i);
+    }
+    if slots.len() >= max {
+        return None;
     }
     names.insert(name.to_owned(), slots.len());
     slots.push(Slot {
@@ -411,7 +450,7 @@ fn slot_of(
         meter: Meter::default(),
         curve: None,
     });
-    slots.len() - 1
+    Some(slots.len() - 1)
 }
 
 /// How a window's configured groups take their members' values: `by = N` splits a group
@@ -754,6 +793,7 @@ mod tests {
                 fields: vec![FieldPath::new("temperature").unwrap()],
             }]),
             summary_topic: Some("iotitan/stats/summary".into()),
+            max_series: usize::MAX,
         }
     }
 

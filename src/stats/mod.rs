@@ -101,6 +101,7 @@ pub fn compute_with(
         groups: st.group.iter().map(|g| g.topics.clone()).collect(),
         extractor: cfg.payload.extractor(),
         summary_topic: st.summary_topic.clone(),
+        max_series: st.max_series,
     };
     let disorder =
         chrono::Duration::from_std(st.disorder.get()).unwrap_or(chrono::Duration::zero());
@@ -257,6 +258,19 @@ pub async fn run(cfg: &Config, shutdown: Shutdown, opts: &Options) -> anyhow::Re
         .await
         .context("the statistics task failed")??
     };
+    for s in &summaries {
+        if !s.left_out.is_empty() {
+            tracing::warn!(
+                "window {} .. {}: {} series ({} readings) past stats.max_series ({}) were left \
+                 out; raise stats.max_series to compute them",
+                s.start,
+                s.end,
+                s.left_out.series(),
+                s.left_out.readings,
+                cfg.stats.max_series
+            );
+        }
+    }
     let format = opts.format.or(opts.dry_run.then_some(Format::Text));
     if let Some(format) = format {
         let mut out = String::new();

@@ -36,7 +36,7 @@ pub fn json(s: &Summary) -> Value {
             (name.clone(), Value::Object(m))
         })
         .collect();
-    json!({
+    let mut object = json!({
         "window": {
             "start": s.start.to_rfc3339_opts(SecondsFormat::AutoSi, true),
             "end": s.end.to_rfc3339_opts(SecondsFormat::AutoSi, true),
@@ -44,7 +44,14 @@ pub fn json(s: &Summary) -> Value {
         "topics": topics,
         "groups": groups,
         "lines": s.lines,
-    })
+    });
+    // Only when something was left out: the object stays what it was for everyone else.
+    if !s.left_out.is_empty()
+        && let Some(m) = object.as_object_mut()
+    {
+        m.insert("left_out".into(), json!(s.left_out));
+    }
+    object
 }
 
 /// Text: a header line with the window and the line counts, then `topic value` per output.
@@ -59,6 +66,14 @@ pub fn text(s: &Summary) -> String {
         l.skipped,
         l.rejected
     );
+    let left = &s.left_out;
+    if !left.is_empty() {
+        out.push_str(&format!(
+            "# left out past stats.max_series: {} series, {} readings\n",
+            left.series(),
+            left.readings
+        ));
+    }
     for (topic, value) in s.outputs() {
         out.push_str(&topic);
         out.push(' ');
