@@ -53,7 +53,7 @@ echo "## iotitan-http over the 10^6 file"
 PORT=$((20000 + RANDOM % 20000))
 printf '[syslog]\nidentifier = "%s"\nsources = ["%s"]\n[http]\nlisten = "127.0.0.1:%s"\n[[http.token]]\nname = "bench"\nscopes = ["read"]\n' \
   "$ID" "$DIR/series-1000000" "$PORT" > "$DIR/http.toml"
-IOTITAN_HTTP_TOKEN_BENCH=bench-token "$BIN/iotitan-http" -c "$DIR/http.toml" > "$DIR/http.log" 2>&1 &
+IOTITAN_HTTP_TOKEN_BENCH=0123456789abcdef0123456789abcdef "$BIN/iotitan-http" -c "$DIR/http.toml" > "$DIR/http.log" 2>&1 &
 HPID=$!
 trap 'kill $HPID 2>/dev/null; wait $HPID 2>/dev/null || true' EXIT
 for _ in $(seq 100); do curl -s "http://127.0.0.1:$PORT/healthz" > /dev/null && break; sleep 0.1; done
@@ -61,7 +61,7 @@ base="http://127.0.0.1:$PORT/api/v1"
 range="since=2026-11-22T04:00:00Z&until=2026-11-22T06:00:00Z"
 ask() { # ask NAME PATH
   curl -s -o "$DIR/body" -D "$DIR/headers" -w '%{http_code} %{size_download} B %{time_total} s' \
-    -H 'Authorization: Bearer bench-token' "$base$2"
+    -H 'Authorization: Bearer 0123456789abcdef0123456789abcdef' "$base$2"
   printf '  %s\n' "$1"
 }
 rss() { awk '/VmHWM/ { print $2 " KB peak RSS" }' "/proc/$HPID/status"; }
@@ -74,6 +74,8 @@ ask "/aggregate of every series" "/aggregate?topics=iotitan/%23&$range&every=1h"
 head -c 200 "$DIR/body"; echo
 ask "/aggregate of one series" "/aggregate?topics=iotitan/card/dev0500000/temperature&$range&every=1h"
 ask "/history of every series" "/history?topics=iotitan/%23&$range"
+pids=()
 for _ in $(seq 8); do ask "/aggregate of one series, 8 at once" \
-  "/aggregate?topics=iotitan/card/dev0700000/temperature&$range&every=5m" & done; wait
+  "/aggregate?topics=iotitan/card/dev0700000/temperature&$range&every=5m" & pids+=($!); done
+wait "${pids[@]}"
 echo "after all: $(rss)"

@@ -155,7 +155,10 @@ pub fn is_output(topic: &str) -> bool {
 
 /// The running statistics of one series (or one group).
 ///
-/// Times are kept as microseconds since the epoch: they are only compared.
+/// Times are kept as microseconds since the epoch: they are only compared. A window may hold
+/// a million series, so the common case is kept small (88 bytes): what only some statistics
+/// need (the values for median and percentiles, a meter's and a curve's amounts) is boxed
+/// and absent until used.
 #[derive(Debug, Clone, Default)]
 pub struct Series {
     count: u64,
@@ -163,13 +166,23 @@ pub struct Series {
     m2: f64,
     min: f64,
     max: f64,
-    first: Option<(i64, f64)>,
-    last: Option<(i64, f64)>,
-    values: Option<Vec<f64>>,
-    /// A meter's growth, for whoever follows the meter ([`crate::energy::Meter`]).
+    /// The first and last values by time, with their times: meaningful once `count > 0`.
+    first: (i64, f64),
+    last: (i64, f64),
+    // Boxed: 8 bytes where most series keep no values, not a Vec's 24.
+    #[allow(clippy::box_collection)]
+    values: Option<Box<Vec<f64>>>,
+    /// A meter's and a curve's amounts, for whoever follows them
+    /// ([`crate::energy::Meter`], [`crate::energy::Curve`]).
+    energy: Option<Box<Energy>>,
+}
+
+/// The energy amounts of a series.
+#[derive(Debug, Clone, Copy, Default)]
+struct Energy {
+    /// A meter's growth.
     increase: f64,
-    /// The area under the curve (value·µs) and the µs it covers, for whoever follows the
-    /// curve ([`crate::energy::Curve`]).
+    /// The area under the curve (value·µs) and the µs it covers.
     area: f64,
     covered: i64,
 }
@@ -181,7 +194,7 @@ impl Series {
     /// An empty series; `keep_values` when median or a percentile is wanted.
     pub fn new(keep_values: bool) -> Self {
         Series {
-            values: keep_values.then(Vec::new),
+            values: keep_values.then(Box::default),
             ..Series::default()
         }
     }
@@ -191,20 +204,40 @@ impl Series {
         self.push_micros(time.timestamp_micros(), value);
     }
 
+    fn energy_mut(&mut self) -> &mut Energy {
+        self.energy.get_or_insert_with(Box::default)
+    }
+
+    fn amounts(&self) -> Energy {
+        self.energy.as_deref().copied().unwrap_or_default()
+    }
+
     /// Add a meter's step to its increase (the step whose later reading was pushed).
     pub fn add_increase(&mut self, step: f64) {
-        self.increase += step;
+        self.energy_mut().increase += step;
     }
 
     /// Add a piece of the curve: its area (value·µs) over `covered` µs.
     pub fn add_curve(&mut self, area: f64, covered: i64) {
-        self.area += area;
-        self.covered += covered;
+        if covered == 0 && area == 0.0 {
+            return;
+        }
+        let e = self.energy_mut();
+        e.area += area;
+        e.covered += covered;
+    }
+
+    /// Add the energy amounts of another series.
+    fn add_energy(&mut self, other: Energy) {
+        let e = self.energy_mut();
+        e.increase += other.increase;
+        e.area += other.area;
+        e.covered += other.covered;
     }
 
     /// Whether the series has anything to say: values, or a piece of its curve.
     pub fn is_empty(&self) -> bool {
-        self.count == 0 && self.covered == 0
+        self.count == 0 && self.amounts().covered == 0
     }
 
     /// Add one value observed at `micros` (microseconds since the epoch).
@@ -217,16 +250,18 @@ impl Series {
         if self.count == 1 {
             self.min = value;
             self.max = value;
+            self.first = (time, value);
+            self.last = (time, value);
         } else {
             self.min = self.min.min(value);
             self.max = self.max.max(value);
-        }
-        // Ties keep the first seen as first and the last seen as last: file order.
-        if self.first.is_none_or(|(t, _)| time < t) {
-            self.first = Some((time, value));
-        }
-        if self.last.is_none_or(|(t, _)| time >= t) {
-            self.last = Some((time, value));
+            // Ties keep the first seen as first and the last seen as last: file order.
+            if time < self.first.0 {
+                self.first = (time, value);
+            }
+            if time >= self.last.0 {
+                self.last = (time, value);
+            }
         }
         if let Some(v) = &mut self.values {
             v.push(value);
@@ -238,18 +273,19 @@ impl Series {
     /// of one series that saw every value; mean and variance are combined by Chan et al.'s
     /// formula, equal to Welford's up to rounding.
     pub fn merge(&mut self, later: Series) {
+        if let Some(e) = later.energy.as_deref() {
+            self.add_energy(*e);
+        }
         if later.count == 0 {
-            self.add_curve(later.area, later.covered);
             return;
         }
         if self.count == 0 {
             let values = self.values.take();
-            let (increase, area, covered) = (self.increase, self.area, self.covered);
+            let energy = self.energy.take();
             *self = later;
-            self.increase += increase;
-            self.add_curve(area, covered);
+            self.energy = energy;
             if let (Some(mut mine), Some(theirs)) = (values, self.values.take()) {
-                mine.extend(theirs);
+                mine.extend(theirs.iter());
                 self.values = Some(mine);
             }
             return;
@@ -260,22 +296,16 @@ impl Series {
         self.mean += delta * (n2 / n);
         self.m2 += later.m2 + delta * delta * (n1 * n2 / n);
         self.count += later.count;
-        self.increase += later.increase;
-        self.add_curve(later.area, later.covered);
         self.min = self.min.min(later.min);
         self.max = self.max.max(later.max);
-        if let Some((t, v)) = later.first
-            && self.first.is_none_or(|(f, _)| t < f)
-        {
-            self.first = Some((t, v));
+        if later.first.0 < self.first.0 {
+            self.first = later.first;
         }
-        if let Some((t, v)) = later.last
-            && self.last.is_none_or(|(l, _)| t >= l)
-        {
-            self.last = Some((t, v));
+        if later.last.0 >= self.last.0 {
+            self.last = later.last;
         }
         if let (Some(mine), Some(theirs)) = (&mut self.values, later.values) {
-            mine.extend(theirs);
+            mine.extend(theirs.iter());
         }
     }
 
@@ -296,13 +326,14 @@ impl Series {
     /// `twmean` only where some time was covered.
     pub fn get_over(&self, stat: Statistic, counted: i64) -> Option<f64> {
         let seen = !self.is_empty();
+        let e = self.amounts();
         match stat {
-            Statistic::Integral => return seen.then(|| self.area / MICROS_PER_HOUR),
+            Statistic::Integral => return seen.then(|| e.area / MICROS_PER_HOUR),
             Statistic::Twmean => {
-                return (self.covered > 0).then(|| self.area / self.covered as f64);
+                return (e.covered > 0).then(|| e.area / e.covered as f64);
             }
             Statistic::Coverage => {
-                return (seen && counted > 0).then(|| self.covered as f64 / counted as f64);
+                return (seen && counted > 0).then(|| e.covered as f64 / counted as f64);
             }
             _ => {}
         }
@@ -316,17 +347,18 @@ impl Series {
             Statistic::Max => Some(self.max),
             Statistic::Stddev if self.count > 1 => Some((self.m2 / (self.count - 1) as f64).sqrt()),
             Statistic::Stddev => None,
-            Statistic::Median => Some(Data::new(self.values.clone()?).median()),
+            Statistic::Median => Some(Data::new(self.values.as_deref()?.clone()).median()),
             Statistic::Percentile(p) => {
-                Some(Data::new(self.values.clone()?).percentile(usize::from(p)))
+                Some(Data::new(self.values.as_deref()?.clone()).percentile(usize::from(p)))
             }
-            Statistic::First => self.first.map(|(_, v)| v),
-            Statistic::Last => self.last.map(|(_, v)| v),
-            Statistic::Increase => Some(self.increase),
+            Statistic::First => Some(self.first.1),
+            Statistic::Last => Some(self.last.1),
+            Statistic::Increase => Some(e.increase),
             Statistic::Integral | Statistic::Twmean | Statistic::Coverage => None,
         }
     }
 }
+
 /// A statistic's value as published: counts as integers, everything else as the shortest
 /// decimal that reads back to the same `f64`.
 pub fn format_value(stat: Statistic, v: f64) -> String {
@@ -339,6 +371,17 @@ pub fn format_value(stat: Statistic, v: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A window may hold a million series: what each costs is part of the contract
+    /// (issue: at most ~200 bytes per series in a window).
+    #[test]
+    fn a_series_is_small() {
+        assert!(
+            std::mem::size_of::<Series>() <= 88,
+            "{}",
+            std::mem::size_of::<Series>()
+        );
+    }
 
     fn t(s: i64) -> DateTime<Utc> {
         DateTime::from_timestamp(s, 0).unwrap()

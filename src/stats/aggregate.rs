@@ -4,7 +4,7 @@
 use crate::statistic::{DEVICES, Series, Statistic, format_value};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 /// A group: one series over all its members' values, and which members were seen.
 #[derive(Debug, Clone, Default)]
@@ -99,8 +99,8 @@ pub struct Summary {
     pub end: DateTime<Utc>,
     /// Statistics asked for, in config order.
     pub statistics: Vec<Statistic>,
-    /// Per series, sorted by name.
-    pub series: BTreeMap<String, Series>,
+    /// Per series, sorted by name (a sorted list, not a map: a window may hold a million).
+    pub series: Vec<(Box<str>, Series)>,
     /// Per group, in config order.
     pub groups: Vec<(String, Group)>,
     /// Line counts.
@@ -122,7 +122,7 @@ impl Summary {
             start,
             end,
             statistics: statistics.to_vec(),
-            series: BTreeMap::new(),
+            series: Vec::new(),
             groups: groups.into_iter().map(|g| (g, Group::new(keep))).collect(),
             lines: LineCounts::default(),
             left_out: LeftOut::default(),
@@ -141,12 +141,12 @@ impl Summary {
     ) {
         if own {
             let keep = self.keeps_values();
-            match self.series.get_mut(series) {
-                Some(s) => s.push(time, value),
-                None => {
+            match self.series.binary_search_by(|(n, _)| (**n).cmp(series)) {
+                Ok(i) => self.series[i].1.push(time, value),
+                Err(i) => {
                     let mut s = Series::new(keep);
                     s.push(time, value);
-                    self.series.insert(series.to_owned(), s);
+                    self.series.insert(i, (series.into(), s));
                 }
             }
         }
@@ -158,6 +158,15 @@ impl Summary {
                 }
             }
         }
+    }
+
+    /// The statistics of series `name`.
+    pub fn series_of(&self, name: &str) -> Option<&Series> {
+        let i = self
+            .series
+            .binary_search_by(|(n, _)| (**n).cmp(name))
+            .ok()?;
+        Some(&self.series[i].1)
     }
 
     /// Whether series keep their values (median or a percentile is asked for).
@@ -197,20 +206,28 @@ impl Summary {
     ///
     /// A series or group without values publishes nothing, except a group's `_count` (0, if
     /// count is configured) and `_devices` (0): groups are configured, so "no data" is news.
-    pub fn outputs(&self) -> Vec<(String, String)> {
-        let mut out = Vec::new();
-        for (name, s) in &self.series {
-            for (st, v) in self.values_of(s) {
-                out.push((format!("{name}_{st}"), format_value(st, v)));
-            }
-        }
-        for (name, g) in self.groups.iter().filter(|(_, g)| !g.split) {
-            for (st, v) in self.values_of_group(g) {
-                out.push((format!("{name}_{st}"), format_value(st, v)));
-            }
-            out.push((format!("{name}_{DEVICES}"), g.members.len().to_string()));
-        }
-        out
+    ///
+    /// Made one at a time as they are taken: a window of a million series has millions.
+    pub fn outputs(&self) -> impl Iterator<Item = (String, String)> + '_ {
+        let series = self.series.iter().flat_map(move |(name, s)| {
+            self.values_of(s)
+                .into_iter()
+                .map(move |(st, v)| (format!("{name}_{st}"), format_value(st, v)))
+        });
+        let groups = self
+            .groups
+            .iter()
+            .filter(|(_, g)| !g.split)
+            .flat_map(move |(name, g)| {
+                self.values_of_group(g)
+                    .into_iter()
+                    .map(move |(st, v)| (format!("{name}_{st}"), format_value(st, v)))
+                    .chain(std::iter::once((
+                        format!("{name}_{DEVICES}"),
+                        g.members.len().to_string(),
+                    )))
+            });
+        series.chain(groups)
     }
 }
 
@@ -229,7 +246,7 @@ mod tests {
         sum.push("a/t", true, [0], t(1), 20.0);
         sum.push("b/t", true, [0], t(2), 22.0);
         sum.push("b/t", false, [], t(3), 99.0);
-        let out = sum.outputs();
+        let out: Vec<_> = sum.outputs().collect();
         assert_eq!(
             out,
             vec![
@@ -244,7 +261,7 @@ mod tests {
         );
         let empty = Summary::new(t(0), t(300), &stats, ["house/t".to_owned()]);
         assert_eq!(
-            empty.outputs(),
+            empty.outputs().collect::<Vec<_>>(),
             vec![
                 ("house/t_count".into(), "0".into()),
                 ("house/t_devices".into(), "0".into())

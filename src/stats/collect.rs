@@ -91,11 +91,23 @@ enum Route {
 }
 
 /// One series' state in a collector.
+///
+/// A window may hold a million series (a device that puts a counter in its topic), so a slot
+/// is kept small: its name once (the index below finds it by the name, holding no copy), its
+/// statistics, and what only some series need (groups, a meter, a curve) boxed and absent
+/// until used: 120 bytes and the name.
 #[derive(Debug)]
 struct Slot {
-    name: String,
+    name: Box<str>,
     /// The series' own statistics (values pushed while its topic is in `stats.topics`).
     series: Series,
+    more: Option<Box<More>>,
+}
+
+/// What a series needs beyond its statistics when it joins groups or is followed as a meter
+/// or a curve.
+#[derive(Debug, Default)]
+struct More {
     /// Groups it has joined as a member (indices in the summary's groups).
     joined: Vec<usize>,
     /// Configured group → the summary's group it feeds ([`GroupRules::target`]).
@@ -104,6 +116,38 @@ struct Slot {
     meter: Meter,
     /// Its curve, when `integral`, `twmean` or `coverage` is asked for.
     curve: Option<Curve>,
+}
+
+impl Slot {
+    fn more(&mut self) -> &mut More {
+        self.more.get_or_insert_with(Box::default)
+    }
+}
+
+/// Series name → slot index, holding no copy of the names: the slots hold them. A map keyed
+/// by name would keep a second copy of every name, a third of a small slot's memory.
+#[derive(Debug, Default)]
+struct Names {
+    table: hashbrown::HashTable<u32>,
+    hasher: FastHash,
+}
+
+impl Names {
+    fn find(&self, slots: &[Slot], name: &str) -> Option<usize> {
+        let hash = self.hasher.hash_one(name);
+        self.table
+            .find(hash, |&i| &*slots[i as usize].name == name)
+            .map(|&i| i as usize)
+    }
+
+    /// Record that slot `i` (the last of `slots`) holds its name.
+    fn insert(&mut self, slots: &[Slot], i: usize) {
+        let Names { table, hasher } = self;
+        let hash = hasher.hash_one(&*slots[i].name);
+        table.insert_unique(hash, i as u32, |&j| {
+            hasher.hash_one(&*slots[j as usize].name)
+        });
+    }
 }
 
 /// Collects one window's statistics from a scan.
@@ -116,7 +160,7 @@ pub struct Collector<'s, Z> {
     /// Where each topic's values go.
     routes: Decisions<Route>,
     /// Series name → index into `slots`.
-    names: HashMap<String, usize, FastHash>,
+    names: Names,
     slots: Vec<Slot>,
     readings: Vec<Reading>,
     /// What each series follows beyond its values: meter, curve.
@@ -161,7 +205,7 @@ impl<'s, Z: Zone + Clone> Collector<'s, Z> {
             summary,
             rules: GroupRules::default(),
             routes: Decisions::default(),
-            names: HashMap::default(),
+            names: Names::default(),
             slots: Vec::new(),
             readings: Vec::new(),
         }
@@ -201,11 +245,17 @@ impl<'s, Z: Zone + Clone> Collector<'s, Z> {
     /// The statistics of the window.
     pub fn into_summary(self) -> Summary {
         let mut summary = self.summary;
-        for slot in self.slots {
-            if !slot.series.is_empty() {
-                summary.series.insert(slot.name, slot.series);
-            }
-        }
+        // In place: the slots' memory becomes the list's (no second copy of a million).
+        drop(self.names);
+        let mut series: Vec<(Box<str>, Series)> = self
+            .slots
+            .into_iter()
+            .map(|slot| (slot.name, slot.series))
+            .collect();
+        series.retain(|(_, s)| !s.is_empty());
+        series.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        series.shrink_to_fit();
+        summary.series = series;
         summary
     }
 
@@ -401,7 +451,7 @@ impl<'s, Z: Zone + Clone> Collector<'s, Z> {
 /// Decide where a topic's values go (once per topic).
 fn route(
     selection: &Selection,
-    names: &mut HashMap<String, usize, FastHash>,
+    names: &mut Names,
     slots: &mut Vec<Slot>,
     keep_values: bool,
     topic: &[u8],
@@ -429,28 +479,26 @@ fn route(
 
 /// The slot of series `name`, created empty on first use; `None` when `max` are held.
 fn slot_of(
-    names: &mut HashMap<String, usize, FastHash>,
+    names: &mut Names,
     slots: &mut Vec<Slot>,
     name: &str,
     keep_values: bool,
     max: usize,
 ) -> Option<usize> {
-    if let Some(&i) = names.get(name) {
+    if let Some(i) = names.find(slots, name) {
         return Some(i);
     }
-    if slots.len() >= max {
+    if slots.len() >= max.min(u32::MAX as usize) {
         return None;
     }
-    names.insert(name.to_owned(), slots.len());
     slots.push(Slot {
-        name: name.to_owned(),
+        name: name.into(),
         series: Series::new(keep_values),
-        joined: Vec::new(),
-        targets: Vec::new(),
-        meter: Meter::default(),
-        curve: None,
+        more: None,
     });
-    Some(slots.len() - 1)
+    let i = slots.len() - 1;
+    names.insert(slots, i);
+    Some(i)
 }
 
 /// How a window's configured groups take their members' values: `by = N` splits a group
@@ -485,7 +533,11 @@ impl GroupRules {
 
     /// The summary's group that series `slot` joins as a member of configured group `g`.
     fn target(&mut self, summary: &mut Summary, slot: &mut Slot, g: usize) -> usize {
-        if let Some(&(_, i)) = slot.targets.iter().find(|(c, _)| *c == g) {
+        if let Some(&(_, i)) = slot
+            .more
+            .as_ref()
+            .and_then(|m| m.targets.iter().find(|(c, _)| *c == g))
+        {
             return i;
         }
         let i = match self.by.get(g).copied().flatten() {
@@ -500,7 +552,7 @@ impl GroupRules {
                 })
             }
         };
-        slot.targets.push((g, i));
+        slot.more().targets.push((g, i));
         i
     }
 }
@@ -522,12 +574,13 @@ fn push(
     place: Place,
 ) {
     let step = if follow.meters {
-        slot.meter.step(t, v)
+        slot.more().meter.step(t, v)
     } else {
         None
     };
     let piece = follow.curves.and_then(|gap| {
-        slot.curve
+        slot.more()
+            .curve
             .get_or_insert_with(|| Curve::new(gap))
             .piece(t, v)
     });
@@ -566,10 +619,11 @@ fn push(
         if let Some(step) = step {
             group.values.add_increase(step);
         }
-        if !slot.joined.contains(&i) {
-            slot.joined.push(i);
-            if !group.members.contains(&slot.name) {
-                group.members.insert(slot.name.clone());
+        let more = slot.more.get_or_insert_with(Box::default);
+        if !more.joined.contains(&i) {
+            more.joined.push(i);
+            if !group.members.contains(&*slot.name) {
+                group.members.insert(slot.name.to_string());
             }
         }
     }
@@ -784,6 +838,15 @@ mod tests {
         Collector::new(reader, selection, summary)
     }
 
+    #[test]
+    fn a_slot_is_small() {
+        assert!(
+            std::mem::size_of::<Slot>() <= 120,
+            "{}",
+            std::mem::size_of::<Slot>()
+        );
+    }
+
     fn selection() -> Selection {
         Selection {
             topics: Filters::of(&["iotitan/#", "zigbee2mqtt/+"]),
@@ -848,7 +911,7 @@ mod tests {
             move |s: &Summary, name: &str| {
                 let series = match name {
                     "house/t" => &s.groups[0].1.values,
-                    _ => &s.series[name],
+                    _ => s.series_of(name).unwrap(),
                 };
                 series.get(st).unwrap()
             }
@@ -918,7 +981,10 @@ mod tests {
         let got = integral(&whole, "iotitan/b/t");
         assert!((got - want).abs() < 1e-9 * want, "{got} against {want}");
         // Three minutes of gap are left out.
-        let coverage = whole.series["iotitan/b/t"].get_over(Statistic::Coverage, 15 * 60_000_000);
+        let coverage = whole
+            .series_of("iotitan/b/t")
+            .unwrap()
+            .get_over(Statistic::Coverage, 15 * 60_000_000);
         assert!(
             coverage.is_some_and(|c| c < 0.81 && c > 0.78),
             "{coverage:?}"
@@ -928,7 +994,7 @@ mod tests {
         assert!((increase(&whole, "house/t") - members).abs() < 1e-9 * members);
         // The lookback's lines are read, not counted.
         assert_eq!(
-            whole.series["iotitan/a/t"].count(),
+            whole.series_of("iotitan/a/t").unwrap().count(),
             15 * 60 / 7 + 1 - 25,
             "less the gap"
         );
@@ -968,14 +1034,19 @@ mod tests {
             "{l:?}"
         );
         let s = &c.into_summary();
-        assert_eq!(s.series["iotitan/a/t"].get(Statistic::Mean), Some(25.0));
-        assert_eq!(s.series["iotitan/b/t"].count(), 1);
         assert_eq!(
-            s.series["zigbee2mqtt/bed/temperature"].get(Statistic::Mean),
+            s.series_of("iotitan/a/t").unwrap().get(Statistic::Mean),
+            Some(25.0)
+        );
+        assert_eq!(s.series_of("iotitan/b/t").unwrap().count(), 1);
+        assert_eq!(
+            s.series_of("zigbee2mqtt/bed/temperature")
+                .unwrap()
+                .get(Statistic::Mean),
             Some(27.5)
         );
-        assert!(!s.series.contains_key("iotitan/b/t_mean"));
-        assert!(!s.series.keys().any(|k| k.starts_with("iotitan/stats")));
+        assert!(s.series_of("iotitan/b/t_mean").is_none());
+        assert!(!s.series.iter().any(|(k, _)| k.starts_with("iotitan/stats")));
         let (_, g) = &s.groups[0];
         assert_eq!(g.values.count(), 3);
         assert_eq!(g.members.len(), 2);
@@ -1167,7 +1238,10 @@ mod tests {
             }
             let got = c.into_summary();
             proptest::prop_assert_eq!(got.lines, want.lines);
-            proptest::prop_assert_eq!(got.outputs(), want.outputs());
+            proptest::prop_assert_eq!(
+                got.outputs().collect::<Vec<_>>(),
+                want.outputs().collect::<Vec<_>>()
+            );
         }
     }
 
@@ -1177,7 +1251,7 @@ mod tests {
         let pairs = one
             .series
             .iter()
-            .map(|(n, s)| (n.clone(), s, &many.series[n]))
+            .map(|(n, s)| (n.to_string(), s, many.series_of(n).unwrap()))
             .chain(
                 one.groups
                     .iter()
@@ -1185,8 +1259,8 @@ mod tests {
                     .map(|((n, a), (_, b))| (n.clone(), &a.values, &b.values)),
             );
         assert_eq!(
-            one.series.keys().collect::<Vec<_>>(),
-            many.series.keys().collect::<Vec<_>>()
+            one.series.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+            many.series.iter().map(|(k, _)| k).collect::<Vec<_>>()
         );
         for ((_, a), (_, b)) in one.groups.iter().zip(&many.groups) {
             assert_eq!(a.members, b.members);

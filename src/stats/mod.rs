@@ -32,6 +32,7 @@ use aggregate::Summary;
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use collect::{CatchUp, Collector, GroupRules, Selection};
+use std::io::Write;
 
 /// How a run prints its statistics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -273,17 +274,19 @@ pub async fn run(cfg: &Config, shutdown: Shutdown, opts: &Options) -> anyhow::Re
     }
     let format = opts.format.or(opts.dry_run.then_some(Format::Text));
     if let Some(format) = format {
-        let mut out = String::new();
-        for s in &summaries {
-            match format {
-                Format::Text => out.push_str(&report::text(s)),
-                Format::Json => {
-                    out.push_str(&report::json(s).to_string());
-                    out.push('\n');
-                }
+        // Written as made, not gathered first: a window of a million series prints millions
+        // of lines.
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+        let written: std::io::Result<()> = summaries.iter().try_for_each(|s| match format {
+            Format::Text => report::write_text(s, &mut out),
+            Format::Json => {
+                report::write_json(s, &mut out)?;
+                out.write_all(b"\n")
             }
-        }
-        print!("{out}");
+        });
+        written
+            .and_then(|()| out.flush())
+            .map_err(|e| ExitError::new(exit::IOERR, format!("cannot write to stdout: {e}")))?;
     }
     for s in &summaries {
         let l = s.lines;
@@ -303,7 +306,7 @@ pub async fn run(cfg: &Config, shutdown: Shutdown, opts: &Options) -> anyhow::Re
     }
     let mut messages = Vec::new();
     for s in &summaries {
-        messages.extend(s.outputs().into_iter().map(|(t, v)| (t, v.into_bytes())));
+        messages.extend(s.outputs().map(|(t, v)| (t, v.into_bytes())));
         if let Some(topic) = &cfg.stats.summary_topic {
             messages.push((topic.clone(), report::json(s).to_string().into_bytes()));
         }
