@@ -684,6 +684,30 @@ fn dashboard_shows_the_series_the_api_has_and_nothing_without_a_token() {
         "no calendar to pick"
     );
 
+    // The overview's search asks the server for the series holding the text.
+    b.call(
+        Some(&tab),
+        "Runtime.evaluate",
+        serde_json::json!({"expression":
+            "document.getElementById('find').value = 'HALL'; \
+             document.getElementById('find').dispatchEvent(new Event('input'));"}),
+    );
+    let (ok, dom) = b.wait_for(
+        &tab,
+        "document.querySelectorAll('#overview tbody tr').length > 0 && \
+         [...document.querySelectorAll('#overview tbody tr')].every((r) => r.dataset.topic.includes('hall'))",
+        20_000,
+    );
+    assert!(ok, "the search did not narrow the overview:\n{dom}");
+    row(&dom, "iotitan/home/hall/humidity");
+    let overview = &dom[dom.find("id=\"overview\"").unwrap()..];
+    let overview = &overview[..overview.find("</table>").unwrap()];
+    assert!(!overview.contains("data-topic=\"iotitan/home/kitchen/temperature\""));
+    assert!(
+        dom.contains("id=\"more\" type=\"button\" hidden"),
+        "one page only"
+    );
+
     // A wrong token: the message, no data.
     let tab = b.open(&format!("{}/#token=wrong-token-000000000000", s.base));
     let (shown, dom) = b.wait_for(&tab, "!document.getElementById('message').hidden", 20_000);

@@ -216,9 +216,9 @@ async fn topics(
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
     let p = topics_params(q, Utc::now())?;
-    let (limit, after) = (p.limit, p.after.clone());
+    let (limit, after, q) = (p.limit, p.after.clone(), p.q.clone());
     let page = read(ctx, p.topics.clone(), p.range, move || {
-        Topics::new(limit, after.clone())
+        Topics::new(limit, after.clone()).holding(q.clone())
     })
     .await?
     .finish();
@@ -249,17 +249,20 @@ struct TopicsParams {
     range: Range,
     limit: usize,
     after: Option<String>,
+    /// `q`: only series whose name holds this text (any ASCII case).
+    q: Option<String>,
     /// All of them, for the next page's link.
     params: Params,
 }
 
 fn topics_params(q: Option<String>, now: DateTime<Utc>) -> Result<TopicsParams, ApiError> {
-    let p = Params::parse(q, &["topics", "since", "until", "limit", "after"])?;
+    let p = Params::parse(q, &["topics", "since", "until", "limit", "after", "q"])?;
     Ok(TopicsParams {
         topics: p.filters(false)?,
         range: p.range("-1d", now)?,
         limit: p.number("limit", DEFAULT_TOPICS, 1, MAX_TOPICS)?,
         after: p.one("after")?.map(str::to_owned),
+        q: p.one("q")?.map(str::to_owned),
         params: p,
     })
 }

@@ -37,6 +37,18 @@ pub struct Topics {
     limit: usize,
     /// Whether a series after the page was seen: there is a next page.
     more: bool,
+    /// Only series whose name holds this, in any ASCII case (the dashboard's search).
+    holding: Option<String>,
+}
+
+/// Whether `name` holds `text` in any ASCII case (no allocation: it runs on every line of a
+/// series not on the page).
+fn holds(name: &str, text: &str) -> bool {
+    let (name, text) = (name.as_bytes(), text.as_bytes());
+    text.len() <= name.len()
+        && name
+            .windows(text.len())
+            .any(|w| w.eq_ignore_ascii_case(text))
 }
 
 /// A page of `/topics`.
@@ -56,7 +68,14 @@ impl Topics {
             after,
             limit: limit.max(1),
             more: false,
+            holding: None,
         }
+    }
+
+    /// Only series whose name holds `text`, in any ASCII case.
+    pub fn holding(mut self, text: Option<String>) -> Self {
+        self.holding = text.filter(|t| !t.is_empty());
+        self
     }
 
     /// The page, sorted by series.
@@ -102,6 +121,11 @@ impl Consumer for Topics {
         if self.after.as_deref().is_some_and(|a| series <= a) {
             return;
         }
+        if let Some(text) = &self.holding
+            && !holds(series, text)
+        {
+            return;
+        }
         if self.seen.len() >= self.limit
             && self
                 .seen
@@ -117,7 +141,7 @@ impl Consumer for Topics {
     }
 
     fn fork(&self) -> Option<Self> {
-        Some(Topics::new(self.limit, self.after.clone()))
+        Some(Topics::new(self.limit, self.after.clone()).holding(self.holding.clone()))
     }
 
     fn merge(&mut self, later: Self) {
@@ -172,6 +196,16 @@ mod tests {
             json,
             serde_json::json!({"topic":"a/LWT","last":"offline","at":"1970-01-01T00:00:06Z","count":2})
         );
+    }
+
+    #[test]
+    fn a_search_keeps_the_series_that_hold_the_text() {
+        let mut c = Topics::new(10, None).holding(Some("HALL".into()));
+        for name in ["home/hall/t", "home/kitchen/t", "hallway/t", "h"] {
+            c.reading(t(1), name, Value::Number(1.0));
+        }
+        let names: Vec<String> = c.finish().topics.into_iter().map(|s| s.topic).collect();
+        assert_eq!(names, ["hallway/t", "home/hall/t"]);
     }
 
     proptest::proptest! {

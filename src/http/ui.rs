@@ -67,6 +67,11 @@ pub const TOP_STATISTICS: &[&str] = &[
 <main id="data" hidden>
   <section>
     <h2>Overview <small class="muted">series seen in the last day</small></h2>
+    <div class="controls">
+      <label>Search <input id="find" type="search" size="24" placeholder="part of a topic" title="the series whose topic holds this text (searched on the server)"></label>
+      <button id="more" type="button" hidden title="the next page of series, in topic order">More series</button>
+      <span id="shown" class="muted"></span>
+    </div>
     <div class="scroll">
       <table id="overview">
         <thead><tr><th title="on the chart">Chart</th><th>Series</th><th>Last value</th><th>Age</th><th>Last 24 h</th><th>Alerts</th></tr></thead>

@@ -47,6 +47,12 @@ function takeToken() {
 }
 
 async function api(path, accept) {
+  return (await apiPage(path, accept)).body;
+}
+
+/// An answer and, when the server pages it (`Link: <…>; rel="next"`), the path of the next
+/// page under /api/v1.
+async function apiPage(path, accept) {
   const r = await fetch("/api/v1" + path, {
     headers: { Authorization: "Bearer " + token, Accept: accept || "application/json" },
     cache: "no-store",
@@ -61,7 +67,8 @@ async function api(path, accept) {
     try { msg = (await r.json()).message || msg; } catch (_) { /* not JSON */ }
     throw new Error(msg);
   }
-  return accept === "text/csv" ? r.blob() : r.json();
+  const link = /<\/api\/v1([^>]*)>;\s*rel="next"/.exec(r.headers.get("Link") || "");
+  return { body: await (accept === "text/csv" ? r.blob() : r.json()), next: link ? link[1] : null };
 }
 
 function say(text) {
@@ -297,23 +304,53 @@ function growSpark(topic, value, at) {
 const numericTopics = () =>
   [...series.keys()].filter((t) => typeof series.get(t).last === "number").sort();
 
+/// Series on a page of the overview: a million topics are browsed a page at a time, and
+/// searched on the server.
+const PAGE = 500;
+let nextPage = null;
+
 async function loadOverview() {
-  const seen = await api("/topics?since=-1d");
+  const q = $("find").value.trim();
+  const page = await apiPage("/topics?since=-1d&limit=" + PAGE + (q ? "&q=" + encodeURIComponent(q) : ""));
   series = new Map();
   alerts = new Map();
-  for (const s of seen) note(s.topic, s.last, s.at);
+  for (const s of page.body) note(s.topic, s.last, s.at);
+  nextPage = page.next;
+  showPaging();
   const numeric = numericTopics();
-  if (!current.topic || !series.has(current.topic)) current.topic = numeric[0] || null;
-  current.topics = current.topics.filter((t) => numeric.includes(t));
+  // A search narrows the overview, not the chart: its series stay chosen.
+  if (!q) {
+    if (!current.topic || !series.has(current.topic)) current.topic = numeric[0] || null;
+    current.topics = current.topics.filter((t) => numeric.includes(t));
+  }
+  if (!current.topic) current.topic = numeric[0] || null;
   if (current.topic && !current.topics.includes(current.topic)) current.topics.unshift(current.topic);
   renderOverview();
   const sel = $("series");
-  sel.replaceChildren(...numeric.map((t) => {
+  const options = current.topic && !numeric.includes(current.topic) ? [current.topic, ...numeric] : numeric;
+  sel.replaceChildren(...options.map((t) => {
     const o = document.createElement("option");
     o.value = o.textContent = t;
     return o;
   }));
   if (current.topic) sel.value = current.topic;
+}
+
+/// Whether more series follow the ones shown, and how many are shown.
+function showPaging() {
+  $("more").hidden = !nextPage;
+  $("shown").textContent = series.size + " series" + (nextPage ? " shown, more follow" : "");
+}
+
+/// The next page of series, added to the overview.
+async function loadMore() {
+  if (!nextPage) return;
+  const page = await apiPage(nextPage);
+  for (const s of page.body) note(s.topic, s.last, s.at);
+  nextPage = page.next;
+  showPaging();
+  renderOverview();
+  await loadSparks(numericTopics());
 }
 
 /// Tick boxes of the overview follow the chart's series.
@@ -771,6 +808,14 @@ function init() {
     loadEnergy().catch(fail);
   });
   $("series").addEventListener("change", (ev) => select(ev.target.value));
+  let searching = null;
+  $("find").addEventListener("input", () => {
+    clearTimeout(searching);
+    searching = setTimeout(() => {
+      loadOverview().then(() => loadSparks(numericTopics())).catch(fail);
+    }, 300);
+  });
+  $("more").addEventListener("click", () => loadMore().catch(fail));
   for (const b of $("ranges").querySelectorAll("button")) {
     b.addEventListener("click", () => {
       current.range = b.dataset.range;
