@@ -473,6 +473,49 @@ async fn bad_parameters_are_400_with_a_json_error() {
 
 // ---- energy: Tasmota and Shelly plugs by room, within and outside office hours ------------
 
+/// The documents of Tasmota (`tele/SENSOR`: `ENERGY.Total` kWh, `ENERGY.Power` W) and Shelly
+/// Gen2 (`status/switch:0`: `aenergy.total` Wh, `apower` W) plugs under `office/<floor>/<room>/<plug>/`.
+const PLUG_RULES: &str = r#"
+[[payload.json]]
+topics = "office/+/+/+/tele/SENSOR"
+fields = ["ENERGY.Total", "ENERGY.Power"]
+
+[[payload.json]]
+topics = "office/+/+/+/status/switch:0"
+fields = ["aenergy.total", "apower"]
+"#;
+
+/// `config` with stats of every office series and a group per room (`by = 3`), `extra` in
+/// the group (a calendar).
+fn rooms_config(config: &str, extra: &str) -> String {
+    format!(
+        "{config}\n[stats]\ntopics = [\"office/#\"]\nstatistics = [\"increase\", \"integral\", \"count\"]\n\n\
+         [[stats.group]]\nname = \"office/rooms\"\ntopics = [\"office/#\"]\nby = 3\n{extra}\n"
+    )
+}
+
+/// `iotitan-stats --dry-run --format json` of the window `[from, to)` of `file`.
+fn stats_window(
+    config: &str,
+    file: &std::path::Path,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Value {
+    let ts = |t: DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Secs, true);
+    let out = Program::new("iotitan-stats")
+        .config(config)
+        .args(["--dry-run", "--format", "json", "--input"])
+        .arg(file)
+        .args(["--since", &ts(from), "--until", &ts(to)])
+        .output();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 /// Two days of three plugs in two rooms, one reading a minute from an hour before the range
 /// to twenty minutes after it: Tasmota `SENSOR` documents (`ENERGY.Total` kWh, `ENERGY.Power`
 /// W) at 100 W and 50 W in room1, a Shelly Gen2 `status/switch:0` (`aenergy.total` Wh,
@@ -529,20 +572,10 @@ async fn energy_by_room_within_and_outside_office_hours() {
     }
     let r = Rsyslogd::start();
     log_records(&r, &records, &[]);
-    let energy_config = r#"
-[[payload.json]]
-topics = "office/+/+/+/tele/SENSOR"
-fields = ["ENERGY.Total", "ENERGY.Power"]
-
-[[payload.json]]
-topics = "office/+/+/+/status/switch:0"
-fields = ["aenergy.total", "apower"]
-
-[[calendar]]
-name = "office"
-hours = ["Mon-Fri 07:00-20:00"]
-"#;
-    let cfg = iotitan::config::Config::parse(energy_config, "test").unwrap();
+    let energy_config = format!(
+        "{PLUG_RULES}\n[[calendar]]\nname = \"office\"\nhours = [\"Mon-Fri 07:00-20:00\"]\n"
+    );
+    let cfg = iotitan::config::Config::parse(&energy_config, "test").unwrap();
     let ctx = Context::new(
         vec![Source::File(r.output.clone())],
         ID,
@@ -638,19 +671,7 @@ hours = ["Mon-Fri 07:00-20:00"]
     // Stats windows over the same file agree with the API: hourly windows across the
     // office's opening (06:00-09:00 local) and closing (19:00-21:00) on Thursday, each room a
     // group (`by = 3`) counted within office hours, meters and power alike.
-    let stats_config = format!(
-        r#"{energy_config}
-[stats]
-topics = ["office/#"]
-statistics = ["increase", "integral", "count"]
-
-[[stats.group]]
-name = "office/rooms"
-topics = ["office/#"]
-by = 3
-within = "office"
-"#
-    );
+    let stats_config = rooms_config(&energy_config, "within = \"office\"");
     let hour = |h: u32| {
         Local
             .with_ymd_and_hms(2026, 11, 26, h, 0, 0)
@@ -669,18 +690,7 @@ within = "office"
     .await;
     let mut compared = 0;
     for h in [6, 7, 8, 19, 20] {
-        let out = Program::new("iotitan-stats")
-            .config(&stats_config)
-            .args(["--dry-run", "--format", "json", "--input"])
-            .arg(&r.output)
-            .args(["--since", &ts(hour(h)), "--until", &ts(hour(h + 1))])
-            .output();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let window: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let window = stats_window(&stats_config, &r.output, hour(h), hour(h + 1));
         let groups = window["groups"].as_object().unwrap();
         assert!(
             !groups.contains_key("office/rooms"),
@@ -729,15 +739,7 @@ async fn a_simulated_office_through_the_pipeline_stats_and_api_agree() {
     let m = Mosquitto::start();
     let r = Rsyslogd::start();
     let dir = tempfile::tempdir().unwrap();
-    let rules = r#"
-[[payload.json]]
-topics = "office/+/+/+/tele/SENSOR"
-fields = ["ENERGY.Total", "ENERGY.Power"]
-
-[[payload.json]]
-topics = "office/+/+/+/status/switch:0"
-fields = ["aenergy.total", "apower"]
-"#;
+    let rules = PLUG_RULES;
     let cfg = write_config(
         dir.path(),
         &format!(
@@ -784,32 +786,8 @@ fields = ["aenergy.total", "apower"]
     let since = DateTime::from_timestamp(first.timestamp() / step * step, 0).unwrap();
     let until = DateTime::from_timestamp((last.timestamp() / step + 1) * step, 0).unwrap();
     let ts = |t: DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Secs, true);
-    let stats_config = format!(
-        r#"{rules}
-[stats]
-topics = ["office/#"]
-statistics = ["increase", "integral", "count"]
-
-[[stats.group]]
-name = "office/rooms"
-topics = ["office/#"]
-by = 3
-"#
-    );
-    let window = |from: DateTime<Utc>, to: DateTime<Utc>| {
-        let out = Program::new("iotitan-stats")
-            .config(&stats_config)
-            .args(["--dry-run", "--format", "json", "--input"])
-            .arg(&r.output)
-            .args(["--since", &ts(from), "--until", &ts(to)])
-            .output();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice::<Value>(&out.stdout).unwrap()
-    };
+    let stats_config = rooms_config(rules, "");
+    let window = |from, to| stats_window(&stats_config, &r.output, from, to);
     let cfg = iotitan::config::Config::parse(rules, "test").unwrap();
     let ctx = Context::new(
         vec![Source::File(r.output.clone())],
