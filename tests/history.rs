@@ -473,17 +473,8 @@ async fn bad_parameters_are_400_with_a_json_error() {
 
 // ---- energy: Tasmota and Shelly plugs by room, within and outside office hours ------------
 
-/// The documents of Tasmota (`tele/SENSOR`: `ENERGY.Total` kWh, `ENERGY.Power` W) and Shelly
-/// Gen2 (`status/switch:0`: `aenergy.total` Wh, `apower` W) plugs under `office/<floor>/<room>/<plug>/`.
-const PLUG_RULES: &str = r#"
-[[payload.json]]
-topics = "office/+/+/+/tele/SENSOR"
-fields = ["ENERGY.Total", "ENERGY.Power"]
-
-[[payload.json]]
-topics = "office/+/+/+/status/switch:0"
-fields = ["aenergy.total", "apower"]
-"#;
+/// The rules that read the simulated office's plugs (Tasmota and Shelly Gen2).
+const PLUG_RULES: &str = iotitan::sim::office::PAYLOAD_RULES;
 
 /// `config` with stats of every office series and a group per room (`by = 3`), `extra` in
 /// the group (a calendar).

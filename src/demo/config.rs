@@ -109,18 +109,12 @@ state_topic = "{plug2}/stat/POWER"
 
 # The office's smart plugs (iotitan-sim office): their documents, and office hours, for
 # /api/v1/aggregate?topics=office/%23&every=1h&by=3&stats=increase,integral&outside=office
-[[payload.json]]
-topics = "office/+/+/+/tele/SENSOR"
-fields = ["ENERGY.Total", "ENERGY.Power"]
-
-[[payload.json]]
-topics = "office/+/+/+/status/switch:0"
-fields = ["aenergy.total", "apower"]
-
+{office_rules}
 [[calendar]]
 name = "office"
 hours = ["Mon-Fri 08:00-18:00"]
 "##,
+        office_rules = crate::sim::office::PAYLOAD_RULES,
         state = q(&dir.join("state").display().to_string()),
         host = q(&broker.host),
         port = broker.port,

@@ -16,7 +16,7 @@
 pub(crate) mod fault;
 pub(crate) mod fleet;
 pub(crate) mod load;
-pub(crate) mod office;
+pub mod office;
 pub(crate) mod publish;
 pub(crate) mod replay;
 

@@ -23,6 +23,18 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::time::Duration;
 
+/// The `[[payload.json]]` rules that read the office's documents: Tasmota's `tele/SENSOR`
+/// (`ENERGY.Total` kWh, `ENERGY.Power` W) and Shelly Gen2's `status/switch:0`
+/// (`aenergy.total` Wh, `apower` W), under `office/<floor>/<room>/<plug>/`.
+pub const PAYLOAD_RULES: &str = r#"[[payload.json]]
+topics = "office/+/+/+/tele/SENSOR"
+fields = ["ENERGY.Total", "ENERGY.Power"]
+
+[[payload.json]]
+topics = "office/+/+/+/status/switch:0"
+fields = ["aenergy.total", "apower"]
+"#;
+
 /// The office's shape and pace.
 #[derive(Debug, Clone)]
 pub struct OfficeOptions {
