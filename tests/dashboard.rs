@@ -868,6 +868,67 @@ fn bench_thirty_day_chart() {
     }
 }
 
+/// The dashboard's first screen over a million distinct topics in the last day (a device
+/// that puts a counter in its topic): the overview's first page, its sparklines, the chart,
+/// the hourly view and the histogram. `cargo test --release --test dashboard -- --ignored
+/// a_million --nocapture`.
+#[test]
+#[ignore = "a measurement, not a check: run it by hand"]
+fn bench_a_million_topics() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("records");
+    let now = chrono::Utc::now();
+    let n = 1_000_000;
+    let mut w = std::io::BufWriter::new(std::fs::File::create(&file).unwrap());
+    for i in 0..n {
+        // The last hour, in time order.
+        let t = now - chrono::Duration::milliseconds(3_600_000 * (n - i) / n);
+        writeln!(
+            w,
+            "{} testhost iotitan-logger[4242]: iotitan/card/dev{i:07}/temperature {}.5",
+            t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            i % 30
+        )
+        .unwrap();
+    }
+    w.flush().unwrap();
+    drop(w);
+    let s = setup_reading(Some(&file));
+    let mut b = Browser::launch(s.dir.path());
+    for run in 0..3 {
+        let tab = b.open(&format!("{}/#token={READ}", s.base));
+        let (ok, dom) = b.wait_for(&tab, "document.body.dataset.ready === '1'", 60_000);
+        assert!(ok, "not ready:\n{}", &dom[..dom.len().min(2000)]);
+        let r = b.call(
+            Some(&tab),
+            "Runtime.evaluate",
+            serde_json::json!({"returnByValue": true, "expression":
+                "JSON.stringify(performance.getEntriesByType('resource').filter(e => e.name.includes('/api/v1/')).map(e => [e.name.split('/api/v1/')[1].split('?')[0], Math.round(e.duration), e.decodedBodySize]))"}),
+        );
+        let ready = attr(&dom, "<body", "data-ready-ms").unwrap();
+        let shown = dom
+            .find("id=\"shown\"")
+            .map(|i| &dom[i..dom.len().min(i + 80)])
+            .unwrap_or_default();
+        eprintln!(
+            "run {run}: {n} topics: ready {ready} ms after navigation start; {shown}; requests [path, ms, bytes] {}",
+            r["result"]["value"].as_str().unwrap_or_default()
+        );
+    }
+    eprintln!("iotitan-http peak RSS: {}", peak_rss(s.http.pid()));
+}
+
+/// A process's peak resident memory (`VmHWM`).
+fn peak_rss(pid: u32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("VmHWM"))
+        .unwrap_or("VmHWM: ?")
+        .to_owned()
+}
+
 #[test]
 fn device_buttons_show_the_acknowledgement_or_the_timeout() {
     let s = setup();

@@ -230,11 +230,23 @@ function note(topic, value, at) {
   return topic;
 }
 
-/// Query string of an aggregate over `topics` (all series, `#`, when the list is too long
-/// for a URL).
-function topicsQuery(topics) {
-  const q = topics.map((t) => "topics=" + encodeURIComponent(t)).join("&");
-  return q.length > 6000 ? "topics=%23" : q;
+/// `/aggregate` of `topics` with `params`, in as many requests as URLs of a sane length
+/// need (never `#`: over a large registry that would be refused as too many series), the
+/// answers' series merged.
+async function aggregateOf(topics, params) {
+  const chunks = [[]];
+  let length = 0;
+  for (const t of topics) {
+    const part = "topics=" + encodeURIComponent(t);
+    if (length + part.length > 6000 && chunks[chunks.length - 1].length) {
+      chunks.push([]);
+      length = 0;
+    }
+    chunks[chunks.length - 1].push(part);
+    length += part.length + 1;
+  }
+  const answers = await Promise.all(chunks.map((c) => api("/aggregate?" + c.join("&") + params)));
+  return { series: Object.assign({}, ...answers.map((a) => a.series)), every: answers[0].every };
 }
 
 /// The sparklines: bucket means of every numeric series over the last 24 h, in one request.
@@ -242,17 +254,16 @@ function topicsQuery(topics) {
 /// request again over the span there is, in finer buckets: at most three requests.
 async function loadSparks(topics) {
   if (!topics.length) return;
-  const q = topicsQuery(topics);
   const now = Date.now() / 1000;
   let since = now - 86400;
-  let v = await api("/aggregate?" + q + "&since=-24h&every=1h&stats=mean");
+  let v = await aggregateOf(topics, "&since=-24h&every=1h&stats=mean");
   for (let i = 0; i < 2; i++) {
     const firsts = Object.values(v.series || {}).filter((b) => b.length).map((b) => secs(b[0].start));
     if (!firsts.length) break;
     const first = Math.min(...firsts);
     if (now - first > (now - since) / 4) break;
     since = first;
-    v = await api("/aggregate?" + q + "&since=" + encodeURIComponent(new Date(first * 1000).toISOString()) +
+    v = await aggregateOf(topics, "&since=" + encodeURIComponent(new Date(first * 1000).toISOString()) +
       "&every=1s&stats=mean&max_points=" + SPARK_POINTS);
   }
   const points = {};
@@ -306,7 +317,7 @@ const numericTopics = () =>
 
 /// Series on a page of the overview: a million topics are browsed a page at a time, and
 /// searched on the server.
-const PAGE = 500;
+const PAGE = 200;
 let nextPage = null;
 
 async function loadOverview() {
