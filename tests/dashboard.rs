@@ -898,8 +898,19 @@ fn bench_a_million_topics() {
     let mut b = Browser::launch(s.dir.path());
     for run in 0..3 {
         let tab = b.open(&format!("{}/#token={READ}", s.base));
-        let (ok, dom) = b.wait_for(&tab, "document.body.dataset.ready === '1'", 60_000);
-        assert!(ok, "not ready:\n{}", &dom[..dom.len().min(2000)]);
+        let (ok, dom) = b.wait_for(
+            &tab,
+            "document.body.dataset.ready === '1' || !document.getElementById('message').hidden",
+            25_000,
+        );
+        let message = dom
+            .find("id=\"message\"")
+            .map(|i| &dom[i..dom.len().min(i + 300)])
+            .unwrap_or_default();
+        assert!(
+            ok && attr(&dom, "<body", "data-ready").is_some(),
+            "not ready: {message}"
+        );
         let r = b.call(
             Some(&tab),
             "Runtime.evaluate",

@@ -23,7 +23,7 @@ pub(crate) mod topics;
 
 use crate::payload::{self, Extractor, Reading, Rejected};
 use crate::records::{Decisions, Records};
-use crate::topic::Filters;
+use crate::topic::{Filters, Matcher};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::borrow::Cow;
@@ -146,7 +146,7 @@ enum Route {
 /// Turns the records of the selected topics into readings for a consumer: the [`Records`]
 /// side of a read, like `query`'s export.
 pub struct Readings<C> {
-    topics: Filters,
+    topics: Matcher,
     extractor: Extractor,
     readings: Vec<Reading>,
     /// Whether each topic is selected, and how its payload is read.
@@ -166,7 +166,7 @@ impl<C: Consumer> Readings<C> {
     /// The readings of the records of `topics`, read by `extractor`, for `consumer`.
     pub fn new(topics: Filters, extractor: Extractor, consumer: C) -> Self {
         Readings {
-            topics,
+            topics: Matcher::new(&topics),
             extractor,
             readings: Vec::new(),
             routes: Decisions::default(),
@@ -185,7 +185,7 @@ impl<C: Consumer> Readings<C> {
 }
 
 /// The route of a topic.
-fn route(topics: &Filters, extractor: &Extractor, topic: &[u8]) -> Route {
+fn route(topics: &Matcher, extractor: &Extractor, topic: &[u8]) -> Route {
     match std::str::from_utf8(topic) {
         Ok(t) if topics.matches(t) && extractor.is_plain(t) => Route::Plain(t.into()),
         Ok(t) if topics.matches(t) => Route::Rules(t.into()),

@@ -591,6 +591,16 @@ async function loadTop() {
   }));
 }
 
+/// A top that could not be answered, said in its table.
+function topFailed(e) {
+  if (e instanceof AuthError) throw e;
+  const tr = document.createElement("tr");
+  const td = cell(e.message, "muted");
+  td.colSpan = 3;
+  tr.append(td);
+  $("top").tBodies[0].replaceChildren(tr);
+}
+
 /// The energy view: per place (`by` levels and the measure) and local day, the statistic
 /// inside and outside the calendar's hours, as stacked bars; and the devices with the most
 /// outside them.
@@ -729,7 +739,9 @@ async function loadMeta() {
   meta = await api("/dashboard");
   renderDevices();
   renderCalendars();
-  await Promise.all([loadAlerts(), loadTop()]);
+  // The top devices are a panel of their own: over more devices than the server answers for
+  // (http.max_series), it says so in its table, and the rest of the page still loads.
+  await Promise.all([loadAlerts(), loadTop().catch(topFailed)]);
 }
 
 async function select(topic) {
