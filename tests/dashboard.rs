@@ -826,24 +826,16 @@ fn a_live_reading_appears_in_the_overview_without_a_reload() {
 #[test]
 #[ignore = "a measurement, not a check: run it by hand"]
 fn bench_thirty_day_chart() {
-    use std::io::Write;
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("records");
     let now = chrono::Utc::now();
     let n = 30 * 24 * 360;
-    let mut w = std::io::BufWriter::new(std::fs::File::create(&file).unwrap());
-    for i in 0..n {
-        let t = now - chrono::Duration::seconds(10 * (n - i));
+    let file = records_file(dir.path(), n, |i| {
         let v = 20.0 + 5.0 * ((i as f64) / 8640.0 * std::f64::consts::TAU).sin();
-        writeln!(
-            w,
-            "{} testhost iotitan-logger[4242]: bench/site/dev/temperature {v:.2}",
-            t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+        (
+            now - chrono::Duration::seconds(10 * (n - i)),
+            format!("bench/site/dev/temperature {v:.2}"),
         )
-        .unwrap();
-    }
-    w.flush().unwrap();
-    drop(w);
+    });
     let s = setup_reading(Some(&file));
     let mut b = Browser::launch(s.dir.path());
     for run in 0..3 {
@@ -875,25 +867,16 @@ fn bench_thirty_day_chart() {
 #[test]
 #[ignore = "a measurement, not a check: run it by hand"]
 fn bench_a_million_topics() {
-    use std::io::Write;
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("records");
     let now = chrono::Utc::now();
     let n = 1_000_000;
-    let mut w = std::io::BufWriter::new(std::fs::File::create(&file).unwrap());
-    for i in 0..n {
-        // The last hour, in time order.
-        let t = now - chrono::Duration::milliseconds(3_600_000 * (n - i) / n);
-        writeln!(
-            w,
-            "{} testhost iotitan-logger[4242]: iotitan/card/dev{i:07}/temperature {}.5",
-            t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-            i % 30
+    // The last hour, in time order.
+    let file = records_file(dir.path(), n, |i| {
+        (
+            now - chrono::Duration::milliseconds(3_600_000 * (n - i) / n),
+            format!("iotitan/card/dev{i:07}/temperature {}.5", i % 30),
         )
-        .unwrap();
-    }
-    w.flush().unwrap();
-    drop(w);
+    });
     let s = setup_reading(Some(&file));
     let mut b = Browser::launch(s.dir.path());
     for run in 0..3 {
@@ -928,6 +911,29 @@ fn bench_a_million_topics() {
         );
     }
     eprintln!("iotitan-http peak RSS: {}", peak_rss(s.http.pid()));
+}
+
+/// A file `dir/records` of `n` records as rsyslogd writes them, the `i`th at the time and with
+/// the `topic payload` `record(i)` gives (the measurements' generated histories).
+fn records_file(
+    dir: &Path,
+    n: i64,
+    record: impl Fn(i64) -> (chrono::DateTime<chrono::Utc>, String),
+) -> std::path::PathBuf {
+    use std::io::Write;
+    let file = dir.join("records");
+    let mut w = std::io::BufWriter::new(std::fs::File::create(&file).unwrap());
+    for i in 0..n {
+        let (t, rec) = record(i);
+        writeln!(
+            w,
+            "{} testhost iotitan-logger[4242]: {rec}",
+            t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+        )
+        .unwrap();
+    }
+    w.flush().unwrap();
+    file
 }
 
 /// A process's peak resident memory (`VmHWM`).

@@ -297,11 +297,12 @@ impl<'s, Z: Zone + Clone> Collector<'s, Z> {
     }
 
     /// Account for a line of the window, or let one before or after it move the meters and
-    /// curves (and nothing else: the window's line counts are its own lines').
+    /// curves (and nothing else: the window's line counts are its own lines'). Called only
+    /// for a place it [`wants`](Self::wants).
     fn take_line(&mut self, time: i64, body: &Body<'_>, place: Place) {
         if place == Place::Inside {
             self.tally(time, body, place);
-        } else if self.wants(place) {
+        } else {
             let counts = self.summary.lines;
             self.tally(time, body, place);
             self.summary.lines = counts;
