@@ -204,7 +204,7 @@ impl Filters {
 /// list of a hundred literal filters would cost a hundred comparisons a line.
 #[derive(Debug, Clone, Default)]
 pub struct Matcher {
-    exact: ahash::AHashSet<Box<str>>,
+    exact: ahash::AHashSet<Box<[u8]>>,
     wild: Vec<TopicFilter>,
 }
 
@@ -216,7 +216,7 @@ impl Matcher {
             if f.as_str().contains(['+', '#']) {
                 m.wild.push(f.clone());
             } else {
-                m.exact.insert(f.as_str().into());
+                m.exact.insert(f.as_str().as_bytes().into());
             }
         }
         m
@@ -224,7 +224,14 @@ impl Matcher {
 
     /// Whether any filter matches `topic`.
     pub fn matches(&self, topic: &str) -> bool {
-        self.exact.contains(topic) || self.wild.iter().any(|f| f.matches(topic))
+        self.exact.contains(topic.as_bytes()) || self.wild.iter().any(|f| f.matches(topic))
+    }
+
+    /// Whether the topic these bytes spell can match no filter, known without a UTF-8 pass:
+    /// only the literal filters' set is looked at, so it answers only when there is no
+    /// wildcard filter (then `false` means "ask [`matches`](Self::matches)").
+    pub fn surely_not(&self, topic: &[u8]) -> bool {
+        self.wild.is_empty() && !self.exact.contains(topic)
     }
 }
 

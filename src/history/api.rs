@@ -165,7 +165,7 @@ impl Params {
 /// A time range `[since, until)`.
 type Range = (DateTime<Utc>, DateTime<Utc>);
 
-/// Run a read on a blocking thread.
+/// Run a read, in one scan with the reads waiting beside it.
 async fn read<C: Consumer + Send + 'static>(
     ctx: Context,
     topics: Filters,
@@ -173,20 +173,14 @@ async fn read<C: Consumer + Send + 'static>(
     make: impl Fn() -> C + Send + 'static,
 ) -> Result<C, ApiError> {
     let max = ctx.max_series();
-    // A few reads at a time: each holds at most what it returns.
-    let turn = ctx.turn().await;
-    let done = tokio::task::spawn_blocking(move || {
-        let _turn = turn;
-        ctx.read_exact(&topics, since, until, make)
-    })
-    .await;
+    let done = ctx.read_shared(topics, since, until, make).await;
     let internal = |message: String| ApiError {
         status: StatusCode::INTERNAL_SERVER_ERROR,
         code: "read_failed",
         message,
     };
     match done {
-        Ok(Ok(r)) if r.too_many => Err(ApiError {
+        Ok(r) if r.too_many => Err(ApiError {
             status: StatusCode::BAD_REQUEST,
             code: "too_many_series",
             message: format!(
@@ -196,17 +190,16 @@ async fn read<C: Consumer + Send + 'static>(
                 r.consumer.series()
             ),
         }),
-        Ok(Ok(r)) => {
+        Ok(r) => {
             if r.rejected > 0 {
                 tracing::debug!("{} records were neither numbers nor states", r.rejected);
             }
             Ok(r.consumer)
         }
-        Ok(Err(e)) => {
+        Err(e) => {
             tracing::warn!("read failed: {e}");
             Err(internal(format!("the history could not be read: {e}")))
         }
-        Err(e) => Err(internal(format!("the read stopped: {e}"))),
     }
 }
 

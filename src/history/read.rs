@@ -1,17 +1,22 @@
 //! The I/O edge of the read API: scan the configured sources for one consumer, through the
 //! read engine ([`crate::records`]: a [`Reader`] of the range, split across every core) and
 //! the configured payload rules.
+//!
+//! Requests read together ([`Context::read_shared`]): the reads that wait for a turn join
+//! one scan of the sources ([`Shared`]), which parses each line once for all of them. A
+//! dashboard's first screen asks for about ten reads of the same day at once; each of them
+//! alone parsed the whole day again.
 
 use super::{Consumer, Readings};
 use crate::calendar::Calendar;
 use crate::config::{Config, EnergyConfig};
 use crate::payload::Extractor;
-use crate::records::{Feed, Reader, scan};
+use crate::records::{AnyRecords, Feed, Reader, Shared, scan};
 use crate::syslog::source::Source;
 use crate::time::{self, Window};
 use crate::topic::Filters;
 use chrono::{DateTime, Utc};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// What reads need: where the records are and how to read them. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -35,13 +40,44 @@ struct Inner {
     calendars: Vec<Calendar>,
     /// Most series one answer may hold (`[http] max_series`).
     max_series: usize,
-    /// Reads that may run at once: each holds what it returns, and a few of them at a time
-    /// bound what parallel requests hold together.
+    /// Scans that may run at once: each holds what its reads return, and a few of them at a
+    /// time bound what parallel requests hold together.
     heavy: Arc<tokio::sync::Semaphore>,
+    /// Reads waiting for a scan ([`Context::read_shared`]).
+    waiting: Arc<Mutex<Vec<Waiting>>>,
+    /// When the latest read was asked for.
+    latest: Arc<Mutex<Option<std::time::Instant>>>,
 }
 
-/// Reads of the history that run at once; more wait their turn.
+/// Scans of the history that run at once; more reads wait their turn, and join one scan.
 pub const HEAVY_READS: usize = 2;
+
+/// Most reads one scan serves: what they hold together is bounded.
+pub const READS_PER_SCAN: usize = 12;
+
+/// How long a read asked for right after another (a page's burst of requests) waits, once
+/// it has a turn, for the rest of the burst to join its scan. A lone read never waits.
+const GATHER: std::time::Duration = std::time::Duration::from_millis(5);
+
+/// A read waiting for a scan: its window, what takes its records, and where its outcome goes.
+struct Waiting {
+    window: Window,
+    records: Box<dyn AnyRecords>,
+    /// Hands the records back (or the scan's error) to the request that asked.
+    reply: Reply,
+}
+
+/// Where a waiting read's outcome goes: the scan's context (to read again when a split read
+/// could not be joined exactly) and the read's records or the scan's error.
+type Reply = Box<dyn FnOnce(&Context, Result<Box<dyn AnyRecords>, ReadError>) + Send>;
+
+impl std::fmt::Debug for Waiting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Waiting")
+            .field("window", &self.window)
+            .finish_non_exhaustive()
+    }
+}
 
 /// A read that failed: a source could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +125,8 @@ impl Context {
             calendars: Vec::new(),
             max_series: crate::config::DEFAULT_MAX_SERIES,
             heavy: Arc::new(tokio::sync::Semaphore::new(HEAVY_READS)),
+            waiting: Arc::default(),
+            latest: Arc::default(),
         }))
     }
 
@@ -100,11 +138,6 @@ impl Context {
     /// Most series one answer may hold.
     pub fn max_series(&self) -> usize {
         self.0.max_series
-    }
-
-    /// A turn to read: at most [`HEAVY_READS`] reads run at once.
-    pub async fn turn(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
-        self.0.heavy.clone().acquire_owned().await.ok()
     }
 
     /// The same context reading on at most `threads` threads (default: one per core).
@@ -178,6 +211,157 @@ impl Context {
             .read(topics.clone(), since, until, make())
     }
 
+    /// [`read_exact`](Self::read_exact), in one scan with the other reads waiting then: the
+    /// read joins the queue, and whoever gets a turn (at most [`HEAVY_READS`] at once) scans
+    /// for the reads queued, [`READS_PER_SCAN`] at a time, until none is left.
+    pub async fn read_shared<C: Consumer + 'static>(
+        &self,
+        topics: Filters,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+        make: impl Fn() -> C + Send + 'static,
+    ) -> Result<Read<C>, ReadError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let readings = self.readings(topics.clone(), make());
+        let reply = move |ctx: &Context, got: Result<Box<dyn AnyRecords>, ReadError>| {
+            let read = got.and_then(|records| {
+                let readings = records
+                    .into_any()
+                    .downcast::<Readings<C>>()
+                    .map_err(|_| ReadError("a read got another read's answer".into()))?;
+                let read = Read::from(*readings);
+                if read.too_many || read.consumer.exact() || ctx.0.threads == 1 {
+                    return Ok(read);
+                }
+                tracing::debug!("a read split across threads could not be joined exactly: again");
+                ctx.clone()
+                    .with_threads(1)
+                    .read(topics, since, until, make())
+            });
+            // The request may have gone (its client hung up): nobody to tell.
+            let _ = tx.send(read);
+        };
+        let asked = std::time::Instant::now();
+        let burst = {
+            let mut latest = self.0.latest.lock().unwrap_or_else(|e| e.into_inner());
+            let burst = latest.is_some_and(|l| asked.duration_since(l) < GATHER);
+            *latest = Some(asked);
+            burst
+        };
+        self.queue().push(Waiting {
+            window: Window {
+                start: since,
+                end: until,
+            },
+            records: Box::new(readings),
+            reply: Box::new(reply),
+        });
+        let turn = self.0.heavy.clone().acquire_owned().await.ok();
+        if burst {
+            tokio::time::sleep_until((asked + GATHER).into()).await;
+        }
+        if !self.queue().is_empty() {
+            let ctx = self.clone();
+            // Not awaited: the scan answers every read it took, also when this request is
+            // dropped meanwhile.
+            tokio::task::spawn_blocking(move || {
+                let _turn = turn;
+                while let Some(reads) = ctx.next_scan() {
+                    ctx.scan(reads);
+                }
+            });
+        }
+        rx.await
+            .map_err(|_| ReadError("the read stopped before it answered".into()))?
+    }
+
+    fn queue(&self) -> std::sync::MutexGuard<'_, Vec<Waiting>> {
+        // A panic while the lock was held left a list of reads, still whole.
+        self.0.waiting.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The reads of the next scan: the first waiting, and those waiting after it that keep
+    /// the scan at most twice as long as any of its reads (a read of the last hour does not
+    /// wait for a scan of a month).
+    fn next_scan(&self) -> Option<Vec<Waiting>> {
+        let mut queue = self.queue();
+        if queue.is_empty() {
+            return None;
+        }
+        let first = queue.remove(0);
+        let (mut start, mut end) = (first.window.start, first.window.end);
+        let mut shortest = end - start;
+        let mut reads = vec![first];
+        let mut i = 0;
+        while i < queue.len() && reads.len() < READS_PER_SCAN {
+            let w = queue[i].window;
+            let (s, e) = (start.min(w.start), end.max(w.end));
+            let short = shortest.min(w.end - w.start);
+            if (e - s) <= short * 2 {
+                (start, end, shortest) = (s, e, short);
+                reads.push(queue.remove(i));
+            } else {
+                i += 1;
+            }
+        }
+        Some(reads)
+    }
+
+    /// One scan for `reads`, each answered.
+    fn scan(&self, reads: Vec<Waiting>) {
+        let inner = &self.0;
+        let (members, replies): (Vec<_>, Vec<_>) = reads
+            .into_iter()
+            .map(|w| ((self.reader(w.window), w.records), w.reply))
+            .unzip();
+        let Some(mut shared) = Shared::new(members) else {
+            return;
+        };
+        let (from, to) = shared.range();
+        let scanned = self.sources().and_then(|sources| {
+            scan::scan_split(
+                &sources,
+                from,
+                to,
+                &inner.identifier,
+                &mut shared,
+                inner.threads,
+            )
+            .map_err(|e| ReadError(format!("{e:#}")))
+        });
+        match scanned {
+            Ok(()) => {
+                for (reply, records) in replies.into_iter().zip(shared.into_records()) {
+                    reply(self, Ok(records));
+                }
+            }
+            Err(e) => {
+                for reply in replies {
+                    reply(self, Err(ReadError(e.0.clone())));
+                }
+            }
+        }
+    }
+
+    /// The reader of a window.
+    fn reader(&self, window: Window) -> Reader<chrono::Local> {
+        Reader::new(window, self.0.disorder, &self.0.identifier, time::local())
+    }
+
+    /// The readings of `topics` for `consumer`.
+    fn readings<C: Consumer>(&self, topics: Filters, consumer: C) -> Readings<C> {
+        Readings::new(topics, self.0.extractor.clone(), consumer).with_max_series(self.0.max_series)
+    }
+
+    /// The sources to read now (`auto` decided again).
+    fn sources(&self) -> Result<Vec<Source>, ReadError> {
+        match &self.0.auto {
+            Some(configured) => crate::syslog::system::resolve_sources(configured)
+                .map_err(|e| ReadError(format!("syslog.sources: {e}"))),
+            None => Ok(self.0.sources.clone()),
+        }
+    }
+
     /// Feed the readings of `topics` logged in `[since, until)` to `consumer`. Blocking: call
     /// it from a blocking thread.
     pub fn read<C: Consumer>(
@@ -188,30 +372,14 @@ impl Context {
         consumer: C,
     ) -> Result<Read<C>, ReadError> {
         let inner = &self.0;
-        let reader = Reader::new(
-            Window {
-                start: since,
-                end: until,
-            },
-            inner.disorder,
-            &inner.identifier,
-            time::local(),
-        );
-        let readings = Readings::new(topics, inner.extractor.clone(), consumer)
-            .with_max_series(inner.max_series);
-        let mut feed = Feed::new(reader, readings);
+        let reader = self.reader(Window {
+            start: since,
+            end: until,
+        });
+        let mut feed = Feed::new(reader, self.readings(topics, consumer));
         let (from, to) = feed.range();
-        let decided;
-        let sources = match &inner.auto {
-            Some(configured) => {
-                decided = crate::syslog::system::resolve_sources(configured)
-                    .map_err(|e| ReadError(format!("syslog.sources: {e}")))?;
-                &decided
-            }
-            None => &inner.sources,
-        };
         scan::scan_split(
-            sources,
+            &self.sources()?,
             from,
             to,
             &inner.identifier,
@@ -219,11 +387,91 @@ impl Context {
             inner.threads,
         )
         .map_err(|e| ReadError(format!("{e:#}")))?;
-        let readings = feed.into_records();
-        Ok(Read {
+        Ok(Read::from(feed.into_records()))
+    }
+}
+
+impl<C> From<Readings<C>> for Read<C> {
+    fn from(readings: Readings<C>) -> Self {
+        Read {
             rejected: readings.rejected,
             too_many: readings.too_many,
             consumer: readings.consumer,
-        })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::payload::Rejected;
+    use std::borrow::Cow;
+    use std::ops::ControlFlow;
+
+    struct Nothing;
+
+    impl crate::records::Records for Nothing {
+        fn record(
+            &mut self,
+            _: i64,
+            _: Cow<'_, [u8]>,
+            _: Result<Cow<'_, [u8]>, Rejected>,
+        ) -> ControlFlow<()> {
+            ControlFlow::Continue(())
+        }
+    }
+
+    fn hours(from: i64, to: i64) -> Window {
+        let h = |n| DateTime::<Utc>::UNIX_EPOCH + chrono::Duration::hours(n);
+        Window {
+            start: h(from),
+            end: h(to),
+        }
+    }
+
+    #[test]
+    fn a_scan_takes_the_reads_of_similar_ranges_in_turn() {
+        let ctx = Context::new(
+            Vec::new(),
+            "iotitan-logger",
+            Extractor::default(),
+            std::time::Duration::ZERO,
+        );
+        let windows = [
+            hours(0, 24),   // the first: the scan's
+            hours(23, 24),  // an hour: a scan of a day would make it wait 24 times as long
+            hours(0, 24),   // the same day: joins
+            hours(-24, 24), // two days: twice the shortest so far, joins
+            hours(-200, 24),
+            hours(22, 24),
+        ];
+        for w in windows {
+            ctx.queue().push(Waiting {
+                window: w,
+                records: Box::new(Nothing),
+                reply: Box::new(|_, _| {}),
+            });
+        }
+        let scans: Vec<Vec<Window>> = std::iter::from_fn(|| ctx.next_scan())
+            .map(|reads| reads.iter().map(|r| r.window).collect())
+            .collect();
+        assert_eq!(
+            scans,
+            [
+                vec![hours(0, 24), hours(0, 24), hours(-24, 24)],
+                vec![hours(23, 24), hours(22, 24)],
+                vec![hours(-200, 24)],
+            ]
+        );
+        for _ in 0..READS_PER_SCAN + 3 {
+            ctx.queue().push(Waiting {
+                window: hours(0, 1),
+                records: Box::new(Nothing),
+                reply: Box::new(|_, _| {}),
+            });
+        }
+        assert_eq!(ctx.next_scan().map(|r| r.len()), Some(READS_PER_SCAN));
+        assert_eq!(ctx.next_scan().map(|r| r.len()), Some(3));
+        assert!(ctx.next_scan().is_none());
     }
 }

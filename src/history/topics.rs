@@ -23,14 +23,26 @@ pub struct Seen {
     pub last: Owned,
     /// When the latest value was logged (RFC 3339, UTC).
     pub at: String,
+    /// When its earliest reading in the range was logged: the span a chart of it needs.
+    pub first: String,
     /// Readings in the range.
     pub count: u64,
+}
+
+/// What a page holds of a series: its latest reading's time and value, the count, and its
+/// earliest reading's time.
+#[derive(Debug, Clone)]
+struct Held {
+    at: DateTime<Utc>,
+    last: Owned,
+    count: u64,
+    first: DateTime<Utc>,
 }
 
 /// Collects a page of the [`Seen`] list.
 #[derive(Debug, Clone)]
 pub struct Topics {
-    seen: BTreeMap<String, (DateTime<Utc>, Owned, u64)>,
+    seen: BTreeMap<String, Held>,
     /// Only series after this one (the last of the previous page).
     after: Option<String>,
     /// At most this many.
@@ -88,11 +100,12 @@ impl Topics {
         let topics = self
             .seen
             .into_iter()
-            .map(|(topic, (at, last, count))| Seen {
+            .map(|(topic, h)| Seen {
                 topic,
-                last,
-                at: at.to_rfc3339_opts(SecondsFormat::AutoSi, true),
-                count,
+                last: h.last,
+                at: h.at.to_rfc3339_opts(SecondsFormat::AutoSi, true),
+                first: h.first.to_rfc3339_opts(SecondsFormat::AutoSi, true),
+                count: h.count,
             })
             .collect();
         Page { topics, next }
@@ -109,13 +122,14 @@ impl Topics {
 
 impl Consumer for Topics {
     fn reading(&mut self, time: DateTime<Utc>, series: &str, value: Value<'_>) {
-        if let Some((at, last, count)) = self.seen.get_mut(series) {
-            *count += 1;
+        if let Some(h) = self.seen.get_mut(series) {
+            h.count += 1;
             // Several sources interleave: the latest by time wins, a tie goes to the later line.
-            if time >= *at {
-                *at = time;
-                *last = value.into();
+            if time >= h.at {
+                h.at = time;
+                h.last = value.into();
             }
+            h.first = h.first.min(time);
             return;
         }
         if self.after.as_deref().is_some_and(|a| series <= a) {
@@ -136,7 +150,15 @@ impl Consumer for Topics {
             self.more = true;
             return;
         }
-        self.seen.insert(series.to_owned(), (time, value.into(), 1));
+        self.seen.insert(
+            series.to_owned(),
+            Held {
+                at: time,
+                last: value.into(),
+                count: 1,
+                first: time,
+            },
+        );
         self.trim();
     }
 
@@ -146,18 +168,19 @@ impl Consumer for Topics {
 
     fn merge(&mut self, later: Self) {
         self.more |= later.more;
-        for (topic, (at, last, count)) in later.seen {
+        for (topic, h) in later.seen {
             match self.seen.get_mut(&topic) {
                 Some(mine) => {
-                    mine.2 += count;
+                    mine.count += h.count;
                     // The later lines win a tie, as in one pass.
-                    if at >= mine.0 {
-                        mine.0 = at;
-                        mine.1 = last;
+                    if h.at >= mine.at {
+                        mine.at = h.at;
+                        mine.last = h.last;
                     }
+                    mine.first = mine.first.min(h.first);
                 }
                 None => {
-                    self.seen.insert(topic, (at, last, count));
+                    self.seen.insert(topic, h);
                 }
             }
         }
@@ -190,11 +213,12 @@ mod tests {
         assert_eq!(got[0].count, 2);
         assert_eq!(got[1].last, Owned::Number(2.0));
         assert_eq!(got[1].at, "1970-01-01T00:00:20Z");
+        assert_eq!(got[1].first, "1970-01-01T00:00:10Z");
         assert_eq!(got[1].count, 3);
         let json = serde_json::to_value(&got[0]).unwrap();
         assert_eq!(
             json,
-            serde_json::json!({"topic":"a/LWT","last":"offline","at":"1970-01-01T00:00:06Z","count":2})
+            serde_json::json!({"topic":"a/LWT","last":"offline","at":"1970-01-01T00:00:06Z","first":"1970-01-01T00:00:05Z","count":2})
         );
     }
 

@@ -218,7 +218,7 @@ function renderOverview() {
 }
 
 /// One reading (from /topics or live): a series or an alert state.
-function note(topic, value, at) {
+function note(topic, value, at, first) {
   const a = alertOf(topic);
   if (a) {
     const st = alerts.get(a[0]) || {};
@@ -226,7 +226,8 @@ function note(topic, value, at) {
     alerts.set(a[0], st);
     return a[0];
   }
-  series.set(topic, { last: value, at });
+  const known = series.get(topic);
+  series.set(topic, { last: value, at, first: first || (known && known.first) || at });
   return topic;
 }
 
@@ -249,22 +250,23 @@ async function aggregateOf(topics, params) {
   return { series: Object.assign({}, ...answers.map((a) => a.series)), every: answers[0].every };
 }
 
-/// The sparklines: bucket means of every numeric series over the last 24 h, in one request.
-/// Where all data is younger than a quarter of the span (a fresh install, the demo), the same
-/// request again over the span there is, in finer buckets: at most three requests.
+/// The sparklines: bucket means of every numeric series over the last 24 h, in one request
+/// (or as many as short URLs need). Where all data is younger than a quarter of the span (a
+/// fresh install, the demo: the overview's `first` says so), over the span there is, in
+/// finer buckets.
 async function loadSparks(topics) {
   if (!topics.length) return;
   const now = Date.now() / 1000;
   let since = now - 86400;
-  let v = await aggregateOf(topics, "&since=-24h&every=1h&stats=mean");
-  for (let i = 0; i < 2; i++) {
-    const firsts = Object.values(v.series || {}).filter((b) => b.length).map((b) => secs(b[0].start));
-    if (!firsts.length) break;
-    const first = Math.min(...firsts);
-    if (now - first > (now - since) / 4) break;
+  const firsts = topics.map((t) => secs(series.get(t).first)).filter(Number.isFinite);
+  const first = firsts.length ? Math.min(...firsts) : since;
+  let v;
+  if (now - first <= (now - since) / 4) {
     since = first;
     v = await aggregateOf(topics, "&since=" + encodeURIComponent(new Date(first * 1000).toISOString()) +
       "&every=1s&stats=mean&max_points=" + SPARK_POINTS);
+  } else {
+    v = await aggregateOf(topics, "&since=-24h&every=1h&stats=mean");
   }
   const points = {};
   for (const t of topics) {
@@ -325,7 +327,7 @@ async function loadOverview() {
   const page = await apiPage("/topics?since=-1d&limit=" + PAGE + (q ? "&q=" + encodeURIComponent(q) : ""));
   series = new Map();
   alerts = new Map();
-  for (const s of page.body) note(s.topic, s.last, s.at);
+  for (const s of page.body) note(s.topic, s.last, s.at, s.first);
   nextPage = page.next;
   showPaging();
   const numeric = numericTopics();
@@ -357,7 +359,7 @@ function showPaging() {
 async function loadMore() {
   if (!nextPage) return;
   const page = await apiPage(nextPage);
-  for (const s of page.body) note(s.topic, s.last, s.at);
+  for (const s of page.body) note(s.topic, s.last, s.at, s.first);
   nextPage = page.next;
   showPaging();
   renderOverview();
