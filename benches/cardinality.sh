@@ -4,6 +4,7 @@
 # - `iotitan-stats --dry-run` over one five-minute window of N distinct series (one reading
 #   each), N = 10^3 … 10^6: wall time and peak RSS, with the default `stats.max_series`
 #   (100 000) and with `max_series` above N; beside it, N readings of one series;
+# - the 10^6 window published for real (mosquitto on loopback): wall time and peak RSS;
 # - `iotitan-http` over the 10^6 file: `/topics` (a page and its `rel="next"`), `/aggregate`
 #   of every series (400 too_many_series), of one series (200), eight of those at once; the
 #   daemon's peak RSS (VmHWM) after all of them.
@@ -48,6 +49,18 @@ for n in 1000 10000 100000 1000000; do
 done
 gen 1000000 "$DIR/one-series" 1
 printf '1000000 readings of one series:      '; stats_run "$DIR/one-series" 100000
+
+echo "## stats: the 10^6 window published (max_series 10^6) to a mosquitto on loopback"
+MQPORT=$((20000 + RANDOM % 20000))
+printf 'listener %s 127.0.0.1\nallow_anonymous true\n' "$MQPORT" > "$DIR/mosquitto.conf"
+mosquitto -c "$DIR/mosquitto.conf" > "$DIR/mosquitto.log" 2>&1 &
+MPID=$!
+for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$MQPORT") 2>/dev/null && break; sleep 0.1; done
+printf '[syslog]\nidentifier = "%s"\n[mqtt]\nhost = "127.0.0.1"\nport = %s\n[stats]\ntopics = ["iotitan/#"]\nstatistics = ["mean", "min", "max", "count"]\nmax_series = 1000000\n' \
+  "$ID" "$MQPORT" > "$DIR/publish.toml"
+/usr/bin/time -f '%e s %M KB' "$BIN/iotitan-stats" -c "$DIR/publish.toml" --no-progress \
+  --input "$DIR/series-1000000" --since 2026-11-22T05:00:00Z --until 2026-11-22T05:05:00Z 2>&1 | tail -2
+kill $MPID; wait $MPID 2>/dev/null || true
 
 echo "## iotitan-http over the 10^6 file"
 PORT=$((20000 + RANDOM % 20000))

@@ -25,6 +25,38 @@ use tokio::sync::{mpsc, oneshot, watch};
 /// keep-alive notices a dead broker, this catches a live one that stopped acknowledging.
 pub const ACK_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Most messages of one [`Requests::publish_all`] waiting for their acknowledgement: as many
+/// as the request channel holds, so the broker always has the next ones.
+pub const IN_FLIGHT: usize = super::REQUEST_CAPACITY;
+
+/// The acknowledgements counted by [`Requests::publish_all`].
+#[derive(Debug, Default)]
+struct Count {
+    acked: usize,
+    unconfirmed: usize,
+}
+
+/// What became of a message: acknowledged or not, or still waiting when time ran out.
+type Ack = Result<Result<Confirmation, oneshot::error::RecvError>, tokio::time::error::Elapsed>;
+
+impl Count {
+    /// Count `ack`; whether it was acknowledged.
+    fn add(&mut self, ack: Ack) -> bool {
+        match ack {
+            Ok(Ok(Confirmation::Acked)) => {
+                self.acked += 1;
+                return true;
+            }
+            Ok(Ok(Confirmation::Unconfirmed)) => self.unconfirmed += 1,
+            // Never sent (the connection failed first).
+            Ok(Err(_)) => {}
+            // Still waiting: the broker may yet take it.
+            Err(_) => self.unconfirmed += 1,
+        }
+        false
+    }
+}
+
 /// Why a batch was not wholly published.
 ///
 /// MQTT cannot say more than this: a message written to a connection that then broke may have
@@ -235,6 +267,10 @@ impl Requests {
 
     /// Publish every `(topic, payload)` at QoS 1 and wait for the broker's acknowledgements.
     /// `Err` says how many were acknowledged when the connection failed (or is down).
+    ///
+    /// At most [`IN_FLIGHT`] wait for their acknowledgement at a time, and `messages` is
+    /// taken one at a time as they go: a stats window of a million series publishes millions,
+    /// made as they are sent, never all held at once.
     pub async fn publish_all<T, P>(
         &self,
         messages: impl ExactSizeIterator<Item = (T, P)>,
@@ -245,7 +281,8 @@ impl Requests {
         P: Into<Vec<u8>>,
     {
         let total = messages.len();
-        let mut acks = Vec::with_capacity(total);
+        let mut waiting = VecDeque::with_capacity(total.min(IN_FLIGHT));
+        let mut count = Count::default();
         'messages: for (topic, payload) in messages {
             let (topic, payload) = (topic.into(), payload.into());
             loop {
@@ -263,8 +300,8 @@ impl Requests {
                         Ok(()) => {
                             let (tx, rx) = oneshot::channel();
                             t.queued.push_back(tx);
-                            acks.push(rx);
-                            continue 'messages;
+                            waiting.push_back(rx);
+                            break;
                         }
                         // The request channel is full (a big batch, a slow broker): wait for
                         // the pump to take some.
@@ -274,26 +311,25 @@ impl Requests {
                 }
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }
-        }
-        let mut acked = 0;
-        let mut unconfirmed = 0;
-        let deadline = tokio::time::Instant::now() + ACK_TIMEOUT;
-        for rx in acks {
-            match tokio::time::timeout_at(deadline, rx).await {
-                Ok(Ok(Confirmation::Acked)) => acked += 1,
-                Ok(Ok(Confirmation::Unconfirmed)) => unconfirmed += 1,
-                // Never sent (the connection failed first).
-                Ok(Err(_)) => {}
-                // Still waiting: the broker may yet take it.
-                Err(_) => unconfirmed += 1,
+            if waiting.len() >= IN_FLIGHT
+                && let Some(rx) = waiting.pop_front()
+            {
+                // A broker that stopped acknowledging gets no more.
+                if !count.add(tokio::time::timeout(ACK_TIMEOUT, rx).await) {
+                    break;
+                }
             }
         }
-        if acked == total {
-            Ok(acked)
+        let deadline = tokio::time::Instant::now() + ACK_TIMEOUT;
+        for rx in waiting {
+            count.add(tokio::time::timeout_at(deadline, rx).await);
+        }
+        if count.acked == total {
+            Ok(count.acked)
         } else {
             Err(Partial {
-                acked,
-                unconfirmed,
+                acked: count.acked,
+                unconfirmed: count.unconfirmed,
                 total,
             })
         }

@@ -304,14 +304,22 @@ pub async fn run(cfg: &Config, shutdown: Shutdown, opts: &Options) -> anyhow::Re
     if opts.dry_run {
         return Ok(());
     }
-    let mut messages = Vec::new();
-    for s in &summaries {
-        messages.extend(s.outputs().map(|(t, v)| (t, v.into_bytes())));
-        if let Some(topic) = &cfg.stats.summary_topic {
-            messages.push((topic.clone(), report::json(s).to_string().into_bytes()));
-        }
-    }
-    publish::publish(&cfg.mqtt, messages, shutdown).await?;
+    // Made as they are published: a window of a million series has millions of outputs.
+    let summary_topic = cfg.stats.summary_topic.as_ref();
+    let total = summaries
+        .iter()
+        .map(|s| s.outputs().count() + usize::from(summary_topic.is_some()))
+        .sum();
+    let messages = summaries.iter().flat_map(|s| {
+        let summary = summary_topic.map(|topic| {
+            let mut json = Vec::new();
+            // Writing into memory cannot fail.
+            let _ = report::write_json(s, &mut json);
+            (topic.clone(), json)
+        });
+        s.outputs().map(|(t, v)| (t, v.into_bytes())).chain(summary)
+    });
+    publish::publish(&cfg.mqtt, publish::Counted::new(messages, total), shutdown).await?;
     if scheduled && let Some(last) = windows.last() {
         let st = state::State {
             schedule: cfg.stats.schedule.clone(),

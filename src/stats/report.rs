@@ -24,18 +24,20 @@ fn stats(values: Vec<(Statistic, f64)>) -> Map<String, Value> {
 
 /// The JSON object of a window:
 /// `{"window":{"start","end"},"topics":{…},"groups":{…},"lines":{read,matched,skipped,rejected}}`,
-/// and `"left_out":{"series","readings"}` when `stats.max_series` left some out.
+/// and `"left_out":{"series","readings"}` when `stats.max_series` left some out. The tests'
+/// view of [`write_json`]'s text.
+#[cfg(test)]
 pub fn json(s: &Summary) -> Value {
     serde_json::to_value(Report(s)).unwrap_or(Value::Null)
 }
 
-/// [`json`] written to `out` as it is made: the object of a window of a million series is
-/// never held whole.
+/// The JSON object of a window (see `json`), written to `out` as it is made: the object of a
+/// window of a million series is never held whole.
 pub fn write_json(s: &Summary, out: &mut impl Write) -> std::io::Result<()> {
     serde_json::to_writer(out, &Report(s)).map_err(std::io::Error::other)
 }
 
-/// A window, serialized as [`json`]'s object, keys in order.
+/// A window, serialized as its JSON object, keys in order.
 struct Report<'a>(&'a Summary);
 
 /// Its topics, one object made at a time.
