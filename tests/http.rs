@@ -18,6 +18,7 @@ const INGEST: &str = "ingest-0123456789abcdef0123";
 const READ: &str = "read-0123456789abcdef012345";
 const OPS: &str = "ops-0123456789abcdef01234567";
 const SLOW: &str = "slow-0123456789abcdef0123456";
+const COLLECT: &str = "collect-0123456789abcdef0123";
 
 /// The tokens every test shares (values from the environment): one per scope, with the
 /// private area of HTTP.md and the plugs in [`http_toml`].
@@ -26,6 +27,7 @@ const TOKENS: &[HttpToken] = &[
     HttpToken::new("reader", READ, &["read"]),
     HttpToken::new("ops", OPS, &["command"]).topics(&["iotitan/#"]),
     HttpToken::new("slow", SLOW, &["ingest"]).rate("2/min"),
+    HttpToken::new("telegraf", COLLECT, &["ingest"]).topics(&["iotitan/http/pi4/#", "t/#"]),
 ];
 
 /// The config of a daemon on `port` with the broker `m`, `extra` keys in `[http]`.
@@ -95,6 +97,162 @@ fn records(r: &Rsyslogd, prefix: &str) -> Vec<String> {
         .filter(|m| m.starts_with(prefix))
         .map(str::to_owned)
         .collect()
+}
+
+/// Send one request's bytes on a new connection and read its answer: a client's request
+/// replayed as it sends it, keep-alive and `Accept-Encoding: gzip` included, so the answer is
+/// read by its length or its chunks, and inflated.
+fn replay(d: &Http, request: &[u8]) -> (u16, String) {
+    let addr = d.base.trim_start_matches("http://");
+    let mut c = std::net::TcpStream::connect(addr).expect("connect");
+    c.set_read_timeout(Some(TIMEOUT)).unwrap();
+    c.write_all(request).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 65536];
+    loop {
+        if let Some(answer) = whole_answer(&got) {
+            return answer;
+        }
+        match c.read(&mut buf) {
+            Ok(0) | Err(_) => panic!("the answer ended early: {}", String::from_utf8_lossy(&got)),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+/// The status and body of an HTTP/1.1 answer once `got` holds all of it.
+fn whole_answer(got: &[u8]) -> Option<(u16, String)> {
+    let end = got.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = String::from_utf8_lossy(&got[..end]).to_ascii_lowercase();
+    let header = |name: &str| {
+        head.lines().find_map(|l| {
+            l.strip_prefix(&format!("{name}:"))
+                .map(|v| v.trim().to_owned())
+        })
+    };
+    let mut rest = &got[end + 4..];
+    let body = if header("transfer-encoding").as_deref() == Some("chunked") {
+        let mut body = Vec::new();
+        loop {
+            let line = rest.windows(2).position(|w| w == b"\r\n")?;
+            let size =
+                usize::from_str_radix(std::str::from_utf8(&rest[..line]).ok()?.trim(), 16).ok()?;
+            if rest.len() < line + 2 + size + 2 {
+                return None;
+            }
+            body.extend_from_slice(&rest[line + 2..line + 2 + size]);
+            rest = &rest[line + 2 + size + 2..];
+            if size == 0 {
+                break body;
+            }
+        }
+    } else {
+        let length: usize = header("content-length")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        rest.get(..length)?.to_vec()
+    };
+    let body = if header("content-encoding").as_deref() == Some("gzip") {
+        let mut text = String::new();
+        flate2::read::GzDecoder::new(&body[..])
+            .read_to_string(&mut text)
+            .unwrap();
+        text
+    } else {
+        String::from_utf8_lossy(&body).into_owned()
+    };
+    Some((head[9..12].parse().unwrap(), body))
+}
+
+/// A request as Telegraf's `outputs.http` sends it (Go's net/http: these headers, this order),
+/// with a bearer token from `[outputs.http.headers]`.
+fn telegraf_request(d: &Http, path: &str, body: &[u8], gzip: bool) -> Vec<u8> {
+    let host = d.base.trim_start_matches("http://");
+    let mut head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: Telegraf/1.30.0 Go/1.22.1\r\n\
+         Content-Length: {}\r\nAuthorization: Bearer {COLLECT}\r\n\
+         Content-Type: text/plain; charset=utf-8\r\n",
+        body.len()
+    );
+    if gzip {
+        head.push_str("Content-Encoding: gzip\r\n");
+    }
+    head.push_str("Accept-Encoding: gzip\r\n\r\n");
+    let mut request = head.into_bytes();
+    request.extend_from_slice(body);
+    request
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn telegraf_batches_are_published_whole_and_never_as_text() {
+    let s = setup("", false);
+    let d = &s.d;
+    let sub = everything(&s.m);
+    let now = now() as u64;
+    // Telegraf's JSON batch, as its serializer writes it, sent as text/plain.
+    let batch = format!(
+        r#"{{"metrics":[{{"fields":{{"usage_idle":98.5,"usage_user":1.25}},"name":"cpu","tags":{{"cpu":"cpu-total","host":"pi4"}},"timestamp":{now}}},{{"fields":{{"used_percent":41.5}},"name":"disk","tags":{{"host":"pi4","path":"/"}},"timestamp":1458229140}}]}}"#
+    );
+    // Pointed at the readings' text form by mistake: refused, nothing published (before,
+    // it was stored as a reading of the topic `{"metrics":`).
+    let (status, body) = replay(
+        d,
+        &telegraf_request(d, "/api/v1/readings", batch.as_bytes(), false),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("/api/v1/telegraf"), "{body}");
+    let (status, body) = replay(
+        d,
+        &telegraf_request(d, "/api/v1/telegraf", batch.as_bytes(), false),
+    );
+    assert_eq!(status, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v, json!({"published": 3, "late": 1, "private": 0}));
+    // gzip-encoded (`content_encoding = "gzip"`).
+    let gz = {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(br#"{"metrics":[{"fields":{"temp":51.2},"name":"cpu_temperature","tags":{"host":"pi4"},"timestamp":1}]}"#).unwrap();
+        e.finish().unwrap()
+    };
+    let (status, body) = replay(d, &telegraf_request(d, "/api/v1/telegraf", &gz, true));
+    assert_eq!(status, 200, "{body}");
+    // Not gzip after all, or an encoding we do not inflate: refused, said why.
+    let (status, body) = replay(d, &telegraf_request(d, "/api/v1/telegraf", b"{}", true));
+    assert_eq!((status, body.contains("bad_body")), (400, true), "{body}");
+    let br = String::from_utf8(telegraf_request(d, "/api/v1/telegraf", b"{}", false))
+        .unwrap()
+        .replace("Accept-Encoding: gzip\r\n", "Content-Encoding: br\r\n");
+    let (status, body) = replay(d, br.as_bytes());
+    assert_eq!(
+        (status, body.contains("unsupported_encoding")),
+        (415, true),
+        "{body}"
+    );
+    // A metric outside the token's topics refuses the whole batch: Telegraf keeps it.
+    let mixed = r#"{"metrics":[{"fields":{"v":1},"name":"t","tags":{"host":"pi4"}},{"fields":{"v":2},"name":"t","tags":{"host":"nas"}}]}"#;
+    let (status, body) = replay(
+        d,
+        &telegraf_request(d, "/api/v1/telegraf", mixed.as_bytes(), false),
+    );
+    assert_eq!(status, 403, "{body}");
+    let (status, _) = post(
+        d,
+        "/api/v1/readings",
+        Some(COLLECT),
+        r#"{"topic": "t/end", "value": 0}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let seen = lines_until(&sub, "t/end 0");
+    assert_eq!(
+        seen,
+        [
+            "iotitan/http/pi4/cpu/cpu-total/usage_idle 98.5",
+            "iotitan/http/pi4/cpu/cpu-total/usage_user 1.25",
+            "iotitan/http/pi4/disk/_/used_percent 41.5",
+            "iotitan/http/pi4/cpu_temperature/temp 51.2",
+        ]
+    );
 }
 
 /// Send `head` and `parts` on a new connection (ignoring write errors: the server may have
@@ -791,6 +949,7 @@ fn tokens_come_from_outside_the_config_and_are_never_shown() {
             .env_remove("IOTITAN_HTTP_TOKEN_READER")
             .env_remove("IOTITAN_HTTP_TOKEN_OPS")
             .env_remove("IOTITAN_HTTP_TOKEN_SLOW")
+            .env_remove("IOTITAN_HTTP_TOKEN_TELEGRAF")
             .env_remove("CREDENTIALS_DIRECTORY")
             .envs(env.iter().copied())
             .output()
@@ -811,6 +970,7 @@ fn tokens_come_from_outside_the_config_and_are_never_shown() {
     let out = run(&[
         ("IOTITAN_HTTP_TOKEN_PHONE", INGEST),
         ("IOTITAN_HTTP_TOKEN_SLOW", SLOW),
+        ("IOTITAN_HTTP_TOKEN_TELEGRAF", COLLECT),
         ("CREDENTIALS_DIRECTORY", creds.to_str().unwrap()),
     ]);
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -3,6 +3,7 @@
 //!
 //! The parts, from pure to I/O:
 //! - [`reading`]: the three reading forms → checked MQTT messages (private areas withheld);
+//! - [`telegraf`]: Telegraf's JSON batches → the same messages;
 //! - [`command`]: command bodies → topic, payload and the acknowledgement to wait for;
 //! - [`rate`]: a token's request rate; [`geofence`]: the private areas;
 //! - [`auth`]: tokens, loaded like the bridge's write keys, compared in constant time;
@@ -29,6 +30,7 @@ pub mod live;
 pub mod rate;
 pub mod reading;
 pub mod server;
+pub mod telegraf;
 pub mod tls;
 pub mod ui;
 

@@ -105,6 +105,16 @@ pub fn parse_json(body: &[u8], rules: &Rules<'_>) -> Result<Batch, ReadingError>
 pub fn parse_text(body: &[u8]) -> Result<Batch, ReadingError> {
     let text = std::str::from_utf8(body)
         .map_err(|_| ReadingError::Shape("a text/plain body must be UTF-8".into()))?;
+    // JSON sent as text (Telegraf's default Content-Type for its JSON batches): its first
+    // space would split it into a topic such as `{"metrics":` and a value, garbage stored as
+    // a reading while the client believes it was delivered. No topic of ours starts so.
+    if text.trim_start().starts_with(['{', '[']) {
+        return Err(ReadingError::Shape(
+            "the text/plain body is JSON, not lines of `topic value`: send it with \
+             Content-Type: application/json (Telegraf's JSON batches go to /api/v1/telegraf)"
+                .into(),
+        ));
+    }
     let mut batch = Batch::default();
     for (i, line) in text.lines().enumerate() {
         let at = || format!("line {}", i + 1);
@@ -554,6 +564,11 @@ mod tests {
             (b"a/t inf", "non_finite"),
             (b"a/t 1e400", "non_finite"),
             (b"a/t \xff", "bad_reading"),
+            (
+                br#"{"metrics":[{"fields":{"v":1},"name":"m","tags":{},"timestamp":1}]}"#,
+                "bad_reading",
+            ),
+            (b"  [1, 2]", "bad_reading"),
         ] {
             let e = parse_text(body).unwrap_err();
             assert_eq!(e.code(), code, "{body:?}: {e}");

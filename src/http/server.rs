@@ -16,7 +16,8 @@ use super::command;
 use super::error::{self, ApiError};
 use super::geofence::PrivateAreas;
 use super::live;
-use super::reading::{self, Rules};
+use super::reading::{self, Batch, Rules};
+use super::telegraf as telegraf_batch;
 use crate::config::{DeviceConfig, Scope};
 use crate::shutdown::Shutdown;
 use axum::Json;
@@ -60,11 +61,27 @@ pub struct App {
     pub stop: Shutdown,
 }
 
+impl App {
+    /// What parsing a body needs from the config, with the clock read now.
+    fn rules(&self) -> Rules<'_> {
+        Rules {
+            prefix: &self.prefix,
+            areas: &self.areas,
+            now: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs_f64(),
+            disorder: self.disorder,
+        }
+    }
+}
+
 /// The daemon's router. `read` is the router of the read endpoints (`/topics`, `/history`, …)
 /// when there is one: it is nested under `/api/v1` behind the `read` scope check.
 pub fn router(app: Arc<App>, read: Option<Router>) -> Router {
     let mut api = Router::new()
         .route("/readings", post(readings))
+        .route("/telegraf", post(telegraf))
         .route("/commands", post(commands))
         .route("/dashboard", get(dashboard))
         .with_state(app.clone())
@@ -149,23 +166,37 @@ async fn readings(
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
     let token = app.tokens.authorize(&headers, Scope::Ingest)?;
-    let bytes = read_body(body, &app).await?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs_f64();
-    let rules = Rules {
-        prefix: &app.prefix,
-        areas: &app.areas,
-        now,
-        disorder: app.disorder,
-    };
+    let bytes = decoded(&headers, read_body(body, &app).await?, app.max_body)?;
     let batch = if is_text(&headers) {
         reading::parse_text(&bytes)
     } else {
-        reading::parse_json(&bytes, &rules)
+        reading::parse_json(&bytes, &app.rules())
     }
     .map_err(|e| ApiError::bad_request(e.code(), e.to_string()))?;
+    publish_batch(&app, token, batch).await
+}
+
+/// `POST /api/v1/telegraf`: a batch of Telegraf's `outputs.http` (JSON, whatever its
+/// Content-Type says: Telegraf says `text/plain`), gzip-encoded or not.
+async fn telegraf(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<Value>, ApiError> {
+    let token = app.tokens.authorize(&headers, Scope::Ingest)?;
+    let bytes = decoded(&headers, read_body(body, &app).await?, app.max_body)?;
+    let batch = telegraf_batch::parse(&bytes, &app.rules())
+        .map_err(|e| ApiError::bad_request(e.code(), e.to_string()))?;
+    publish_batch(&app, token, batch).await
+}
+
+/// Publish a checked batch for `token` and answer with what became of it: every message
+/// acknowledged by the broker, or 503 saying how many were.
+async fn publish_batch(
+    app: &App,
+    token: &auth::Token,
+    batch: Batch,
+) -> Result<Json<Value>, ApiError> {
     for m in &batch.messages {
         token.check_topic(&m.topic)?;
     }
@@ -209,6 +240,41 @@ async fn readings(
         "late": batch.late,
         "private": batch.private,
     })))
+}
+
+/// The body as sent, or as it was before `Content-Encoding: gzip` (Telegraf's
+/// `content_encoding = "gzip"`), at most `max` bytes either way: a small body that inflates
+/// without end is refused like a large one.
+fn decoded(headers: &HeaderMap, body: Bytes, max: u64) -> Result<Bytes, ApiError> {
+    use std::io::Read;
+    let encoding = headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.trim().to_ascii_lowercase());
+    match encoding.as_deref() {
+        None | Some("" | "identity") => Ok(body),
+        Some("gzip" | "x-gzip") => {
+            let mut out = Vec::new();
+            flate2::read::GzDecoder::new(&body[..])
+                .take(max.saturating_add(1))
+                .read_to_end(&mut out)
+                .map_err(|e| {
+                    ApiError::bad_request(
+                        "bad_body",
+                        format!("the body is not valid gzip (Content-Encoding: gzip): {e}"),
+                    )
+                })?;
+            if out.len() as u64 > max {
+                return Err(ApiError::too_large(max));
+            }
+            Ok(out.into())
+        }
+        Some(other) => Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_encoding",
+            format!("Content-Encoding {other:?} is not supported: send the body as it is, or gzip"),
+        )),
+    }
 }
 
 /// `POST /api/v1/commands`.
