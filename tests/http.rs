@@ -27,7 +27,12 @@ const TOKENS: &[HttpToken] = &[
     HttpToken::new("reader", READ, &["read"]),
     HttpToken::new("ops", OPS, &["command"]).topics(&["iotitan/#"]),
     HttpToken::new("slow", SLOW, &["ingest"]).rate("2/min"),
-    HttpToken::new("telegraf", COLLECT, &["ingest"]).topics(&["iotitan/http/pi4/#", "t/#"]),
+    HttpToken::new("collect", COLLECT, &["ingest"]).topics(&[
+        "iotitan/http/pi4/#",
+        "iotitan/http/owntracks/#",
+        "iotitan/http/gpslogger/#",
+        "t/#",
+    ]),
 ];
 
 /// The config of a daemon on `port` with the broker `m`, `extra` keys in `[http]`.
@@ -253,6 +258,128 @@ async fn telegraf_batches_are_published_whole_and_never_as_text() {
             "iotitan/http/pi4/cpu_temperature/temp 51.2",
         ]
     );
+}
+
+/// `Authorization: Basic` of `user` and the collectors' token as the password.
+fn basic(user: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(format!("{user}:{COLLECT}"))
+}
+
+/// A request as OwnTracks for Android sends it in HTTP mode (OkHttp: these headers, this
+/// order).
+fn owntracks_request(d: &Http, body: &str) -> Vec<u8> {
+    let host = d.base.trim_start_matches("http://");
+    format!(
+        "POST /api/v1/owntracks HTTP/1.1\r\nAuthorization: Basic {}\r\nX-Limit-U: jane\r\n\
+         X-Limit-D: Pixel\r\nContent-Type: application/json; charset=utf-8\r\n\
+         Content-Length: {}\r\nHost: {host}\r\nConnection: Keep-Alive\r\n\
+         Accept-Encoding: gzip\r\nUser-Agent: Owntracks-Android/2.4.12\r\n\r\n{body}",
+        basic("jane"),
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// A request as GPSLogger for Android sends it to a custom URL (OkHttp); a POST body goes
+/// without a Content-Type.
+fn gpslogger_request(d: &Http, method: &str, query: &str, body: &str) -> Vec<u8> {
+    let host = d.base.trim_start_matches("http://");
+    let length = if method == "POST" {
+        format!("Content-Length: {}\r\n", body.len())
+    } else {
+        String::new()
+    };
+    format!(
+        "{method} /api/v1/gpslogger?{query} HTTP/1.1\r\nAuthorization: Basic {}\r\n{length}\
+         Host: {host}\r\nConnection: Keep-Alive\r\nAccept-Encoding: gzip\r\n\
+         User-Agent: okhttp/4.12.0\r\n\r\n{body}",
+        basic("gpslogger"),
+    )
+    .into_bytes()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn owntracks_and_gpslogger_as_they_send_and_no_private_point_recorded() {
+    let s = setup("", false);
+    let d = &s.d;
+    let sub = everything(&s.m);
+    let tst = now() as u64;
+    let location = |lat: f64, lon: f64| {
+        format!(
+            r#"{{"_type":"location","acc":13,"batt":87,"bs":1,"conn":"w","lat":{lat},"lon":{lon},"tid":"jn","tst":{tst},"vel":0.0,"topic":"owntracks/jane/pixel"}}"#
+        )
+    };
+    // Outside the private area: every field. Inside: all but the location.
+    for body in [location(-34.95, 138.53), location(-34.92, 138.6)] {
+        let (status, answer) = replay(d, &owntracks_request(d, &body));
+        assert_eq!((status, answer.as_str()), (200, "[]"));
+    }
+    // A friend deleted (zero length), a transition: answered, nothing recorded.
+    for body in [
+        "",
+        r#"{"_type":"transition","event":"enter","desc":"home","tst":1}"#,
+    ] {
+        let (status, answer) = replay(d, &owntracks_request(d, body));
+        assert_eq!((status, answer.as_str()), (200, "[]"), "{body:?}");
+    }
+    // A wrong password: 401, and the app keeps the point.
+    let wrong = String::from_utf8(owntracks_request(d, &location(1.0, 2.0)))
+        .unwrap()
+        .replace(&basic("jane"), &{
+            use base64::Engine;
+            base64::engine::general_purpose::STANDARD.encode("jane:not-the-token-0123456789")
+        });
+    assert_eq!(replay(d, wrong.as_bytes()).0, 401);
+    // GPSLogger: a GET with the placeholders filled in, outside; a POST body inside.
+    let q =
+        "lat=-34.95&lon=138.53&time=2026-01-01T00%3A00%3A00.000Z&batt=91.0&spd=1.5&device=pixel";
+    let (status, answer) = replay(d, &gpslogger_request(d, "GET", q, ""));
+    assert_eq!(status, 200, "{answer}");
+    let (status, answer) = replay(
+        d,
+        &gpslogger_request(d, "POST", "device=pixel", "lat=-34.92&lon=138.6&batt=90.0"),
+    );
+    assert_eq!(status, 200, "{answer}");
+    let v: Value = serde_json::from_str(&answer).unwrap();
+    assert_eq!(v, json!({"published": 1, "late": 0, "private": 2}));
+    let (status, _) = post(
+        d,
+        "/api/v1/readings",
+        Some(COLLECT),
+        r#"{"topic": "t/end", "value": 0}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let seen = lines_until(&sub, "t/end 0");
+    let o = "iotitan/http/owntracks/jane/pixel";
+    let g = "iotitan/http/gpslogger/pixel";
+    let want: Vec<String> = [
+        format!("{o}/acc 13"),
+        format!("{o}/batt 87"),
+        format!("{o}/bs 1"),
+        format!("{o}/conn w"),
+        format!("{o}/lat -34.95"),
+        format!("{o}/lon 138.53"),
+        format!("{o}/tid jn"),
+        format!("{o}/tst {tst}"),
+        format!("{o}/vel 0.0"),
+        format!("{o}/acc 13"),
+        format!("{o}/batt 87"),
+        format!("{o}/bs 1"),
+        format!("{o}/conn w"),
+        format!("{o}/tid jn"),
+        format!("{o}/tst {tst}"),
+        format!("{o}/vel 0.0"),
+        format!("{g}/lat -34.95"),
+        format!("{g}/lon 138.53"),
+        format!("{g}/time 2026-01-01T00:00:00.000Z"),
+        format!("{g}/batt 91.0"),
+        format!("{g}/spd 1.5"),
+        format!("{g}/batt 90.0"),
+    ]
+    .into();
+    assert_eq!(seen, want);
 }
 
 /// Send `head` and `parts` on a new connection (ignoring write errors: the server may have
@@ -949,7 +1076,7 @@ fn tokens_come_from_outside_the_config_and_are_never_shown() {
             .env_remove("IOTITAN_HTTP_TOKEN_READER")
             .env_remove("IOTITAN_HTTP_TOKEN_OPS")
             .env_remove("IOTITAN_HTTP_TOKEN_SLOW")
-            .env_remove("IOTITAN_HTTP_TOKEN_TELEGRAF")
+            .env_remove("IOTITAN_HTTP_TOKEN_COLLECT")
             .env_remove("CREDENTIALS_DIRECTORY")
             .envs(env.iter().copied())
             .output()
@@ -970,7 +1097,7 @@ fn tokens_come_from_outside_the_config_and_are_never_shown() {
     let out = run(&[
         ("IOTITAN_HTTP_TOKEN_PHONE", INGEST),
         ("IOTITAN_HTTP_TOKEN_SLOW", SLOW),
-        ("IOTITAN_HTTP_TOKEN_TELEGRAF", COLLECT),
+        ("IOTITAN_HTTP_TOKEN_COLLECT", COLLECT),
         ("CREDENTIALS_DIRECTORY", creds.to_str().unwrap()),
     ]);
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -13,6 +13,7 @@ use crate::exit::{self, ExitError};
 use crate::secret::{self, Places, Secret, Source};
 use crate::topic::Filters;
 use axum::http::{HeaderMap, header};
+use std::borrow::Cow;
 use std::ffi::OsString;
 use std::sync::Mutex;
 use std::time::Instant;
@@ -128,6 +129,12 @@ impl Tokens {
         self.authorize_at(headers, scope, Instant::now())
     }
 
+    /// [`Tokens::authorize`], the token also taken as the password of Basic auth (any user
+    /// name): OwnTracks and GPSLogger can send only that.
+    pub fn authorize_basic(&self, headers: &HeaderMap, scope: Scope) -> Result<&Token, ApiError> {
+        self.authorize_with(headers, scope, Instant::now(), true)
+    }
+
     /// [`Tokens::authorize`] at `now`.
     pub fn authorize_at(
         &self,
@@ -135,13 +142,26 @@ impl Tokens {
         scope: Scope,
         now: Instant,
     ) -> Result<&Token, ApiError> {
-        let presented = presented(headers).ok_or_else(|| {
-            ApiError::unauthorized(
-                "no access token: send the header `Authorization: Bearer <token>`",
-            )
+        self.authorize_with(headers, scope, now, false)
+    }
+
+    fn authorize_with(
+        &self,
+        headers: &HeaderMap,
+        scope: Scope,
+        now: Instant,
+        basic: bool,
+    ) -> Result<&Token, ApiError> {
+        let presented = presented(headers, basic).ok_or_else(|| {
+            ApiError::unauthorized(if basic {
+                "no access token: send the header `Authorization: Bearer <token>`, or the token \
+                 as the Basic auth password"
+            } else {
+                "no access token: send the header `Authorization: Bearer <token>`"
+            })
         })?;
         let token = self
-            .find(presented)
+            .find(&presented)
             .ok_or_else(|| ApiError::unauthorized("the access token is not valid"))?;
         if !token.scopes.contains(&scope) {
             return Err(ApiError::forbidden(format!(
@@ -180,12 +200,24 @@ fn load_one(
 }
 
 /// The token of an `Authorization: Bearer <token>` or `Token <token>` header.
-fn presented(headers: &HeaderMap) -> Option<&[u8]> {
+fn presented(headers: &HeaderMap, basic: bool) -> Option<Cow<'_, [u8]>> {
     let v = headers.get(header::AUTHORIZATION)?.as_bytes();
     let (scheme, rest) = v.split_at(v.iter().position(|&b| b == b' ')?);
-    let ok = scheme.eq_ignore_ascii_case(b"bearer") || scheme.eq_ignore_ascii_case(b"token");
-    let token = rest.trim_ascii();
-    (ok && !token.is_empty()).then_some(token)
+    let rest = rest.trim_ascii();
+    if scheme.eq_ignore_ascii_case(b"bearer") || scheme.eq_ignore_ascii_case(b"token") {
+        return (!rest.is_empty()).then_some(Cow::Borrowed(rest));
+    }
+    if basic && scheme.eq_ignore_ascii_case(b"basic") {
+        use base64::Engine;
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(rest)
+            .ok()?;
+        // `user:password`: the user name may be anything (it holds no `:`, RFC 7617).
+        let colon = decoded.iter().position(|&b| b == b':')?;
+        let password = &decoded[colon + 1..];
+        return (!password.is_empty()).then(|| Cow::Owned(password.to_vec()));
+    }
+    None
 }
 
 /// `secret == presented`, in time that depends on the length of `secret` only.

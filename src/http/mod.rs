@@ -3,7 +3,8 @@
 //!
 //! The parts, from pure to I/O:
 //! - [`reading`]: the three reading forms → checked MQTT messages (private areas withheld);
-//! - [`telegraf`]: Telegraf's JSON batches → the same messages;
+//! - [`telegraf`]: Telegraf's JSON batches, [`owntracks`]: OwnTracks' locations,
+//!   [`gpslogger`]: GPSLogger's custom URL → the same messages;
 //! - [`command`]: command bodies → topic, payload and the acknowledgement to wait for;
 //! - [`rate`]: a token's request rate; [`geofence`]: the private areas;
 //! - [`auth`]: tokens, loaded like the bridge's write keys, compared in constant time;
@@ -26,7 +27,9 @@ pub mod broker;
 pub mod command;
 pub mod error;
 pub mod geofence;
+pub mod gpslogger;
 pub mod live;
+pub mod owntracks;
 pub mod rate;
 pub mod reading;
 pub mod server;

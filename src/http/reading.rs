@@ -137,7 +137,7 @@ pub fn parse_text(body: &[u8]) -> Result<Batch, ReadingError> {
 }
 
 /// A text value that reads as a number must be a finite one (`NaN`, `inf`, `1e400` are not).
-fn check_text_value(value: &str, at: &dyn Fn() -> String) -> Result<(), ReadingError> {
+pub(crate) fn check_text_value(value: &str, at: &dyn Fn() -> String) -> Result<(), ReadingError> {
     match value.trim().parse::<f64>() {
         Ok(v) if !v.is_finite() => Err(ReadingError::NonFinite(format!(
             "{}: the value {:?}",

@@ -18,11 +18,13 @@ use super::geofence::PrivateAreas;
 use super::live;
 use super::reading::{self, Batch, Rules};
 use super::telegraf as telegraf_batch;
+use super::{gpslogger as gpslogger_pairs, owntracks as owntracks_body};
 use crate::config::{DeviceConfig, Scope};
 use crate::shutdown::Shutdown;
 use axum::Json;
 use axum::Router;
 use axum::body::{Body, Bytes};
+use axum::extract::RawQuery;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::routing::{get, post};
@@ -82,6 +84,8 @@ pub fn router(app: Arc<App>, read: Option<Router>) -> Router {
     let mut api = Router::new()
         .route("/readings", post(readings))
         .route("/telegraf", post(telegraf))
+        .route("/owntracks", post(owntracks))
+        .route("/gpslogger", get(gpslogger).post(gpslogger))
         .route("/commands", post(commands))
         .route("/dashboard", get(dashboard))
         .with_state(app.clone())
@@ -186,6 +190,62 @@ async fn telegraf(
     let token = app.tokens.authorize(&headers, Scope::Ingest)?;
     let bytes = decoded(&headers, read_body(body, &app).await?, app.max_body)?;
     let batch = telegraf_batch::parse(&bytes, &app.rules())
+        .map_err(|e| ApiError::bad_request(e.code(), e.to_string()))?;
+    publish_batch(&app, token, batch).await
+}
+
+/// `POST /api/v1/owntracks`: OwnTracks' HTTP mode. The token is also taken as the Basic auth
+/// password; the user and device come from `X-Limit-U`/`X-Limit-D`, else `?u=&d=`, as the
+/// Recorder takes them. The answer is what the app expects: `[]` (no friends' locations).
+async fn owntracks(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+    body: Body,
+) -> Result<Json<Value>, ApiError> {
+    let token = app.tokens.authorize_basic(&headers, Scope::Ingest)?;
+    let bytes = decoded(&headers, read_body(body, &app).await?, app.max_body)?;
+    let params: Vec<(String, String)> =
+        form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+            .into_owned()
+            .collect();
+    let name = |header: &str, param: &str, default: &str| {
+        let given = headers
+            .get(header)
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| !v.trim().is_empty())
+            .or_else(|| {
+                params
+                    .iter()
+                    .find(|(k, v)| k == param && !v.trim().is_empty())
+                    .map(|(_, v)| v.as_str())
+            })
+            .unwrap_or(default);
+        owntracks_body::level(given)
+    };
+    let user = name("x-limit-u", "u", owntracks_body::DEFAULT_USER);
+    let device = name("x-limit-d", "d", owntracks_body::DEFAULT_DEVICE);
+    let batch = owntracks_body::parse(&bytes, &user, &device, &app.rules())
+        .map_err(|e| ApiError::bad_request(e.code(), e.to_string()))?;
+    // What OwnTracks expects once its point is taken: no friends' locations.
+    publish_batch(&app, token, batch)
+        .await
+        .map(|_| Json(json!([])))
+}
+
+/// `GET|POST /api/v1/gpslogger`: GPSLogger's custom URL, its values in the query string or
+/// the body (sent without a Content-Type). The token is also taken as the Basic auth
+/// password.
+async fn gpslogger(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+    body: Body,
+) -> Result<Json<Value>, ApiError> {
+    let token = app.tokens.authorize_basic(&headers, Scope::Ingest)?;
+    let bytes = decoded(&headers, read_body(body, &app).await?, app.max_body)?;
+    let batch = gpslogger_pairs::pairs(query.as_deref(), &bytes)
+        .and_then(|pairs| gpslogger_pairs::parse(&pairs, &app.rules()))
         .map_err(|e| ApiError::bad_request(e.code(), e.to_string()))?;
     publish_batch(&app, token, batch).await
 }

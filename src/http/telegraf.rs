@@ -119,7 +119,7 @@ fn metric(v: &Value, at: &str, rules: &Rules<'_>, batch: &mut Batch) -> Result<(
 
 /// `level` appended to a topic as one level: `/`, `+`, `#` and control characters written as
 /// `_`, an empty one as `_`.
-fn push_level(topic: &mut String, level: &str) {
+pub(crate) fn push_level(topic: &mut String, level: &str) {
     if level.is_empty() {
         topic.push('_');
         return;

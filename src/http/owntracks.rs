@@ -1,0 +1,213 @@
+//! The bodies of `POST /api/v1/owntracks` → MQTT messages (docs/HTTP.md "OwnTracks"). Pure:
+//! no I/O, the clock passed in.
+//!
+//! OwnTracks (Android, iOS) in HTTP mode posts the JSON it would publish over MQTT:
+//! `{"_type":"location","lat":…,"lon":…,"tst":…,"batt":…,"acc":…,"tid":"aa",…}`. A location
+//! becomes one message per field on `<ingest_prefix>/owntracks/<user>/<device>/<field>`
+//! (`…/owntracks/jane/phone/batt 87`), the user and device named as the Recorder names them.
+//! The app retries anything but a 2xx (Android up to 100 000 times; iOS drops a message on a
+//! 4xx), so what is not ours to record is answered 200 and left out: other `_type`s
+//! (transitions, waypoints, cards), and a body of length zero ("a friend was deleted").
+
+use super::reading::{Batch, Message, ReadingError, Rules};
+use crate::topic::check_publish_topic;
+use serde_json::Value;
+
+/// The Recorder's names for a user and a device that did not say theirs.
+pub const DEFAULT_USER: &str = "owntracks";
+/// See [`DEFAULT_USER`].
+pub const DEFAULT_DEVICE: &str = "phone";
+
+/// Fields that are not readings: the message's type, the MQTT topic HTTP mode adds, and the
+/// lists of regions (arrays: no one value).
+const NOT_READINGS: [&str; 4] = ["_type", "topic", "inregions", "inrids"];
+
+/// Parse an OwnTracks body posted for `user`'s `device` (already topic levels).
+pub fn parse(
+    body: &[u8],
+    user: &str,
+    device: &str,
+    rules: &Rules<'_>,
+) -> Result<Batch, ReadingError> {
+    let mut batch = Batch::default();
+    if body.is_empty() {
+        return Ok(batch);
+    }
+    let value: Value =
+        serde_json::from_slice(body).map_err(|e| ReadingError::Json(e.to_string()))?;
+    let Value::Object(obj) = value else {
+        return Err(ReadingError::Shape(
+            "an OwnTracks message is a JSON object with \"_type\"".into(),
+        ));
+    };
+    if obj.get("_type").and_then(Value::as_str) != Some("location") {
+        return Ok(batch);
+    }
+    let (lat, lon) = (
+        obj.get("lat").and_then(Value::as_f64),
+        obj.get("lon").and_then(Value::as_f64),
+    );
+    let private = match (lat, lon) {
+        (Some(lat), Some(lon)) => rules.areas.find(lon, lat).is_some(),
+        _ => false,
+    };
+    if private {
+        batch.private += 2;
+    }
+    let late = obj
+        .get("tst")
+        .and_then(Value::as_f64)
+        .is_some_and(|tst| rules.now - tst > rules.disorder.as_secs_f64());
+    let path = format!("{}/owntracks/{user}/{device}", rules.prefix);
+    for (k, v) in &obj {
+        if NOT_READINGS.contains(&k.as_str()) || (private && (k == "lat" || k == "lon")) {
+            continue;
+        }
+        let payload = match v {
+            // Integer fields may arrive as `0.0`: published as the number they are.
+            Value::Number(n) => n.to_string(),
+            Value::Bool(b) => b.to_string(),
+            Value::String(s) => s.clone(),
+            Value::Null | Value::Array(_) | Value::Object(_) => continue,
+        };
+        let mut topic = path.clone();
+        topic.push('/');
+        super::telegraf::push_level(&mut topic, k);
+        check_publish_topic(&topic).map_err(|err| ReadingError::Topic {
+            at: format!("field {k:?}"),
+            err,
+        })?;
+        batch.messages.push(Message { topic, payload });
+    }
+    if late {
+        batch.late = batch.messages.len();
+    }
+    Ok(batch)
+}
+
+/// A user or device name as OwnTracks and the Recorder take it: lower-cased, one topic level.
+pub fn level(name: &str) -> String {
+    let mut out = String::new();
+    super::telegraf::push_level(&mut out, &name.trim().to_lowercase());
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::geofence::PrivateAreas;
+    use std::time::Duration;
+
+    fn parse_with(body: &str, areas: &PrivateAreas) -> Result<Batch, ReadingError> {
+        let rules = Rules {
+            prefix: "iotitan/http",
+            areas,
+            now: 1_764_550_100.0,
+            disorder: Duration::from_secs(300),
+        };
+        parse(body.as_bytes(), "jane", "phone", &rules)
+    }
+
+    fn msgs(b: &Batch) -> Vec<(&str, &str)> {
+        b.messages
+            .iter()
+            .map(|m| (m.topic.as_str(), m.payload.as_str()))
+            .collect()
+    }
+
+    /// A location as the booklet's JSON format documents it.
+    const LOCATION: &str = r#"{"_type":"location","acc":13,"alt":42,"batt":87,"bs":1,"conn":"w","created_at":1764550060,"lat":-34.95,"lon":138.53,"m":1,"t":"u","tid":"jn","tst":1764550050,"vac":3,"vel":0.0,"inregions":["home"],"topic":"owntracks/jane/phone"}"#;
+
+    #[test]
+    fn a_location_is_one_message_per_field() {
+        let b = parse_with(LOCATION, &PrivateAreas::default()).unwrap();
+        let p = "iotitan/http/owntracks/jane/phone";
+        let want: Vec<(String, &str)> = [
+            ("acc", "13"),
+            ("alt", "42"),
+            ("batt", "87"),
+            ("bs", "1"),
+            ("conn", "w"),
+            ("created_at", "1764550060"),
+            ("lat", "-34.95"),
+            ("lon", "138.53"),
+            ("m", "1"),
+            ("t", "u"),
+            ("tid", "jn"),
+            ("tst", "1764550050"),
+            ("vac", "3"),
+            ("vel", "0.0"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (format!("{p}/{k}"), v))
+        .collect();
+        let got: Vec<(String, &str)> = msgs(&b)
+            .into_iter()
+            .map(|(t, v)| (t.to_owned(), v))
+            .collect();
+        assert_eq!(got, want);
+        assert_eq!((b.late, b.private), (0, 0));
+    }
+
+    #[test]
+    fn a_location_inside_a_private_area_is_withheld_the_rest_kept() {
+        // Outside: kept.
+        assert_eq!(
+            parse_with(LOCATION, &PrivateAreas::example_home())
+                .unwrap()
+                .private,
+            0
+        );
+        let areas = PrivateAreas::example_home();
+        let home = LOCATION
+            .replace("-34.95", "-34.92")
+            .replace("138.53", "138.6");
+        let b = parse_with(&home, &areas).unwrap();
+        assert!(
+            b.messages
+                .iter()
+                .all(|m| !m.topic.ends_with("/lat") && !m.topic.ends_with("/lon"))
+        );
+        assert_eq!(b.messages.len(), 12);
+        assert_eq!(b.private, 2);
+    }
+
+    #[test]
+    fn what_is_not_a_location_is_answered_and_left_out() {
+        for body in [
+            "",
+            r#"{"_type":"transition","event":"enter","desc":"home","tst":1}"#,
+            r#"{"_type":"card","name":"Jane"}"#,
+            r#"{"lat":1,"lon":2}"#,
+        ] {
+            assert_eq!(
+                parse_with(body, &PrivateAreas::default()).unwrap(),
+                Batch::default(),
+                "{body}"
+            );
+        }
+        for body in ["{", "[]", "1"] {
+            assert!(
+                parse_with(body, &PrivateAreas::default()).is_err(),
+                "{body}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_old_fix_is_late() {
+        let b = parse_with(
+            r#"{"_type":"location","lat":1,"lon":2,"tst":1764540000,"tid":"jn"}"#,
+            &PrivateAreas::default(),
+        )
+        .unwrap();
+        assert_eq!(b.late, 4);
+    }
+
+    #[test]
+    fn names_are_lower_cased_levels() {
+        assert_eq!(level(" Jane "), "jane");
+        assert_eq!(level("a/b+#"), "a_b__");
+        assert_eq!(level(""), "_");
+    }
+}
