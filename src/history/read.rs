@@ -55,9 +55,18 @@ pub const HEAVY_READS: usize = 2;
 /// Most reads one scan serves: what they hold together is bounded.
 pub const READS_PER_SCAN: usize = 12;
 
-/// How long a read asked for right after another (a page's burst of requests) waits, once
-/// it has a turn, for the rest of the burst to join its scan. A lone read never waits.
+/// How long a read asked for while reads are being asked for (a page loading: its first
+/// read's answer brings the next dozen) waits, once it has a turn, for the rest of them to
+/// join its scan. A lone read never waits.
 const GATHER: std::time::Duration = std::time::Duration::from_millis(5);
+
+/// Reads asked for within this of each other are a page loading ([`GATHER`]).
+const BUSY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// How much longer than the shortest of its reads a scan may be: a read of the last hour
+/// joins a scan of the day (reads that end now all wait for the end of the sources anyway),
+/// not one of the week.
+const LONGER: i32 = 24;
 
 /// A read waiting for a scan: its window, what takes its records, and where its outcome goes.
 struct Waiting {
@@ -244,7 +253,7 @@ impl Context {
         let asked = std::time::Instant::now();
         let burst = {
             let mut latest = self.0.latest.lock().unwrap_or_else(|e| e.into_inner());
-            let burst = latest.is_some_and(|l| asked.duration_since(l) < GATHER);
+            let burst = latest.is_some_and(|l| asked.duration_since(l) < BUSY);
             *latest = Some(asked);
             burst
         };
@@ -281,8 +290,7 @@ impl Context {
     }
 
     /// The reads of the next scan: the first waiting, and those waiting after it that keep
-    /// the scan at most twice as long as any of its reads (a read of the last hour does not
-    /// wait for a scan of a month).
+    /// the scan at most [`LONGER`] times as long as any of its reads.
     fn next_scan(&self) -> Option<Vec<Waiting>> {
         let mut queue = self.queue();
         if queue.is_empty() {
@@ -297,7 +305,7 @@ impl Context {
             let w = queue[i].window;
             let (s, e) = (start.min(w.start), end.max(w.end));
             let short = shortest.min(w.end - w.start);
-            if (e - s) <= short * 2 {
+            if (e - s) <= short * LONGER {
                 (start, end, shortest) = (s, e, short);
                 reads.push(queue.remove(i));
             } else {
@@ -438,12 +446,11 @@ mod tests {
             std::time::Duration::ZERO,
         );
         let windows = [
-            hours(0, 24),   // the first: the scan's
-            hours(23, 24),  // an hour: a scan of a day would make it wait 24 times as long
-            hours(0, 24),   // the same day: joins
-            hours(-24, 24), // two days: twice the shortest so far, joins
-            hours(-200, 24),
-            hours(22, 24),
+            hours(0, 24),    // the first: the scan's
+            hours(23, 24),   // the last hour: joins the day
+            hours(-144, 24), // the week: 168 times the hour, another scan
+            hours(22, 24),   // joins the day
+            hours(-24, 24),  // two days: 48 times the hour, joins the week's scan
         ];
         for w in windows {
             ctx.queue().push(Waiting {
@@ -458,9 +465,8 @@ mod tests {
         assert_eq!(
             scans,
             [
-                vec![hours(0, 24), hours(0, 24), hours(-24, 24)],
-                vec![hours(23, 24), hours(22, 24)],
-                vec![hours(-200, 24)],
+                vec![hours(0, 24), hours(23, 24), hours(22, 24)],
+                vec![hours(-144, 24), hours(-24, 24)],
             ]
         );
         for _ in 0..READS_PER_SCAN + 3 {
