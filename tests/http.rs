@@ -240,15 +240,7 @@ async fn telegraf_batches_are_published_whole_and_never_as_text() {
         &telegraf_request(d, "/api/v1/telegraf", mixed.as_bytes(), false),
     );
     assert_eq!(status, 403, "{body}");
-    let (status, _) = post(
-        d,
-        "/api/v1/readings",
-        Some(COLLECT),
-        r#"{"topic": "t/end", "value": 0}"#,
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK);
-    let seen = lines_until(&sub, "t/end 0");
+    let seen = published_until_end(d, COLLECT, &sub).await;
     assert_eq!(
         seen,
         [
@@ -343,15 +335,7 @@ async fn owntracks_and_gpslogger_as_they_send_and_no_private_point_recorded() {
     assert_eq!(status, 200, "{answer}");
     let v: Value = serde_json::from_str(&answer).unwrap();
     assert_eq!(v, json!({"published": 1, "late": 0, "private": 2}));
-    let (status, _) = post(
-        d,
-        "/api/v1/readings",
-        Some(COLLECT),
-        r#"{"topic": "t/end", "value": 0}"#,
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK);
-    let seen = lines_until(&sub, "t/end 0");
+    let seen = published_until_end(d, COLLECT, &sub).await;
     let o = "iotitan/http/owntracks/jane/pixel";
     let g = "iotitan/http/gpslogger/pixel";
     let want: Vec<String> = [
@@ -613,15 +597,7 @@ async fn every_error_of_the_contract_has_its_status_and_shape_and_publishes_noth
     assert_eq!(v, json!({"status": "ok", "broker": "connected"}));
 
     // Only the one good request (the `Token` scheme) reached the broker.
-    let (st, v) = post(
-        d,
-        "/api/v1/readings",
-        Some(INGEST),
-        r#"{"topic": "t/end", "value": 0}"#,
-    )
-    .await;
-    assert_eq!(st, StatusCode::OK, "{v}");
-    let seen = lines_until(&sub, "t/end 0");
+    let seen = published_until_end(d, INGEST, &sub).await;
     assert_eq!(seen, ["t/kitchen/temperature 23.1", "s/a 1", "s/a 1"]);
     // The token values never reach the log.
     let log = d.log();
@@ -638,6 +614,19 @@ fn now() -> f64 {
 }
 
 /// Lines of `sub` until `last` (excluded), leaving out the subscriber's own probes.
+/// What the broker got until an end marker, `t/end 0`, published now with `token`.
+async fn published_until_end(d: &Http, token: &str, sub: &Subscriber) -> Vec<String> {
+    let (status, v) = post(
+        d,
+        "/api/v1/readings",
+        Some(token),
+        r#"{"topic": "t/end", "value": 0}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    lines_until(sub, "t/end 0")
+}
+
 fn lines_until(sub: &Subscriber, last: &str) -> Vec<String> {
     let mut seen = Vec::new();
     loop {
@@ -716,16 +705,7 @@ async fn reading_forms_reach_the_broker_and_private_locations_never_do() {
     ]);
     let (_, v) = post(d, "/api/v1/readings", Some(INGEST), &body.to_string()).await;
     assert_eq!(v["published"], 3);
-    let (st, _) = post(
-        d,
-        "/api/v1/readings",
-        Some(INGEST),
-        r#"{"topic": "t/end", "value": 0}"#,
-    )
-    .await;
-    assert_eq!(st, StatusCode::OK);
-
-    let seen = lines_until(&sub, "t/end 0");
+    let seen = published_until_end(d, INGEST, &sub).await;
     let p = "iotitan/http/phone1";
     let want: Vec<String> = [
         format!("{p}/battery/level 87"),

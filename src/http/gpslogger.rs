@@ -135,13 +135,6 @@ mod tests {
         parse(&pairs(query, body.as_bytes())?, &rules)
     }
 
-    fn msgs(b: &Batch) -> Vec<(&str, &str)> {
-        b.messages
-            .iter()
-            .map(|m| (m.topic.as_str(), m.payload.as_str()))
-            .collect()
-    }
-
     #[test]
     fn a_get_with_placeholders_filled_in() {
         // GPSLogger's default URL, as the user edited it, with the placeholders filled in.
@@ -149,7 +142,7 @@ mod tests {
         let b = run(Some(q), "", &PrivateAreas::default()).unwrap();
         let p = "iotitan/http/gpslogger/R58M";
         assert_eq!(
-            msgs(&b),
+            Batch::pairs(&b),
             [
                 (&*format!("{p}/lat"), "-34.95"),
                 (&format!("{p}/longitude"), "138.53"),
@@ -165,7 +158,10 @@ mod tests {
     fn a_post_body_without_content_type_a_form_or_json() {
         let home = PrivateAreas::example_home();
         let b = run(None, "lat=-34.92&lon=138.6&acc=5&device=Pixel", &home).unwrap();
-        assert_eq!(msgs(&b), [("iotitan/http/gpslogger/Pixel/acc", "5")]);
+        assert_eq!(
+            Batch::pairs(&b),
+            [("iotitan/http/gpslogger/Pixel/acc", "5")]
+        );
         assert_eq!(b.private, 2);
         let b = run(
             Some("device=p"),
@@ -174,7 +170,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            msgs(&b),
+            Batch::pairs(&b),
             [
                 ("iotitan/http/gpslogger/p/lat", "-34.95"),
                 ("iotitan/http/gpslogger/p/lon", "138.53")

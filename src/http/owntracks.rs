@@ -108,13 +108,6 @@ mod tests {
         parse(body.as_bytes(), "jane", "phone", &rules)
     }
 
-    fn msgs(b: &Batch) -> Vec<(&str, &str)> {
-        b.messages
-            .iter()
-            .map(|m| (m.topic.as_str(), m.payload.as_str()))
-            .collect()
-    }
-
     /// A location as the booklet's JSON format documents it.
     const LOCATION: &str = r#"{"_type":"location","acc":13,"alt":42,"batt":87,"bs":1,"conn":"w","created_at":1764550060,"lat":-34.95,"lon":138.53,"m":1,"t":"u","tid":"jn","tst":1764550050,"vac":3,"vel":0.0,"inregions":["home"],"topic":"owntracks/jane/phone"}"#;
 
@@ -141,7 +134,7 @@ mod tests {
         .into_iter()
         .map(|(k, v)| (format!("{p}/{k}"), v))
         .collect();
-        let got: Vec<(String, &str)> = msgs(&b)
+        let got: Vec<(String, &str)> = Batch::pairs(&b)
             .into_iter()
             .map(|(t, v)| (t.to_owned(), v))
             .collect();

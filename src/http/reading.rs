@@ -38,6 +38,17 @@ pub struct Batch {
     pub private: usize,
 }
 
+#[cfg(test)]
+impl Batch {
+    /// The messages as `(topic, payload)`: what the tests compare.
+    pub fn pairs(&self) -> Vec<(&str, &str)> {
+        self.messages
+            .iter()
+            .map(|m| (m.topic.as_str(), m.payload.as_str()))
+            .collect()
+    }
+}
+
 /// What parsing needs from the config and the clock.
 #[derive(Debug, Clone, Copy)]
 pub struct Rules<'a> {
@@ -404,16 +415,9 @@ mod tests {
         parse_json(body.as_bytes(), &rules)
     }
 
-    fn msgs(b: &Batch) -> Vec<(&str, &str)> {
-        b.messages
-            .iter()
-            .map(|m| (m.topic.as_str(), m.payload.as_str()))
-            .collect()
-    }
-
     /// Device-form messages come in key order; compare them as sets.
     fn sorted(b: &Batch) -> Vec<(&str, &str)> {
-        let mut v = msgs(b);
+        let mut v = b.pairs();
         v.sort();
         v
     }
@@ -421,9 +425,12 @@ mod tests {
     #[test]
     fn topic_form_single_and_array() {
         let b = json(r#"{"topic": "a/b/t", "value": 23.10}"#).unwrap();
-        assert_eq!(msgs(&b), [("a/b/t", "23.1")]);
+        assert_eq!(Batch::pairs(&b), [("a/b/t", "23.1")]);
         let b = json(r#"[{"topic": "a/t", "value": 1}, {"topic": "a/s", "value": "on"}, {"topic": "a/m", "value": true}]"#).unwrap();
-        assert_eq!(msgs(&b), [("a/t", "1"), ("a/s", "on"), ("a/m", "true")]);
+        assert_eq!(
+            Batch::pairs(&b),
+            [("a/t", "1"), ("a/s", "on"), ("a/m", "true")]
+        );
         assert_eq!(json("[]").unwrap(), Batch::default());
     }
 
@@ -549,7 +556,7 @@ mod tests {
     fn text_form() {
         let b = parse_text(b"a/t 23.1\r\n\nb/s {\"x\": 1}\nc/lwt Connection Lost\n").unwrap();
         assert_eq!(
-            msgs(&b),
+            Batch::pairs(&b),
             [
                 ("a/t", "23.1"),
                 ("b/s", "{\"x\": 1}"),

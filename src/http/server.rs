@@ -169,8 +169,7 @@ async fn readings(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
-    let token = app.tokens.authorize(&headers, Scope::Ingest)?;
-    let bytes = decoded(&headers, read_body(body, &app).await?, app.max_body)?;
+    let (token, bytes) = ingest(&app, &headers, body, false).await?;
     let batch = if is_text(&headers) {
         reading::parse_text(&bytes)
     } else {
@@ -187,8 +186,7 @@ async fn telegraf(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
-    let token = app.tokens.authorize(&headers, Scope::Ingest)?;
-    let bytes = decoded(&headers, read_body(body, &app).await?, app.max_body)?;
+    let (token, bytes) = ingest(&app, &headers, body, false).await?;
     let batch = telegraf_batch::parse(&bytes, &app.rules())
         .map_err(|e| ApiError::bad_request(e.code(), e.to_string()))?;
     publish_batch(&app, token, batch).await
@@ -203,8 +201,7 @@ async fn owntracks(
     RawQuery(query): RawQuery,
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
-    let token = app.tokens.authorize_basic(&headers, Scope::Ingest)?;
-    let bytes = decoded(&headers, read_body(body, &app).await?, app.max_body)?;
+    let (token, bytes) = ingest(&app, &headers, body, true).await?;
     let params: Vec<(String, String)> =
         form_urlencoded::parse(query.unwrap_or_default().as_bytes())
             .into_owned()
@@ -242,12 +239,28 @@ async fn gpslogger(
     RawQuery(query): RawQuery,
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
-    let token = app.tokens.authorize_basic(&headers, Scope::Ingest)?;
-    let bytes = decoded(&headers, read_body(body, &app).await?, app.max_body)?;
+    let (token, bytes) = ingest(&app, &headers, body, true).await?;
     let batch = gpslogger_pairs::pairs(query.as_deref(), &bytes)
         .and_then(|pairs| gpslogger_pairs::parse(&pairs, &app.rules()))
         .map_err(|e| ApiError::bad_request(e.code(), e.to_string()))?;
     publish_batch(&app, token, batch).await
+}
+
+/// The token of an ingest request (also as the Basic auth password where `basic`), then its
+/// body, inflated: the token is checked before the body is read.
+async fn ingest<'a>(
+    app: &'a App,
+    headers: &HeaderMap,
+    body: Body,
+    basic: bool,
+) -> Result<(&'a auth::Token, Bytes), ApiError> {
+    let token = if basic {
+        app.tokens.authorize_basic(headers, Scope::Ingest)?
+    } else {
+        app.tokens.authorize(headers, Scope::Ingest)?
+    };
+    let bytes = decoded(headers, read_body(body, app).await?, app.max_body)?;
+    Ok((token, bytes))
 }
 
 /// Publish a checked batch for `token` and answer with what became of it: every message

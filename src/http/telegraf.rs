@@ -159,20 +159,13 @@ mod tests {
         parse(body.as_bytes(), &rules)
     }
 
-    fn msgs(b: &Batch) -> Vec<(&str, &str)> {
-        b.messages
-            .iter()
-            .map(|m| (m.topic.as_str(), m.payload.as_str()))
-            .collect()
-    }
-
     #[test]
     fn a_batch_of_metrics_becomes_one_message_per_field() {
         // As Telegraf's JSON serializer writes a batch (its README's example).
         let body = r#"{"metrics":[{"fields":{"usage_idle":98.5,"usage_user":1},"name":"cpu","tags":{"cpu":"cpu-total","host":"pi4"},"timestamp":1458229140},{"fields":{"free":1234567,"used_percent":41.25},"name":"disk","tags":{"device":"mmcblk0p2","fstype":"ext4","host":"pi4","mode":"rw","path":"/"},"timestamp":1458229140},{"fields":{"up":true,"state":"running","gone":null},"name":"svc","timestamp":1458229140}]}"#;
         let b = parse_at(body, 1458229150.0).unwrap();
         assert_eq!(
-            msgs(&b),
+            Batch::pairs(&b),
             [
                 ("iotitan/http/pi4/cpu/cpu-total/usage_idle", "98.5"),
                 ("iotitan/http/pi4/cpu/cpu-total/usage_user", "1"),
@@ -213,7 +206,7 @@ mod tests {
             r#"{"metrics":[{"fields":{"a/b":1,"c+#":2},"name":"","tags":{"host":"x/y","t":""}}]}"#;
         let b = parse_at(body, 0.0).unwrap();
         assert_eq!(
-            msgs(&b),
+            Batch::pairs(&b),
             [
                 ("iotitan/http/x_y/_/_/a_b", "1"),
                 ("iotitan/http/x_y/_/_/c__", "2")
@@ -254,7 +247,10 @@ mod tests {
         // One bad metric refuses the batch: nothing of it is published.
         let body = r#"{"metrics":[{"name":"m","fields":{"v":1}},{"name":"m","fields":[]}]}"#;
         assert!(parse_at(body, 0.0).is_err());
-        assert_eq!(msgs(&parse_at(r#"{"metrics":[]}"#, 0.0).unwrap()), []);
+        assert_eq!(
+            Batch::pairs(&parse_at(r#"{"metrics":[]}"#, 0.0).unwrap()),
+            []
+        );
     }
 
     proptest::proptest! {
