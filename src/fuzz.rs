@@ -9,9 +9,9 @@
 
 use crate::bridge::batch::{Batcher, Delivery, Limits, Value};
 use crate::config::Config;
-use crate::http::geofence::PrivateAreas;
 use crate::http::reading::{self, Rules};
 use crate::payload::{Extractor, FieldPath, JsonRule};
+use crate::privacy::PrivateAreas;
 use crate::record;
 use crate::syslog::clock::{Ambiguity, Clock};
 use crate::syslog::line;
@@ -231,7 +231,9 @@ pub fn config(data: &[u8]) {
     }
 }
 
-/// `POST /api/v1/readings` bodies (JSON and `text/plain`) and the read API's query strings
+/// `POST /api/v1/readings` bodies (JSON and `text/plain`), the Telegraf, OwnTracks and
+/// GPSLogger forms (the data as a body, and as GPSLogger's query string) and the read API's
+/// query strings
 /// (every endpoint's parameters, in the local zone `TZ`). Every message a body gives has a
 /// topic one can publish to.
 pub fn http(data: &[u8]) {
@@ -243,9 +245,17 @@ pub fn http(data: &[u8]) {
         now: now().timestamp() as f64,
         disorder: Duration::from_secs(60),
     };
-    for batch in [reading::parse_json(data, &rules), reading::parse_text(data)]
-        .into_iter()
-        .flatten()
+    let gpslogger = crate::http::gpslogger::pairs(std::str::from_utf8(data).ok(), data)
+        .and_then(|pairs| crate::http::gpslogger::parse(&pairs, &rules));
+    for batch in [
+        reading::parse_json(data, &rules),
+        reading::parse_text(data),
+        crate::http::telegraf::parse(data, &rules),
+        crate::http::owntracks::parse(data, "user", "device", &rules),
+        gpslogger,
+    ]
+    .into_iter()
+    .flatten()
     {
         for m in &batch.messages {
             assert!(crate::topic::check_publish_topic(&m.topic).is_ok(), "{m:?}");

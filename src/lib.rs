@@ -13,7 +13,8 @@
 //! syslog record format), [`statistic`] (the statistics and the derived-topic rule),
 //! [`energy`] (increase of meters, integrals of power), [`calendar`] (hours of the week),
 //! [`schedule`] (crontab schedules), [`time`] (windows, command-line times, timers),
-//! [`secret`] (keys and tokens from files, the environment or credentials), [`backoff`],
+//! [`secret`] (keys and tokens from files, the environment or credentials), [`privacy`]
+//! (private areas, and locations withheld from payloads), [`backoff`],
 //! [`exit`] (sysexits codes).
 //!
 //! **Infrastructure** — the edges every program shares: [`mqtt`] (the one MQTT pump),
@@ -34,6 +35,7 @@ pub mod config;
 pub mod energy;
 pub mod exit;
 pub mod payload;
+pub mod privacy;
 pub mod record;
 pub mod schedule;
 pub mod secret;

@@ -1233,3 +1233,64 @@ fn seen_burst(r: &Rsyslogd) -> HashSet<usize> {
         .map(|r| String::from_utf8_lossy(&r.1).parse::<usize>().unwrap())
         .collect()
 }
+
+#[test]
+fn a_location_in_a_private_area_never_reaches_syslog() {
+    let m = Mosquitto::start();
+    let r = Rsyslogd::start();
+    let dir = tempfile::tempdir().unwrap();
+    // The shared setting, and a device form of our own besides OwnTracks' built-in one.
+    let extra = "[[private_area]]\nname = \"home\"\n\
+                 polygon = [[138.59, -34.93], [138.61, -34.93], [138.61, -34.91], [138.59, -34.91]]\n\
+                 [[location]]\ntopics = [\"car/+/gps\"]\nlatitude = \"position.lat\"\n\
+                 longitude = \"position.lon\"\n";
+    let cfg = config(
+        dir.path(),
+        &m,
+        &format!("unix:{}", r.socket.display()),
+        extra,
+    );
+    let _logger = Logger::start(&cfg);
+    wait_subscribed(&m, || probes_in(&rsyslog_records(&r)));
+    let home =
+        br#"{"_type":"location","lat":-34.92,"lon":138.6,"batt":87,"tid":"jn","tst":1764550000}"#;
+    let away =
+        br#"{"_type":"location","lat":-34.95,"lon":138.53,"batt":86,"tid":"jn","tst":1764550060}"#;
+    let car = br#"{"position":{"lat":-34.91,"lon":138.61,"alt":40},"speed":0}"#;
+    let msgs: Vec<(String, Vec<u8>)> = vec![
+        ("owntracks/jane/phone".into(), home.to_vec()),
+        ("owntracks/jane/phone".into(), away.to_vec()),
+        ("car/ute/gps".into(), car.to_vec()),
+        ("car/ute/speed".into(), b"0".to_vec()),
+    ];
+    let _p = Publisher::start(m.port, &format!("private{}", free_port()), msgs, 1000, 1);
+    let mut recs = Vec::new();
+    assert!(
+        wait_until(TIMEOUT, || {
+            recs = rsyslog_records(&r);
+            recs.iter().any(|r| r.0 == b"car/ute/speed")
+        }),
+        "records missing: {recs:?}"
+    );
+    let payloads: Vec<serde_json::Value> = recs
+        .iter()
+        .filter(|r| r.0.starts_with(b"owntracks/") || r.0 == b"car/ute/gps")
+        .map(|r| serde_json::from_slice(&r.1).expect("a JSON record"))
+        .collect();
+    assert_eq!(
+        payloads,
+        [
+            serde_json::json!({"_type":"location","batt":87,"tid":"jn","tst":1764550000,"_withheld":["lat","lon"]}),
+            serde_json::from_slice::<serde_json::Value>(away).unwrap(),
+            serde_json::json!({"position":{"alt":40},"speed":0,"_withheld":["position.lat","position.lon"]}),
+        ]
+    );
+    // Not a coordinate of home in any record, in any form.
+    for r in &recs {
+        let text = String::from_utf8_lossy(&r.1);
+        assert!(
+            !text.contains("-34.92") && !text.contains("-34.91"),
+            "{text}"
+        );
+    }
+}

@@ -396,8 +396,8 @@ fn plain_topic<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     Ok(s)
 }
 
-/// One `[[http.private_area]]`: a polygon of `[longitude, latitude]` points (WGS84), closed
-/// or not.
+/// One `[[private_area]]` (or `[[http.private_area]]`): a polygon of `[longitude, latitude]`
+/// points (WGS84), closed or not.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AreaConfig {
@@ -406,6 +406,31 @@ pub struct AreaConfig {
     /// At least three corners.
     #[serde(deserialize_with = "polygon")]
     pub polygon: Vec<[f64; 2]>,
+}
+
+/// One `[[location]]`: MQTT payloads on `topics` are JSON objects with a latitude and a
+/// longitude at these field paths (`a.b` reaches into objects). OwnTracks' form
+/// ([`LocationConfig::owntracks`]) is always known.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocationConfig {
+    /// Topic filters.
+    pub topics: crate::topic::Filters,
+    /// The latitude's field path.
+    pub latitude: String,
+    /// The longitude's field path.
+    pub longitude: String,
+}
+
+impl LocationConfig {
+    /// OwnTracks' MQTT mode: `owntracks/<user>/<device>`, `lat` and `lon`.
+    pub fn owntracks() -> Self {
+        LocationConfig {
+            topics: crate::topic::Filters::of(&["owntracks/#"]),
+            latitude: "lat".into(),
+            longitude: "lon".into(),
+        }
+    }
 }
 
 fn polygon<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<[f64; 2]>, D::Error> {

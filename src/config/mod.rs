@@ -21,8 +21,8 @@ pub use bridge::{BridgeConfig, ChannelConfig};
 pub use duration::Dur;
 pub use energy::{CalendarConfig, EnergyConfig};
 pub use http::{
-    AreaConfig, ByteSize, DEFAULT_MAX_SERIES, DeviceConfig, HttpConfig, MAX_COMMAND_TIMEOUT, Rate,
-    Scope, TokenConfig, token_env_name,
+    AreaConfig, ByteSize, DEFAULT_MAX_SERIES, DeviceConfig, HttpConfig, LocationConfig,
+    MAX_COMMAND_TIMEOUT, Rate, Scope, TokenConfig, token_env_name,
 };
 pub use logger::LoggerConfig;
 pub use mqtt::MqttConfig;
@@ -76,6 +76,13 @@ pub struct Config {
         skip_serializing_if = "Vec::is_empty"
     )]
     pub calendar: Vec<CalendarConfig>,
+    /// Where no location is ever recorded or published, by any program. `[[http.private_area]]`
+    /// means the same; see [`Config::private_areas`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub private_area: Vec<AreaConfig>,
+    /// Which MQTT payloads carry a location (OwnTracks' form is built in).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub location: Vec<LocationConfig>,
 }
 
 fn default_state_dir() -> PathBuf {
@@ -131,6 +138,15 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// Every private area: `[[private_area]]` and `[[http.private_area]]`, which mean the same.
+    pub fn private_areas(&self) -> Vec<AreaConfig> {
+        self.private_area
+            .iter()
+            .chain(&self.http.private_area)
+            .cloned()
+            .collect()
+    }
+
     /// Load and validate the config at `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {

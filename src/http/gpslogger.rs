@@ -122,7 +122,7 @@ pub fn parse(pairs: &[(String, String)], rules: &Rules<'_>) -> Result<Batch, Rea
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::geofence::PrivateAreas;
+    use crate::privacy::PrivateAreas;
     use std::time::Duration;
 
     fn run(query: Option<&str>, body: &str, areas: &PrivateAreas) -> Result<Batch, ReadingError> {

@@ -6,7 +6,7 @@
 //! - [`telegraf`]: Telegraf's JSON batches, [`owntracks`]: OwnTracks' locations,
 //!   [`gpslogger`]: GPSLogger's custom URL → the same messages;
 //! - [`command`]: command bodies → topic, payload and the acknowledgement to wait for;
-//! - [`rate`]: a token's request rate; [`geofence`]: the private areas;
+//! - [`rate`]: a token's request rate (the private areas are [`crate::privacy`]'s);
 //! - [`auth`]: tokens, loaded like the bridge's write keys, compared in constant time;
 //! - [`error`]: the one JSON error shape;
 //! - [`broker`]: QoS 1 publishing that knows when the broker acknowledged, subscriptions;
@@ -26,7 +26,6 @@ pub mod auth;
 pub mod broker;
 pub mod command;
 pub mod error;
-pub mod geofence;
 pub mod gpslogger;
 pub mod live;
 pub mod owntracks;
@@ -103,7 +102,7 @@ pub async fn run_on(
     let app = Arc::new(server::App {
         tokens: Arc::new(tokens),
         broker: broker.clone(),
-        areas: geofence::PrivateAreas::new(&http.private_area),
+        areas: crate::privacy::PrivateAreas::new(&cfg.private_areas()),
         prefix: http.ingest_prefix.clone(),
         disorder: cfg.stats.disorder.get(),
         devices: http.device.clone(),

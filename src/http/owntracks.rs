@@ -95,7 +95,7 @@ pub fn level(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::geofence::PrivateAreas;
+    use crate::privacy::PrivateAreas;
     use std::time::Duration;
 
     fn parse_with(body: &str, areas: &PrivateAreas) -> Result<Batch, ReadingError> {

@@ -13,7 +13,7 @@
 //! shortest form that reads back as the same `f64` (`23.10` → `23.1`, `87` → `87`); serde_json
 //! parses floats exactly (`float_roundtrip`), so that `f64` is the client's number.
 
-use super::geofence::PrivateAreas;
+use crate::privacy::PrivateAreas;
 use crate::topic::{TopicError, check_publish_topic};
 use serde_json::{Map, Value};
 use std::time::Duration;

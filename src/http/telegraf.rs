@@ -145,7 +145,7 @@ fn seconds(t: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::geofence::PrivateAreas;
+    use crate::privacy::PrivateAreas;
     use std::time::Duration;
 
     fn parse_at(body: &str, now: f64) -> Result<Batch, ReadingError> {

@@ -86,6 +86,8 @@ pub struct Counters {
     pub dropped_too_big: u64,
     /// Records a RELP daemon answered with an error status (not written).
     pub refused: u64,
+    /// Records written without the location their message had: it lay in a private area.
+    pub withheld: u64,
 }
 
 /// What acknowledging a message takes: no payload kept in memory.
@@ -158,9 +160,11 @@ pub async fn run(
     logger.disconnect(polled.task).await;
     let c = logger.counters;
     tracing::info!(
-        "stopped: {} received, {} written, {} excluded, {} dropped (too big), {} refused",
+        "stopped: {} received, {} written ({} with a private location withheld), {} excluded, \
+         {} dropped (too big), {} refused",
         c.received,
         c.written,
+        c.withheld,
         c.excluded,
         c.dropped_too_big,
         c.refused
@@ -192,6 +196,8 @@ struct Logger {
     linger: Option<Linger>,
     /// Messages on the logger's marker topic are never written (see [`leave`]).
     marker: Marker,
+    /// Locations in private areas, withheld from the records.
+    locations: crate::privacy::Locations,
 }
 
 /// Syslog messages made from one batch of MQTT messages, back to back in one buffer.
@@ -273,6 +279,10 @@ impl Logger {
             counters: Counters::default(),
             linger,
             marker,
+            locations: crate::privacy::Locations::new(
+                crate::privacy::PrivateAreas::new(&cfg.private_areas()),
+                &cfg.location,
+            ),
         }
     }
 
@@ -435,9 +445,14 @@ impl Logger {
                 continue;
             }
             self.record.clear();
+            // A location in a private area never reaches syslog (OwnTracks in MQTT mode).
+            let payload = self.locations.withhold(&p.topic, &p.payload);
+            if let std::borrow::Cow::Owned(_) = payload {
+                self.counters.withheld += 1;
+            }
             record::encode(
                 p.topic.as_bytes(),
-                &p.payload,
+                &payload,
                 self.max_payload,
                 &mut self.record,
             );
