@@ -525,3 +525,50 @@ fn refuses_to_start_without_channels_or_beside_another_bridge() {
     assert!(err.contains("another iotitan-bridge"), "{err}");
     first.stop();
 }
+
+/// OwnTracks in MQTT mode, its fields mapped to a channel: a location in a private area never
+/// reaches ThingSpeak; the rest of the message does.
+#[test]
+fn a_location_in_a_private_area_never_reaches_thingspeak() {
+    let s = Setup::new();
+    let ts = &s.ts;
+    let cfg = s.config(
+        "\"owntracks/jane/phone/lat\" = 1, \"owntracks/jane/phone/lon\" = 2, \
+         \"owntracks/jane/phone/batt\" = 3",
+        "[[payload.json]]\ntopics = [\"owntracks/#\"]\nfields = [\"lat\", \"lon\", \"batt\"]\n\
+         [[private_area]]\nname = \"home\"\n\
+         polygon = [[138.59, -34.93], [138.61, -34.93], [138.61, -34.91], [138.59, -34.91]]\n",
+    );
+    let bridge = Bridge::start(&cfg, Some(KEY), &[]);
+    bridge.wait_log("subscribed: owntracks/jane/phone");
+    s.publish(
+        "owntracks/jane/phone",
+        r#"{"_type":"location","lat":-34.92,"lon":138.6,"batt":87}"#,
+    );
+    ts.wait_entries(1, TIMEOUT);
+    s.publish(
+        "owntracks/jane/phone",
+        r#"{"_type":"location","lat":-34.95,"lon":138.53,"batt":86}"#,
+    );
+    ts.wait_entries(2, TIMEOUT);
+    let entries: Vec<serde_json::Value> = ts
+        .requests()
+        .iter()
+        .flat_map(|r| {
+            let doc: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+            doc["updates"].as_array().unwrap().clone()
+        })
+        .map(|mut u| {
+            u.as_object_mut().unwrap().remove("created_at");
+            u
+        })
+        .collect();
+    assert_eq!(
+        entries,
+        [
+            serde_json::json!({"field3": 87.0}),
+            serde_json::json!({"field1": -34.95, "field2": 138.53, "field3": 86.0}),
+        ]
+    );
+    bridge.stop();
+}

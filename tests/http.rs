@@ -1226,3 +1226,49 @@ async fn sigterm_ends_live_streams_instead_of_waiting_for_them() {
     assert!(!log.contains("still under way"), "{log}");
     assert!(log.contains("iotitan-http stopped"), "{log}");
 }
+
+/// OwnTracks in MQTT mode publishes its JSON to the broker: the dashboard's live stream never
+/// shows a location inside a private area (the rest of the message, yes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_live_stream_withholds_a_private_location() {
+    let s = setup("", false);
+    let mut live = client()
+        .get(s.d.url("/api/v1/live"))
+        .bearer_auth(READ)
+        .send()
+        .await
+        .expect("GET /api/v1/live");
+    assert_eq!(live.status(), StatusCode::OK);
+    s.d.wait_log("live readings: subscribed");
+    let msgs: Vec<(String, Vec<u8>)> = vec![
+        (
+            "owntracks/jane/phone".into(),
+            br#"{"_type":"location","lat":-34.92,"lon":138.6,"batt":87,"tid":"jn"}"#.to_vec(),
+        ),
+        ("t/end".into(), b"0".to_vec()),
+    ];
+    let _p = Publisher::start(s.m.port, &format!("live{}", free_port()), msgs, 1000, 1);
+    let mut text = String::new();
+    let got = tokio::time::timeout(TIMEOUT, async {
+        while !text.contains("t/end") {
+            match live.chunk().await {
+                Ok(Some(c)) => text.push_str(&String::from_utf8_lossy(&c)),
+                _ => break,
+            }
+        }
+    })
+    .await;
+    assert!(got.is_ok() && text.contains("t/end"), "{text}");
+    let event = text
+        .lines()
+        .find(|l| l.contains("owntracks/jane/phone"))
+        .unwrap_or_else(|| panic!("no OwnTracks event: {text}"));
+    assert!(
+        event.contains("_withheld") && event.contains("batt"),
+        "{event}"
+    );
+    assert!(
+        !event.contains("-34.92") && !event.contains("138.6,"),
+        "{event}"
+    );
+}

@@ -93,6 +93,10 @@ pub async fn run_with(cfg: &Config, mut shutdown: Shutdown, opts: Options) -> an
         .into());
     }
     let routes = Routes::new(cfg);
+    let locations = crate::privacy::Locations::new(
+        crate::privacy::PrivateAreas::new(&cfg.private_areas()),
+        &cfg.location,
+    );
     let status = Arc::new(
         opts.status
             .unwrap_or_else(|| watch::channel(Status::default()).0),
@@ -178,7 +182,9 @@ pub async fn run_with(cfg: &Config, mut shutdown: Shutdown, opts: Options) -> an
                 }
                 let (wall, at) = (chrono::Utc::now(), Instant::now());
                 out.clear();
-                if let Err(e) = routes.route(&p.topic, &p.payload, &mut out) {
+                // A location in a private area never goes to ThingSpeak.
+                let payload = locations.withhold(&p.topic, &p.payload);
+                if let Err(e) = routes.route(&p.topic, &payload, &mut out) {
                     rejected += 1;
                     tracing::debug!("{}: payload rejected ({e}); {rejected} so far", p.topic);
                 }

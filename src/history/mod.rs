@@ -22,6 +22,7 @@ pub(crate) mod top;
 pub(crate) mod topics;
 
 use crate::payload::{self, Extractor, Reading, Rejected};
+use crate::privacy::Locations;
 use crate::records::{Decisions, Records};
 use crate::topic::{Filters, Matcher};
 use chrono::{DateTime, Utc};
@@ -166,6 +167,9 @@ pub struct Readings<C> {
     max_series: usize,
     /// Set once the consumer held more: the read stopped there.
     pub too_many: bool,
+    /// Locations in private areas, withheld from what is read (records written before the
+    /// area was configured still hold them).
+    locations: std::sync::Arc<Locations>,
 }
 
 impl<C: Consumer> Readings<C> {
@@ -180,7 +184,14 @@ impl<C: Consumer> Readings<C> {
             rejected: 0,
             max_series: usize::MAX,
             too_many: false,
+            locations: std::sync::Arc::default(),
         }
+    }
+
+    /// Withhold the locations `locations` finds in private areas.
+    pub fn with_locations(mut self, locations: std::sync::Arc<Locations>) -> Self {
+        self.locations = locations;
+        self
     }
 
     /// Stop reading once the consumer holds more than `max` series.
@@ -225,6 +236,7 @@ impl<C: Consumer> Records for Readings<C> {
             self.rejected += 1;
             return ControlFlow::Continue(());
         };
+        let payload = self.locations.withhold(topic, &payload);
         let got = if plain {
             // One value named after the topic: no reading to build.
             payload::parse_plain(&payload)
@@ -266,6 +278,7 @@ impl<C: Consumer> Records for Readings<C> {
             rejected: 0,
             max_series: self.max_series,
             too_many: false,
+            locations: self.locations.clone(),
         })
     }
     fn merge(&mut self, later: Self) {
@@ -333,6 +346,48 @@ mod tests {
             ]
         );
         assert_eq!(f.records.rejected, 2);
+    }
+
+    /// Records written before a private area was configured still hold its locations: a
+    /// read leaves them out, and reads the rest of the record.
+    #[test]
+    fn a_read_withholds_a_location_in_a_private_area() {
+        use crate::payload::{FieldPath, JsonRule};
+        let w = Window {
+            start: utc("2026-11-22T05:00:00Z"),
+            end: utc("2026-11-22T06:00:00Z"),
+        };
+        let reader = Reader::new(w, chrono::Duration::seconds(60), "iotitan-logger", Utc);
+        let extractor = Extractor::new(vec![JsonRule {
+            topics: Filters::of(&["owntracks/#"]),
+            fields: ["lat", "lon", "batt"]
+                .iter()
+                .map(|f| FieldPath::new(f).unwrap())
+                .collect(),
+        }]);
+        let locations =
+            crate::privacy::Locations::new(crate::privacy::PrivateAreas::example_home(), &[]);
+        let mut f = Feed::new(
+            reader,
+            Readings::new(Filters::of(&["#"]), extractor, Got::default())
+                .with_locations(std::sync::Arc::new(locations)),
+        );
+        for l in [
+            r#"2026-11-22T05:00:00Z h iotitan-logger[1]: owntracks/jane/phone {"_type":"location","lat":-34.92,"lon":138.6,"batt":87}"#,
+            r#"2026-11-22T05:00:01Z h iotitan-logger[1]: owntracks/jane/phone {"_type":"location","lat":-34.95,"lon":138.53,"batt":86}"#,
+        ] {
+            assert!(f.take(l.as_bytes()).is_continue());
+        }
+        let t = "owntracks/jane/phone";
+        assert_eq!(
+            f.records.consumer.0,
+            vec![
+                (format!("{t}/batt"), Owned::Number(87.0)),
+                (format!("{t}/lat"), Owned::Number(-34.95)),
+                (format!("{t}/lon"), Owned::Number(138.53)),
+                (format!("{t}/batt"), Owned::Number(86.0)),
+            ]
+        );
     }
 
     /// A read split across threads answers what one thread answers, for every consumer.

@@ -40,6 +40,8 @@ struct Inner {
     calendars: Vec<Calendar>,
     /// Most series one answer may hold (`[http] max_series`).
     max_series: usize,
+    /// Locations in private areas, withheld from every answer.
+    locations: Arc<crate::privacy::Locations>,
     /// Scans that may run at once: each holds what its reads return, and a few of them at a
     /// time bound what parallel requests hold together.
     heavy: Arc<tokio::sync::Semaphore>,
@@ -133,6 +135,7 @@ impl Context {
             energy: EnergyConfig::default(),
             calendars: Vec::new(),
             max_series: crate::config::DEFAULT_MAX_SERIES,
+            locations: Arc::default(),
             heavy: Arc::new(tokio::sync::Semaphore::new(HEAVY_READS)),
             waiting: Arc::default(),
             latest: Arc::default(),
@@ -197,7 +200,13 @@ impl Context {
             cfg.energy.clone(),
             cfg.calendar.iter().map(|c| c.calendar()).collect(),
         )
-        .with_max_series(cfg.http.max_series))
+        .with_max_series(cfg.http.max_series)
+        .with(|inner| {
+            inner.locations = Arc::new(crate::privacy::Locations::new(
+                crate::privacy::PrivateAreas::new(&cfg.private_areas()),
+                &cfg.location,
+            ));
+        }))
     }
 
     /// [`read`](Self::read) into a consumer `make` makes, read again on one thread in the rare
@@ -358,7 +367,9 @@ impl Context {
 
     /// The readings of `topics` for `consumer`.
     fn readings<C: Consumer>(&self, topics: Filters, consumer: C) -> Readings<C> {
-        Readings::new(topics, self.0.extractor.clone(), consumer).with_max_series(self.0.max_series)
+        Readings::new(topics, self.0.extractor.clone(), consumer)
+            .with_max_series(self.0.max_series)
+            .with_locations(self.0.locations.clone())
     }
 
     /// The sources to read now (`auto` decided again).

@@ -86,7 +86,12 @@ impl Default for Hub {
 
 /// Subscribe to `#` while the broker is connected and a browser listens, and send every
 /// message to the hub.
-pub async fn feed(broker: Broker, hub: Hub, mut shutdown: Shutdown) {
+pub async fn feed(
+    broker: Broker,
+    hub: Hub,
+    locations: crate::privacy::Locations,
+    mut shutdown: Shutdown,
+) {
     let tx = hub.tx.clone();
     let mut connected = broker.watch();
     loop {
@@ -117,7 +122,9 @@ pub async fn feed(broker: Broker, hub: Hub, mut shutdown: Shutdown) {
                 _ = shutdown.recv() => return,
                 m = sub.next() => match m {
                     Some(p) => {
-                        if tx.send(reading(&p.topic, &p.payload, chrono::Utc::now()).into()).is_err() {
+                        // A location in a private area is not shown either.
+                        let payload = locations.withhold(&p.topic, &p.payload);
+                        if tx.send(reading(&p.topic, &payload, chrono::Utc::now()).into()).is_err() {
                             tracing::info!("live readings: nobody listens, unsubscribing");
                             break;
                         }

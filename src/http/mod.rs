@@ -94,15 +94,17 @@ pub async fn run_on(
     let (client, driver) = mqtt::connect(&cfg.mqtt, "http").context("mqtt settings")?;
     let (broker, poller) = broker::Broker::start(client.clone(), driver);
     let live_hub = live::Hub::new();
+    let areas = crate::privacy::PrivateAreas::new(&cfg.private_areas());
     tokio::spawn(live::feed(
         broker.clone(),
         live_hub.clone(),
+        crate::privacy::Locations::new(areas.clone(), &cfg.location),
         shutdown.clone(),
     ));
     let app = Arc::new(server::App {
         tokens: Arc::new(tokens),
         broker: broker.clone(),
-        areas: crate::privacy::PrivateAreas::new(&cfg.private_areas()),
+        areas,
         prefix: http.ingest_prefix.clone(),
         disorder: cfg.stats.disorder.get(),
         devices: http.device.clone(),
