@@ -89,7 +89,22 @@ fn metric(v: &Value, at: &str, rules: &Rules<'_>, batch: &mut Batch) -> Result<(
         push_level(&mut path, v);
     }
     let before = batch.messages.len();
+    // A location (Telegraf's gps or a phone's input): `lat`/`latitude` with
+    // `lon`/`lng`/`longitude` fields, withheld inside a private area.
+    let number = |names: &[&str]| names.iter().find_map(|n| fields.get(*n)?.as_f64());
+    const LAT: [&str; 2] = ["lat", "latitude"];
+    const LON: [&str; 3] = ["lon", "lng", "longitude"];
+    let private = match (number(&LAT), number(&LON)) {
+        (Some(lat), Some(lon)) => rules.areas.find(lon, lat).is_some(),
+        _ => false,
+    };
+    if private {
+        batch.private += 2;
+    }
     for (field, v) in fields {
+        if private && (LAT.contains(&field.as_str()) || LON.contains(&field.as_str())) {
+            continue;
+        }
         let mut topic = path.clone();
         topic.push('/');
         push_level(&mut topic, field);
@@ -179,6 +194,28 @@ mod tests {
             ]
         );
         assert_eq!(b.late, 0);
+    }
+
+    #[test]
+    fn a_location_in_a_private_area_is_withheld() {
+        let areas = PrivateAreas::example_home();
+        let rules = Rules {
+            prefix: "p",
+            areas: &areas,
+            now: 0.0,
+            disorder: Duration::from_secs(60),
+        };
+        let body = br#"{"metrics":[{"fields":{"lat":-34.92,"lon":138.6,"speed":0},"name":"gps","tags":{"host":"ute"}},{"fields":{"latitude":-34.95,"longitude":138.53},"name":"gps","tags":{"host":"ute"}}]}"#;
+        let b = parse(body, &rules).unwrap();
+        assert_eq!(
+            b.pairs(),
+            [
+                ("p/ute/gps/speed", "0"),
+                ("p/ute/gps/latitude", "-34.95"),
+                ("p/ute/gps/longitude", "138.53")
+            ]
+        );
+        assert_eq!(b.private, 2);
     }
 
     #[test]
