@@ -346,6 +346,14 @@ fn dashboard_shows_the_series_the_api_has_and_nothing_without_a_token() {
     let (status, _, js) = get(&s, "/ui/vendor/uPlot.iife.min.js");
     assert_eq!(status, 200);
     assert!(js.contains("uPlot"));
+    // An icon where the page names it and where browsers look without asking.
+    assert!(body.contains("rel=\"icon\" href=\"/ui/icon.svg\""));
+    for path in ["/ui/icon.svg", "/favicon.ico"] {
+        let (status, headers, icon) = get(&s, path);
+        assert_eq!(status, 200, "{path}");
+        assert_eq!(headers["content-type"], "image/svg+xml", "{path}");
+        assert!(icon.starts_with("<svg"), "{path}");
+    }
 
     // Readings: over MQTT, an alert state, and a phone's form with a location inside the
     // private area (withheld) next to its battery level.

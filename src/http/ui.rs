@@ -47,6 +47,7 @@ pub const TOP_STATISTICS: &[&str] = &[
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>iotitan dashboard</title>
 <meta name="generator" content="iotitan {{ version }}">
+<link rel="icon" href="/ui/icon.svg" type="image/svg+xml">
 <link rel="stylesheet" href="/ui/vendor/uPlot.min.css">
 <link rel="stylesheet" href="/ui/app.css">
 <script src="/ui/vendor/uPlot.iife.min.js" defer></script>
@@ -175,6 +176,11 @@ const APP_CSS: Asset = Asset {
     content_type: "text/css; charset=utf-8",
     body: include_bytes!("ui/app.css"),
 };
+/// The page's icon (also at `/favicon.ico`, where browsers and tools look without asking).
+const ICON: Asset = Asset {
+    content_type: "image/svg+xml",
+    body: include_bytes!("ui/icon.svg"),
+};
 const UPLOT_JS: Asset = Asset {
     content_type: "text/javascript; charset=utf-8",
     body: include_bytes!("ui/vendor/uPlot.iife.min.js"),
@@ -211,6 +217,8 @@ pub fn routes() -> Router {
         )
         .route("/ui/app.js", get(|| async { serve(&APP_JS) }))
         .route("/ui/app.css", get(|| async { serve(&APP_CSS) }))
+        .route("/ui/icon.svg", get(|| async { serve(&ICON) }))
+        .route("/favicon.ico", get(|| async { serve(&ICON) }))
         .route(
             "/ui/vendor/uPlot.iife.min.js",
             get(|| async { serve(&UPLOT_JS) }),
