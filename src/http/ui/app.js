@@ -32,7 +32,7 @@ class AuthError extends Error {}
 function takeToken() {
   const m = /(?:^|[#&])token=([^&]*)/.exec(location.hash);
   const r = /(?:^|[#&])range=([^&]*)/.exec(location.hash);
-  if (r && r[1] in RANGES) current.range = r[1];
+  if (r && r[1] in RANGES) { current.range = r[1]; current.chosen = true; }
   // #series=a/b/t,c/d/t: the chart's series, the first one chosen.
   const sr = /(?:^|[#&])series=([^&]*)/.exec(location.hash);
   if (sr) {
@@ -440,11 +440,21 @@ async function loadChart() {
   }
   const now = Date.now() / 1000;
   const width = Math.max(300, Math.min(box.clientWidth || 800, 2000));
-  const since = "-" + current.range;
+  // Until a range is chosen, a chart whose data all lies in the last quarter of the range
+  // (a fresh install, the demo's first minute) opens on the span there is, not as a sliver at
+  // the right edge of a day; it grows with new readings up to the range.
+  const firsts = topics.map((t) => secs((series.get(t) || {}).first)).filter(Number.isFinite);
+  const first = firsts.length ? Math.min(...firsts) : NaN;
+  const span = RANGES[current.range];
+  const fitted = !current.chosen && now - first < span / 4;
+  const t0 = fitted ? first - Math.max(1, (now - first) / 20) : now - span;
+  const since = fitted ? encodeURIComponent(new Date(t0 * 1000).toISOString()) : "-" + current.range;
   const q = topics.map((t) => "topics=" + encodeURIComponent(t)).join("&") + "&since=" + since;
   const v = await api("/aggregate?" + q + "&every=1s&stats=min,mean,max,count&max_points=" + width);
   const per = topics.map((t) => (v.series && v.series[t]) || []);
-  chart = { topics, per, every: v.every || 1, t0: now - RANGES[current.range], t1: now };
+  chart = { topics, per, every: v.every || 1, t0, t1: now, fitted };
+  box.dataset.t0 = String(t0);
+  box.dataset.t1 = String(now);
   const { data, lines, bands } = bandsOf(topics, per, topics.length > 1, chart.t0, chart.t1);
   box.dataset.maxPoints = String(width);
   box.dataset.range = current.range;
@@ -453,7 +463,7 @@ async function loadChart() {
   const opts = {
     width,
     height: 300,
-    title: title + " (" + current.range + ")",
+    title: title + (fitted ? " (since " + new Date(t0 * 1000).toLocaleTimeString() + ")" : " (" + current.range + ")"),
     scales: { x: { time: true } },
     series: lines,
     bands,
@@ -499,7 +509,8 @@ function growChart(topic, value, at) {
     buckets.push({ start: new Date(start * 1000).toISOString(), count: 1, min: value, mean: value, max: value });
   }
   if (t > chart.t1) {
-    const span = chart.t1 - chart.t0;
+    // A fitted chart grows up to its range; then, as any chart, it moves on.
+    const span = chart.fitted ? Math.min(t - chart.t0, RANGES[current.range]) : chart.t1 - chart.t0;
     chart.t1 = t;
     chart.t0 = t - span;
     for (const b of chart.per) {
@@ -844,6 +855,7 @@ function init() {
   for (const b of $("ranges").querySelectorAll("button")) {
     b.addEventListener("click", () => {
       current.range = b.dataset.range;
+      current.chosen = true;
       for (const o of $("ranges").querySelectorAll("button")) o.classList.toggle("on", o === b);
       Promise.all([loadChart(), loadHistogram()]).catch(fail);
     });
