@@ -613,7 +613,6 @@ fn now() -> f64 {
         .as_secs_f64()
 }
 
-/// Lines of `sub` until `last` (excluded), leaving out the subscriber's own probes.
 /// What the broker got until an end marker, `t/end 0`, published now with `token`.
 async fn published_until_end(d: &Http, token: &str, sub: &Subscriber) -> Vec<String> {
     let (status, v) = post(
@@ -627,6 +626,7 @@ async fn published_until_end(d: &Http, token: &str, sub: &Subscriber) -> Vec<Str
     lines_until(sub, "t/end 0")
 }
 
+/// Lines of `sub` until `last` (excluded), leaving out the subscriber's own probes.
 fn lines_until(sub: &Subscriber, last: &str) -> Vec<String> {
     let mut seen = Vec::new();
     loop {
