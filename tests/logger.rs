@@ -1250,7 +1250,7 @@ fn a_location_in_a_private_area_never_reaches_syslog() {
         &format!("unix:{}", r.socket.display()),
         extra,
     );
-    let _logger = Logger::start(&cfg);
+    let mut logger = Logger::start(&cfg);
     wait_subscribed(&m, || probes_in(&rsyslog_records(&r)));
     let home =
         br#"{"_type":"location","lat":-34.92,"lon":138.6,"batt":87,"tid":"jn","tst":1764550000}"#;
@@ -1293,4 +1293,6 @@ fn a_location_in_a_private_area_never_reaches_syslog() {
             "{text}"
         );
     }
+    let c = terminate_cleanly(&mut logger, &r);
+    assert_eq!(c["with a private location withheld"], 2, "{c:?}");
 }

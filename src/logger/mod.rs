@@ -160,14 +160,14 @@ pub async fn run(
     logger.disconnect(polled.task).await;
     let c = logger.counters;
     tracing::info!(
-        "stopped: {} received, {} written ({} with a private location withheld), {} excluded, \
-         {} dropped (too big), {} refused",
+        "stopped: {} received, {} written, {} excluded, {} dropped (too big), {} refused, \
+         {} with a private location withheld",
         c.received,
         c.written,
-        c.withheld,
         c.excluded,
         c.dropped_too_big,
-        c.refused
+        c.refused,
+        c.withheld
     );
     Ok(c)
 }
