@@ -220,13 +220,21 @@ impl Context {
         make: impl Fn() -> C,
     ) -> Result<Read<C>, ReadError> {
         let read = self.read(topics.clone(), since, until, make())?;
+        self.exact_or_again(read, |one| one.read(topics.clone(), since, until, make()))
+    }
+
+    /// `read` as it is when it is what one pass gives (it was joined exactly, stopped at too
+    /// many series, or ran on one thread); else what `again` reads on one thread.
+    fn exact_or_again<C: Consumer>(
+        &self,
+        read: Read<C>,
+        again: impl FnOnce(Context) -> Result<Read<C>, ReadError>,
+    ) -> Result<Read<C>, ReadError> {
         if read.too_many || read.consumer.exact() || self.0.threads == 1 {
             return Ok(read);
         }
         tracing::debug!("a read split across threads could not be joined exactly: read again");
-        self.clone()
-            .with_threads(1)
-            .read(topics.clone(), since, until, make())
+        again(self.clone().with_threads(1))
     }
 
     /// [`read_exact`](Self::read_exact), in one scan with the other reads waiting then: the
@@ -247,14 +255,9 @@ impl Context {
                     .into_any()
                     .downcast::<Readings<C>>()
                     .map_err(|_| ReadError("a read got another read's answer".into()))?;
-                let read = Read::from(*readings);
-                if read.too_many || read.consumer.exact() || ctx.0.threads == 1 {
-                    return Ok(read);
-                }
-                tracing::debug!("a read split across threads could not be joined exactly: again");
-                ctx.clone()
-                    .with_threads(1)
-                    .read(topics, since, until, make())
+                ctx.exact_or_again(Read::from(*readings), |one| {
+                    one.read(topics, since, until, make())
+                })
             });
             // The request may have gone (its client hung up): nobody to tell.
             let _ = tx.send(read);
