@@ -10,7 +10,7 @@
 //!
 //! Pure: no I/O.
 
-use crate::config::{AreaConfig, LocationConfig};
+use crate::config::{AreaConfig, Config, LocationConfig};
 use crate::topic::Matcher;
 use geo::{Coord, Intersects, LineString, Point, Polygon};
 use serde_json::Value;
@@ -102,6 +102,17 @@ impl Locations {
             })
             .collect();
         Locations { areas, rules }
+    }
+
+    /// Those of a configuration: every private area (`[[private_area]]` and
+    /// `[[http.private_area]]`) and `[[location]]`, as every program applies them.
+    pub fn of(cfg: &Config) -> Self {
+        Locations::new(PrivateAreas::new(&cfg.private_areas()), &cfg.location)
+    }
+
+    /// The private areas.
+    pub fn areas(&self) -> &PrivateAreas {
+        &self.areas
     }
 
     /// `payload` of `topic` as it may be recorded: as it came, or, where it is a JSON object

@@ -93,10 +93,7 @@ pub async fn run_with(cfg: &Config, mut shutdown: Shutdown, opts: Options) -> an
         .into());
     }
     let routes = Routes::new(cfg);
-    let locations = crate::privacy::Locations::new(
-        crate::privacy::PrivateAreas::new(&cfg.private_areas()),
-        &cfg.location,
-    );
+    let locations = crate::privacy::Locations::of(cfg);
     let status = Arc::new(
         opts.status
             .unwrap_or_else(|| watch::channel(Status::default()).0),

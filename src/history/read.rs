@@ -202,10 +202,7 @@ impl Context {
         )
         .with_max_series(cfg.http.max_series)
         .with(|inner| {
-            inner.locations = Arc::new(crate::privacy::Locations::new(
-                crate::privacy::PrivateAreas::new(&cfg.private_areas()),
-                &cfg.location,
-            ));
+            inner.locations = Arc::new(crate::privacy::Locations::of(cfg));
         }))
     }
 

@@ -94,11 +94,12 @@ pub async fn run_on(
     let (client, driver) = mqtt::connect(&cfg.mqtt, "http").context("mqtt settings")?;
     let (broker, poller) = broker::Broker::start(client.clone(), driver);
     let live_hub = live::Hub::new();
-    let areas = crate::privacy::PrivateAreas::new(&cfg.private_areas());
+    let locations = crate::privacy::Locations::of(cfg);
+    let areas = locations.areas().clone();
     tokio::spawn(live::feed(
         broker.clone(),
         live_hub.clone(),
-        crate::privacy::Locations::new(areas.clone(), &cfg.location),
+        locations,
         shutdown.clone(),
     ));
     let app = Arc::new(server::App {

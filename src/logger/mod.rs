@@ -279,10 +279,7 @@ impl Logger {
             counters: Counters::default(),
             linger,
             marker,
-            locations: crate::privacy::Locations::new(
-                crate::privacy::PrivateAreas::new(&cfg.private_areas()),
-                &cfg.location,
-            ),
+            locations: crate::privacy::Locations::of(cfg),
         }
     }
 
