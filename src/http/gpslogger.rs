@@ -8,8 +8,9 @@
 //! the phone's serial (`ser`, `%SER`) or Android id (`aid`, `%AID`), else `gpslogger`. The
 //! app retries anything but a 2xx.
 
-use super::reading::{Batch, Message, ReadingError, Rules, check_text_value};
-use super::telegraf::push_level;
+use super::reading::{
+    Batch, LATITUDE, LONGITUDE, Message, ReadingError, Rules, check_text_value, push_level, scalar,
+};
 use crate::topic::check_publish_topic;
 use serde_json::Value;
 
@@ -18,11 +19,6 @@ pub const DEFAULT_DEVICE: &str = "gpslogger";
 
 /// Parameters that name the device, in the order they are looked for.
 const DEVICE: [&str; 3] = ["device", "ser", "aid"];
-
-/// The names of a latitude and of a longitude (`%LAT`, `%LON` under the names GPSLogger's
-/// own examples give them).
-const LATITUDE: [&str; 2] = ["lat", "latitude"];
-const LONGITUDE: [&str; 3] = ["lon", "lng", "longitude"];
 
 /// The `name=value` pairs of a request: the query string's, then the body's (a form, or a
 /// flat JSON object).
@@ -39,12 +35,10 @@ pub fn pairs(query: Option<&str>, body: &[u8]) -> Result<Vec<(String, String)>, 
             return Err(ReadingError::Shape("the body must be a JSON object".into()));
         };
         for (k, v) in obj {
-            let v = match v {
-                Value::Number(n) => n.to_string(),
-                Value::Bool(b) => b.to_string(),
-                Value::String(s) => s,
-                Value::Null => continue,
-                Value::Array(_) | Value::Object(_) => {
+            let v = match scalar(&v) {
+                Some(v) => v,
+                None if v.is_null() => continue,
+                None => {
                     return Err(ReadingError::Shape(format!(
                         "{k:?} must be a number, a boolean or a string"
                     )));
@@ -71,14 +65,8 @@ pub fn parse(pairs: &[(String, String)], rules: &Rules<'_>) -> Result<Batch, Rea
     let mut device = String::new();
     push_level(&mut device, get(&DEVICE).unwrap_or(DEFAULT_DEVICE));
     let number = |names: &[&str]| get(names).and_then(|v| v.parse::<f64>().ok());
-    let private = match (number(&LATITUDE), number(&LONGITUDE)) {
-        (Some(lat), Some(lon)) => rules.areas.find(lon, lat).is_some(),
-        _ => false,
-    };
     let mut batch = Batch::default();
-    if private {
-        batch.private += 2;
-    }
+    let private = rules.withholds(number(&LATITUDE), number(&LONGITUDE), &mut batch);
     let fix = get(&["timestamp"])
         .and_then(|t| t.parse::<f64>().ok())
         .or_else(|| {
@@ -88,7 +76,7 @@ pub fn parse(pairs: &[(String, String)], rules: &Rules<'_>) -> Result<Batch, Rea
                     .map(|t| t.timestamp_micros() as f64 / 1e6)
             })
         });
-    let late = fix.is_some_and(|t| rules.now - t > rules.disorder.as_secs_f64());
+    let late = fix.is_some_and(|t| rules.late(t));
     let path = format!("{}/gpslogger/{device}", rules.prefix);
     for (k, v) in pairs {
         let v = v.trim();

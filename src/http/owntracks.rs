@@ -9,7 +9,7 @@
 //! 4xx), so what is not ours to record is answered 200 and left out: other `_type`s
 //! (transitions, waypoints, cards), and a body of length zero ("a friend was deleted").
 
-use super::reading::{Batch, Message, ReadingError, Rules};
+use super::reading::{Batch, Message, ReadingError, Rules, push_level, scalar};
 use crate::topic::check_publish_topic;
 use serde_json::Value;
 
@@ -47,32 +47,23 @@ pub fn parse(
         obj.get("lat").and_then(Value::as_f64),
         obj.get("lon").and_then(Value::as_f64),
     );
-    let private = match (lat, lon) {
-        (Some(lat), Some(lon)) => rules.areas.find(lon, lat).is_some(),
-        _ => false,
-    };
-    if private {
-        batch.private += 2;
-    }
+    let private = rules.withholds(lat, lon, &mut batch);
     let late = obj
         .get("tst")
         .and_then(Value::as_f64)
-        .is_some_and(|tst| rules.now - tst > rules.disorder.as_secs_f64());
+        .is_some_and(|tst| rules.late(tst));
     let path = format!("{}/owntracks/{user}/{device}", rules.prefix);
     for (k, v) in &obj {
         if NOT_READINGS.contains(&k.as_str()) || (private && (k == "lat" || k == "lon")) {
             continue;
         }
-        let payload = match v {
-            // Integer fields may arrive as `0.0`: published as the number they are.
-            Value::Number(n) => n.to_string(),
-            Value::Bool(b) => b.to_string(),
-            Value::String(s) => s.clone(),
-            Value::Null | Value::Array(_) | Value::Object(_) => continue,
+        // Integer fields may arrive as `0.0`: published as the number they are.
+        let Some(payload) = scalar(v) else {
+            continue;
         };
         let mut topic = path.clone();
         topic.push('/');
-        super::telegraf::push_level(&mut topic, k);
+        push_level(&mut topic, k);
         check_publish_topic(&topic).map_err(|err| ReadingError::Topic {
             at: format!("field {k:?}"),
             err,
@@ -88,7 +79,7 @@ pub fn parse(
 /// A user or device name as OwnTracks and the Recorder take it: lower-cased, one topic level.
 pub fn level(name: &str) -> String {
     let mut out = String::new();
-    super::telegraf::push_level(&mut out, &name.trim().to_lowercase());
+    push_level(&mut out, &name.trim().to_lowercase());
     out
 }
 

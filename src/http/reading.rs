@@ -62,6 +62,64 @@ pub struct Rules<'a> {
     pub disorder: Duration,
 }
 
+impl Rules<'_> {
+    /// Whether a reading its device took at `seconds` (Unix) is older than the allowed
+    /// disorder: it is still published, and counted in `late`.
+    pub fn late(&self, seconds: f64) -> bool {
+        self.now - seconds > self.disorder.as_secs_f64()
+    }
+
+    /// Whether a location — a latitude and a longitude, when both are there — lies in a
+    /// private area; then its two numbers are withheld, and counted in `batch`.
+    pub fn withholds(
+        &self,
+        latitude: Option<f64>,
+        longitude: Option<f64>,
+        batch: &mut Batch,
+    ) -> bool {
+        let private = matches!(
+            (latitude, longitude),
+            (Some(lat), Some(lon)) if self.areas.find(lon, lat).is_some()
+        );
+        if private {
+            batch.private += 2;
+        }
+        private
+    }
+}
+
+/// The names a flat form gives a latitude and a longitude (GPSLogger's parameters,
+/// Telegraf's fields).
+pub(crate) const LATITUDE: [&str; 2] = ["lat", "latitude"];
+/// See [`LATITUDE`].
+pub(crate) const LONGITUDE: [&str; 3] = ["lon", "lng", "longitude"];
+
+/// A JSON scalar as a payload: numbers as written, booleans `true`/`false`, strings as they
+/// are; `None` for null, arrays and objects.
+pub(crate) fn scalar(v: &Value) -> Option<String> {
+    match v {
+        // serde_json only makes finite numbers (1e400 fails to parse).
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        Value::String(s) => Some(s.clone()),
+        Value::Null | Value::Array(_) | Value::Object(_) => None,
+    }
+}
+
+/// `level` appended to a topic as one level: `/`, `+`, `#` and control characters written as
+/// `_`, an empty one as `_`.
+pub(crate) fn push_level(topic: &mut String, level: &str) {
+    if level.is_empty() {
+        topic.push('_');
+        return;
+    }
+    topic.extend(level.chars().map(|c| match c {
+        '/' | '+' | '#' => '_',
+        c if c.is_control() => '_',
+        c => c,
+    }));
+}
+
 /// Why a body was refused (all 400).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ReadingError {
@@ -248,16 +306,10 @@ fn one(v: &Value, at: &str, rules: &Rules<'_>, batch: &mut Batch) -> Result<(), 
 /// A leaf's payload: numbers as written, booleans as `true`/`false`, strings as they are;
 /// `None` for objects and arrays (and null).
 fn leaf(v: &Value, at: &str) -> Result<Option<String>, ReadingError> {
-    Ok(match v {
-        // serde_json only makes finite numbers (1e400 fails to parse).
-        Value::Number(n) => Some(n.to_string()),
-        Value::Bool(b) => Some(b.to_string()),
-        Value::String(s) => {
-            check_text_value(s, &|| at.to_owned())?;
-            Some(s.clone())
-        }
-        _ => None,
-    })
+    if let Value::String(s) = v {
+        check_text_value(s, &|| at.to_owned())?;
+    }
+    Ok(scalar(v))
 }
 
 /// The device form.
@@ -295,7 +347,7 @@ fn device(
                      RFC 3339 time"
                 ))
             })?;
-            rules.now - ts > rules.disorder.as_secs_f64()
+            rules.late(ts)
         }
     };
     let Some(Value::Object(props)) = obj.get("properties") else {
@@ -346,16 +398,11 @@ fn walk(
     batch: &mut Batch,
 ) -> Result<(), ReadingError> {
     // A location: a latitude/longitude pair of numbers in one object.
-    let private = match (
+    let private = rules.withholds(
         obj.get("latitude").and_then(Value::as_f64),
         obj.get("longitude").and_then(Value::as_f64),
-    ) {
-        (Some(lat), Some(lon)) => rules.areas.find(lon, lat).is_some(),
-        _ => false,
-    };
-    if private {
-        batch.private += 2;
-    }
+        batch,
+    );
     for (k, v) in obj {
         if private && (k == "latitude" || k == "longitude") {
             continue;

@@ -18,7 +18,9 @@
 //! batch is acknowledged or none of it, which is what Telegraf's retry of a non-2xx batch
 //! needs to neither lose nor duplicate a metric.
 
-use super::reading::{Batch, Message, ReadingError, Rules};
+use super::reading::{
+    Batch, LATITUDE, LONGITUDE, Message, ReadingError, Rules, push_level, scalar,
+};
 use crate::topic::check_publish_topic;
 use serde_json::{Map, Value};
 
@@ -67,7 +69,7 @@ fn metric(v: &Value, at: &str, rules: &Rules<'_>, batch: &mut Batch) -> Result<(
             let t = t
                 .as_f64()
                 .ok_or_else(|| shape("\"timestamp\" must be a number"))?;
-            rules.now - seconds(t) > rules.disorder.as_secs_f64()
+            rules.late(seconds(t))
         }
     };
     let mut path = format!("{}/", rules.prefix);
@@ -92,29 +94,18 @@ fn metric(v: &Value, at: &str, rules: &Rules<'_>, batch: &mut Batch) -> Result<(
     // A location (Telegraf's gps or a phone's input): `lat`/`latitude` with
     // `lon`/`lng`/`longitude` fields, withheld inside a private area.
     let number = |names: &[&str]| names.iter().find_map(|n| fields.get(*n)?.as_f64());
-    const LAT: [&str; 2] = ["lat", "latitude"];
-    const LON: [&str; 3] = ["lon", "lng", "longitude"];
-    let private = match (number(&LAT), number(&LON)) {
-        (Some(lat), Some(lon)) => rules.areas.find(lon, lat).is_some(),
-        _ => false,
-    };
-    if private {
-        batch.private += 2;
-    }
+    let private = rules.withholds(number(&LATITUDE), number(&LONGITUDE), batch);
     for (field, v) in fields {
-        if private && (LAT.contains(&field.as_str()) || LON.contains(&field.as_str())) {
+        if private && (LATITUDE.contains(&field.as_str()) || LONGITUDE.contains(&field.as_str())) {
             continue;
         }
         let mut topic = path.clone();
         topic.push('/');
         push_level(&mut topic, field);
-        let payload = match v {
-            // serde_json only makes finite numbers.
-            Value::Number(n) => n.to_string(),
-            Value::Bool(b) => b.to_string(),
-            Value::String(s) => s.clone(),
-            Value::Null => continue,
-            Value::Array(_) | Value::Object(_) => {
+        let payload = match scalar(v) {
+            Some(p) => p,
+            None if v.is_null() => continue,
+            None => {
                 return Err(shape(&format!(
                     "field {field:?} must be a number, a boolean or a string"
                 )));
@@ -130,20 +121,6 @@ fn metric(v: &Value, at: &str, rules: &Rules<'_>, batch: &mut Batch) -> Result<(
         batch.late += batch.messages.len() - before;
     }
     Ok(())
-}
-
-/// `level` appended to a topic as one level: `/`, `+`, `#` and control characters written as
-/// `_`, an empty one as `_`.
-pub(crate) fn push_level(topic: &mut String, level: &str) {
-    if level.is_empty() {
-        topic.push('_');
-        return;
-    }
-    topic.extend(level.chars().map(|c| match c {
-        '/' | '+' | '#' => '_',
-        c if c.is_control() => '_',
-        c => c,
-    }));
 }
 
 /// A timestamp in Telegraf's `json_timestamp_units` (1 s by default; 1ms, 1us and 1ns are
