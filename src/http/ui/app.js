@@ -231,6 +231,13 @@ function note(topic, value, at, first) {
   return topic;
 }
 
+/// When the earliest of `topics` began in the overview's range (its `first`), in seconds;
+/// `none` when none of them says.
+function firstOf(topics, none) {
+  const firsts = topics.map((t) => secs((series.get(t) || {}).first)).filter(Number.isFinite);
+  return firsts.length ? Math.min(...firsts) : none;
+}
+
 /// `/aggregate` of `topics` with `params`, in as many requests as URLs of a sane length
 /// need (never `#`: over a large registry that would be refused as too many series), the
 /// answers' series merged.
@@ -258,8 +265,7 @@ async function loadSparks(topics) {
   if (!topics.length) return;
   const now = Date.now() / 1000;
   let since = now - 86400;
-  const firsts = topics.map((t) => secs(series.get(t).first)).filter(Number.isFinite);
-  const first = firsts.length ? Math.min(...firsts) : since;
+  const first = firstOf(topics, since);
   let v;
   if (now - first <= (now - since) / 4) {
     since = first;
@@ -443,8 +449,7 @@ async function loadChart() {
   // Until a range is chosen, a chart whose data all lies in the last quarter of the range
   // (a fresh install, the demo's first minute) opens on the span there is, not as a sliver at
   // the right edge of a day; it grows with new readings up to the range.
-  const firsts = topics.map((t) => secs((series.get(t) || {}).first)).filter(Number.isFinite);
-  const first = firsts.length ? Math.min(...firsts) : NaN;
+  const first = firstOf(topics, NaN);
   const span = RANGES[current.range];
   const fitted = !current.chosen && now - first < span / 4;
   const t0 = fitted ? first - Math.max(1, (now - first) / 20) : now - span;
