@@ -9,9 +9,9 @@
 //! app retries anything but a 2xx.
 
 use super::reading::{
-    Batch, LATITUDE, LONGITUDE, Message, ReadingError, Rules, check_text_value, push_level, scalar,
+    Batch, LATITUDE, LONGITUDE, Message, ReadingError, Rules, check_text_value, level_topic,
+    push_level, scalar,
 };
-use crate::topic::check_publish_topic;
 use serde_json::Value;
 
 /// The device of a request that names none.
@@ -88,13 +88,7 @@ pub fn parse(pairs: &[(String, String)], rules: &Rules<'_>) -> Result<Batch, Rea
         {
             continue;
         }
-        let mut topic = path.clone();
-        topic.push('/');
-        push_level(&mut topic, k);
-        check_publish_topic(&topic).map_err(|err| ReadingError::Topic {
-            at: format!("parameter {k:?}"),
-            err,
-        })?;
+        let topic = level_topic(&path, k, &format!("parameter {k:?}"))?;
         check_text_value(v, &|| format!("parameter {k:?}"))?;
         batch.messages.push(Message {
             topic,

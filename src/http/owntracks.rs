@@ -9,8 +9,7 @@
 //! 4xx), so what is not ours to record is answered 200 and left out: other `_type`s
 //! (transitions, waypoints, cards), and a body of length zero ("a friend was deleted").
 
-use super::reading::{Batch, Message, ReadingError, Rules, push_level, scalar};
-use crate::topic::check_publish_topic;
+use super::reading::{Batch, Message, ReadingError, Rules, level_topic, push_level, scalar};
 use serde_json::Value;
 
 /// The Recorder's names for a user and a device that did not say theirs.
@@ -61,13 +60,7 @@ pub fn parse(
         let Some(payload) = scalar(v) else {
             continue;
         };
-        let mut topic = path.clone();
-        topic.push('/');
-        push_level(&mut topic, k);
-        check_publish_topic(&topic).map_err(|err| ReadingError::Topic {
-            at: format!("field {k:?}"),
-            err,
-        })?;
+        let topic = level_topic(&path, k, &format!("field {k:?}"))?;
         batch.messages.push(Message { topic, payload });
     }
     if late {

@@ -120,6 +120,18 @@ pub(crate) fn push_level(topic: &mut String, level: &str) {
     }));
 }
 
+/// The topic `path/level`, `level` written as one level ([`push_level`]), checked to be one
+/// that can be published to; an error names `at`.
+pub(crate) fn level_topic(path: &str, level: &str, at: &str) -> Result<String, ReadingError> {
+    let mut topic = format!("{path}/");
+    push_level(&mut topic, level);
+    check_publish_topic(&topic).map_err(|err| ReadingError::Topic {
+        at: at.to_owned(),
+        err,
+    })?;
+    Ok(topic)
+}
+
 /// Why a body was refused (all 400).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ReadingError {

@@ -19,9 +19,8 @@
 //! needs to neither lose nor duplicate a metric.
 
 use super::reading::{
-    Batch, LATITUDE, LONGITUDE, Message, ReadingError, Rules, push_level, scalar,
+    Batch, LATITUDE, LONGITUDE, Message, ReadingError, Rules, level_topic, push_level, scalar,
 };
-use crate::topic::check_publish_topic;
 use serde_json::{Map, Value};
 
 /// The device level of a metric without a `host` tag.
@@ -99,9 +98,6 @@ fn metric(v: &Value, at: &str, rules: &Rules<'_>, batch: &mut Batch) -> Result<(
         if private && (LATITUDE.contains(&field.as_str()) || LONGITUDE.contains(&field.as_str())) {
             continue;
         }
-        let mut topic = path.clone();
-        topic.push('/');
-        push_level(&mut topic, field);
         let payload = match scalar(v) {
             Some(p) => p,
             None if v.is_null() => continue,
@@ -111,10 +107,7 @@ fn metric(v: &Value, at: &str, rules: &Rules<'_>, batch: &mut Batch) -> Result<(
                 )));
             }
         };
-        check_publish_topic(&topic).map_err(|err| ReadingError::Topic {
-            at: at.to_owned(),
-            err,
-        })?;
+        let topic = level_topic(&path, field, at)?;
         batch.messages.push(Message { topic, payload });
     }
     if late {
@@ -276,7 +269,7 @@ mod tests {
             let rules = Rules { prefix: "p", areas: &areas, now: 0.0, disorder: Duration::ZERO };
             if let Ok(b) = parse(&body, &rules) {
                 for m in b.messages {
-                    proptest::prop_assert!(check_publish_topic(&m.topic).is_ok());
+                    proptest::prop_assert!(crate::topic::check_publish_topic(&m.topic).is_ok());
                 }
             }
         }
