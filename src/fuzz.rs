@@ -245,7 +245,7 @@ pub fn http(data: &[u8]) {
         now: now().timestamp() as f64,
         disorder: Duration::from_secs(60),
     };
-    let gpslogger = crate::http::gpslogger::pairs(std::str::from_utf8(data).ok(), data)
+    let gpslogger = crate::http::gpslogger::pairs(std::str::from_utf8(data).ok(), data, false)
         .and_then(|pairs| crate::http::gpslogger::parse(&pairs, &rules));
     for batch in [
         reading::parse_json(data, &rules),

@@ -26,6 +26,19 @@ pub enum FilterError {
     /// A NUL character, which MQTT forbids.
     #[error("a topic filter must not contain NUL: {0:?}")]
     Nul(String),
+    /// A character a broker refuses ([`refused_by_brokers`]).
+    #[error("a topic filter must not hold a control character or a Unicode noncharacter: {0:?}")]
+    Control(String),
+}
+
+/// Whether a broker refuses `c` in a topic or filter. MQTT 3.1.1 §1.5.3 says a topic
+/// "SHOULD NOT" hold control characters (U+0001–U+001F, U+007F–U+009F) or Unicode
+/// noncharacters, and that a receiver may close the connection of a client that sends them:
+/// mosquitto does (its `mosquitto_validate_utf8`). A reading sent to such a topic over HTTP
+/// made the daemon's whole connection drop, failing every request under way with it.
+pub fn refused_by_brokers(c: char) -> bool {
+    let cp = u32::from(c);
+    c.is_control() || (0xFDD0..=0xFDEF).contains(&cp) || cp & 0xFFFE == 0xFFFE
 }
 
 impl TopicFilter {
@@ -36,6 +49,9 @@ impl TopicFilter {
         }
         if s.contains('\0') {
             return Err(FilterError::Nul(s.to_owned()));
+        }
+        if s.contains(refused_by_brokers) {
+            return Err(FilterError::Control(s.to_owned()));
         }
         let levels: Vec<&str> = s.split('/').collect();
         for (i, level) in levels.iter().enumerate() {
@@ -110,6 +126,9 @@ pub enum TopicError {
     /// A NUL character, which MQTT forbids.
     #[error("topic {0:?} contains NUL")]
     Nul(String),
+    /// A character a broker refuses ([`refused_by_brokers`]).
+    #[error("topic {0:?} holds a control character or a Unicode noncharacter")]
+    Control(String),
 }
 
 /// The longest topic MQTT can carry (a two-byte length).
@@ -137,6 +156,9 @@ pub fn check_publish_topic(topic: &str) -> Result<(), TopicError> {
     }
     if topic.contains('\0') {
         return Err(TopicError::Nul(shown()));
+    }
+    if topic.contains(refused_by_brokers) {
+        return Err(TopicError::Control(shown()));
     }
     if topic.starts_with('$') {
         return Err(TopicError::Dollar(shown()));
@@ -306,6 +328,38 @@ mod tests {
             assert!(TopicFilter::new(bad).is_err(), "{bad}");
         }
         assert!(matches!(TopicFilter::new("a\0"), Err(FilterError::Nul(_))));
+        // What mosquitto closes the connection for: C0 and C1 controls, DEL, noncharacters.
+        for bad in [
+            "a\u{8}b",
+            "a/\u{1f}",
+            "\u{7f}",
+            "a\u{96}",
+            "\u{fdd0}",
+            "x\u{fffe}",
+            "\u{10ffff}",
+        ] {
+            assert!(
+                matches!(TopicFilter::new(bad), Err(FilterError::Control(_))),
+                "{bad:?}"
+            );
+            assert!(
+                matches!(check_publish_topic(bad), Err(TopicError::Control(_))),
+                "{bad:?}"
+            );
+        }
+        for ok in [
+            "a\u{a0}b",
+            "é/ü",
+            "\u{fdcf}",
+            "\u{fdf0}",
+            "\u{fffd}",
+            "\u{1f600}",
+        ] {
+            assert!(
+                TopicFilter::new(ok).is_ok() && check_publish_topic(ok).is_ok(),
+                "{ok:?}"
+            );
+        }
     }
 
     #[test]

@@ -62,7 +62,7 @@ async fn serve(file: &std::path::Path) -> String {
         .await
         .expect("bind");
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, routes(ctx)).await });
+    tokio::spawn(async move { axum::serve(listener, axum::Router::from(routes(ctx))).await });
     format!("http://{addr}")
 }
 
@@ -462,7 +462,7 @@ async fn bad_parameters_are_400_with_a_json_error() {
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, routes(ctx)).await });
+    tokio::spawn(async move { axum::serve(listener, axum::Router::from(routes(ctx))).await });
     let (status, v) = get(&format!("http://{addr}"), "/topics").await;
     assert_eq!(status, 500, "{v}");
     assert_eq!(v["error"], "read_failed");
@@ -579,7 +579,7 @@ async fn energy_by_room_within_and_outside_office_hours() {
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, routes(ctx)).await });
+    tokio::spawn(async move { axum::serve(listener, axum::Router::from(routes(ctx))).await });
 
     let ts = |t: DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Secs, true);
     let ask = |calendar: &str| {
@@ -789,7 +789,7 @@ async fn a_simulated_office_through_the_pipeline_stats_and_api_agree() {
     .with_energy(cfg.energy.clone(), Vec::new());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, routes(ctx)).await });
+    tokio::spawn(async move { axum::serve(listener, axum::Router::from(routes(ctx))).await });
     let api = ok(
         &base,
         &format!(

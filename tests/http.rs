@@ -538,6 +538,10 @@ async fn every_error_of_the_contract_has_its_status_and_shape_and_publishes_noth
         ("{\"topic\": \"t/#\", \"value\": 1}", "bad_topic"),
         ("{\"topic\": \"t//a\", \"value\": 1}", "bad_topic"),
         ("{\"topic\": \"$SYS/a\", \"value\": 1}", "bad_topic"),
+        // What mosquitto closes the connection for (all other requests' with it).
+        ("{\"topic\": \"t/a\\bb\", \"value\": 1}", "bad_topic"),
+        ("{\"topic\": \"t/a\\u0096\", \"value\": 1}", "bad_topic"),
+        ("{\"topic\": \"t/\\ufffe\", \"value\": 1}", "bad_topic"),
         ("{\"topic\": \"t/a\", \"value\": [1]}", "bad_reading"),
     ];
     for (body, want) in cases {

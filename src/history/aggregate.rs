@@ -258,8 +258,42 @@ impl Serialize for Bucket {
     }
 }
 
+/// `{"start", "count", <statistic>: number…}`, as [`Bucket`]'s `Serialize` writes it.
+impl utoipa::PartialSchema for Bucket {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, Type};
+        use utoipa::openapi::{KnownFormat, SchemaFormat};
+        ObjectBuilder::new()
+            .property(
+                "start",
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime))),
+            )
+            .required("start")
+            .property(
+                "count",
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .minimum(Some(0)),
+            )
+            .required("count")
+            .additional_properties(Some(AdditionalProperties::from(
+                ObjectBuilder::new().schema_type(Type::Number),
+            )))
+            .description(Some(
+                "A bucket: its first instant, its count, then each statistic asked for that is \
+                 defined, by name",
+            ))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Bucket {}
+
 /// The answer of `/aggregate`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[schema(as = AggregateAnswer)]
 pub struct Answer {
     /// The buckets of each series, oldest first.
     pub series: BTreeMap<String, Vec<Bucket>>,

@@ -7,12 +7,12 @@
 //! different answer. Reads run on a blocking thread.
 
 use super::Consumer;
-use super::aggregate::{self, Aggregate, Curves, Every};
-use super::histogram::{self, Histogram};
+use super::aggregate::{self, Aggregate, Answer as AggregateAnswer, Curves, Every};
+use super::histogram::{self, Answer as HistogramAnswer, Histogram};
 use super::read::Context;
-use super::rows::Rows;
-use super::top::{Order, Top};
-use super::topics::Topics;
+use super::rows::{History, Rows};
+use super::top::{Entry, Order, Top};
+use super::topics::{Seen, Topics};
 use crate::statistic::Statistic;
 use crate::syslog::clock::Zone;
 use crate::topic::{Filters, TopicFilter};
@@ -20,8 +20,9 @@ use axum::Json;
 use axum::extract::{OriginalUri, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use chrono::{DateTime, Datelike, Utc};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// Rows `/history` returns unless `limit` says otherwise.
 pub const DEFAULT_LIMIT: usize = 10_000;
@@ -30,16 +31,41 @@ pub const MAX_LIMIT: usize = 1_000_000;
 /// Most devices one `/top` answer may hold.
 pub const MAX_N: usize = 10_000;
 
-/// The read routes, state applied.
-pub fn routes(ctx: Context) -> axum::Router {
-    axum::Router::new()
-        .route("/topics", get(topics))
-        .route("/history", get(history))
-        .route("/aggregate", get(aggregate))
-        .route("/top", get(top))
-        .route("/histogram", get(histogram))
-        .with_state(ctx)
+/// The read routes, state applied, each with its description in the API document: a route
+/// is registered together with its `#[utoipa::path]`, so none is served undocumented.
+pub fn routes(ctx: Context) -> OpenApiRouter {
+    api().with_state(ctx)
 }
+
+/// The read routes before their state, for the API document alone.
+pub fn api() -> OpenApiRouter<Context> {
+    OpenApiRouter::new()
+        .routes(routes!(topics))
+        .routes(routes!(history))
+        .routes(routes!(aggregate))
+        .routes(routes!(top))
+        .routes(routes!(histogram))
+}
+
+/// The parameters each endpoint takes: what [`Params::parse`] lets through, and what the API
+/// document lists (a unit test holds the two equal).
+const TOPICS_PARAMS: &[&str] = &["topics", "since", "until", "limit", "after", "q"];
+const HISTORY_PARAMS: &[&str] = &["topics", "since", "until", "limit", "format"];
+const AGGREGATE_PARAMS: &[&str] = &[
+    "topics",
+    "since",
+    "until",
+    "every",
+    "stats",
+    "max_points",
+    "by",
+    "within",
+    "outside",
+];
+const TOP_PARAMS: &[&str] = &[
+    "feature", "stat", "n", "order", "topics", "since", "until", "within", "outside",
+];
+const HISTOGRAM_PARAMS: &[&str] = &["topics", "since", "until", "bins"];
 
 /// An error answer: `{"error": code, "message": one sentence}`.
 #[derive(Debug)]
@@ -63,6 +89,26 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = serde_json::json!({"error": self.code, "message": self.message});
         (self.status, Json(body)).into_response()
+    }
+}
+
+/// The error answers every read can give, as the API document lists them.
+struct ReadErrors;
+
+impl utoipa::IntoResponses for ReadErrors {
+    fn responses() -> std::collections::BTreeMap<
+        String,
+        utoipa::openapi::RefOr<utoipa::openapi::response::Response>,
+    > {
+        let mut list = vec![
+            (
+                "400",
+                "`bad_parameter`, or `too_many_series` past `http.max_series`",
+            ),
+            ("500", "`read_failed`: a source could not be read"),
+        ];
+        list.extend(crate::http::openapi::TOKEN);
+        crate::http::openapi::errors(&list)
     }
 }
 
@@ -203,6 +249,28 @@ async fn read<C: Consumer + Send + 'static>(
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/topics",
+    tag = "read",
+    summary = "What was seen, a page at a time",
+    security(("bearer" = [])),
+    params(
+        ("topics" = Option<Vec<String>>, Query, explode = true, example = json!(["#"]),
+            description = "MQTT filters, repeated, default `#` (`+` written `%2B`, `#` `%23`)"),
+        ("since" = Option<String>, Query, example = "-1d", pattern = r"^\s*(now|[+-].*|[0-9]{4}-.*)\s*$",
+            description = "RFC 3339, `now`, or relative to now (`-7d`, `-90m`)"),
+        ("until" = Option<String>, Query, example = "now", pattern = r"^\s*(now|[+-].*|[0-9]{4}-.*)\s*$",
+            description = "as `since`; default `now`"),
+        ("limit" = Option<usize>, Query, minimum = 1, maximum = 10000, description = "series on a page, default 1000"),
+        ("after" = Option<String>, Query, description = "the last series of the previous page"),
+        ("q" = Option<String>, Query, description = "only series whose name holds this text, any ASCII case"),
+    ),
+    responses(
+        (status = 200, description = "Series sorted by name; `Link` names the next page", body = [Seen], headers(("Link" = String, description = "RFC 8288 link to the next page, when one follows"))),
+        ReadErrors,
+    ),
+)]
 async fn topics(
     State(ctx): State<Context>,
     OriginalUri(uri): OriginalUri,
@@ -249,7 +317,7 @@ struct TopicsParams {
 }
 
 fn topics_params(q: Option<String>, now: DateTime<Utc>) -> Result<TopicsParams, ApiError> {
-    let p = Params::parse(q, &["topics", "since", "until", "limit", "after", "q"])?;
+    let p = Params::parse(q, TOPICS_PARAMS)?;
     Ok(TopicsParams {
         topics: p.filters(false)?,
         range: p.range("-1d", now)?,
@@ -260,6 +328,27 @@ fn topics_params(q: Option<String>, now: DateTime<Utc>) -> Result<TopicsParams, 
     })
 }
 
+#[utoipa::path(
+    get,
+    path = "/history",
+    tag = "read",
+    summary = "Raw readings, oldest first",
+    security(("bearer" = [])),
+    params(
+        ("topics" = Vec<String>, Query, explode = true, example = json!(["#"]),
+            description = "MQTT filters, repeated, required (`+` written `%2B`, `#` `%23`)"),
+        ("since" = Option<String>, Query, example = "-1d", pattern = r"^\s*(now|[+-].*|[0-9]{4}-.*)\s*$",
+            description = "RFC 3339, `now`, or relative to now (`-7d`, `-90m`)"),
+        ("until" = Option<String>, Query, example = "now", pattern = r"^\s*(now|[+-].*|[0-9]{4}-.*)\s*$",
+            description = "as `since`; default `now`"),
+        ("limit" = Option<usize>, Query, minimum = 0, maximum = 1000000, description = "rows, default 10000"),
+        ("format" = Option<String>, Query, pattern = "^(json|csv)$", description = "`json` or `csv`; without it, CSV when `Accept` names `text/csv`"),
+    ),
+    responses(
+        (status = 200, description = "The oldest `limit` rows of the range", content((History = "application/json"), (String = "text/csv"))),
+        ReadErrors,
+    ),
+)]
 async fn history(
     State(ctx): State<Context>,
     headers: HeaderMap,
@@ -297,7 +386,7 @@ struct HistoryParams {
 }
 
 fn history_params(q: Option<String>, now: DateTime<Utc>) -> Result<HistoryParams, ApiError> {
-    let p = Params::parse(q, &["topics", "since", "until", "limit", "format"])?;
+    let p = Params::parse(q, HISTORY_PARAMS)?;
     let csv = match p.one("format")? {
         Some("csv") => Some(true),
         Some("json") => Some(false),
@@ -314,6 +403,31 @@ fn history_params(q: Option<String>, now: DateTime<Utc>) -> Result<HistoryParams
     })
 }
 
+#[utoipa::path(
+    get,
+    path = "/aggregate",
+    tag = "read",
+    summary = "Statistics per series and bucket",
+    security(("bearer" = [])),
+    params(
+        ("topics" = Vec<String>, Query, explode = true, example = json!(["#"]),
+            description = "MQTT filters, repeated, required (`+` written `%2B`, `#` `%23`)"),
+        ("since" = Option<String>, Query, example = "-1d", pattern = r"^\s*(now|[+-].*|[0-9]{4}-.*)\s*$",
+            description = "RFC 3339, `now`, or relative to now (`-7d`, `-90m`)"),
+        ("until" = Option<String>, Query, example = "now", pattern = r"^\s*(now|[+-].*|[0-9]{4}-.*)\s*$",
+            description = "as `since`; default `now`"),
+        ("every" = Option<String>, Query, example = "1h", description = "bucket width (`1m`, `1h`, `1d`, `7d`…), default `1h`"),
+        ("stats" = Option<Vec<String>>, Query, explode = true, example = json!(["min,mean,max,count"]), description = "comma lists of statistics (`min,mean,max,count` by default; `p95`, `increase`, `integral`…)"),
+        ("max_points" = Option<usize>, Query, minimum = 2, maximum = 100000, description = "widen `every` until the range needs at most this many buckets"),
+        ("by" = Option<usize>, Query, minimum = 1, maximum = 64, description = "sum series per place: the first N levels and the measure"),
+        ("within" = Option<String>, Query, description = "only the hours of this `[[calendar]]`"),
+        ("outside" = Option<String>, Query, description = "only the time outside this `[[calendar]]`'s hours"),
+    ),
+    responses(
+        (status = 200, body = AggregateAnswer),
+        ReadErrors,
+    ),
+)]
 async fn aggregate(
     State(ctx): State<Context>,
     RawQuery(q): RawQuery,
@@ -434,20 +548,7 @@ fn aggregate_params<Z: Zone + Clone>(
     now: DateTime<Utc>,
     zone: &Z,
 ) -> Result<AggregateParams, ApiError> {
-    let p = Params::parse(
-        q,
-        &[
-            "topics",
-            "since",
-            "until",
-            "every",
-            "stats",
-            "max_points",
-            "by",
-            "within",
-            "outside",
-        ],
-    )?;
+    let p = Params::parse(q, AGGREGATE_PARAMS)?;
     let (topics, range) = (p.filters(true)?, p.range("-7d", now)?);
     let every = Every::parse(p.one("every")?.unwrap_or("1h"))
         .map_err(|e| ApiError::bad(format!("every: {e}")))?;
@@ -491,6 +592,31 @@ fn aggregate_params<Z: Zone + Clone>(
     })
 }
 
+#[utoipa::path(
+    get,
+    path = "/top",
+    tag = "read",
+    summary = "The best devices by one feature",
+    security(("bearer" = [])),
+    params(
+        ("feature" = String, Query, example = "power", pattern = "^[^/+#]+$", description = "the last topic level compared (`power`)"),
+        ("stat" = Option<String>, Query, example = "max", description = "a statistic of `/aggregate`, default `max`"),
+        ("n" = Option<usize>, Query, minimum = 1, maximum = 10000, description = "devices, default 10"),
+        ("order" = Option<String>, Query, pattern = "^(desc|asc)$", description = "`desc` (default) or `asc`"),
+        ("topics" = Option<Vec<String>>, Query, explode = true, example = json!(["#"]),
+            description = "MQTT filters, repeated, default `#` (`+` written `%2B`, `#` `%23`)"),
+        ("since" = Option<String>, Query, example = "-1d", pattern = r"^\s*(now|[+-].*|[0-9]{4}-.*)\s*$",
+            description = "RFC 3339, `now`, or relative to now (`-7d`, `-90m`)"),
+        ("until" = Option<String>, Query, example = "now", pattern = r"^\s*(now|[+-].*|[0-9]{4}-.*)\s*$",
+            description = "as `since`; default `now`"),
+        ("within" = Option<String>, Query, description = "only the hours of this `[[calendar]]`"),
+        ("outside" = Option<String>, Query, description = "only the time outside this `[[calendar]]`'s hours"),
+    ),
+    responses(
+        (status = 200, body = [Entry]),
+        ReadErrors,
+    ),
+)]
 async fn top(State(ctx): State<Context>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
     let (topics, range, mut top, calendar) = top_params(q, Utc::now())?;
     let zone = crate::time::local();
@@ -506,12 +632,7 @@ async fn top(State(ctx): State<Context>, RawQuery(q): RawQuery) -> Result<Respon
 type TopParams = (Filters, Range, Top, Option<(String, bool)>);
 
 fn top_params(q: Option<String>, now: DateTime<Utc>) -> Result<TopParams, ApiError> {
-    let p = Params::parse(
-        q,
-        &[
-            "feature", "stat", "n", "order", "topics", "since", "until", "within", "outside",
-        ],
-    )?;
+    let p = Params::parse(q, TOP_PARAMS)?;
     let feature = match p.one("feature")? {
         Some(f) if !f.is_empty() && !f.contains(['/', '+', '#']) => f.to_owned(),
         Some(f) => {
@@ -541,6 +662,26 @@ fn top_params(q: Option<String>, now: DateTime<Utc>) -> Result<TopParams, ApiErr
     Ok((topics, range, Top::new(&feature, stat, n, order), calendar))
 }
 
+#[utoipa::path(
+    get,
+    path = "/histogram",
+    tag = "read",
+    summary = "Distribution of values, counts of states",
+    security(("bearer" = [])),
+    params(
+        ("topics" = Vec<String>, Query, explode = true, example = json!(["#"]),
+            description = "MQTT filters, repeated, required (`+` written `%2B`, `#` `%23`)"),
+        ("since" = Option<String>, Query, example = "-1d", pattern = r"^\s*(now|[+-].*|[0-9]{4}-.*)\s*$",
+            description = "RFC 3339, `now`, or relative to now (`-7d`, `-90m`)"),
+        ("until" = Option<String>, Query, example = "now", pattern = r"^\s*(now|[+-].*|[0-9]{4}-.*)\s*$",
+            description = "as `since`; default `now`"),
+        ("bins" = Option<usize>, Query, minimum = 1, maximum = 1000, description = "equal-width bins, default 20"),
+    ),
+    responses(
+        (status = 200, body = HistogramAnswer),
+        ReadErrors,
+    ),
+)]
 async fn histogram(
     State(ctx): State<Context>,
     RawQuery(q): RawQuery,
@@ -555,7 +696,7 @@ fn histogram_params(
     q: Option<String>,
     now: DateTime<Utc>,
 ) -> Result<(Filters, Range, usize), ApiError> {
-    let p = Params::parse(q, &["topics", "since", "until", "bins"])?;
+    let p = Params::parse(q, HISTOGRAM_PARAMS)?;
     let bins = p.number("bins", 20, 1, histogram::MAX_BINS)?;
     Ok((p.filters(true)?, p.range("-1d", now)?, bins))
 }
@@ -586,6 +727,30 @@ mod tests {
         DateTime::parse_from_rfc3339("2026-11-22T07:00:00Z")
             .unwrap()
             .to_utc()
+    }
+
+    /// The API document lists exactly the parameters each endpoint takes.
+    #[test]
+    fn the_document_lists_the_parameters_the_endpoints_take() {
+        let doc = api().into_openapi();
+        for (path, taken) in [
+            ("/topics", TOPICS_PARAMS),
+            ("/history", HISTORY_PARAMS),
+            ("/aggregate", AGGREGATE_PARAMS),
+            ("/top", TOP_PARAMS),
+            ("/histogram", HISTOGRAM_PARAMS),
+        ] {
+            let item = &doc.paths.paths[path];
+            let listed: Vec<&str> = item
+                .get
+                .as_ref()
+                .and_then(|op| op.parameters.as_ref())
+                .into_iter()
+                .flatten()
+                .map(|p| p.name.as_str())
+                .collect();
+            assert_eq!(listed, taken, "{path}");
+        }
     }
 
     /// Found by fuzzing the read API: these panicked (a bucket's end overflowed chrono's dates)

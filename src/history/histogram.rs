@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, HashMap};
 pub const MAX_BINS: usize = 1000;
 
 /// One bin: `[lo, hi)`, the last one `[lo, hi]`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Bin {
     /// Lower edge (inclusive).
     pub lo: f64,
@@ -25,7 +25,8 @@ pub struct Bin {
 }
 
 /// The answer of `/histogram`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[schema(as = HistogramAnswer)]
 pub struct Answer {
     /// Equal-width bins from the smallest value to the largest; empty without values, one
     /// bin when all values are equal. Their counts add up to the numeric readings.

@@ -44,7 +44,8 @@ pub enum Value<'a> {
 }
 
 /// An owned [`Value`], as answers keep it: a JSON number or a JSON string.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[schema(as = Value)]
 #[serde(untagged)]
 pub enum Owned {
     /// A number.

@@ -28,7 +28,7 @@ impl Serialize for Row {
 }
 
 /// The answer of `/history`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct History {
     /// The oldest `limit` rows, in time order (ties in the order they were read).
     pub rows: Vec<Row>,
@@ -54,6 +54,27 @@ impl History {
         out
     }
 }
+
+/// `[time, series, value]`, as [`Row`]'s `Serialize` writes it.
+impl utoipa::PartialSchema for Row {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Type};
+        let text = || ObjectBuilder::new().schema_type(Type::String);
+        ArrayBuilder::new()
+            .prefix_items([
+                text().format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
+                    utoipa::openapi::KnownFormat::DateTime,
+                ))),
+                text(),
+            ])
+            .prefix_items([<Owned as utoipa::PartialSchema>::schema()])
+            .min_items(Some(3))
+            .max_items(Some(3))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Row {}
 
 /// Keeps the oldest `limit` rows in bounded memory, whatever order the sources give them in.
 #[derive(Debug)]

@@ -23,7 +23,8 @@ pub enum Order {
 }
 
 /// One device of the answer.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[schema(as = TopEntry)]
 pub struct Entry {
     /// The device: the series minus its last level.
     pub device: String,

@@ -21,14 +21,20 @@ pub const DEFAULT_DEVICE: &str = "gpslogger";
 const DEVICE: [&str; 3] = ["device", "ser", "aid"];
 
 /// The `name=value` pairs of a request: the query string's, then the body's (a form, or a
-/// flat JSON object).
-pub fn pairs(query: Option<&str>, body: &[u8]) -> Result<Vec<(String, String)>, ReadingError> {
+/// flat JSON object). The app sends its body without a Content-Type unless the user adds one,
+/// so a body that starts with `{` is JSON whatever it is labelled; one labelled JSON (`json`)
+/// must be a JSON object, not a form made of whatever it holds.
+pub fn pairs(
+    query: Option<&str>,
+    body: &[u8],
+    json: bool,
+) -> Result<Vec<(String, String)>, ReadingError> {
     let mut out: Vec<(String, String)> = form_urlencoded::parse(query.unwrap_or("").as_bytes())
         .into_owned()
         .collect();
     let text = std::str::from_utf8(body)
         .map_err(|_| ReadingError::Shape("the body must be UTF-8".into()))?;
-    if text.trim_start().starts_with('{') {
+    if json || text.trim_start().starts_with('{') {
         let Value::Object(obj) =
             serde_json::from_str(text).map_err(|e| ReadingError::Json(e.to_string()))?
         else {
@@ -114,7 +120,7 @@ mod tests {
             now: 1_764_550_100.0,
             disorder: Duration::from_secs(300),
         };
-        parse(&pairs(query, body.as_bytes())?, &rules)
+        parse(&pairs(query, body.as_bytes(), false)?, &rules)
     }
 
     #[test]
@@ -169,6 +175,11 @@ mod tests {
             "non_finite"
         );
         assert_eq!(run(None, "{", &none).unwrap_err().code(), "bad_json");
+        // Labelled JSON, it must be a JSON object (unlabelled, it is a form).
+        let labelled = |body: &str| pairs(None, body.as_bytes(), true).map_err(|e| e.code());
+        assert_eq!(labelled("[null, null]"), Err("bad_reading"));
+        assert_eq!(labelled("lat=1"), Err("bad_json"));
+        assert_eq!(labelled(" {\"lat\": 1}").unwrap().len(), 1);
         assert_eq!(
             run(None, r#"{"a": [1]}"#, &none).unwrap_err().code(),
             "bad_reading"

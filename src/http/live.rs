@@ -151,6 +151,20 @@ pub struct Live {
 }
 
 /// `GET /api/v1/live?access_token=...` (or the Authorization header): `reading` events.
+#[utoipa::path(
+    get,
+    path = "/live",
+    tag = "read",
+    summary = "Server-sent events of the messages the broker delivers from now on",
+    description = "`event: reading` with `{\"topic\", \"value\", \"at\"}`; `event: lagged` with \
+                   the number of events a slow client lost. The stream ends when the daemon \
+                   stops.",
+    security(("bearer" = []), ("access_token" = [])),
+    responses(
+        (status = 200, description = "The stream, one event per message", content_type = "text/event-stream", body = super::schema::LiveEvent),
+        super::openapi::TokenErrors,
+    ),
+)]
 pub async fn handler(
     State(live): State<Live>,
     Query(q): Query<HashMap<String, String>>,

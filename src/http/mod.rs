@@ -12,7 +12,8 @@
 //! - [`broker`]: QoS 1 publishing that knows when the broker acknowledged, subscriptions;
 //! - [`live`]: the live stream of readings to the dashboard (server-sent events);
 //! - [`ui`]: the dashboard's page and its vendored assets, built into the binary;
-//! - [`server`]: the router, the handlers and the accept loop; [`tls`]: HTTPS.
+//! - [`server`]: the router, the handlers and the accept loop; [`tls`]: HTTPS;
+//! - [`openapi`]: the API document, made from the handlers; [`schema`]: its bodies' shapes.
 //!
 //! The read endpoints (history, aggregates, top-N, histograms) are [`crate::history`]'s: the
 //! binary hands them to [`run`] already built.
@@ -28,9 +29,11 @@ pub mod command;
 pub mod error;
 pub mod gpslogger;
 pub mod live;
+pub mod openapi;
 pub mod owntracks;
 pub mod rate;
 pub mod reading;
+pub mod schema;
 pub mod server;
 pub mod telegraf;
 pub mod tls;
@@ -53,7 +56,7 @@ const GRACE: Duration = Duration::from_secs(10);
 pub async fn run(
     cfg: &Config,
     shutdown: Shutdown,
-    read: Option<axum::Router>,
+    read: Option<utoipa_axum::router::OpenApiRouter>,
 ) -> anyhow::Result<()> {
     run_on(cfg, None, shutdown, read).await
 }
@@ -64,7 +67,7 @@ pub async fn run_on(
     cfg: &Config,
     listener: Option<tokio::net::TcpListener>,
     mut shutdown: Shutdown,
-    read: Option<axum::Router>,
+    read: Option<utoipa_axum::router::OpenApiRouter>,
 ) -> anyhow::Result<()> {
     let http = &cfg.http;
     let (tokens, sources) = auth::Tokens::load(http)?;
@@ -116,6 +119,7 @@ pub async fn run_on(
         calendars: cfg.calendar.iter().map(|c| c.name.clone()).collect(),
         live: live_hub,
         stop: shutdown.clone(),
+        document: Default::default(),
     });
     let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!(

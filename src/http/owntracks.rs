@@ -21,6 +21,9 @@ pub const DEFAULT_DEVICE: &str = "phone";
 /// lists of regions (arrays: no one value).
 const NOT_READINGS: [&str; 4] = ["_type", "topic", "inregions", "inrids"];
 
+/// Fields OwnTracks always sends as numbers.
+const NUMBERS: [&str; 3] = ["lat", "lon", "tst"];
+
 /// Parse an OwnTracks body posted for `user`'s `device` (already topic levels).
 pub fn parse(
     body: &[u8],
@@ -39,6 +42,18 @@ pub fn parse(
             "an OwnTracks message is a JSON object with \"_type\"".into(),
         ));
     };
+    // OwnTracks' JSON format gives these as numbers in every message that has them: a text
+    // latitude would be recorded as a reading no chart or private area could read.
+    if obj.get("_type").is_some_and(|v| !v.is_string()) {
+        return Err(ReadingError::Shape("\"_type\" must be a string".into()));
+    }
+    for k in NUMBERS {
+        if obj.get(k).is_some_and(|v| !v.is_number()) {
+            return Err(ReadingError::Shape(format!(
+                "{k:?} must be a number, as OwnTracks sends it"
+            )));
+        }
+    }
     if obj.get("_type").and_then(Value::as_str) != Some("location") {
         return Ok(batch);
     }
@@ -163,7 +178,14 @@ mod tests {
                 "{body}"
             );
         }
-        for body in ["{", "[]", "1"] {
+        for body in [
+            "{",
+            "[]",
+            "1",
+            r#"{"_type":"location","lat":"-34.9","lon":138.6}"#,
+            r#"{"_type":"transition","tst":"1"}"#,
+            r#"{"_type":{},"lat":0}"#,
+        ] {
             assert!(
                 parse_with(body, &PrivateAreas::default()).is_err(),
                 "{body}"

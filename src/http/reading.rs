@@ -106,8 +106,8 @@ pub(crate) fn scalar(v: &Value) -> Option<String> {
     }
 }
 
-/// `level` appended to a topic as one level: `/`, `+`, `#` and control characters written as
-/// `_`, an empty one as `_`.
+/// `level` appended to a topic as one level: `/`, `+`, `#` and what brokers refuse (control
+/// characters, Unicode noncharacters) written as `_`, an empty one as `_`.
 pub(crate) fn push_level(topic: &mut String, level: &str) {
     if level.is_empty() {
         topic.push('_');
@@ -115,7 +115,7 @@ pub(crate) fn push_level(topic: &mut String, level: &str) {
     }
     topic.extend(level.chars().map(|c| match c {
         '/' | '+' | '#' => '_',
-        c if c.is_control() => '_',
+        c if crate::topic::refused_by_brokers(c) => '_',
         c => c,
     }));
 }

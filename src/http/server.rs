@@ -15,7 +15,12 @@ use super::broker::{Broker, Partial};
 use super::command;
 use super::error::{self, ApiError};
 use super::live;
+use super::openapi::{self, CommandErrors, IngestErrors, TokenErrors};
 use super::reading::{self, Batch, Rules};
+use super::schema::{
+    Acked, BrokerState, CommandAnswer, CommandBody, Device, Field, Health, NoFriends,
+    OwnTracksMessage, Published, Readings, Settings, TelegrafBatch,
+};
 use super::telegraf as telegraf_batch;
 use super::{gpslogger as gpslogger_pairs, owntracks as owntracks_body};
 use crate::config::{DeviceConfig, Scope};
@@ -27,11 +32,13 @@ use axum::body::{Body, Bytes};
 use axum::extract::RawQuery;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::routing::{get, post};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// Everything the handlers share.
 pub struct App {
@@ -61,6 +68,8 @@ pub struct App {
     pub live: live::Hub,
     /// The daemon's shutdown, which ends the live streams.
     pub stop: Shutdown,
+    /// The API document, as JSON: written once the router is built (see [`router`]).
+    pub document: std::sync::OnceLock<Bytes>,
 }
 
 impl App {
@@ -78,20 +87,22 @@ impl App {
     }
 }
 
-/// The daemon's router. `read` is the router of the read endpoints (`/topics`, `/history`, …)
-/// when there is one: it is nested under `/api/v1` behind the `read` scope check.
-pub fn router(app: Arc<App>, read: Option<Router>) -> Router {
-    let mut api = Router::new()
-        .route("/readings", post(readings))
-        .route("/telegraf", post(telegraf))
-        .route("/owntracks", post(owntracks))
-        .route("/gpslogger", get(gpslogger).post(gpslogger))
-        .route("/commands", post(commands))
-        .route("/dashboard", get(dashboard))
+/// The daemon's router and the API document that describes it. `read` is the router of the
+/// read endpoints (`/topics`, `/history`, …) when there is one: it is nested under `/api/v1`
+/// behind the `read` scope check.
+pub fn router(app: Arc<App>, read: Option<OpenApiRouter>) -> Router {
+    let mut api = OpenApiRouter::new()
+        .routes(routes!(readings))
+        .routes(routes!(telegraf))
+        .routes(routes!(owntracks))
+        .routes(routes!(gpslogger_get, gpslogger_post))
+        .routes(routes!(commands))
+        .routes(routes!(dashboard))
+        .routes(routes!(openapi_json))
         .with_state(app.clone())
         .merge(
-            Router::new()
-                .route("/live", get(live::handler))
+            OpenApiRouter::new()
+                .routes(routes!(live::handler))
                 .with_state(live::Live {
                     tokens: app.tokens.clone(),
                     hub: app.live.clone(),
@@ -106,12 +117,20 @@ pub fn router(app: Arc<App>, read: Option<Router>) -> Router {
             auth::require(tokens.clone(), Scope::Read, req, next)
         })));
     }
-    let max_body = app.max_body;
-    Router::new()
-        .route("/healthz", get(healthz))
+    let (routes, document) = OpenApiRouter::with_openapi(openapi::Base::openapi())
+        .routes(routes!(healthz))
         .with_state(app.clone())
-        .merge(super::ui::routes())
         .nest("/api/v1", api)
+        .split_for_parts();
+    match document.to_json() {
+        Ok(json) => {
+            let _ = app.document.set(Bytes::from(json));
+        }
+        Err(e) => tracing::error!("the API document could not be written: {e}"),
+    }
+    let max_body = app.max_body;
+    routes
+        .merge(super::ui::routes())
         .fallback(|| async { ApiError::not_found("not_found", "no such path") })
         .layer(tower_http::limit::RequestBodyLimitLayer::new(
             usize::try_from(max_body).unwrap_or(usize::MAX),
@@ -131,44 +150,94 @@ pub fn router(app: Arc<App>, read: Option<Router>) -> Router {
 }
 
 /// `GET /healthz`: up, and whether the broker is connected. No token, no data.
-async fn healthz(State(app): State<Arc<App>>) -> Json<Value> {
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "daemon",
+    summary = "Liveness, and whether the broker is connected",
+    responses((status = 200, body = Health)),
+)]
+async fn healthz(State(app): State<Arc<App>>) -> Json<Health> {
     let broker = if app.broker.is_connected() {
-        "connected"
+        BrokerState::Connected
     } else {
-        "disconnected"
+        BrokerState::Disconnected
     };
-    Json(json!({"status": "ok", "broker": broker}))
+    Json(Health {
+        status: "ok",
+        broker,
+    })
+}
+
+/// `GET /api/v1/openapi.json`: this API's OpenAPI document. No token: it holds no data.
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    tag = "daemon",
+    summary = "This document (OpenAPI 3.1)",
+    responses((status = 200, description = "The OpenAPI document", content_type = "application/json", body = Object)),
+)]
+async fn openapi_json(State(app): State<Arc<App>>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let document = app.document.get().cloned().unwrap_or_default();
+    ([(header::CONTENT_TYPE, "application/json")], document).into_response()
 }
 
 /// `GET /api/v1/dashboard` (read): what the dashboard needs beyond the data — the
 /// `[[http.device]]` list for its on/off buttons and the topic of alert transitions.
+#[utoipa::path(
+    get,
+    path = "/dashboard",
+    tag = "daemon",
+    summary = "The dashboard's settings: devices, the alerts topic, calendars",
+    security(("bearer" = [])),
+    responses((status = 200, body = Settings), TokenErrors),
+)]
 async fn dashboard(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
     app.tokens.authorize(&headers, Scope::Read)?;
-    let devices: Vec<Value> = app
+    let devices = app
         .devices
         .iter()
-        .map(|d| {
-            json!({
-                "name": d.name,
-                "command_topic": d.command_topic,
-                "state_topic": d.state_topic,
-            })
+        .map(|d| Device {
+            name: &d.name,
+            command_topic: &d.command_topic,
+            state_topic: &d.state_topic,
         })
         .collect();
-    Ok(Json(
-        json!({"devices": devices, "alerts_topic": app.alerts_topic, "calendars": app.calendars}),
-    ))
+    Ok(Json(Settings {
+        devices,
+        alerts_topic: &app.alerts_topic,
+        calendars: &app.calendars,
+    })
+    .into_response())
 }
 
 /// `POST /api/v1/readings`.
+#[utoipa::path(
+    post,
+    path = "/readings",
+    tag = "ingest",
+    summary = "Publish readings: topic form, device form (JSON) or `topic value` lines",
+    security(("bearer" = [])),
+    request_body(
+        description = "JSON (any Content-Type but `text/plain`), or lines of `topic value` as \
+                       `mosquitto_sub -v` prints them (`text/plain`)",
+        content((Readings = "application/json"), (String = "text/plain")),
+    ),
+    responses(
+        (status = 200, description = "Every message was acknowledged by the broker", body = Published),
+        IngestErrors,
+    ),
+)]
 async fn readings(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
     body: Body,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Published>, ApiError> {
     let (token, bytes) = ingest(&app, &headers, body, false).await?;
     let batch = if is_text(&headers) {
         reading::parse_text(&bytes)
@@ -181,11 +250,25 @@ async fn readings(
 
 /// `POST /api/v1/telegraf`: a batch of Telegraf's `outputs.http` (JSON, whatever its
 /// Content-Type says: Telegraf says `text/plain`), gzip-encoded or not.
+#[utoipa::path(
+    post,
+    path = "/telegraf",
+    tag = "ingest",
+    summary = "Publish a Telegraf batch, all of it or none",
+    description = "Telegraf's `outputs.http` with `data_format = \"json\"`, whatever its \
+                   Content-Type (Telegraf sends `text/plain`), gzip-encoded or not.",
+    security(("bearer" = [])),
+    request_body(content = TelegrafBatch, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Every message was acknowledged by the broker", body = Published),
+        IngestErrors,
+    ),
+)]
 async fn telegraf(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
     body: Body,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Published>, ApiError> {
     let (token, bytes) = ingest(&app, &headers, body, false).await?;
     let batch = telegraf_batch::parse(&bytes, &app.rules())
         .map_err(|e| ApiError::bad_request(e.code(), e.to_string()))?;
@@ -195,6 +278,25 @@ async fn telegraf(
 /// `POST /api/v1/owntracks`: OwnTracks' HTTP mode. The token is also taken as the Basic auth
 /// password; the user and device come from `X-Limit-U`/`X-Limit-D`, else `?u=&d=`, as the
 /// Recorder takes them. The answer is what the app expects: `[]` (no friends' locations).
+#[utoipa::path(
+    post,
+    path = "/owntracks",
+    tag = "ingest",
+    summary = "OwnTracks' HTTP mode: a location becomes one message per field",
+    security(("bearer" = []), ("basic" = [])),
+    params(
+        ("u" = Option<String>, Query, description = "the user, when `X-Limit-U` is not sent"),
+        ("d" = Option<String>, Query, description = "the device, when `X-Limit-D` is not sent"),
+        ("X-Limit-U" = Option<String>, Header, description = "the user (OwnTracks sends it)"),
+        ("X-Limit-D" = Option<String>, Header, description = "the device (OwnTracks sends it)"),
+    ),
+    request_body(content = Option<OwnTracksMessage>, content_type = "application/json",
+        description = "A message as OwnTracks publishes it; an empty body is ignored"),
+    responses(
+        (status = 200, description = "Taken (a location: acknowledged by the broker); no friends' locations", body = NoFriends),
+        IngestErrors,
+    ),
+)]
 async fn owntracks(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
@@ -230,20 +332,87 @@ async fn owntracks(
         .map(|_| Json(json!([])))
 }
 
-/// `GET|POST /api/v1/gpslogger`: GPSLogger's custom URL, its values in the query string or
-/// the body (sent without a Content-Type). The token is also taken as the Basic auth
-/// password.
-async fn gpslogger(
+/// GPSLogger's values in a query string.
+const GPSLOGGER_DESCRIPTION: &str = "The query string's `name=value` pairs and the body's \
+    (form-encoded, sent without a Content-Type by the app, or a flat JSON object) become \
+    messages on `<ingest_prefix>/gpslogger/<device>/<name>`, the value as sent.";
+
+/// `GET /api/v1/gpslogger`: GPSLogger's custom URL (its default method), the values in the
+/// query string. The token is also taken as the Basic auth password.
+#[utoipa::path(
+    get,
+    path = "/gpslogger",
+    tag = "ingest",
+    summary = "GPSLogger's custom URL: each value becomes a message",
+    description = GPSLOGGER_DESCRIPTION,
+    security(("bearer" = []), ("basic" = [])),
+    params(
+        ("lat" = Option<String>, Query, description = "`%LAT`"),
+        ("lon" = Option<String>, Query, description = "`%LON`"),
+        ("time" = Option<String>, Query, description = "`%TIME`: checked against `stats.disorder`"),
+        ("batt" = Option<String>, Query, description = "`%BATT`; any other name is taken the same way"),
+        ("device" = Option<String>, Query, description = "the device level (else `ser`, `aid`, `gpslogger`)"),
+    ),
+    responses(
+        (status = 200, description = "Every message was acknowledged by the broker", body = Published),
+        IngestErrors,
+    ),
+)]
+async fn gpslogger_get(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
     body: Body,
-) -> Result<Json<Value>, ApiError> {
-    let (token, bytes) = ingest(&app, &headers, body, true).await?;
-    let batch = gpslogger_pairs::pairs(query.as_deref(), &bytes)
-        .and_then(|pairs| gpslogger_pairs::parse(&pairs, &app.rules()))
-        .map_err(|e| ApiError::bad_request(e.code(), e.to_string()))?;
-    publish_batch(&app, token, batch).await
+) -> Result<Json<Published>, ApiError> {
+    gpslogger(&app, &headers, query, body).await
+}
+
+/// `POST /api/v1/gpslogger`: the values in the body (and the query string).
+#[utoipa::path(
+    post,
+    path = "/gpslogger",
+    tag = "ingest",
+    summary = "GPSLogger's custom URL, by POST",
+    description = GPSLOGGER_DESCRIPTION,
+    security(("bearer" = []), ("basic" = [])),
+    params(
+        ("device" = Option<String>, Query, description = "the device level (else `ser`, `aid`, `gpslogger`)"),
+    ),
+    request_body(content(
+        (Option<std::collections::BTreeMap<String, String>> = "application/x-www-form-urlencoded"),
+        (Option<std::collections::BTreeMap<String, Field>> = "application/json"),
+    )),
+    responses(
+        (status = 200, description = "Every message was acknowledged by the broker", body = Published),
+        IngestErrors,
+    ),
+)]
+async fn gpslogger_post(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+    body: Body,
+) -> Result<Json<Published>, ApiError> {
+    gpslogger(&app, &headers, query, body).await
+}
+
+/// GPSLogger's values, from the query string and the body (sent without a Content-Type). The
+/// token is also taken as the Basic auth password.
+async fn gpslogger(
+    app: &App,
+    headers: &HeaderMap,
+    query: Option<String>,
+    body: Body,
+) -> Result<Json<Published>, ApiError> {
+    let (token, bytes) = ingest(app, headers, body, true).await?;
+    let batch = gpslogger_pairs::pairs(
+        query.as_deref(),
+        &bytes,
+        is_media(headers, "application/json"),
+    )
+    .and_then(|pairs| gpslogger_pairs::parse(&pairs, &app.rules()))
+    .map_err(|e| ApiError::bad_request(e.code(), e.to_string()))?;
+    publish_batch(app, token, batch).await
 }
 
 /// The token of an ingest request (also as the Basic auth password where `basic`), then its
@@ -269,7 +438,7 @@ async fn publish_batch(
     app: &App,
     token: &auth::Token,
     batch: Batch,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Published>, ApiError> {
     for m in &batch.messages {
         token.check_topic(&m.topic)?;
     }
@@ -308,11 +477,11 @@ async fn publish_batch(
             },
         )?;
     tracing::debug!(token = %token.name, published, "readings published");
-    Ok(Json(json!({
-        "published": published,
-        "late": batch.late,
-        "private": batch.private,
-    })))
+    Ok(Json(Published {
+        published,
+        late: batch.late,
+        private: batch.private,
+    }))
 }
 
 /// The body as sent, or as it was before `Content-Encoding: gzip` (Telegraf's
@@ -351,11 +520,23 @@ fn decoded(headers: &HeaderMap, body: Bytes, max: u64) -> Result<Bytes, ApiError
 }
 
 /// `POST /api/v1/commands`.
+#[utoipa::path(
+    post,
+    path = "/commands",
+    tag = "command",
+    summary = "Publish a command and wait for the device's answer",
+    security(("bearer" = [])),
+    request_body(content = CommandBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Published; acknowledged by the device when awaited", body = CommandAnswer),
+        CommandErrors,
+    ),
+)]
 async fn commands(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
     body: Body,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<CommandAnswer>, ApiError> {
     let token = app.tokens.authorize(&headers, Scope::Command)?;
     let bytes = read_body(body, &app).await?;
     let cmd = command::parse(&bytes, &app.devices, app.command_timeout).map_err(|r| {
@@ -379,9 +560,11 @@ async fn commands(
             .await
             .map_err(|_| unavailable("was not published"))?;
         tracing::info!(token = %token.name, topic = %cmd.topic, "command published");
-        return Ok(Json(json!({
-            "topic": cmd.topic, "payload": cmd.payload, "acked_by": null,
-        })));
+        return Ok(Json(CommandAnswer {
+            topic: cmd.topic,
+            payload: cmd.payload,
+            acked_by: None,
+        }));
     };
     // Subscribed (SUBACK in) before the command goes out: a fast device is not missed.
     let mut answers = app
@@ -402,15 +585,15 @@ async fn commands(
                 Some(p) if wait.accepts(&p.payload) => {
                     let after_ms = start.elapsed().as_millis() as u64;
                     tracing::info!(token = %token.name, topic = %cmd.topic, after_ms, "command acknowledged");
-                    return Ok(Json(json!({
-                        "topic": cmd.topic,
-                        "payload": cmd.payload,
-                        "acked_by": {
-                            "topic": p.topic,
-                            "payload": String::from_utf8_lossy(&p.payload),
-                            "after_ms": after_ms,
-                        },
-                    })));
+                    return Ok(Json(CommandAnswer {
+                        topic: cmd.topic,
+                        payload: cmd.payload,
+                        acked_by: Some(Acked {
+                            topic: p.topic,
+                            payload: String::from_utf8_lossy(&p.payload).into_owned(),
+                            after_ms,
+                        }),
+                    }));
                 }
                 Some(_) => {}
                 None => return Err(unavailable("was published, but its answer cannot be awaited")),
@@ -437,13 +620,18 @@ async fn commands(
 
 /// Whether the body is the `text/plain` form.
 fn is_text(headers: &HeaderMap) -> bool {
+    is_media(headers, "text/plain")
+}
+
+/// Whether the body's `Content-Type` is the media type `media` (any parameters, any case).
+fn is_media(headers: &HeaderMap, media: &str) -> bool {
     headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| {
             v.split(';')
                 .next()
-                .is_some_and(|m| m.trim().eq_ignore_ascii_case("text/plain"))
+                .is_some_and(|m| m.trim().eq_ignore_ascii_case(media))
         })
 }
 
