@@ -1,5 +1,5 @@
 //! The read endpoints over HTTP: `GET /topics`, `/history`, `/aggregate`, `/top`,
-//! `/histogram`. [`routes`] has its state applied, so the daemon nests it (under `/api/v1`)
+//! `/histogram`, `/track`. [`routes`] has its state applied, so the daemon nests it (under `/api/v1`)
 //! behind its own authentication layer.
 //!
 //! Parameters are checked before anything is read: an unknown or repeated parameter, a bad
@@ -13,6 +13,8 @@ use super::read::Context;
 use super::rows::Rows;
 use super::top::{Order, Top};
 use super::topics::Topics;
+use super::track::{Names, Track};
+use crate::payload::{Extractor, FieldPath, JsonRule};
 use crate::statistic::Statistic;
 use crate::syslog::clock::Zone;
 use crate::topic::{Filters, TopicFilter};
@@ -29,6 +31,10 @@ pub const DEFAULT_LIMIT: usize = 10_000;
 pub const MAX_LIMIT: usize = 1_000_000;
 /// Most devices one `/top` answer may hold.
 pub const MAX_N: usize = 10_000;
+/// Points `/track` returns unless `limit` says otherwise.
+pub const DEFAULT_TRACK: usize = 10_000;
+/// Most points one `/track` answer may hold: a report every 30 s for a month.
+pub const MAX_TRACK: usize = 100_000;
 
 /// The read routes, state applied.
 pub fn routes(ctx: Context) -> axum::Router {
@@ -38,6 +44,7 @@ pub fn routes(ctx: Context) -> axum::Router {
         .route("/aggregate", get(aggregate))
         .route("/top", get(top))
         .route("/histogram", get(histogram))
+        .route("/track", get(track))
         .with_state(ctx)
 }
 
@@ -169,11 +176,25 @@ type Range = (DateTime<Utc>, DateTime<Utc>);
 async fn read<C: Consumer + Send + 'static>(
     ctx: Context,
     topics: Filters,
+    range: Range,
+    make: impl Fn() -> C + Send + 'static,
+) -> Result<C, ApiError> {
+    let extractor = ctx.extractor().clone();
+    read_by(ctx, extractor, topics, range, make).await
+}
+
+/// [`read`], the payloads read by `extractor`.
+async fn read_by<C: Consumer + Send + 'static>(
+    ctx: Context,
+    extractor: Extractor,
+    topics: Filters,
     (since, until): Range,
     make: impl Fn() -> C + Send + 'static,
 ) -> Result<C, ApiError> {
     let max = ctx.max_series();
-    let done = ctx.read_shared(topics, since, until, make).await;
+    let done = ctx
+        .read_shared_by(extractor, topics, since, until, make)
+        .await;
     let internal = |message: String| ApiError {
         status: StatusCode::INTERNAL_SERVER_ERROR,
         code: "read_failed",
@@ -560,6 +581,64 @@ fn histogram_params(
     Ok((p.filters(true)?, p.range("-1d", now)?, bins))
 }
 
+async fn track(State(ctx): State<Context>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
+    let (device, range, limit) = track_params(q, Utc::now())?;
+    // A document on the device's own topic holds both coordinates where a location rule
+    // (OwnTracks', built in, or a `[[location]]`) names it: read those two fields, whatever
+    // `[[payload.json]]` says; the private ones are withheld before they are read.
+    let fields = ctx.locations().fields(&device);
+    let names = Names::new(
+        &device,
+        fields.as_ref().map(|(a, b)| (a.as_str(), b.as_str())),
+    );
+    let extractor = match &fields {
+        Some((lat, lon)) => {
+            let path = |p: &str| {
+                FieldPath::new(p).map_err(|e| ApiError::bad(format!("a location rule: {e}")))
+            };
+            Extractor::new(vec![JsonRule {
+                topics: Filters::of(&[device.as_str()]),
+                fields: vec![path(lat)?, path(lon)?],
+            }])
+        }
+        None => Extractor::default(),
+    };
+    let document = fields.is_some().then_some(device.as_str());
+    let topics = document
+        .into_iter()
+        .chain(names.all())
+        .map(TopicFilter::new)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| ApiError::bad(format!("device={device:?}: {e}")))?;
+    let areas = ctx.locations().areas().clone();
+    let c = read_by(ctx, extractor, Filters(topics), range, move || {
+        Track::new(names.clone(), areas.clone(), limit)
+    })
+    .await?;
+    Ok(Json(c.finish()).into_response())
+}
+
+/// `/track`'s parameters: the device (a topic), the range and the most points.
+fn track_params(q: Option<String>, now: DateTime<Utc>) -> Result<(String, Range, usize), ApiError> {
+    let p = Params::parse(q, &["device", "since", "until", "limit"])?;
+    let device = match p.one("device")? {
+        Some(d) => crate::topic::check_publish_topic(d)
+            .map(|()| d.to_owned())
+            .map_err(|e| {
+                ApiError::bad(format!(
+                    "device={d:?} must be a topic without wildcards, like owntracks/jane/phone: {e}"
+                ))
+            })?,
+        None => {
+            return Err(ApiError::bad(
+                "device is required: the topic of one device, like device=owntracks/jane/phone",
+            ));
+        }
+    };
+    let limit = p.number("limit", DEFAULT_TRACK, 1, MAX_TRACK)?;
+    Ok((device, p.range("-1d", now)?, limit))
+}
+
 /// Check `query` as every endpoint would, at `now` in `zone`, without reading: what the
 /// fuzz target drives. The answers' messages, for the endpoints that refuse it.
 #[doc(hidden)]
@@ -571,6 +650,7 @@ pub fn check_params<Z: Zone + Clone>(query: &str, now: DateTime<Utc>, zone: &Z) 
         aggregate_params(q(), now, zone).err(),
         top_params(q(), now).err(),
         histogram_params(q(), now).err(),
+        track_params(q(), now).err(),
     ]
     .into_iter()
     .flatten()
