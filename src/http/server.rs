@@ -57,6 +57,11 @@ pub struct App {
     pub alerts_topic: String,
     /// The names of the `[[calendar]]`s, for the dashboard's energy view.
     pub calendars: Vec<String>,
+    /// `http.map_tiles` (checked) and `http.map_attribution`: what the location view draws
+    /// its track on, if anything.
+    pub map_tiles: Option<String>,
+    /// See [`map_tiles`](Self::map_tiles).
+    pub map_attribution: Option<String>,
     /// Live readings for `/api/v1/live` (see [`super::live`]).
     pub live: live::Hub,
     /// The daemon's shutdown, which ends the live streams.
@@ -107,10 +112,14 @@ pub fn router(app: Arc<App>, read: Option<Router>) -> Router {
         })));
     }
     let max_body = app.max_body;
+    let tiles = app
+        .map_tiles
+        .as_deref()
+        .and_then(|url| crate::config::tiles_origin(url).ok());
     Router::new()
         .route("/healthz", get(healthz))
         .with_state(app.clone())
-        .merge(super::ui::routes())
+        .merge(super::ui::routes(tiles))
         .nest("/api/v1", api)
         .fallback(|| async { ApiError::not_found("not_found", "no such path") })
         .layer(tower_http::limit::RequestBodyLimitLayer::new(
@@ -141,7 +150,8 @@ async fn healthz(State(app): State<Arc<App>>) -> Json<Value> {
 }
 
 /// `GET /api/v1/dashboard` (read): what the dashboard needs beyond the data — the
-/// `[[http.device]]` list for its on/off buttons and the topic of alert transitions.
+/// `[[http.device]]` list for its on/off buttons, the topic of alert transitions, the
+/// calendars and the map tiles of the location view (`null`: none).
 async fn dashboard(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
@@ -158,9 +168,13 @@ async fn dashboard(
             })
         })
         .collect();
-    Ok(Json(
-        json!({"devices": devices, "alerts_topic": app.alerts_topic, "calendars": app.calendars}),
-    ))
+    Ok(Json(json!({
+        "devices": devices,
+        "alerts_topic": app.alerts_topic,
+        "calendars": app.calendars,
+        "map_tiles": app.map_tiles,
+        "map_attribution": app.map_attribution,
+    })))
 }
 
 /// `POST /api/v1/readings`.
