@@ -156,6 +156,19 @@ pub const TOP_STATISTICS: &[&str] = &[
     <table id="wasters"><thead><tr><th>Device</th><th>Value</th><th>Topic</th></tr></thead><tbody></tbody></table>
   </section>
   <section>
+    <h2>Locations <small class="muted">a device's track; no point inside a private area is ever answered</small></h2>
+    <form id="track-form" class="controls">
+      <label>Device <input id="track-device" list="track-devices" size="36" placeholder="owntracks/jane/phone" required title="the topic of one device: its lat/lon series, or its OwnTracks or [[location]] documents"></label>
+      <datalist id="track-devices"></datalist>
+      <label>Range <select id="track-range">
+        <option value="24h">24 h</option><option value="7d">7 d</option><option value="30d">30 d</option>
+      </select></label>
+      <button type="submit">Show</button>
+    </form>
+    <div id="track"></div>
+    <p id="track-note" class="muted"></p>
+  </section>
+  <section>
     <h2>Alerts <small class="muted">last transitions, newest first</small></h2>
     <table id="alerts"><thead><tr><th>When</th><th>Event</th></tr></thead><tbody></tbody></table>
   </section>
