@@ -543,6 +543,14 @@ mod tests {
         ] {
             assert!(tiles_origin(bad).is_err(), "{bad}");
         }
+        // In a config: refused when it is loaded, naming the key.
+        let bad = "[http]\nmap_tiles = \"https://a/{z}/{x}.png\"\n";
+        let e = crate::config::Config::parse(bad, "test")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("http.map_tiles") && e.contains("no {y}"), "{e}");
+        let good = "[http]\nmap_tiles = \"https://a/{z}/{x}/{y}.png\"\n";
+        assert!(crate::config::Config::parse(good, "test").is_ok());
     }
     use crate::config::{Config, ConfigError};
 
