@@ -74,6 +74,12 @@ impl PrivateAreas {
 /// The key a record gains when its location was withheld, naming the fields taken out.
 pub const WITHHELD: &str = "_withheld";
 
+/// The names a flat form gives a latitude: GPSLogger's parameters, Telegraf's fields, and the
+/// last level of a topic of its own (`…/lat`), as the read API's track pairs them.
+pub const LATITUDE: [&str; 2] = ["lat", "latitude"];
+/// The names of a longitude; see [`LATITUDE`].
+pub const LONGITUDE: [&str; 3] = ["lon", "lng", "longitude"];
+
 /// One `[[location]]`: payloads on these topics are JSON with a latitude and a longitude at
 /// these paths.
 #[derive(Debug, Clone)]
@@ -113,6 +119,14 @@ impl Locations {
     /// The private areas.
     pub fn areas(&self) -> &PrivateAreas {
         &self.areas
+    }
+
+    /// Where the payloads of `topic` hold their latitude and longitude (dotted field paths),
+    /// when a rule names the topic: the first that does, as [`withhold`](Self::withhold)
+    /// takes it.
+    pub fn fields(&self, topic: &str) -> Option<(String, String)> {
+        let rule = self.rules.iter().find(|r| r.topics.matches(topic))?;
+        Some((rule.latitude.join("."), rule.longitude.join(".")))
     }
 
     /// `payload` of `topic` as it may be recorded: as it came, or, where it is a JSON object
@@ -209,6 +223,25 @@ mod tests {
             none.withhold("owntracks/jane/phone", home),
             Cow::Borrowed(_)
         ));
+    }
+
+    #[test]
+    fn the_rule_of_a_topic_names_its_fields() {
+        let rule = LocationConfig {
+            topics: crate::topic::Filters::of(&["iotitan/+/gps"]),
+            latitude: "position.latitude".into(),
+            longitude: "position.longitude".into(),
+        };
+        let l = locations(&[rule]);
+        assert_eq!(
+            l.fields("owntracks/jane/phone"),
+            Some(("lat".into(), "lon".into()))
+        );
+        assert_eq!(
+            l.fields("iotitan/car/gps"),
+            Some(("position.latitude".into(), "position.longitude".into()))
+        );
+        assert_eq!(l.fields("iotitan/car/gps/lat"), None);
     }
 
     #[test]

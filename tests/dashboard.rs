@@ -125,6 +125,16 @@ fn post_reading(s: &Setup, body: &str) -> Value {
     })
 }
 
+/// A phone's fixes away from home (latitude, longitude as OwnTracks writes them), and one at
+/// home, inside the private area of the tests' config (Adelaide's centre).
+const TRACK: [(&str, &str); 4] = [
+    ("-34.95", "138.53"),
+    ("-34.951", "138.532"),
+    ("-34.9525", "138.535"),
+    ("-34.954", "138.54"),
+];
+const HOME: (&str, &str) = ("-34.9205", "138.6003");
+
 const CHROMIUM_FLAGS: &[&str] = &[
     "--headless",
     "--no-sandbox",
@@ -392,6 +402,12 @@ fn dashboard_shows_the_series_the_api_has_and_nothing_without_a_token() {
             "location":{"latitude":-34.9212,"longitude":138.6007}}}"#,
     );
     assert_eq!(answer["private"], 2, "{answer}");
+    // A phone's track over MQTT, as OwnTracks publishes it: four fixes away and one at home,
+    // which must never reach the page.
+    for (lat, lon) in TRACK.iter().chain([&HOME]) {
+        let fix = format!(r#"{{"_type":"location","lat":{lat},"lon":{lon},"batt":80,"tid":"jn"}}"#);
+        s.m.publish(&["-t", "owntracks/jane/phone", "-m", &fix, "-q", "1"]);
+    }
     let want = [
         "iotitan/home/kitchen/temperature",
         "iotitan/home/hall/humidity",
@@ -415,6 +431,15 @@ fn dashboard_shows_the_series_the_api_has_and_nothing_without_a_token() {
             })
     });
     assert!(recorded, "the readings never showed up in /api/v1/topics");
+    let tracked = wait_until(TIMEOUT, || {
+        get_json(&s, "/api/v1/track?device=owntracks/jane/phone")["points"]
+            .as_array()
+            .is_some_and(|p| p.len() == TRACK.len())
+    });
+    assert!(tracked, "the phone's track never reached /api/v1/track");
+    let meta = get_json(&s, "/api/v1/dashboard");
+    assert_eq!(meta["map_tiles"], Value::Null, "{meta}");
+    assert!(csp.contains("img-src 'self' data:;"), "{csp}");
 
     // The page with the read token in its fragment.
     let url = format!("{}/#token={READ}", s.base);
@@ -721,6 +746,67 @@ fn dashboard_shows_the_series_the_api_has_and_nothing_without_a_token() {
         dom.contains("<option value=\"always\">always</option>"),
         "no calendar to pick"
     );
+
+    // The location view: the phone's track over the last day, one point per fix away from
+    // home, as the API answers it; without map tiles, nothing from elsewhere.
+    b.call(
+        Some(&tab),
+        "Runtime.evaluate",
+        serde_json::json!({"expression":
+            "document.getElementById('track-device').value = 'owntracks/jane/phone'; \
+             document.getElementById('track-range').value = '24h'; \
+             document.getElementById('track-form').requestSubmit();"}),
+    );
+    let (ok, dom) = b.wait_for(
+        &tab,
+        "document.getElementById('track').dataset.device === 'owntracks/jane/phone' && \
+         document.querySelector('#track polyline') !== null",
+        20_000,
+    );
+    assert!(ok, "no track drawn:\n{dom}");
+    let view = &dom[dom.find("id=\"track\"").unwrap()..];
+    let view = &view[..view.find("</svg>").expect("the track's svg")];
+    assert_eq!(
+        attr(&dom, "id=\"track\"", "data-points").as_deref(),
+        Some("4")
+    );
+    let line = attr(view, "<polyline", "points").expect("polyline points");
+    assert_eq!(line.split_whitespace().count(), TRACK.len(), "{line}");
+    assert_eq!(view.matches("<circle").count(), TRACK.len(), "{view}");
+    for (lat, lon) in TRACK {
+        assert!(
+            view.contains(&format!(": {lat}, {lon}</title>")),
+            "{lat}, {lon}: {view}"
+        );
+    }
+    for private in [HOME.0, HOME.1] {
+        assert!(!dom.contains(private), "{private} in the page");
+    }
+    assert!(dom.contains("data-projection=\"equirectangular\""));
+    assert!(!view.contains("<image"), "map tiles without http.map_tiles");
+    b.screenshot(&tab, "dashboard-track.png");
+    let note = &dom[dom.find("id=\"track-note\"").unwrap()..];
+    assert!(
+        note.contains("4 points, from ") && note.contains(" across."),
+        "{note}"
+    );
+    let r = b.call(
+        Some(&tab),
+        "Runtime.evaluate",
+        serde_json::json!({"returnByValue": true, "expression":
+            "performance.getEntriesByType('resource').map(e => e.name)"}),
+    );
+    let fetched = r["result"]["value"].as_array().expect("resource entries");
+    assert!(
+        fetched
+            .iter()
+            .any(|u| u.as_str().is_some_and(|u| u.contains("/api/v1/track?"))),
+        "{r}"
+    );
+    for u in fetched {
+        let u = u.as_str().unwrap_or_default();
+        assert!(u.starts_with(&s.base), "a request to another origin: {u}");
+    }
 
     // The overview's search asks the server for the series holding the text.
     b.call(

@@ -926,3 +926,194 @@ async fn many_series_are_paged_or_refused() {
         1
     );
 }
+
+// ---- the track: a device's locations, paired, none in a private area ----------------------
+
+/// Serve the read routes over `file` with the home area private and a `[[location]]` for
+/// `car/+/gps` (`position.latitude`, `position.longitude`); returns the base URL.
+async fn serve_private(file: &std::path::Path) -> String {
+    use iotitan::config::{AreaConfig, LocationConfig};
+    use iotitan::privacy::{Locations, PrivateAreas};
+    let home = AreaConfig {
+        name: "home".into(),
+        polygon: vec![
+            [138.59, -34.93],
+            [138.61, -34.93],
+            [138.61, -34.91],
+            [138.59, -34.91],
+        ],
+    };
+    let car = LocationConfig {
+        topics: iotitan::topic::Filters::of(&["car/+/gps"]),
+        latitude: "position.latitude".into(),
+        longitude: "position.longitude".into(),
+    };
+    let ctx = Context::new(
+        vec![Source::File(file.to_owned())],
+        ID,
+        Extractor::default(),
+        std::time::Duration::from_secs(60),
+    )
+    .with_locations(Locations::new(PrivateAreas::new(&[home]), &[car]));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, axum::Router::from(routes(ctx))).await });
+    format!("http://{addr}")
+}
+
+/// Records written before the home area was configured, in every shape a location comes in:
+/// the ingest forms' series (OwnTracks over HTTP: `lat`/`lon` a few ms apart, with other
+/// fields between; the device form: `location/latitude`/`longitude`; GPSLogger: `latitude`
+/// and `lng`), OwnTracks' documents over MQTT and a configured `[[location]]` document. Some
+/// of each are at home; none of those may come out of `/track`.
+#[tokio::test]
+async fn the_track_pairs_both_shapes_and_never_answers_a_private_point() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("syslog");
+    let t0 = utc("2026-11-22T05:00:00Z");
+    let mut lines: Vec<(DateTime<Utc>, String)> = Vec::new();
+    let mut at = |t: DateTime<Utc>, record: String| lines.push((t, record));
+    // (minute, latitude, longitude): away, at home, away on the boundary's far side.
+    let route = [
+        (0, -34.95, 138.53),
+        (1, -34.92, 138.60), // home
+        (2, -34.94, 138.55),
+        (3, -34.91, 138.61), // home, on the boundary
+        (4, -34.93, 138.5899),
+        (5, -34.96, 138.52),
+    ];
+    let private =
+        |lat: f64, lon: f64| (-34.93..=-34.91).contains(&lat) && (138.59..=138.61).contains(&lon);
+    for (m, lat, lon) in route {
+        let t = t0 + Duration::minutes(m);
+        let ms = Duration::milliseconds;
+        // OwnTracks over HTTP: one message per field, in the body's order.
+        let phone = "iotitan/http/owntracks/jane/phone";
+        at(t, format!("{phone}/batt 87"));
+        at(t + ms(1), format!("{phone}/lat {lat}"));
+        at(t + ms(2), format!("{phone}/lon {lon}"));
+        at(t + ms(3), format!("{phone}/acc 5"));
+        // The device form: `location.latitude` first, 20 s later than the phone.
+        let form = "iotitan/http/phone1/location";
+        at(t + Duration::seconds(20), format!("{form}/latitude {lat}"));
+        at(
+            t + Duration::seconds(20) + ms(4),
+            format!("{form}/longitude {lon}"),
+        );
+        // GPSLogger: the longitude first, as `lng`.
+        let gps = "iotitan/http/gpslogger/pixel";
+        at(t + Duration::seconds(30), format!("{gps}/lng {lon}"));
+        at(
+            t + Duration::seconds(30) + ms(1),
+            format!("{gps}/latitude {lat}"),
+        );
+        // OwnTracks over MQTT and a car's tracker: one document each.
+        at(
+            t + Duration::seconds(40),
+            format!(
+                r#"owntracks/jane/tablet {{"_type":"location","lat":{lat},"lon":{lon},"batt":50}}"#
+            ),
+        );
+        at(
+            t + Duration::seconds(50),
+            format!(
+                r#"car/van/gps {{"position":{{"latitude":{lat},"longitude":{lon}}},"speed":3}}"#
+            ),
+        );
+    }
+    // A latitude whose longitude was lost, and one outside the range asked for.
+    at(
+        t0 + Duration::minutes(7),
+        "iotitan/http/owntracks/jane/phone/lat -34.8".into(),
+    );
+    at(
+        t0 - Duration::hours(2),
+        "iotitan/http/owntracks/jane/phone/lat -34.7".into(),
+    );
+    at(
+        t0 - Duration::hours(2),
+        "iotitan/http/owntracks/jane/phone/lon 138.7".into(),
+    );
+    lines.sort_by_key(|l| l.0);
+    let text: String = lines
+        .iter()
+        .map(|(t, r)| {
+            format!(
+                "{} testhost {ID}[4242]: {r}\n",
+                t.to_rfc3339_opts(SecondsFormat::Millis, true)
+            )
+        })
+        .collect();
+    std::fs::write(&file, text).unwrap();
+    let base = serve_private(&file).await;
+    let range = "since=2026-11-22T04:00:00Z&until=2026-11-22T06:00:00Z";
+    let away: Vec<(i64, f64, f64)> = route
+        .iter()
+        .copied()
+        .filter(|(_, lat, lon)| !private(*lat, *lon))
+        .collect();
+    assert_eq!(away.len(), 4);
+
+    for (device, offset_ms) in [
+        ("iotitan/http/owntracks/jane/phone", 1),
+        ("iotitan/http/phone1/location", 20_000),
+        ("iotitan/http/gpslogger/pixel", 30_000),
+        ("owntracks/jane/tablet", 40_000),
+        ("car/van/gps", 50_000),
+    ] {
+        let path = format!("/track?device={}&{range}", device.replace('/', "%2F"));
+        let (status, body) = get(&base, &path).await;
+        assert_eq!(status, 200, "{path}: {body}");
+        let want: Vec<Value> = away
+            .iter()
+            .map(|(m, lat, lon)| {
+                let t = t0 + Duration::minutes(*m) + Duration::milliseconds(offset_ms);
+                serde_json::json!([t.to_rfc3339_opts(SecondsFormat::AutoSi, true), lat, lon])
+            })
+            .collect();
+        assert_eq!(
+            body,
+            serde_json::json!({"points": want, "truncated": false}),
+            "{device}"
+        );
+        let text = body.to_string();
+        for (_, lat, lon) in route.iter().filter(|(_, a, o)| private(*a, *o)) {
+            assert!(
+                !text.contains(&lat.to_string()) && !text.contains(&lon.to_string()),
+                "{device}: a private coordinate in {text}"
+            );
+        }
+    }
+
+    // The newest points only, when there are more than `limit`.
+    let v = ok(&base, &format!("/track?device=car/van/gps&{range}&limit=2")).await;
+    assert_eq!(v["truncated"], true, "{v}");
+    let lats: Vec<f64> = v["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p[1].as_f64().unwrap())
+        .collect();
+    assert_eq!(lats, [-34.93, -34.96], "{v}");
+    // `since` defaults to a day ago: these records are older.
+    let v = ok(&base, "/track?device=car/van/gps").await;
+    assert_eq!(v, serde_json::json!({"points": [], "truncated": false}));
+
+    for (path, needle) in [
+        ("/track", "device is required"),
+        ("/track?device=car/%2B/gps", "without wildcards"),
+        ("/track?device=car/van/gps&device=b", "more than once"),
+        ("/track?device=car/van/gps&limit=0", "limit"),
+        ("/track?device=car/van/gps&limit=100001", "limit"),
+        ("/track?device=car/van/gps&topics=a", "unknown parameter"),
+        ("/track?device=car/van/gps&since=-1h&until=-2h", "not after"),
+    ] {
+        let (status, v) = get(&base, path).await;
+        assert_eq!(status, 400, "{path}: {v}");
+        assert_eq!(v["error"], "bad_parameter", "{path}");
+        let msg = v["message"].as_str().unwrap();
+        assert!(msg.contains(needle), "{path}: {msg}");
+    }
+}

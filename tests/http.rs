@@ -774,13 +774,31 @@ async fn ten_thousand_readings_in_one_request_are_all_recorded() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_endpoint_describes_the_plugs_to_a_read_token_only() {
     let (m, port) = (Mosquitto::start(), free_port());
-    let d = Http::start(http().config(&config(&m, port, "")), port);
+    let tiles = "map_tiles = \"https://tiles.example.org/osm/{z}/{x}/{y}.png\"\n\
+                 map_attribution = \"© OpenStreetMap contributors\"\n";
+    let d = Http::start(http().config(&config(&m, port, tiles)), port);
     let (st, v) = get(&d, "/api/v1/dashboard", READ).await;
     assert_eq!(st, StatusCode::OK, "{v}");
     assert_eq!(v["devices"].as_array().map(Vec::len), Some(2), "{v}");
     let plug2 = &v["devices"][1];
     assert_eq!(plug2["state_topic"], "iotitan/home/living/plug2/stat/POWER");
     assert_eq!(v["alerts_topic"], "iotitan/alerts/events");
+    // The location view's map tiles, and the page's policy letting images come from their
+    // server's origin, and from nowhere else.
+    assert_eq!(
+        v["map_tiles"],
+        "https://tiles.example.org/osm/{z}/{x}/{y}.png"
+    );
+    assert_eq!(v["map_attribution"], "© OpenStreetMap contributors");
+    let page = reqwest::get(format!("{}/", d.base)).await.unwrap();
+    let csp = page.headers()["content-security-policy"].to_str().unwrap();
+    assert_eq!(
+        csp,
+        iotitan::http::ui::CSP.replace(
+            "img-src 'self' data:",
+            "img-src 'self' data: https://tiles.example.org"
+        )
+    );
     let (st, v) = get(&d, "/api/v1/dashboard", INGEST).await;
     assert_eq!((st, code(&v)), (StatusCode::FORBIDDEN, "forbidden"));
 }

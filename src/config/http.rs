@@ -46,6 +46,58 @@ pub struct HttpConfig {
     /// Most series one answer of the read API may hold: past it, `/aggregate`, `/history`,
     /// `/histogram` and `/top` answer 400 `too_many_series` (memory follows the answer).
     pub max_series: usize,
+    /// Map tiles the dashboard draws a track on (`https://tile.example/{z}/{x}/{y}.png`);
+    /// none by default, so the page fetches nothing from elsewhere unless told to. When set,
+    /// the page's Content-Security-Policy lets images come from that origin, and only then.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub map_tiles: Option<String>,
+    /// The tiles' attribution, shown under the map (most tile servers require one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub map_attribution: Option<String>,
+}
+
+/// The origin (`https://host[:port]`) of a map tile URL template, checked: `http` or `https`,
+/// a plain host, and `{z}`, `{x}` and `{y}` in its path. The origin goes into a
+/// Content-Security-Policy and the template into image addresses, so nothing that could end a
+/// policy's source list or an attribute is let through.
+pub fn tiles_origin(url: &str) -> Result<&str, String> {
+    let bad = |why: &str| {
+        Err(format!(
+            "http.map_tiles {url:?}: {why}; expected a URL like \
+             \"https://tile.openstreetmap.org/{{z}}/{{x}}/{{y}}.png\""
+        ))
+    };
+    let Some(rest) = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+    else {
+        return bad("not http:// or https://");
+    };
+    let host_end = rest.find('/').unwrap_or(rest.len());
+    let host = &rest[..host_end];
+    let host_ok = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']');
+    if host.is_empty() || !host.chars().all(host_ok) {
+        return bad("not a plain host name or address");
+    }
+    let path = &rest[host_end..];
+    let path_ok = |c: char| c.is_ascii_alphanumeric() || "/._-~{}%=&?@!$+*".contains(c);
+    if !path.chars().all(path_ok) {
+        return bad("a character that is not plain in a URL's path");
+    }
+    let mut fields = path
+        .replace("{z}", "")
+        .replace("{x}", "")
+        .replace("{y}", "");
+    for f in ["{z}", "{x}", "{y}"] {
+        if !path.contains(f) {
+            return bad(&format!("no {f}"));
+        }
+    }
+    fields.retain(|c| c == '{' || c == '}');
+    if !fields.is_empty() {
+        return bad("placeholders other than {z}, {x} and {y}");
+    }
+    Ok(&url[..url.len() - path.len()])
 }
 
 /// `[http] max_series` by default: Loki's `max_query_series` is 500.
@@ -78,6 +130,8 @@ struct RawHttp {
     device: Vec<DeviceConfig>,
     private_area: Vec<AreaConfig>,
     max_series: usize,
+    map_tiles: Option<String>,
+    map_attribution: Option<String>,
 }
 
 impl Default for RawHttp {
@@ -94,6 +148,8 @@ impl Default for RawHttp {
             device: Vec::new(),
             private_area: Vec::new(),
             max_series: DEFAULT_MAX_SERIES,
+            map_tiles: None,
+            map_attribution: None,
         }
     }
 }
@@ -116,6 +172,9 @@ impl TryFrom<RawHttp> for HttpConfig {
                 "http.max_series must be 1 to {MAX_MAX_SERIES}, not {}",
                 raw.max_series
             ));
+        }
+        if let Some(url) = &raw.map_tiles {
+            tiles_origin(url)?;
         }
         if raw.max_body.0 == 0 {
             return Err("http.max_body must be above zero".into());
@@ -167,6 +226,8 @@ impl TryFrom<RawHttp> for HttpConfig {
             device: raw.device,
             private_area: raw.private_area,
             max_series: raw.max_series,
+            map_tiles: raw.map_tiles,
+            map_attribution: raw.map_attribution,
         })
     }
 }
@@ -458,6 +519,39 @@ fn polygon<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<[f64; 2]>, D::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tile_url_gives_its_origin_or_is_refused() {
+        assert_eq!(
+            tiles_origin("https://tile.openstreetmap.org/{z}/{x}/{y}.png"),
+            Ok("https://tile.openstreetmap.org")
+        );
+        assert_eq!(
+            tiles_origin("http://127.0.0.1:8080/tiles/{z}/{x}/{y}.png?key=a"),
+            Ok("http://127.0.0.1:8080")
+        );
+        for bad in [
+            "tile.openstreetmap.org/{z}/{x}/{y}.png",
+            "ftp://a/{z}/{x}/{y}",
+            "https://a/{z}/{x}.png",
+            "https://a/{s}/{z}/{x}/{y}.png",
+            "https://a b/{z}/{x}/{y}",
+            "https://a;script-src */{z}/{x}/{y}",
+            "https:///{z}/{x}/{y}",
+            "https://a/{z}/{x}/{y}\"onerror=",
+            "https://a/{z}/{x}/{y}' *",
+        ] {
+            assert!(tiles_origin(bad).is_err(), "{bad}");
+        }
+        // In a config: refused when it is loaded, naming the key.
+        let bad = "[http]\nmap_tiles = \"https://a/{z}/{x}.png\"\n";
+        let e = crate::config::Config::parse(bad, "test")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("http.map_tiles") && e.contains("no {y}"), "{e}");
+        let good = "[http]\nmap_tiles = \"https://a/{z}/{x}/{y}.png\"\n";
+        assert!(crate::config::Config::parse(good, "test").is_ok());
+    }
     use crate::config::{Config, ConfigError};
 
     fn parse(text: &str) -> Result<Config, String> {

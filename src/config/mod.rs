@@ -22,7 +22,7 @@ pub use duration::Dur;
 pub use energy::{CalendarConfig, EnergyConfig};
 pub use http::{
     AreaConfig, ByteSize, DEFAULT_MAX_SERIES, DeviceConfig, HttpConfig, LocationConfig,
-    MAX_COMMAND_TIMEOUT, Rate, Scope, TokenConfig, token_env_name,
+    MAX_COMMAND_TIMEOUT, Rate, Scope, TokenConfig, tiles_origin, token_env_name,
 };
 pub use logger::LoggerConfig;
 pub use mqtt::MqttConfig;

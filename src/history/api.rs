@@ -1,5 +1,5 @@
 //! The read endpoints over HTTP: `GET /topics`, `/history`, `/aggregate`, `/top`,
-//! `/histogram`. [`routes`] has its state applied, so the daemon nests it (under `/api/v1`)
+//! `/histogram`, `/track`. [`routes`] has its state applied, so the daemon nests it (under `/api/v1`)
 //! behind its own authentication layer.
 //!
 //! Parameters are checked before anything is read: an unknown or repeated parameter, a bad
@@ -13,6 +13,8 @@ use super::read::Context;
 use super::rows::{History, Rows};
 use super::top::{Entry, Order, Top};
 use super::topics::{Seen, Topics};
+use super::track::{Names, Track, TrackAnswer};
+use crate::payload::{Extractor, FieldPath, JsonRule};
 use crate::statistic::Statistic;
 use crate::syslog::clock::Zone;
 use crate::topic::{Filters, TopicFilter};
@@ -30,6 +32,10 @@ pub const DEFAULT_LIMIT: usize = 10_000;
 pub const MAX_LIMIT: usize = 1_000_000;
 /// Most devices one `/top` answer may hold.
 pub const MAX_N: usize = 10_000;
+/// Points `/track` returns unless `limit` says otherwise.
+pub const DEFAULT_TRACK: usize = 10_000;
+/// Most points one `/track` answer may hold: a report every 30 s for a month.
+pub const MAX_TRACK: usize = 100_000;
 
 /// The read routes, state applied, each with its description in the API document: a route
 /// is registered together with its `#[utoipa::path]`, so none is served undocumented.
@@ -45,6 +51,7 @@ pub fn api() -> OpenApiRouter<Context> {
         .routes(routes!(aggregate))
         .routes(routes!(top))
         .routes(routes!(histogram))
+        .routes(routes!(track))
 }
 
 /// The parameters each endpoint takes: what [`Params::parse`] lets through, and what the API
@@ -66,6 +73,7 @@ const TOP_PARAMS: &[&str] = &[
     "feature", "stat", "n", "order", "topics", "since", "until", "within", "outside",
 ];
 const HISTOGRAM_PARAMS: &[&str] = &["topics", "since", "until", "bins"];
+const TRACK_PARAMS: &[&str] = &["device", "since", "until", "limit"];
 
 /// An error answer: `{"error": code, "message": one sentence}`.
 #[derive(Debug)]
@@ -215,11 +223,25 @@ type Range = (DateTime<Utc>, DateTime<Utc>);
 async fn read<C: Consumer + Send + 'static>(
     ctx: Context,
     topics: Filters,
+    range: Range,
+    make: impl Fn() -> C + Send + 'static,
+) -> Result<C, ApiError> {
+    let extractor = ctx.extractor().clone();
+    read_by(ctx, extractor, topics, range, make).await
+}
+
+/// [`read`], the payloads read by `extractor`.
+async fn read_by<C: Consumer + Send + 'static>(
+    ctx: Context,
+    extractor: Extractor,
+    topics: Filters,
     (since, until): Range,
     make: impl Fn() -> C + Send + 'static,
 ) -> Result<C, ApiError> {
     let max = ctx.max_series();
-    let done = ctx.read_shared(topics, since, until, make).await;
+    let done = ctx
+        .read_shared_by(extractor, topics, since, until, make)
+        .await;
     let internal = |message: String| ApiError {
         status: StatusCode::INTERNAL_SERVER_ERROR,
         code: "read_failed",
@@ -701,6 +723,88 @@ fn histogram_params(
     Ok((p.filters(true)?, p.range("-1d", now)?, bins))
 }
 
+#[utoipa::path(
+    get,
+    path = "/track",
+    tag = "read",
+    summary = "A device's locations, paired into points",
+    description = "Its latitudes and longitudes, from `<device>/lat|latitude` and \
+                   `<device>/lon|lng|longitude` series or a location document on `<device>`, \
+                   paired into points; never one inside a private area.",
+    security(("bearer" = [])),
+    params(
+        ("device" = String, Query, example = "owntracks/jane/phone",
+            description = "the device's topic, without wildcards"),
+        ("since" = Option<String>, Query, example = "-1d", pattern = r"^\s*(now|[+-].*|[0-9]{4}-.*)\s*$",
+            description = "RFC 3339, `now`, or relative to now (`-7d`, `-90m`)"),
+        ("until" = Option<String>, Query, example = "now", pattern = r"^\s*(now|[+-].*|[0-9]{4}-.*)\s*$",
+            description = "as `since`; default `now`"),
+        ("limit" = Option<usize>, Query, minimum = 1, maximum = 100000,
+            description = "points, the newest; default 10000"),
+    ),
+    responses(
+        (status = 200, description = "The newest `limit` points, oldest first", body = TrackAnswer),
+        ReadErrors,
+    ),
+)]
+async fn track(State(ctx): State<Context>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
+    let (device, range, limit) = track_params(q, Utc::now())?;
+    // A document on the device's own topic holds both coordinates where a location rule
+    // (OwnTracks', built in, or a `[[location]]`) names it: read those two fields, whatever
+    // `[[payload.json]]` says; the private ones are withheld before they are read.
+    let fields = ctx.locations().fields(&device);
+    let names = Names::new(
+        &device,
+        fields.as_ref().map(|(a, b)| (a.as_str(), b.as_str())),
+    );
+    let extractor = match &fields {
+        Some((lat, lon)) => {
+            let path = |p: &str| {
+                FieldPath::new(p).map_err(|e| ApiError::bad(format!("a location rule: {e}")))
+            };
+            Extractor::new(vec![JsonRule {
+                topics: Filters::of(&[device.as_str()]),
+                fields: vec![path(lat)?, path(lon)?],
+            }])
+        }
+        None => Extractor::default(),
+    };
+    let document = fields.is_some().then_some(device.as_str());
+    let topics = document
+        .into_iter()
+        .chain(names.all())
+        .map(TopicFilter::new)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| ApiError::bad(format!("device={device:?}: {e}")))?;
+    let areas = ctx.locations().areas().clone();
+    let c = read_by(ctx, extractor, Filters(topics), range, move || {
+        Track::new(names.clone(), areas.clone(), limit)
+    })
+    .await?;
+    Ok(Json(c.finish()).into_response())
+}
+
+/// `/track`'s parameters: the device (a topic), the range and the most points.
+fn track_params(q: Option<String>, now: DateTime<Utc>) -> Result<(String, Range, usize), ApiError> {
+    let p = Params::parse(q, TRACK_PARAMS)?;
+    let device = match p.one("device")? {
+        Some(d) => crate::topic::check_publish_topic(d)
+            .map(|()| d.to_owned())
+            .map_err(|e| {
+                ApiError::bad(format!(
+                    "device={d:?} must be a topic without wildcards, like owntracks/jane/phone: {e}"
+                ))
+            })?,
+        None => {
+            return Err(ApiError::bad(
+                "device is required: the topic of one device, like device=owntracks/jane/phone",
+            ));
+        }
+    };
+    let limit = p.number("limit", DEFAULT_TRACK, 1, MAX_TRACK)?;
+    Ok((device, p.range("-1d", now)?, limit))
+}
+
 /// Check `query` as every endpoint would, at `now` in `zone`, without reading: what the
 /// fuzz target drives. The answers' messages, for the endpoints that refuse it.
 #[doc(hidden)]
@@ -712,6 +816,7 @@ pub fn check_params<Z: Zone + Clone>(query: &str, now: DateTime<Utc>, zone: &Z) 
         aggregate_params(q(), now, zone).err(),
         top_params(q(), now).err(),
         histogram_params(q(), now).err(),
+        track_params(q(), now).err(),
     ]
     .into_iter()
     .flatten()
@@ -739,6 +844,7 @@ mod tests {
             ("/aggregate", AGGREGATE_PARAMS),
             ("/top", TOP_PARAMS),
             ("/histogram", HISTOGRAM_PARAMS),
+            ("/track", TRACK_PARAMS),
         ] {
             let item = &doc.paths.paths[path];
             let listed: Vec<&str> = item

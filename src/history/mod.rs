@@ -1,6 +1,7 @@
 //! The history of the topics, read back from syslog for the HTTP read API: what was seen
 //! ([`topics`]), the raw rows ([`rows`]), bucketed statistics ([`aggregate`]), the best
-//! devices by a feature ([`top`]) and the distribution of a topic's values ([`histogram`]).
+//! devices by a feature ([`top`]), the distribution of a topic's values ([`histogram`]) and
+//! where a device has been ([`track`]).
 //!
 //! Each answer is computed by a *consumer*: a pure state machine that is handed readings
 //! `(time, series, value)` and produces the answer type (the JSON shapes of the HTTP
@@ -20,6 +21,7 @@ pub mod read;
 pub(crate) mod rows;
 pub(crate) mod top;
 pub(crate) mod topics;
+pub mod track;
 
 use crate::payload::{self, Extractor, Reading, Rejected};
 use crate::privacy::Locations;

@@ -201,9 +201,23 @@ impl Context {
             cfg.calendar.iter().map(|c| c.calendar()).collect(),
         )
         .with_max_series(cfg.http.max_series)
-        .with(|inner| {
-            inner.locations = Arc::new(crate::privacy::Locations::of(cfg));
-        }))
+        .with_locations(crate::privacy::Locations::of(cfg)))
+    }
+
+    /// The same context withholding the locations `locations` finds in private areas from
+    /// every answer (records written before an area was configured still hold them).
+    pub fn with_locations(self, locations: crate::privacy::Locations) -> Self {
+        self.with(|inner| inner.locations = Arc::new(locations))
+    }
+
+    /// The private areas and the payloads that carry a location.
+    pub fn locations(&self) -> &crate::privacy::Locations {
+        &self.0.locations
+    }
+
+    /// How payloads are read into numbers (`[[payload.json]]`).
+    pub fn extractor(&self) -> &Extractor {
+        &self.0.extractor
     }
 
     /// [`read`](Self::read) into a consumer `make` makes, read again on one thread in the rare
@@ -244,8 +258,24 @@ impl Context {
         until: DateTime<Utc>,
         make: impl Fn() -> C + Send + 'static,
     ) -> Result<Read<C>, ReadError> {
+        let extractor = self.0.extractor.clone();
+        self.read_shared_by(extractor, topics, since, until, make)
+            .await
+    }
+
+    /// [`read_shared`](Self::read_shared) with payloads read by `extractor` rather than the
+    /// configured rules: a track reads the location fields of a device's documents, whatever
+    /// `[[payload.json]]` says.
+    pub async fn read_shared_by<C: Consumer + 'static>(
+        &self,
+        extractor: Extractor,
+        topics: Filters,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+        make: impl Fn() -> C + Send + 'static,
+    ) -> Result<Read<C>, ReadError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let readings = self.readings(topics.clone(), make());
+        let readings = self.readings(&extractor, topics.clone(), make());
         let reply = move |ctx: &Context, got: Result<Box<dyn AnyRecords>, ReadError>| {
             let read = got.and_then(|records| {
                 let readings = records
@@ -253,7 +283,7 @@ impl Context {
                     .downcast::<Readings<C>>()
                     .map_err(|_| ReadError("a read got another read's answer".into()))?;
                 ctx.exact_or_again(Read::from(*readings), |one| {
-                    one.read(topics, since, until, make())
+                    one.read_by(&extractor, topics, since, until, make())
                 })
             });
             // The request may have gone (its client hung up): nobody to tell.
@@ -365,9 +395,14 @@ impl Context {
         Reader::new(window, self.0.disorder, &self.0.identifier, time::local())
     }
 
-    /// The readings of `topics` for `consumer`.
-    fn readings<C: Consumer>(&self, topics: Filters, consumer: C) -> Readings<C> {
-        Readings::new(topics, self.0.extractor.clone(), consumer)
+    /// The readings of `topics`, read by `extractor`, for `consumer`.
+    fn readings<C: Consumer>(
+        &self,
+        extractor: &Extractor,
+        topics: Filters,
+        consumer: C,
+    ) -> Readings<C> {
+        Readings::new(topics, extractor.clone(), consumer)
             .with_max_series(self.0.max_series)
             .with_locations(self.0.locations.clone())
     }
@@ -390,12 +425,24 @@ impl Context {
         until: DateTime<Utc>,
         consumer: C,
     ) -> Result<Read<C>, ReadError> {
+        self.read_by(&self.0.extractor, topics, since, until, consumer)
+    }
+
+    /// [`read`](Self::read) with payloads read by `extractor`.
+    fn read_by<C: Consumer>(
+        &self,
+        extractor: &Extractor,
+        topics: Filters,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+        consumer: C,
+    ) -> Result<Read<C>, ReadError> {
         let inner = &self.0;
         let reader = self.reader(Window {
             start: since,
             end: until,
         });
-        let mut feed = Feed::new(reader, self.readings(topics, consumer));
+        let mut feed = Feed::new(reader, self.readings(extractor, topics, consumer));
         let (from, to) = feed.range();
         scan::scan_split(
             &self.sources()?,

@@ -117,6 +117,8 @@ pub async fn run_on(
         request_timeout: http.request_timeout.get(),
         alerts_topic: cfg.alerts.events_topic.clone(),
         calendars: cfg.calendar.iter().map(|c| c.name.clone()).collect(),
+        map_tiles: http.map_tiles.clone(),
+        map_attribution: http.map_attribution.clone(),
         live: live_hub,
         stop: shutdown.clone(),
         document: Default::default(),

@@ -89,10 +89,8 @@ impl Rules<'_> {
 }
 
 /// The names a flat form gives a latitude and a longitude (GPSLogger's parameters,
-/// Telegraf's fields).
-pub(crate) const LATITUDE: [&str; 2] = ["lat", "latitude"];
-/// See [`LATITUDE`].
-pub(crate) const LONGITUDE: [&str; 3] = ["lon", "lng", "longitude"];
+/// Telegraf's fields): the ones the read API's track pairs too.
+pub(crate) use crate::privacy::{LATITUDE, LONGITUDE};
 
 /// A JSON scalar as a payload: numbers as written, booleans `true`/`false`, strings as they
 /// are; `None` for null, arrays and objects.

@@ -88,6 +88,11 @@ pub struct Settings<'a> {
     pub alerts_topic: &'a str,
     /// The `[[calendar]]` names.
     pub calendars: &'a [String],
+    /// `http.map_tiles`: the tile URL the location view draws under a track (`{z}`, `{x}`,
+    /// `{y}`); `null`: none, nothing is fetched from outside.
+    pub map_tiles: Option<&'a str>,
+    /// `http.map_attribution`: the text shown with the tiles.
+    pub map_attribution: Option<&'a str>,
 }
 
 /// One `[[http.device]]`.

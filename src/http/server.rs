@@ -64,6 +64,11 @@ pub struct App {
     pub alerts_topic: String,
     /// The names of the `[[calendar]]`s, for the dashboard's energy view.
     pub calendars: Vec<String>,
+    /// `http.map_tiles` (checked) and `http.map_attribution`: what the location view draws
+    /// its track on, if anything.
+    pub map_tiles: Option<String>,
+    /// See [`map_tiles`](Self::map_tiles).
+    pub map_attribution: Option<String>,
     /// Live readings for `/api/v1/live` (see [`super::live`]).
     pub live: live::Hub,
     /// The daemon's shutdown, which ends the live streams.
@@ -129,8 +134,12 @@ pub fn router(app: Arc<App>, read: Option<OpenApiRouter>) -> Router {
         Err(e) => tracing::error!("the API document could not be written: {e}"),
     }
     let max_body = app.max_body;
+    let tiles = app
+        .map_tiles
+        .as_deref()
+        .and_then(|url| crate::config::tiles_origin(url).ok());
     routes
-        .merge(super::ui::routes())
+        .merge(super::ui::routes(tiles))
         .fallback(|| async { ApiError::not_found("not_found", "no such path") })
         .layer(tower_http::limit::RequestBodyLimitLayer::new(
             usize::try_from(max_body).unwrap_or(usize::MAX),
@@ -184,12 +193,13 @@ async fn openapi_json(State(app): State<Arc<App>>) -> axum::response::Response {
 }
 
 /// `GET /api/v1/dashboard` (read): what the dashboard needs beyond the data — the
-/// `[[http.device]]` list for its on/off buttons and the topic of alert transitions.
+/// `[[http.device]]` list for its on/off buttons, the topic of alert transitions, the
+/// calendars and the map tiles of the location view (`null`: none).
 #[utoipa::path(
     get,
     path = "/dashboard",
     tag = "daemon",
-    summary = "The dashboard's settings: devices, the alerts topic, calendars",
+    summary = "The dashboard's settings: devices, the alerts topic, calendars, map tiles",
     security(("bearer" = [])),
     responses((status = 200, body = Settings), TokenErrors),
 )]
@@ -212,6 +222,8 @@ async fn dashboard(
         devices,
         alerts_topic: &app.alerts_topic,
         calendars: &app.calendars,
+        map_tiles: app.map_tiles.as_deref(),
+        map_attribution: app.map_attribution.as_deref(),
     })
     .into_response())
 }

@@ -14,14 +14,28 @@
 
 use askama::Template;
 use axum::Router;
-use axum::http::header;
+use axum::http::{HeaderValue, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use std::sync::LazyLock;
 
-/// `Content-Security-Policy` of every UI answer.
+/// `Content-Security-Policy` of every UI answer without map tiles.
 pub const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
 connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'";
+
+/// The policy: [`CSP`], images also from `tiles` (the origin of `http.map_tiles`, checked by
+/// [`crate::config::tiles_origin`]) when there are map tiles. Nothing else comes from
+/// elsewhere: the tiles are images, and the page's requests stay on 'self'.
+pub fn csp(tiles: Option<&str>) -> String {
+    match tiles {
+        None => CSP.to_owned(),
+        Some(origin) => CSP.replacen(
+            "img-src 'self' data:",
+            &format!("img-src 'self' data: {origin}"),
+            1,
+        ),
+    }
+}
 
 /// One embedded file: its content type and bytes.
 struct Asset {
@@ -142,6 +156,19 @@ pub const TOP_STATISTICS: &[&str] = &[
     <table id="wasters"><thead><tr><th>Device</th><th>Value</th><th>Topic</th></tr></thead><tbody></tbody></table>
   </section>
   <section>
+    <h2>Locations <small class="muted">a device's track; no point inside a private area is ever answered</small></h2>
+    <form id="track-form" class="controls">
+      <label>Device <input id="track-device" list="track-devices" size="36" placeholder="owntracks/jane/phone" required title="the topic of one device: its lat/lon series, or its OwnTracks or [[location]] documents"></label>
+      <datalist id="track-devices"></datalist>
+      <label>Range <select id="track-range">
+        <option value="24h">24 h</option><option value="7d">7 d</option><option value="30d">30 d</option>
+      </select></label>
+      <button type="submit">Show</button>
+    </form>
+    <div id="track"></div>
+    <p id="track-note" class="muted"></p>
+  </section>
+  <section>
     <h2>Alerts <small class="muted">last transitions, newest first</small></h2>
     <table id="alerts"><thead><tr><th>When</th><th>Event</th></tr></thead><tbody></tbody></table>
   </section>
@@ -190,43 +217,53 @@ const UPLOT_CSS: Asset = Asset {
     body: include_bytes!("ui/vendor/uPlot.min.css"),
 };
 
-fn serve(asset: &'static Asset) -> impl IntoResponse {
-    with_headers(asset.content_type, asset.body)
-}
-
 /// An answer of the UI with its security headers.
-fn with_headers(content_type: &'static str, body: &'static [u8]) -> impl IntoResponse {
+fn with_headers(
+    content_type: &'static str,
+    body: &'static [u8],
+    csp: &HeaderValue,
+) -> axum::response::Response {
     (
         [
-            (header::CONTENT_TYPE, content_type),
-            (header::CONTENT_SECURITY_POLICY, CSP),
-            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-            (header::REFERRER_POLICY, "no-referrer"),
-            (header::CACHE_CONTROL, "no-cache"),
+            (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
+            (header::CONTENT_SECURITY_POLICY, csp.clone()),
+            (
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            ),
+            (
+                header::REFERRER_POLICY,
+                HeaderValue::from_static("no-referrer"),
+            ),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
         ],
         body,
     )
+        .into_response()
 }
 
-/// `/` and `/ui/...`.
-pub fn routes() -> Router {
+/// `/` and `/ui/...`, their policy letting images come from `tiles` too (the origin of the
+/// map tiles, if any).
+pub fn routes(tiles: Option<&str>) -> Router {
+    // A checked origin is printable ASCII without quotes: it is a header value. Were it not,
+    // the page would go without tiles rather than without a policy.
+    let csp = HeaderValue::from_str(&csp(tiles)).unwrap_or(HeaderValue::from_static(CSP));
+    let page = |content_type: &'static str, body: &'static [u8]| {
+        let csp = csp.clone();
+        get(move || {
+            let answer = with_headers(content_type, body, &csp);
+            async move { answer }
+        })
+    };
+    let asset = |a: &'static Asset| page(a.content_type, a.body);
     Router::new()
-        .route(
-            "/",
-            get(|| async { with_headers("text/html; charset=utf-8", INDEX_HTML.as_bytes()) }),
-        )
-        .route("/ui/app.js", get(|| async { serve(&APP_JS) }))
-        .route("/ui/app.css", get(|| async { serve(&APP_CSS) }))
-        .route("/ui/icon.svg", get(|| async { serve(&ICON) }))
-        .route("/favicon.ico", get(|| async { serve(&ICON) }))
-        .route(
-            "/ui/vendor/uPlot.iife.min.js",
-            get(|| async { serve(&UPLOT_JS) }),
-        )
-        .route(
-            "/ui/vendor/uPlot.min.css",
-            get(|| async { serve(&UPLOT_CSS) }),
-        )
+        .route("/", page("text/html; charset=utf-8", INDEX_HTML.as_bytes()))
+        .route("/ui/app.js", asset(&APP_JS))
+        .route("/ui/app.css", asset(&APP_CSS))
+        .route("/ui/icon.svg", asset(&ICON))
+        .route("/favicon.ico", asset(&ICON))
+        .route("/ui/vendor/uPlot.iife.min.js", asset(&UPLOT_JS))
+        .route("/ui/vendor/uPlot.min.css", asset(&UPLOT_CSS))
 }
 
 #[cfg(test)]
@@ -247,6 +284,15 @@ mod tests {
         assert!(html.contains("id=\"overview\""));
         assert!(html.contains(&format!("id=\"version\">{}<", env!("CARGO_PKG_VERSION"))));
         assert!(html.contains("<option>p95</option>"), "{html}");
+    }
+
+    #[test]
+    fn map_tiles_add_their_origin_to_images_only() {
+        assert_eq!(csp(None), CSP);
+        let with = csp(Some("https://tile.openstreetmap.org"));
+        assert!(with.contains("img-src 'self' data: https://tile.openstreetmap.org;"));
+        assert_eq!(with.matches("tile.openstreetmap.org").count(), 1, "{with}");
+        assert!(with.contains("connect-src 'self';"), "{with}");
     }
 
     #[test]

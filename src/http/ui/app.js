@@ -215,6 +215,7 @@ function renderOverview() {
   const body = $("overview").tBodies[0];
   const topics = [...series.keys()].sort();
   body.replaceChildren(...topics.map(rowOf));
+  renderTrackDevices();
 }
 
 /// One reading (from /topics or live): a series or an alert state.
@@ -681,6 +682,144 @@ async function loadEnergy() {
   }));
 }
 
+/// The devices with a location among the series the overview knows (a series ending in a
+/// latitude): what the location view offers. Any other device can be typed.
+function renderTrackDevices() {
+  const found = new Set();
+  for (const t of series.keys()) {
+    const m = /^(.+)\/(lat|latitude)$/.exec(t);
+    if (m) found.add(m[1]);
+  }
+  const list = [...found].sort();
+  $("track-devices").replaceChildren(...list.map((d) => {
+    const o = document.createElement("option");
+    o.value = d;
+    return o;
+  }));
+  if (!$("track-device").value && list.length) $("track-device").value = list[0];
+}
+
+const TRACK_W = 640, TRACK_H = 400, TRACK_PAD = 16, TILE = 256;
+
+/// Web Mercator at zoom 0, in tile pixels: what map tiles are drawn in.
+function mercator(lat, lon) {
+  const s = Math.sin(Math.max(-85.05, Math.min(85.05, lat)) * Math.PI / 180);
+  return [TILE * (lon + 180) / 360, TILE * (0.5 - Math.log((1 + s) / (1 - s)) / (4 * Math.PI))];
+}
+
+/// The location view: the device's track from /track over the range chosen, drawn as a line
+/// through its points, fitted to the track's bounding box — an equirectangular projection
+/// (longitudes shrunk by the cosine of the middle latitude), or Web Mercator over the map
+/// tiles when http.map_tiles names some. Data goes in as attributes and text only.
+async function loadTrack() {
+  const device = $("track-device").value.trim();
+  if (!device) return;
+  const range = $("track-range").value;
+  const v = await api("/track?device=" + encodeURIComponent(device) + "&since=-" + range);
+  const box = $("track");
+  const pts = v.points;
+  box.dataset.device = device;
+  box.dataset.range = range;
+  box.dataset.points = String(pts.length);
+  box.dataset.truncated = String(v.truncated);
+  if (!pts.length) {
+    box.replaceChildren();
+    $("track-note").textContent = "No location of " + device + " in the last " + range + ".";
+    return;
+  }
+  const lats = pts.map((p) => p[1]), lons = pts.map((p) => p[2]);
+  const [s, n] = [Math.min(...lats), Math.max(...lats)];
+  const [w, e] = [Math.min(...lons), Math.max(...lons)];
+  const tiles = meta.map_tiles || null;
+  // Into the box's pixels: (x, y) of the projection, scaled to fit and centred.
+  let project, zoom = null, scale;
+  if (tiles) {
+    const [x0, y0] = mercator(n, w), [x1, y1] = mercator(s, e);
+    const fit = Math.min((TRACK_W - 2 * TRACK_PAD) / Math.max(1e-9, x1 - x0),
+      (TRACK_H - 2 * TRACK_PAD) / Math.max(1e-9, y1 - y0));
+    zoom = Math.max(0, Math.min(18, Math.floor(Math.log2(fit))));
+    scale = 2 ** zoom;
+    const cx = (x0 + x1) / 2 * scale - TRACK_W / 2, cy = (y0 + y1) / 2 * scale - TRACK_H / 2;
+    project = (lat, lon) => {
+      const [x, y] = mercator(lat, lon);
+      return [x * scale - cx, y * scale - cy];
+    };
+    project.origin = [cx, cy];
+  } else {
+    const k = Math.cos((s + n) / 2 * Math.PI / 180);
+    // At least about 100 m of width and height: one point, or a device that stood still.
+    const dx = Math.max((e - w) * k, 0.001), dy = Math.max(n - s, 0.001);
+    scale = Math.min((TRACK_W - 2 * TRACK_PAD) / dx, (TRACK_H - 2 * TRACK_PAD) / dy);
+    const cx = (w + e) / 2 * k, cy = (s + n) / 2;
+    project = (lat, lon) => [TRACK_W / 2 + (lon * k - cx) * scale, TRACK_H / 2 - (lat - cy) * scale];
+  }
+  const svg = document.createElementNS(SVG, "svg");
+  svg.setAttribute("width", TRACK_W);
+  svg.setAttribute("height", TRACK_H);
+  svg.setAttribute("viewBox", "0 0 " + TRACK_W + " " + TRACK_H);
+  svg.dataset.projection = tiles ? "mercator" : "equirectangular";
+  if (tiles) {
+    // The tiles under the view, only from the one configured server (the page's policy
+    // allows images from its origin and nowhere else).
+    const [cx, cy] = project.origin;
+    const count = 2 ** zoom;
+    for (let ty = Math.floor(cy / TILE); ty * TILE < cy + TRACK_H; ty++) {
+      if (ty < 0 || ty >= count) continue;
+      for (let tx = Math.floor(cx / TILE); tx * TILE < cx + TRACK_W; tx++) {
+        const img = document.createElementNS(SVG, "image");
+        const wrapped = ((tx % count) + count) % count;
+        img.setAttribute("href", tiles.replace("{z}", zoom).replace("{x}", wrapped).replace("{y}", ty));
+        img.setAttribute("x", String(tx * TILE - cx));
+        img.setAttribute("y", String(ty * TILE - cy));
+        img.setAttribute("width", TILE);
+        img.setAttribute("height", TILE);
+        svg.append(img);
+      }
+    }
+  }
+  const xy = pts.map((p) => project(p[1], p[2]));
+  const line = document.createElementNS(SVG, "polyline");
+  line.setAttribute("points", xy.map(([x, y]) => x.toFixed(1) + "," + y.toFixed(1)).join(" "));
+  svg.append(line);
+  // Each point (the first and the last marked), with its time and place as its tooltip;
+  // over many points only the first and the last, the line shows the rest.
+  const marked = pts.length <= 1000 ? pts.map((_, i) => i) : [0, pts.length - 1];
+  for (const i of marked) {
+    const c = document.createElementNS(SVG, "circle");
+    c.setAttribute("cx", xy[i][0].toFixed(1));
+    c.setAttribute("cy", xy[i][1].toFixed(1));
+    c.setAttribute("r", i === 0 || i === pts.length - 1 ? "4" : "2");
+    if (i === 0) c.setAttribute("class", "first");
+    else if (i === pts.length - 1) c.setAttribute("class", "last");
+    const title = document.createElementNS(SVG, "title");
+    title.textContent = new Date(pts[i][0]).toLocaleString() + ": " + pts[i][1] + ", " + pts[i][2];
+    c.append(title);
+    svg.append(c);
+  }
+  if (tiles && meta.map_attribution) {
+    const text = document.createElementNS(SVG, "text");
+    text.setAttribute("class", "attribution");
+    text.setAttribute("x", String(TRACK_W - 4));
+    text.setAttribute("y", String(TRACK_H - 4));
+    text.setAttribute("text-anchor", "end");
+    text.textContent = meta.map_attribution;
+    svg.append(text);
+  }
+  box.replaceChildren(svg);
+  // The scale: how far the view's width is on the ground.
+  const mid = (s + n) / 2 * Math.PI / 180;
+  const metresPerPixel = tiles
+    ? 40075016.686 * Math.cos(mid) / (TILE * scale)
+    : 111320 / scale;
+  const across = metresPerPixel * TRACK_W;
+  const distance = across >= 2000 ? (across / 1000).toFixed(1) + " km" : Math.round(across) + " m";
+  $("track-note").textContent = pts.length + " points" +
+    (v.truncated ? " (the newest; older ones left out)" : "") + ", from " +
+    new Date(pts[0][0]).toLocaleString() + " (green) to " +
+    new Date(pts[pts.length - 1][0]).toLocaleString() + " (dark); the view is about " +
+    distance + " across.";
+}
+
 function renderCalendars() {
   const sel = $("energy-calendar");
   const names = meta.calendars || [];
@@ -693,7 +832,7 @@ function renderCalendars() {
   if (names.length) sel.value = names[0];
 }
 
-let meta = { devices: [], alerts_topic: null, calendars: [] };
+let meta = { devices: [], alerts_topic: null, calendars: [], map_tiles: null };
 
 async function loadAlerts() {
   if (!meta.alerts_topic) return;
@@ -847,6 +986,13 @@ function init() {
   $("energy-form").addEventListener("submit", (ev) => {
     ev.preventDefault();
     loadEnergy().catch(fail);
+  });
+  $("track-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    loadTrack().catch(fail);
+  });
+  $("track-range").addEventListener("change", () => {
+    if ($("track-device").value.trim()) loadTrack().catch(fail);
   });
   $("series").addEventListener("change", (ev) => select(ev.target.value));
   let searching = null;
