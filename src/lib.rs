@@ -20,6 +20,7 @@
 //! **Infrastructure** — the edges every program shares: [`mqtt`] (the one MQTT pump),
 //! [`syslog`] (writing records, and reading lines back from files and the journal),
 //! [`records`] (the read engine: a window's records from those lines, on every core),
+//! [`status`] (each program's health, reported over MQTT),
 //! [`cli`], [`shutdown`], [`notify`], [`logging`], [`linger`] (daemon plumbing).
 //!
 //! **Programs**: [`logger`] (MQTT → syslog), [`stats`] (syslog windows → statistics → MQTT),
@@ -51,6 +52,7 @@ pub mod mqtt;
 pub mod notify;
 pub mod records;
 pub mod shutdown;
+pub mod status;
 pub mod syslog;
 
 // Programs.

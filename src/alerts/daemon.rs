@@ -29,6 +29,7 @@ use crate::mqtt::{self, Update, subscribe::Outcome};
 use crate::notify;
 use crate::payload::{Extractor, Reading};
 use crate::shutdown::Shutdown;
+use crate::status::{Metric, Status};
 use crate::time::sleep_until;
 use anyhow::Context;
 use rumqttc::{AsyncClient, Publish, QoS, SubscribeFilter};
@@ -59,8 +60,12 @@ pub async fn run(cfg: &Config, mut shutdown: Shutdown) -> anyhow::Result<()> {
         )
         .into());
     }
-    let (client, driver) = mqtt::connect(&cfg.mqtt, "alerts").context("mqtt settings")?;
+    let status = Status::of(cfg, "alerts");
+    let (client, driver) =
+        mqtt::connect_reporting(&cfg.mqtt, "alerts", status.as_ref()).context("mqtt settings")?;
     let mut d = Daemon::new(cfg, client.clone());
+    let availability = status.as_ref().map(Status::availability);
+    d.status = status;
     let filters = |topics: &[String], qos| {
         topics
             .iter()
@@ -74,6 +79,7 @@ pub async fn run(cfg: &Config, mut shutdown: Shutdown) -> anyhow::Result<()> {
     } = mqtt::Pump::new(client, driver)
         .subscribe(filters(&d.outputs, QoS::AtMostOnce))
         .subscribe(filters(&d.inputs, QoS::AtLeastOnce))
+        .online(availability)
         .inbox(INBOX)
         .spawn::<Update>();
     tracing::info!(
@@ -83,7 +89,7 @@ pub async fn run(cfg: &Config, mut shutdown: Shutdown) -> anyhow::Result<()> {
     );
 
     let mut watchdog = notify::Watchdog::new();
-    let mut status = tokio::time::interval(STATUS_EVERY);
+    let mut status = tokio::time::interval(cfg.status.interval.get().min(STATUS_EVERY));
     loop {
         let deadline = d.machine.next_deadline();
         tokio::select! {
@@ -161,6 +167,10 @@ struct Counts {
 }
 
 struct Daemon {
+    /// Where the daemon reports its health, if it does.
+    status: Option<Status>,
+    /// `[[alerts.rule]]`s configured.
+    rules: usize,
     machine: Machine,
     client: AsyncClient,
     extractor: Extractor,
@@ -185,6 +195,8 @@ impl Daemon {
     fn new(cfg: &Config, client: AsyncClient) -> Self {
         let (outputs, inputs) = subscriptions(cfg);
         Daemon {
+            status: None,
+            rules: cfg.alerts.rule.len(),
             machine: Machine::new(&cfg.alerts, Instant::now()),
             client,
             extractor: cfg.payload.extractor(),
@@ -397,11 +409,44 @@ impl Daemon {
             c.transitions
         );
         notify::status(&text);
+        self.publish_status(&text);
         tracing::debug!(
             refused = c.refused,
             held_back_dropped = c.held_back_dropped,
             "{text}"
         );
+    }
+
+    /// Publish the status report (retained): what `/metrics` and the health panel show.
+    fn publish_status(&self, summary: &str) {
+        let Some(s) = &self.status else { return };
+        let c = &self.counts;
+        let metrics = vec![
+            Metric::counter("messages", "Messages received", c.messages),
+            Metric::counter("readings", "Readings checked against the rules", c.readings),
+            Metric::counter("junk", "Payloads that were not readings", c.junk),
+            Metric::counter("transitions", "Alerts raised or cleared", c.transitions),
+            Metric::counter("refused", "Alert messages the broker refused", c.refused),
+            Metric::gauge("rules", "Configured [[alerts.rule]]s", self.rules as f64),
+            Metric::gauge(
+                "series",
+                "Series watched",
+                self.machine.series_count() as f64,
+            ),
+            Metric::gauge("active", "Alerts on now", self.machine.active() as f64),
+            Metric::gauge(
+                "queued",
+                "Alert messages waiting to be sent",
+                self.outbox.len() as f64,
+            ),
+        ];
+        let payload = s.report(summary, metrics);
+        if let Err(e) = self
+            .client
+            .try_publish(s.topic(), QoS::AtLeastOnce, true, payload)
+        {
+            tracing::debug!("status not published: {e}");
+        }
     }
 
     /// Send what is queued and disconnect cleanly, for at most [`DRAIN_TIMEOUT`]: done once
@@ -419,6 +464,15 @@ impl Daemon {
         loop {
             self.flush();
             if self.outbox.is_empty() && !disconnect_sent {
+                // A DISCONNECT does not fire the will: say `offline` first.
+                if let Some(s) = &self.status {
+                    let _ = self.client.try_publish(
+                        s.availability(),
+                        QoS::AtLeastOnce,
+                        true,
+                        crate::status::OFFLINE,
+                    );
+                }
                 disconnect_sent = self.client.try_disconnect().is_ok();
             }
             tokio::select! {

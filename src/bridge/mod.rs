@@ -26,6 +26,7 @@ use crate::exit::{self, ExitError};
 use crate::mqtt;
 use crate::notify;
 use crate::shutdown::Shutdown;
+use crate::status::{self as health, Metric};
 use channel::{Ack, Arrival, Channel};
 use route::Routes;
 use rumqttc::{AsyncClient, QoS, SubscribeFilter};
@@ -137,6 +138,13 @@ pub async fn run_with(cfg: &Config, mut shutdown: Shutdown, opts: Options) -> an
     mqtt_opts
         .set_clean_session(opts.dry_run)
         .set_manual_acks(true);
+    // A dry run is not the bridge: it reports nothing.
+    let health = (!opts.dry_run)
+        .then(|| health::Status::of(cfg, "bridge"))
+        .flatten();
+    if let Some(h) = &health {
+        h.set_will(&mut mqtt_opts);
+    }
     let (client, driver) = mqtt::client(mqtt_opts, &cfg.mqtt);
     // The event loop runs in a task of its own (the pump), never inside the `select!`
     // below: a poll cancelled by the watchdog's tick in the middle of connecting made the
@@ -154,16 +162,21 @@ pub async fn run_with(cfg: &Config, mut shutdown: Shutdown, opts: Options) -> an
         ..
     } = mqtt::Pump::new(client.clone(), driver)
         .subscribe(filters)
+        .online(health.as_ref().map(health::Status::availability))
         .inbox(INBOX)
         .spawn::<rumqttc::Publish>();
     crate::notify::ready_once(subscribed);
     let mut watchdog = notify::Watchdog::new();
+    let mut report = tokio::time::interval(cfg.status.interval.get());
     let mut out = Vec::new();
     let mut rejected: u64 = 0;
     loop {
         tokio::select! {
             _ = shutdown.recv() => break,
             _ = watchdog.tick() => {}
+            _ = report.tick(), if health.is_some() => {
+                publish_health(health.as_ref(), &client, &status.borrow(), rejected, false);
+            }
             Some(done) = tasks.join_next() => {
                 // Channel tasks only end once their readings are closed.
                 done.map_err(|e| anyhow::anyhow!("a channel task failed: {e}"))?;
@@ -195,11 +208,71 @@ pub async fn run_with(cfg: &Config, mut shutdown: Shutdown, opts: Options) -> an
         }
     }
     notify::stopping();
+    // A DISCONNECT does not fire the will: say `offline` (and the last numbers) first.
+    publish_health(health.as_ref(), &client, &status.borrow(), rejected, true);
     // Messages arriving from now on are not acknowledged: the broker keeps them for the next
     // start.
     inbox.close();
     drop(senders);
     drain(tasks, client, poller).await
+}
+
+/// Publish the bridge's status report (retained), and `offline` when `stopping`: what
+/// `/metrics` and the dashboard's health panel show.
+fn publish_health(
+    health: Option<&health::Status>,
+    client: &AsyncClient,
+    status: &Status,
+    rejected: u64,
+    stopping: bool,
+) {
+    let Some(h) = health else { return };
+    let mut metrics = vec![Metric::counter(
+        "rejected",
+        "Messages whose payload no field mapping could read",
+        rejected,
+    )];
+    let mut waiting = 0;
+    for c in &status.channels {
+        let id = c.id.to_string();
+        waiting += c.waiting;
+        metrics.extend(
+            [
+                Metric::gauge(
+                    "spool_depth",
+                    "Updates spooled, waiting for ThingSpeak",
+                    c.waiting as f64,
+                ),
+                Metric::gauge(
+                    "in_flight",
+                    "Updates in the request under way",
+                    c.in_flight as f64,
+                ),
+                Metric::counter("delivered", "Updates ThingSpeak accepted", c.delivered),
+                Metric::counter("refused", "Updates ThingSpeak refused (dropped)", c.refused),
+                Metric::counter("dropped", "Updates dropped: the spool was full", c.dropped),
+                Metric::gauge(
+                    "failures",
+                    "Failed attempts in a row",
+                    f64::from(c.failures),
+                ),
+            ]
+            .map(|m| m.label("channel", id.clone())),
+        );
+    }
+    let failing = status.channels.iter().filter(|c| c.failures > 0).count();
+    let summary = if failing > 0 {
+        format!("{failing} channel(s) failing; {waiting} updates spooled")
+    } else {
+        format!("{waiting} updates spooled")
+    };
+    let payload = h.report(&summary, metrics);
+    if let Err(e) = client.try_publish(h.topic(), QoS::AtLeastOnce, true, payload) {
+        tracing::debug!("status not published: {e}");
+    }
+    if stopping {
+        let _ = client.try_publish(h.availability(), QoS::AtLeastOnce, true, health::OFFLINE);
+    }
 }
 
 /// Let the channel tasks finish while the poller keeps the event loop running, so that their

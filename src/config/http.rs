@@ -54,6 +54,9 @@ pub struct HttpConfig {
     /// The tiles' attribution, shown under the map (most tile servers require one).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub map_attribution: Option<String>,
+    /// `/metrics` without a token (a Prometheus on the same host, a private network); off:
+    /// it takes a `read` token, as a bearer token in the scrape config.
+    pub metrics_public: bool,
 }
 
 /// The origin (`https://host[:port]`) of a map tile URL template, checked: `http` or `https`,
@@ -132,6 +135,7 @@ struct RawHttp {
     max_series: usize,
     map_tiles: Option<String>,
     map_attribution: Option<String>,
+    metrics_public: bool,
 }
 
 impl Default for RawHttp {
@@ -150,6 +154,7 @@ impl Default for RawHttp {
             max_series: DEFAULT_MAX_SERIES,
             map_tiles: None,
             map_attribution: None,
+            metrics_public: false,
         }
     }
 }
@@ -228,6 +233,7 @@ impl TryFrom<RawHttp> for HttpConfig {
             max_series: raw.max_series,
             map_tiles: raw.map_tiles,
             map_attribution: raw.map_attribution,
+            metrics_public: raw.metrics_public,
         })
     }
 }

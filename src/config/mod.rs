@@ -14,6 +14,7 @@ mod http;
 mod logger;
 mod mqtt;
 mod stats;
+mod status;
 mod syslog;
 
 pub use alerts::{ActionConfig, AlertsConfig, RuleConfig};
@@ -27,6 +28,7 @@ pub use http::{
 pub use logger::LoggerConfig;
 pub use mqtt::MqttConfig;
 pub use stats::{GroupConfig, StatsConfig};
+pub use status::StatusConfig;
 pub use syslog::{AUTO, SyslogConfig, SyslogFormat, SyslogTarget};
 
 use serde::{Deserialize, Serialize};
@@ -83,6 +85,9 @@ pub struct Config {
     /// Which MQTT payloads carry a location (OwnTracks' form is built in).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub location: Vec<LocationConfig>,
+    /// Where each program reports its health.
+    #[serde(default)]
+    pub status: StatusConfig,
 }
 
 fn default_state_dir() -> PathBuf {

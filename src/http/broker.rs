@@ -19,11 +19,23 @@ pub struct Broker {
 }
 
 impl Broker {
-    /// Start the pump over `driver`; `client` must belong to it.
-    pub fn start(client: AsyncClient, driver: Driver) -> (Broker, tokio::task::JoinHandle<()>) {
-        let (pumped, requests) =
-            mqtt::Pump::new(client, driver).spawn_confirmed::<rumqttc::Publish>();
+    /// Start the pump over `driver`; `client` must belong to it. `online`: the availability
+    /// topic that gets a retained `online` on every connection.
+    pub fn start(
+        client: AsyncClient,
+        driver: Driver,
+        online: Option<String>,
+    ) -> (Broker, tokio::task::JoinHandle<()>) {
+        let (pumped, requests) = mqtt::Pump::new(client, driver)
+            .online(online)
+            .spawn_confirmed::<rumqttc::Publish>();
         (Broker { requests }, pumped.task)
+    }
+
+    /// Publish one retained message at QoS 1 without waiting (a status report): `false` if
+    /// it could not be queued now.
+    pub fn fire(&self, topic: &str, payload: Vec<u8>) -> bool {
+        self.requests.fire(topic, payload, true)
     }
 
     /// Whether the broker is connected now.

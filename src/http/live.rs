@@ -76,6 +76,11 @@ impl Hub {
             subscribed: tokio::sync::watch::channel(false).0,
         }
     }
+
+    /// Browsers following the stream now.
+    pub fn clients(&self) -> usize {
+        self.tx.receiver_count()
+    }
 }
 
 impl Default for Hub {

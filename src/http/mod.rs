@@ -13,7 +13,8 @@
 //! - [`live`]: the live stream of readings to the dashboard (server-sent events);
 //! - [`ui`]: the dashboard's page and its vendored assets, built into the binary;
 //! - [`server`]: the router, the handlers and the accept loop; [`tls`]: HTTPS;
-//! - [`openapi`]: the API document, made from the handlers; [`schema`]: its bodies' shapes.
+//! - [`openapi`]: the API document, made from the handlers; [`schema`]: its bodies' shapes;
+//! - [`health`]: every program's status as last heard; [`metrics`]: it as Prometheus metrics.
 //!
 //! The read endpoints (history, aggregates, top-N, histograms) are [`crate::history`]'s: the
 //! binary hands them to [`run`] already built.
@@ -28,7 +29,9 @@ pub mod broker;
 pub mod command;
 pub mod error;
 pub mod gpslogger;
+pub mod health;
 pub mod live;
+pub mod metrics;
 pub mod openapi;
 pub mod owntracks;
 pub mod rate;
@@ -94,8 +97,23 @@ pub async fn run_on(
             })?,
     };
     let local = listener.local_addr().context("listener address")?;
-    let (client, driver) = mqtt::connect(&cfg.mqtt, "http").context("mqtt settings")?;
-    let (broker, poller) = broker::Broker::start(client.clone(), driver);
+    let status = crate::status::Status::of(cfg, "http");
+    let (client, driver) =
+        mqtt::connect_reporting(&cfg.mqtt, "http", status.as_ref()).context("mqtt settings")?;
+    let (broker, poller) = broker::Broker::start(
+        client.clone(),
+        driver,
+        status.as_ref().map(crate::status::Status::availability),
+    );
+    let health = health::Health::default();
+    if status.is_some() {
+        let (cfg, health, shutdown) = (cfg.clone(), health.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            if let Err(e) = health::watch(&cfg, health, shutdown).await {
+                tracing::warn!("the pipeline's status cannot be watched: {e:#}");
+            }
+        });
+    }
     let live_hub = live::Hub::new();
     let locations = crate::privacy::Locations::of(cfg);
     let areas = locations.areas().clone();
@@ -122,6 +140,10 @@ pub async fn run_on(
         live: live_hub,
         stop: shutdown.clone(),
         document: Default::default(),
+        health,
+        status: status.clone(),
+        metrics_public: http.metrics_public,
+        answers: Default::default(),
     });
     let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!(
@@ -132,7 +154,7 @@ pub async fn run_on(
     );
     let server = tokio::spawn(server::serve(
         listener,
-        server::router(app, read),
+        server::router(app.clone(), read),
         http.request_timeout.get(),
         tls,
         shutdown.clone(),
@@ -141,6 +163,7 @@ pub async fn run_on(
 
     let mut connected = broker.watch();
     let mut watchdog = notify::Watchdog::new();
+    let mut report = tokio::time::interval(cfg.status.interval.get());
     let mut ready = false;
     loop {
         if !ready && *connected.borrow_and_update() {
@@ -157,10 +180,16 @@ pub async fn run_on(
                 }
             }
             _ = watchdog.tick() => {}
+            _ = report.tick(), if app.status.is_some() => app.publish_status(),
         }
     }
     notify::stopping();
     let _ = server.await;
+    // A DISCONNECT does not fire the will: say `offline` (and the last numbers) first.
+    app.publish_status();
+    if let Some(s) = &app.status {
+        broker.fire(&s.availability(), crate::status::OFFLINE.into());
+    }
     // The requests are done: close the MQTT connection last.
     let _ = client.try_disconnect();
     let _ = tokio::time::timeout(Duration::from_secs(2), poller).await;

@@ -14,7 +14,9 @@ use super::auth::{self, Tokens};
 use super::broker::{Broker, Partial};
 use super::command;
 use super::error::{self, ApiError};
+use super::health::{Health as Pipeline, Program};
 use super::live;
+use super::metrics::Format;
 use super::openapi::{self, CommandErrors, IngestErrors, TokenErrors};
 use super::reading::{self, Batch, Rules};
 use super::schema::{
@@ -26,6 +28,7 @@ use super::{gpslogger as gpslogger_pairs, owntracks as owntracks_body};
 use crate::config::{DeviceConfig, Scope};
 use crate::privacy::PrivateAreas;
 use crate::shutdown::Shutdown;
+use crate::status::{Metric, Status};
 use axum::Json;
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -75,9 +78,76 @@ pub struct App {
     pub stop: Shutdown,
     /// The API document, as JSON: written once the router is built (see [`router`]).
     pub document: std::sync::OnceLock<Bytes>,
+    /// Every program's status as last heard.
+    pub health: Pipeline,
+    /// Where this daemon reports its own, if it does.
+    pub status: Option<Status>,
+    /// `http.metrics_public`.
+    pub metrics_public: bool,
+    /// Answers given, by status code.
+    pub answers: Arc<std::sync::Mutex<std::collections::BTreeMap<u16, u64>>>,
 }
 
 impl App {
+    /// This daemon's numbers now.
+    fn metrics(&self) -> Vec<Metric> {
+        let answers = self
+            .answers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let mut metrics: Vec<Metric> = answers
+            .into_iter()
+            .map(|(code, n)| {
+                Metric::counter("requests", "HTTP requests answered, by status", n)
+                    .label("status", code.to_string())
+            })
+            .collect();
+        metrics.extend([
+            Metric::gauge(
+                "broker_connected",
+                "1 while the daemon is connected to the broker",
+                f64::from(u8::from(self.broker.is_connected())),
+            ),
+            Metric::gauge(
+                "live_clients",
+                "Browsers following the live stream",
+                self.live.clients() as f64,
+            ),
+        ]);
+        metrics
+    }
+
+    /// Every program's status, this daemon's own as it is now.
+    fn programs(&self) -> Vec<Program> {
+        let mut programs = self.health.programs();
+        if let Some(s) = &self.status {
+            let payload = s.report("serving", self.metrics());
+            if let Ok(report) = serde_json::from_slice::<crate::status::Report>(&payload) {
+                programs.retain(|p| !(p.program == "http" && p.instance == report.instance));
+                programs.push(Program {
+                    program: "http".into(),
+                    instance: report.instance.clone(),
+                    availability: Some(crate::status::ONLINE.into()),
+                    report: Some(report),
+                });
+                programs.sort_by(|a, b| (&a.program, &a.instance).cmp(&(&b.program, &b.instance)));
+            }
+        }
+        programs
+    }
+
+    /// Publish this daemon's status report (retained).
+    pub fn publish_status(&self) {
+        if let Some(s) = &self.status
+            && !self
+                .broker
+                .fire(s.topic(), s.report("serving", self.metrics()))
+        {
+            tracing::debug!("status not published: the broker is not connected");
+        }
+    }
+
     /// What parsing a body needs from the config, with the clock read now.
     fn rules(&self) -> Rules<'_> {
         Rules {
@@ -103,6 +173,7 @@ pub fn router(app: Arc<App>, read: Option<OpenApiRouter>) -> Router {
         .routes(routes!(gpslogger_get, gpslogger_post))
         .routes(routes!(commands))
         .routes(routes!(dashboard))
+        .routes(routes!(status))
         .routes(routes!(openapi_json))
         .with_state(app.clone())
         .merge(
@@ -124,6 +195,7 @@ pub fn router(app: Arc<App>, read: Option<OpenApiRouter>) -> Router {
     }
     let (routes, document) = OpenApiRouter::with_openapi(openapi::Base::openapi())
         .routes(routes!(healthz))
+        .routes(routes!(metrics))
         .with_state(app.clone())
         .nest("/api/v1", api)
         .split_for_parts();
@@ -138,6 +210,7 @@ pub fn router(app: Arc<App>, read: Option<OpenApiRouter>) -> Router {
         .map_tiles
         .as_deref()
         .and_then(|url| crate::config::tiles_origin(url).ok());
+    let answers = app.answers.clone();
     routes
         .merge(super::ui::routes(tiles))
         .fallback(|| async { ApiError::not_found("not_found", "no such path") })
@@ -148,6 +221,9 @@ pub fn router(app: Arc<App>, read: Option<OpenApiRouter>) -> Router {
             error::json_errors(req, next, max_body)
         }))
         .layer(tower_http::compression::CompressionLayer::new())
+        .layer(axum::middleware::from_fn(move |req, next| {
+            count(answers.clone(), req, next)
+        }))
         .layer(
             // The path without its query: `/api/v1/live` may carry a token in its query.
             tower_http::trace::TraceLayer::new_for_http().make_span_with(
@@ -176,6 +252,68 @@ async fn healthz(State(app): State<Arc<App>>) -> Json<Health> {
         status: "ok",
         broker,
     })
+}
+
+/// Count each answer by its status, for `/metrics`.
+async fn count(
+    answers: Arc<std::sync::Mutex<std::collections::BTreeMap<u16, u64>>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let res = next.run(req).await;
+    let mut answers = answers.lock().unwrap_or_else(|p| p.into_inner());
+    *answers.entry(res.status().as_u16()).or_default() += 1;
+    res
+}
+
+/// `GET /metrics`: every program's status as Prometheus metrics. A `read` token unless
+/// `http.metrics_public`.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "daemon",
+    summary = "Every program's status as Prometheus metrics",
+    description = "Prometheus' text format 0.0.4, or OpenMetrics 1.0 when `Accept` names \
+                   `application/openmetrics-text`. Needs a `read` token unless \
+                   `http.metrics_public = true`.",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The metrics", content(
+            (String = "text/plain"),
+            (String = "application/openmetrics-text"),
+        )),
+        TokenErrors,
+    ),
+)]
+async fn metrics(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    if !app.metrics_public {
+        app.tokens.authorize(&headers, Scope::Read)?;
+    }
+    let format = Format::accepted(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
+    let body = super::metrics::render(&app.programs(), format);
+    Ok(([(header::CONTENT_TYPE, format.content_type())], body).into_response())
+}
+
+/// `GET /api/v1/status` (read): every program's status as last heard, for the dashboard's
+/// health panel.
+#[utoipa::path(
+    get,
+    path = "/status",
+    tag = "daemon",
+    summary = "Every program's status: availability and last report",
+    security(("bearer" = [])),
+    responses((status = 200, body = [Program]), TokenErrors),
+)]
+async fn status(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+) -> Result<Json<Vec<Program>>, ApiError> {
+    app.tokens.authorize(&headers, Scope::Read)?;
+    Ok(Json(app.programs()))
 }
 
 /// `GET /api/v1/openapi.json`: this API's OpenAPI document. No token: it holds no data.

@@ -30,6 +30,7 @@ use crate::config::Config;
 use crate::linger::Linger;
 use crate::mqtt;
 use crate::shutdown::Shutdown;
+use crate::status::{Metric, Status};
 use crate::syslog::header::Formatter;
 use crate::syslog::sink::{Sink, Written};
 use crate::topic::Filters;
@@ -88,6 +89,8 @@ pub struct Counters {
     pub refused: u64,
     /// Records written without the location their message had: it lay in a private area.
     pub withheld: u64,
+    /// Connections made to the broker (the first one included).
+    pub connects: u64,
 }
 
 /// What acknowledging a message takes: no payload kept in memory.
@@ -127,7 +130,11 @@ pub async fn run(
     shutdown: Shutdown,
     linger: Option<Linger>,
 ) -> anyhow::Result<Counters> {
-    let opts = session_options(cfg)?;
+    let mut opts = session_options(cfg)?;
+    let status = Status::of(cfg, "logger");
+    if let Some(s) = &status {
+        s.set_will(&mut opts);
+    }
     let marker = Marker::new(opts.client_id());
     let keep_alive = opts.keep_alive();
     let (client, driver) = mqtt::client(opts, &cfg.mqtt);
@@ -140,9 +147,12 @@ pub async fn run(
         .collect();
     let polled = mqtt::Pump::new(client.clone(), driver)
         .subscribe(filters)
+        .online(status.as_ref().map(Status::availability))
         .inbox(INBOX)
         .spawn::<mqtt::Update>();
     let mut logger = Logger::new(cfg, client, keep_alive, linger, marker);
+    logger.status = status;
+    logger.status_every = cfg.status.interval.get();
     tracing::info!(
         "logging {} from {}:{} to {}",
         cfg.logger
@@ -181,11 +191,24 @@ fn session_options(cfg: &Config) -> anyhow::Result<rumqttc::MqttOptions> {
     Ok(opts)
 }
 
+/// The programs' status topics (`status.topic_prefix`, while reports are on): the pipeline's
+/// own telemetry, kept retained at the broker and served by `/metrics`, not readings. They are
+/// neither written nor counted: written, they would add a record per program every
+/// `status.interval` to the history and its statistics.
+fn internal(cfg: &Config) -> Option<crate::topic::TopicFilter> {
+    if !cfg.status.enabled {
+        return None;
+    }
+    crate::topic::TopicFilter::new(&format!("{}/#", cfg.status.topic_prefix)).ok()
+}
+
 struct Logger {
     client: AsyncClient,
     sink: Sink,
     formatter: Formatter,
     exclude: Filters,
+    /// The status topics ([`internal`]).
+    internal: Option<crate::topic::TopicFilter>,
     max_payload: usize,
     outbox: Outbox<Ack>,
     /// Scratch: the record of the current message.
@@ -198,6 +221,10 @@ struct Logger {
     marker: Marker,
     /// Locations in private areas, withheld from the records.
     locations: crate::privacy::Locations,
+    /// Where the logger reports its health, if it does.
+    status: Option<Status>,
+    /// How often.
+    status_every: Duration,
 }
 
 /// Syslog messages made from one batch of MQTT messages, back to back in one buffer.
@@ -272,6 +299,7 @@ impl Logger {
             sink,
             formatter,
             exclude: cfg.logger.exclude.clone(),
+            internal: internal(cfg),
             max_payload: cfg.logger.max_payload_bytes,
             outbox: Outbox::new(limits, keep_alive),
             record: Vec::with_capacity(512),
@@ -280,6 +308,8 @@ impl Logger {
             linger,
             marker,
             locations: crate::privacy::Locations::of(cfg),
+            status: None,
+            status_every: Duration::from_secs(30),
         }
     }
 
@@ -297,6 +327,7 @@ impl Logger {
     ) {
         let mut watchdog = notify::Watchdog::new();
         let mut report = tokio::time::interval(Duration::from_secs(10));
+        let mut status = tokio::time::interval(self.status_every);
         let mut ack_retry = tokio::time::interval(ACK_RETRY);
         ack_retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut received = Vec::with_capacity(BATCH);
@@ -328,6 +359,7 @@ impl Logger {
                 _ = ack_retry.tick(), if self.outbox.acks_due() > 0 => self.send_acks(),
                 _ = watchdog.tick() => {}
                 _ = report.tick() => self.report(),
+                _ = status.tick(), if self.status.is_some() => self.publish_status(),
                 n = inbox.recv_many(&mut received, room), if room > 0 => {
                     if n == 0 {
                         break;
@@ -417,15 +449,20 @@ impl Logger {
         for update in received.drain(..) {
             let p = match update {
                 mqtt::Update::Message(p) => p,
-                mqtt::Update::Connected { fresh: true } => {
-                    self.forget_acks();
+                mqtt::Update::Connected { fresh } => {
+                    self.counters.connects += 1;
+                    if fresh {
+                        self.forget_acks();
+                    }
                     continue;
                 }
                 _ => continue,
             };
             let ack = Ack::of(&p);
-            // A leave's marker is not part of the stream: not written, not counted.
-            let marker = self.marker.check(&p.topic, &p.payload);
+            // A leave's marker and the programs' status reports are not part of the stream:
+            // not written, not counted.
+            let marker = self.marker.check(&p.topic, &p.payload)
+                || self.internal.as_ref().is_some_and(|f| f.matches(&p.topic));
             if !marker {
                 self.counters.received += 1;
             }
@@ -664,6 +701,16 @@ impl Logger {
     }
 
     async fn disconnect(&mut self, poller: tokio::task::JoinHandle<()>) {
+        // A DISCONNECT does not fire the will: say `offline` (and the last numbers) first.
+        if let Some(s) = &self.status {
+            self.publish_status();
+            let _ = self.client.try_publish(
+                s.availability(),
+                QoS::AtLeastOnce,
+                true,
+                crate::status::OFFLINE,
+            );
+        }
         let _ = self.client.try_disconnect();
         let abort = poller.abort_handle();
         if tokio::time::timeout(DISCONNECT_BUDGET, poller)
@@ -671,6 +718,62 @@ impl Logger {
             .is_err()
         {
             abort.abort();
+        }
+    }
+
+    /// Publish the status report (retained): what `/metrics` and the health panel show.
+    fn publish_status(&self) {
+        let Some(s) = &self.status else { return };
+        let c = self.counters;
+        let (records, bytes) = (self.outbox.len(), self.outbox.bytes());
+        let summary = match self.sink.last_error() {
+            Some(e) => format!("syslog unavailable ({e}): {records} records wait"),
+            None if self.outbox.is_stopped() => {
+                format!(
+                    "syslog is slower than the broker: {records} records wait, the queue is full"
+                )
+            }
+            None => format!("{} written, {records} waiting", c.written),
+        };
+        let metrics = vec![
+            Metric::counter("received", "Messages received from the broker", c.received),
+            Metric::counter("written", "Records handed to syslog", c.written),
+            Metric::counter("excluded", "Messages skipped by logger.exclude", c.excluded),
+            Metric::counter(
+                "dropped_too_big",
+                "Records bigger than syslog can carry, not written",
+                c.dropped_too_big,
+            ),
+            Metric::counter("refused", "Records a RELP daemon refused", c.refused),
+            Metric::counter(
+                "withheld",
+                "Records written without a location in a private area",
+                c.withheld,
+            ),
+            Metric::counter("connects", "Connections made to the broker", c.connects),
+            Metric::gauge("queued", "Records waiting for syslog", records as f64),
+            Metric::gauge(
+                "queued_bytes",
+                "Bytes of the records waiting for syslog",
+                bytes as f64,
+            ),
+            Metric::gauge(
+                "held",
+                "1 while the queue is full and messages wait at the broker",
+                f64::from(u8::from(self.outbox.is_stopped())),
+            ),
+            Metric::gauge(
+                "syslog_up",
+                "1 while syslog takes records, 0 while it fails",
+                f64::from(u8::from(self.sink.last_error().is_none())),
+            ),
+        ];
+        let payload = s.report(&summary, metrics);
+        if let Err(e) = self
+            .client
+            .try_publish(s.topic(), QoS::AtLeastOnce, true, payload)
+        {
+            tracing::debug!("status not published: {e}");
         }
     }
 

@@ -83,6 +83,19 @@ pub fn connect(cfg: &MqttConfig, role: &str) -> anyhow::Result<(AsyncClient, Dri
     Ok(client(options(cfg, role)?, cfg))
 }
 
+/// Client and driver for `role`, with `status`'s `offline` as the connection's will.
+pub fn connect_reporting(
+    cfg: &MqttConfig,
+    role: &str,
+    status: Option<&crate::status::Status>,
+) -> anyhow::Result<(AsyncClient, Driver)> {
+    let mut opts = options(cfg, role)?;
+    if let Some(s) = status {
+        s.set_will(&mut opts);
+    }
+    Ok(client(opts, cfg))
+}
+
 /// Client and driver with `opts` (from [`options`], adjusted by the caller): the one place a
 /// client is built.
 pub fn client(opts: MqttOptions, cfg: &MqttConfig) -> (AsyncClient, Driver) {

@@ -119,6 +119,7 @@ pub struct Pump {
     batches: Vec<Vec<SubscribeFilter>>,
     mode: Mode,
     confirmed: bool,
+    online: Option<String>,
 }
 
 impl Pump {
@@ -130,7 +131,15 @@ impl Pump {
             batches: Vec::new(),
             mode: Mode::None,
             confirmed: false,
+            online: None,
         }
+    }
+
+    /// Publish a retained `online` to `topic` on every connection: the program's
+    /// availability, whose `offline` is its will ([`crate::status`]).
+    pub fn online(mut self, topic: Option<String>) -> Pump {
+        self.online = topic;
+        self
     }
 
     /// Subscribe to `filters` on every connection, in one SUBSCRIBE sent after those of
@@ -203,6 +212,7 @@ impl Pump {
             disconnecting: false,
             confirmed: self.confirmed,
             manual_acks: self.driver.manual_acks(),
+            online: self.online,
             shared: shared.clone(),
             subscribed: subscribed_tx,
             link: link_tx,
@@ -257,6 +267,8 @@ struct Poller<T> {
     confirmed: bool,
     /// The consumer acknowledges publishes itself (the logger, once written).
     manual_acks: bool,
+    /// Where `online` goes on every connection ([`Pump::online`]).
+    online: Option<String>,
     shared: Arc<Shared>,
     subscribed: watch::Sender<bool>,
     link: watch::Sender<Link>,
@@ -410,6 +422,13 @@ impl<T: Inbound> Poller<T> {
                     book.connected = true;
                     if fresh {
                         book.renew(&self.shared.client);
+                    }
+                    if let Some(topic) = &self.online {
+                        let payload = crate::status::ONLINE.as_bytes().to_vec();
+                        let client = &self.shared.client;
+                        if !book.fire(client, topic, payload, true, self.confirmed) {
+                            tracing::warn!("could not publish {topic} online: request queue full");
+                        }
                     }
                 }
                 if fresh {

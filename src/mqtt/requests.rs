@@ -151,6 +151,30 @@ impl Book {
         Ok(())
     }
 
+    /// Publish at QoS 1 without waiting for the acknowledgement, keeping the FIFO of waiters
+    /// in step (`tracked`: a confirmed pump, where every publish must have its place in it).
+    /// `false` when the request channel is full.
+    pub(super) fn fire(
+        &mut self,
+        client: &AsyncClient,
+        topic: &str,
+        payload: Vec<u8>,
+        retain: bool,
+        tracked: bool,
+    ) -> bool {
+        if client
+            .try_publish(topic, QoS::AtLeastOnce, retain, payload)
+            .is_err()
+        {
+            return false;
+        }
+        if tracked {
+            // Nobody waits: the receiver is dropped, the acknowledgement goes nowhere.
+            self.queued.push_back(oneshot::channel().0);
+        }
+        true
+    }
+
     /// A fresh session has no subscriptions: renew those someone listens on.
     pub(super) fn renew(&mut self, client: &AsyncClient) {
         let filters: Vec<String> = self.listening.keys().cloned().collect();
@@ -255,6 +279,13 @@ pub struct Requests {
 }
 
 impl Requests {
+    /// Publish one message at QoS 1 without waiting for the broker (a status report, which
+    /// the next one replaces): `false` if it could not be queued now.
+    pub fn fire(&self, topic: &str, payload: Vec<u8>, retain: bool) -> bool {
+        let mut book = self.shared.lock();
+        book.connected && book.fire(&self.shared.client, topic, payload, retain, true)
+    }
+
     /// Whether the broker is connected now.
     pub fn is_connected(&self) -> bool {
         *self.shared.connected.borrow()

@@ -26,6 +26,7 @@ use crate::records::Reader;
 use crate::records::scan::{self, ProgressArgs, Threads, threads};
 use crate::shutdown::Shutdown;
 use crate::statistic::Statistic;
+use crate::status::Metric;
 use crate::syslog::source::Source;
 use crate::time::{self, Window};
 use aggregate::Summary;
@@ -223,6 +224,77 @@ fn windows(
 }
 
 /// One run of `iotitan-stats`: plan, read, compute, print and/or publish, record the state.
+/// The run's status report (`status.topic_prefix`), if reports are on: stats runs and exits,
+/// so it reports once per run what it did, with no availability.
+fn health_report(
+    cfg: &Config,
+    summaries: &[Summary],
+    took: std::time::Duration,
+    outputs: usize,
+) -> Option<(String, Vec<u8>)> {
+    let status = crate::status::Status::of(cfg, "stats")?;
+    let last = summaries.last()?;
+    let (mut read, mut matched, mut skipped, mut rejected) = (0, 0, 0, 0);
+    for s in summaries {
+        read += s.lines.read;
+        matched += s.lines.matched;
+        skipped += s.lines.skipped;
+        rejected += s.lines.rejected;
+    }
+    let gauge = |name: &str, help: &str, v: f64| Metric::gauge(name, help, v);
+    let metrics = vec![
+        gauge(
+            "windows",
+            "Windows the last run computed",
+            summaries.len() as f64,
+        ),
+        gauge(
+            "last_window_end_seconds",
+            "End of the last window computed, Unix seconds",
+            last.end.timestamp() as f64,
+        ),
+        gauge(
+            "duration_seconds",
+            "How long the last run read and computed",
+            took.as_secs_f64(),
+        ),
+        gauge("lines_read", "Lines the last run read", read as f64),
+        gauge(
+            "lines_matched",
+            "Of them, records of the watched topics",
+            matched as f64,
+        ),
+        gauge(
+            "lines_skipped",
+            "Of them, lines that were not records",
+            skipped as f64,
+        ),
+        gauge(
+            "lines_rejected",
+            "Of them, payloads that were not readings",
+            rejected as f64,
+        ),
+        gauge(
+            "series",
+            "Series in the last window",
+            last.series.len() as f64,
+        ),
+        gauge(
+            "outputs",
+            "Statistics the last run published",
+            outputs as f64,
+        ),
+    ];
+    let summary = format!(
+        "window {} .. {}: {} series from {read} lines in {:.1} s",
+        last.start,
+        last.end,
+        last.series.len(),
+        took.as_secs_f64()
+    );
+    Some((status.topic().to_owned(), status.report(&summary, metrics)))
+}
+
 pub async fn run(cfg: &Config, shutdown: Shutdown, opts: &Options) -> anyhow::Result<()> {
     let now = match &opts.now {
         Some(t) => time::parse_time(t, Utc::now()).map_err(exit::usage)?,
@@ -248,6 +320,7 @@ pub async fn run(cfg: &Config, shutdown: Shutdown, opts: &Options) -> anyhow::Re
             _ = shutdown.recv() => return Ok(()),
         }
     }
+    let started = std::time::Instant::now();
     let summaries = {
         let (cfg, sources, windows) = (cfg.clone(), sources.clone(), windows.clone());
         let (threads, bar) = (threads(opts.threads), opts.progress.bar());
@@ -306,10 +379,13 @@ pub async fn run(cfg: &Config, shutdown: Shutdown, opts: &Options) -> anyhow::Re
     }
     // Made as they are published: a window of a million series has millions of outputs.
     let summary_topic = cfg.stats.summary_topic.as_ref();
-    let total = summaries
+    let outputs: usize = summaries
         .iter()
         .map(|s| s.outputs().count() + usize::from(summary_topic.is_some()))
         .sum();
+    // The run's report goes last, acknowledged like the statistics.
+    let health = health_report(cfg, &summaries, started.elapsed(), outputs);
+    let total = outputs + usize::from(health.is_some());
     let messages = summaries.iter().flat_map(|s| {
         let summary = summary_topic.map(|topic| {
             let mut json = Vec::new();
@@ -319,6 +395,7 @@ pub async fn run(cfg: &Config, shutdown: Shutdown, opts: &Options) -> anyhow::Re
         });
         s.outputs().map(|(t, v)| (t, v.into_bytes())).chain(summary)
     });
+    let messages = messages.chain(health);
     publish::publish(&cfg.mqtt, publish::Counted::new(messages, total), shutdown).await?;
     if scheduled && let Some(last) = windows.last() {
         let st = state::State {
