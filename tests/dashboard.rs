@@ -441,12 +441,71 @@ fn dashboard_shows_the_series_the_api_has_and_nothing_without_a_token() {
     assert_eq!(meta["map_tiles"], Value::Null, "{meta}");
     assert!(csp.contains("img-src 'self' data:;"), "{csp}");
 
+    // A bridge beside the logger and the daemon, reporting its health like them (its channel
+    // goes nowhere: it gets no reading to send).
+    let bridge_dir = s.dir.path().join("bridge");
+    std::fs::create_dir_all(&bridge_dir).unwrap();
+    let bridge_cfg = write_config(
+        &bridge_dir,
+        &format!(
+            "state_dir = \"{}\"\n{}\n[[bridge.channel]]\nid = 7\nurl = \"http://127.0.0.1:9\"\n\
+             fields = {{ \"nowhere/temperature\" = 1 }}\n",
+            bridge_dir.display(),
+            s.m.mqtt_toml("health")
+        ),
+    );
+    let bridge = Program::new("iotitan-bridge")
+        .config_file(&bridge_cfg)
+        .env("IOTITAN_THINGSPEAK_KEY_7", "ABCDEFGHIJKLMNOP")
+        .start();
+    let reported = wait_until(TIMEOUT, || {
+        let all = get_json(&s, "/api/v1/status");
+        ["logger", "bridge", "http"].iter().all(|p| {
+            all.as_array().unwrap().iter().any(|e| {
+                e["program"] == *p && e["availability"] == "online" && e["report"].is_object()
+            })
+        })
+    });
+    assert!(reported, "{}", get_json(&s, "/api/v1/status"));
+
     // The page with the read token in its fragment.
     let url = format!("{}/#token={READ}", s.base);
     let mut b = Browser::launch(s.dir.path());
     let tab = b.open(&url);
     let (ready, dom) = b.wait_for(&tab, "document.body.dataset.ready === '1'", 20_000);
     assert!(ready, "the page never got ready:\n{dom}");
+
+    // The health panel: every program online; a killed bridge turns offline (its will, which
+    // the broker publishes as soon as the connection drops) and the page says so at the top.
+    for p in ["logger", "bridge", "http"] {
+        let at = dom
+            .find(&format!("<tr data-program=\"{p}\""))
+            .unwrap_or_else(|| panic!("no health row for {p}:\n{dom}"));
+        let tr = &dom[at..at + dom[at..].find("</tr>").unwrap()];
+        assert!(tr.contains("data-state=\"online\""), "{tr}");
+    }
+    assert!(
+        dom.contains("id=\"health-alert\" class=\"offline\" role=\"alert\" hidden"),
+        "{dom}"
+    );
+    let killed = std::time::Instant::now();
+    bridge.signal("-KILL");
+    let (offline, dom) = b.wait_for(
+        &tab,
+        "document.querySelector('#health tr[data-program=\"bridge\"]')?.dataset.state === 'offline' \
+         && !document.getElementById('health-alert').hidden",
+        10_000,
+    );
+    assert!(offline, "the killed bridge is not shown offline:\n{dom}");
+    let alert = &dom[dom.find("id=\"health-alert\"").unwrap()..];
+    assert!(
+        alert[..alert.find("</p>").unwrap()].contains("Offline: bridge (health)"),
+        "{alert}"
+    );
+    println!(
+        "the killed bridge was shown offline after {:?}",
+        killed.elapsed()
+    );
     for w in want {
         row(&dom, w);
     }

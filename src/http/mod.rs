@@ -143,6 +143,7 @@ pub async fn run_on(
         health,
         status: status.clone(),
         metrics_public: http.metrics_public,
+        status_prefix: cfg.status.enabled.then(|| cfg.status.topic_prefix.clone()),
         answers: Default::default(),
     });
     let scheme = if tls.is_some() { "https" } else { "http" };

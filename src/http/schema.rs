@@ -93,6 +93,8 @@ pub struct Settings<'a> {
     pub map_tiles: Option<&'a str>,
     /// `http.map_attribution`: the text shown with the tiles.
     pub map_attribution: Option<&'a str>,
+    /// `status.topic_prefix` while the programs report their health; `null`: they do not.
+    pub status_prefix: Option<&'a str>,
 }
 
 /// One `[[http.device]]`.

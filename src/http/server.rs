@@ -84,6 +84,8 @@ pub struct App {
     pub status: Option<Status>,
     /// `http.metrics_public`.
     pub metrics_public: bool,
+    /// `status.topic_prefix`, while reports are on.
+    pub status_prefix: Option<String>,
     /// Answers given, by status code.
     pub answers: Arc<std::sync::Mutex<std::collections::BTreeMap<u16, u64>>>,
 }
@@ -362,6 +364,7 @@ async fn dashboard(
         calendars: &app.calendars,
         map_tiles: app.map_tiles.as_deref(),
         map_attribution: app.map_attribution.as_deref(),
+        status_prefix: app.status_prefix.as_deref(),
     })
     .into_response())
 }

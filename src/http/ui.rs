@@ -80,6 +80,12 @@ pub const TOP_STATISTICS: &[&str] = &[
   <button type="submit">Show data</button>
 </form>
 <main id="data" hidden>
+  <section id="health-panel">
+    <h2>Health <small class="muted">the pipeline's programs, as they last reported</small></h2>
+    <p id="health-alert" class="offline" role="alert" hidden></p>
+    <table id="health"><thead><tr><th>Program</th><th>Instance</th><th>State</th><th>Summary</th><th>Reported</th></tr></thead><tbody></tbody></table>
+    <p id="health-none" class="muted" hidden>No program reports its health ([status] is off, or none has connected yet).</p>
+  </section>
   <section>
     <h2>Overview <small class="muted">series seen in the last day</small></h2>
     <div class="controls">

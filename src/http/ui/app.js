@@ -892,13 +892,43 @@ function renderDevices() {
   }));
 }
 
+/// The health panel: every program's availability and last report (/api/v1/status), and a
+/// warning at the top while one is offline.
+async function loadHealth() {
+  const programs = await api("/status");
+  const body = $("health").tBodies[0];
+  const offline = [];
+  body.replaceChildren(...programs.map((p) => {
+    const tr = document.createElement("tr");
+    const state = p.availability || (p.report ? "reported" : "unknown");
+    tr.dataset.program = p.program;
+    tr.dataset.instance = p.instance;
+    tr.dataset.state = state;
+    if (state === "offline") {
+      tr.className = "offline";
+      offline.push(p.program + " (" + p.instance + ")");
+    }
+    const r = p.report;
+    const when = cell(r ? age(r.at) : "");
+    when.className = "age";
+    if (r) when.dataset.at = r.at;
+    tr.append(cell(p.program), cell(p.instance), cell(state), cell(r ? r.summary : ""), when);
+    return tr;
+  }));
+  $("health-none").hidden = programs.length > 0;
+  const alert = $("health-alert");
+  alert.textContent = offline.length ? "Offline: " + offline.join(", ") : "";
+  alert.hidden = offline.length === 0;
+  $("health-panel").dataset.loaded = "1";
+}
+
 async function loadMeta() {
   meta = await api("/dashboard");
   renderDevices();
   renderCalendars();
   // The top devices are a panel of their own: over more devices than the server answers for
   // (http.max_series), it says so in its table, and the rest of the page still loads.
-  await Promise.all([loadAlerts(), loadTop().catch(topFailed)]);
+  await Promise.all([loadAlerts(), loadTop().catch(topFailed), loadHealth()]);
 }
 
 async function select(topic) {
@@ -922,6 +952,11 @@ function startLive() {
     let r;
     try { r = JSON.parse(ev.data); } catch (_) { return; }
     if (r.topic === meta.alerts_topic) addAlert(r.at, r.value);
+    // A program's availability or report changed: the panel shows it at once.
+    if (meta.status_prefix && r.topic.startsWith(meta.status_prefix + "/")) {
+      loadHealth().catch(fail);
+      return;
+    }
     const topic = note(r.topic, r.value, r.at);
     if (topic === r.topic) {
       growSpark(topic, r.value, r.at);
@@ -1015,6 +1050,9 @@ function init() {
     for (const tr of $("overview").tBodies[0].rows) {
       const s = series.get(tr.dataset.topic);
       if (s) tr.querySelector(".age").textContent = age(s.at);
+    }
+    for (const c of $("health").querySelectorAll("td.age")) {
+      if (c.dataset.at) c.textContent = age(c.dataset.at);
     }
   }, 5000);
   token = takeToken();
