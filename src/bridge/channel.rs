@@ -347,6 +347,7 @@ impl Channel {
             refused: self.refused,
             dropped: self.batcher.dropped(),
             failures: self.batcher.failures(),
+            next_send: self.batcher.next_send(),
         };
         self.status
             .send_if_modified(|st| match st.channels.get_mut(self.index) {

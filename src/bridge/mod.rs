@@ -77,6 +77,8 @@ pub struct ChannelStatus {
     pub dropped: u64,
     /// Failed attempts in a row.
     pub failures: u32,
+    /// When the next request is due, if updates wait.
+    pub next_send: Option<Instant>,
 }
 
 /// Run the bridge until `shutdown`.
@@ -259,6 +261,21 @@ fn publish_health(
             ]
             .map(|m| m.label("channel", id.clone())),
         );
+        if let Some(due) = c.next_send {
+            let wall = std::time::SystemTime::now() + due.saturating_duration_since(Instant::now());
+            let secs = wall
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs_f64();
+            metrics.push(
+                Metric::gauge(
+                    "next_write_seconds",
+                    "When the next write to ThingSpeak is due, Unix seconds",
+                    secs,
+                )
+                .label("channel", id),
+            );
+        }
     }
     let failing = status.channels.iter().filter(|c| c.failures > 0).count();
     let summary = if failing > 0 {

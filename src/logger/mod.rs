@@ -225,6 +225,8 @@ struct Logger {
     status: Option<Status>,
     /// How often.
     status_every: Duration,
+    /// Since when records have been waiting for syslog (none waits: `None`).
+    behind_since: Option<Instant>,
 }
 
 /// Syslog messages made from one batch of MQTT messages, back to back in one buffer.
@@ -310,6 +312,7 @@ impl Logger {
             locations: crate::privacy::Locations::of(cfg),
             status: None,
             status_every: Duration::from_secs(30),
+            behind_since: None,
         }
     }
 
@@ -385,6 +388,11 @@ impl Logger {
 
     /// Log changes in the flow of messages (see [`Outbox::update`]).
     fn update_flow(&mut self) {
+        if self.outbox.is_empty() {
+            self.behind_since = None;
+        } else if self.behind_since.is_none() {
+            self.behind_since = Some(Instant::now());
+        }
         let limits = self.outbox.limits();
         match self.outbox.update(Instant::now()) {
             Some(Flow::Held { records, bytes }) => tracing::warn!(
@@ -752,6 +760,11 @@ impl Logger {
             ),
             Metric::counter("connects", "Connections made to the broker", c.connects),
             Metric::gauge("queued", "Records waiting for syslog", records as f64),
+            Metric::gauge(
+                "behind_seconds",
+                "How long records have been waiting for syslog: the lag (0: none waits)",
+                self.behind_since.map_or(0.0, |t| t.elapsed().as_secs_f64()),
+            ),
             Metric::gauge(
                 "queued_bytes",
                 "Bytes of the records waiting for syslog",
