@@ -488,6 +488,13 @@ fn dashboard_shows_the_series_the_api_has_and_nothing_without_a_token() {
         dom.contains("id=\"health-alert\" class=\"offline\" role=\"alert\" hidden"),
         "{dom}"
     );
+    // Killed while the page follows the live stream (it opens once the page is ready).
+    let (following, dom) = b.wait_for(
+        &tab,
+        "document.getElementById('live-state').textContent === 'live: on'",
+        10_000,
+    );
+    assert!(following, "the live stream never opened:\n{dom}");
     let killed = std::time::Instant::now();
     bridge.signal("-KILL");
     let (offline, dom) = b.wait_for(
@@ -496,7 +503,13 @@ fn dashboard_shows_the_series_the_api_has_and_nothing_without_a_token() {
          && !document.getElementById('health-alert').hidden",
         10_000,
     );
-    assert!(offline, "the killed bridge is not shown offline:\n{dom}");
+    let health = &dom[dom.find("id=\"health-panel\"").unwrap()..];
+    assert!(
+        offline,
+        "the killed bridge is not shown offline; the panel:\n{}\nthe daemon's status: {}",
+        &health[..health.find("</section>").unwrap()],
+        get_json(&s, "/api/v1/status")
+    );
     let alert = &dom[dom.find("id=\"health-alert\"").unwrap()..];
     assert!(
         alert[..alert.find("</p>").unwrap()].contains("Offline: bridge (health)"),

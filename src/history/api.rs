@@ -100,6 +100,50 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// The parameters several reads take, as the API document lists them (parsed by [`Params`]).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // Only their descriptions are used.
+struct Times {
+    /// RFC 3339, `now`, or relative to now (`-7d`, `-90m`)
+    #[param(example = "-1d", pattern = r"^\s*(now|[+-].*|[0-9]{4}-.*)\s*$")]
+    since: Option<String>,
+    /// As `since`; default `now`
+    #[param(example = "now", pattern = r"^\s*(now|[+-].*|[0-9]{4}-.*)\s*$")]
+    until: Option<String>,
+}
+
+/// Required topic filters.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+struct SomeTopics {
+    /// MQTT filters, repeated, required (`+` written `%2B`, `#` `%23`)
+    #[param(explode, example = json!(["#"]))]
+    topics: Vec<String>,
+}
+
+/// Optional topic filters.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+struct AnyTopics {
+    /// MQTT filters, repeated, default `#` (`+` written `%2B`, `#` `%23`)
+    #[param(explode, example = json!(["#"]))]
+    topics: Option<Vec<String>>,
+}
+
+/// A calendar's hours, or the time outside them.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+struct Hours {
+    /// Only the hours of this `[[calendar]]`
+    within: Option<String>,
+    /// Only the time outside this `[[calendar]]`'s hours
+    outside: Option<String>,
+}
+
 /// The error answers every read can give, as the API document lists them.
 struct ReadErrors;
 
@@ -278,12 +322,8 @@ async fn read_by<C: Consumer + Send + 'static>(
     summary = "What was seen, a page at a time",
     security(("bearer" = [])),
     params(
-        ("topics" = Option<Vec<String>>, Query, explode = true, example = json!(["#"]),
-            description = "MQTT filters, repeated, default `#` (`+` written `%2B`, `#` `%23`)"),
-        ("since" = Option<String>, Query, example = "-1d", pattern = r"^\s*(now|[+-].*|[0-9]{4}-.*)\s*$",
-            description = "RFC 3339, `now`, or relative to now (`-7d`, `-90m`)"),
-        ("until" = Option<String>, Query, example = "now", pattern = r"^\s*(now|[+-].*|[0-9]{4}-.*)\s*$",
-            description = "as `since`; default `now`"),
+        AnyTopics,
+        Times,
         ("limit" = Option<usize>, Query, minimum = 1, maximum = 10000, description = "series on a page, default 1000"),
         ("after" = Option<String>, Query, description = "the last series of the previous page"),
         ("q" = Option<String>, Query, description = "only series whose name holds this text, any ASCII case"),
@@ -357,12 +397,8 @@ fn topics_params(q: Option<String>, now: DateTime<Utc>) -> Result<TopicsParams, 
     summary = "Raw readings, oldest first",
     security(("bearer" = [])),
     params(
-        ("topics" = Vec<String>, Query, explode = true, example = json!(["#"]),
-            description = "MQTT filters, repeated, required (`+` written `%2B`, `#` `%23`)"),
-        ("since" = Option<String>, Query, example = "-1d", pattern = r"^\s*(now|[+-].*|[0-9]{4}-.*)\s*$",
-            description = "RFC 3339, `now`, or relative to now (`-7d`, `-90m`)"),
-        ("until" = Option<String>, Query, example = "now", pattern = r"^\s*(now|[+-].*|[0-9]{4}-.*)\s*$",
-            description = "as `since`; default `now`"),
+        SomeTopics,
+        Times,
         ("limit" = Option<usize>, Query, minimum = 0, maximum = 1000000, description = "rows, default 10000"),
         ("format" = Option<String>, Query, pattern = "^(json|csv)$", description = "`json` or `csv`; without it, CSV when `Accept` names `text/csv`"),
     ),
@@ -432,18 +468,13 @@ fn history_params(q: Option<String>, now: DateTime<Utc>) -> Result<HistoryParams
     summary = "Statistics per series and bucket",
     security(("bearer" = [])),
     params(
-        ("topics" = Vec<String>, Query, explode = true, example = json!(["#"]),
-            description = "MQTT filters, repeated, required (`+` written `%2B`, `#` `%23`)"),
-        ("since" = Option<String>, Query, example = "-1d", pattern = r"^\s*(now|[+-].*|[0-9]{4}-.*)\s*$",
-            description = "RFC 3339, `now`, or relative to now (`-7d`, `-90m`)"),
-        ("until" = Option<String>, Query, example = "now", pattern = r"^\s*(now|[+-].*|[0-9]{4}-.*)\s*$",
-            description = "as `since`; default `now`"),
+        SomeTopics,
+        Times,
         ("every" = Option<String>, Query, example = "1h", description = "bucket width (`1m`, `1h`, `1d`, `7d`…), default `1h`"),
         ("stats" = Option<Vec<String>>, Query, explode = true, example = json!(["min,mean,max,count"]), description = "comma lists of statistics (`min,mean,max,count` by default; `p95`, `increase`, `integral`…)"),
         ("max_points" = Option<usize>, Query, minimum = 2, maximum = 100000, description = "widen `every` until the range needs at most this many buckets"),
         ("by" = Option<usize>, Query, minimum = 1, maximum = 64, description = "sum series per place: the first N levels and the measure"),
-        ("within" = Option<String>, Query, description = "only the hours of this `[[calendar]]`"),
-        ("outside" = Option<String>, Query, description = "only the time outside this `[[calendar]]`'s hours"),
+        Hours,
     ),
     responses(
         (status = 200, body = AggregateAnswer),
@@ -625,14 +656,9 @@ fn aggregate_params<Z: Zone + Clone>(
         ("stat" = Option<String>, Query, example = "max", description = "a statistic of `/aggregate`, default `max`"),
         ("n" = Option<usize>, Query, minimum = 1, maximum = 10000, description = "devices, default 10"),
         ("order" = Option<String>, Query, pattern = "^(desc|asc)$", description = "`desc` (default) or `asc`"),
-        ("topics" = Option<Vec<String>>, Query, explode = true, example = json!(["#"]),
-            description = "MQTT filters, repeated, default `#` (`+` written `%2B`, `#` `%23`)"),
-        ("since" = Option<String>, Query, example = "-1d", pattern = r"^\s*(now|[+-].*|[0-9]{4}-.*)\s*$",
-            description = "RFC 3339, `now`, or relative to now (`-7d`, `-90m`)"),
-        ("until" = Option<String>, Query, example = "now", pattern = r"^\s*(now|[+-].*|[0-9]{4}-.*)\s*$",
-            description = "as `since`; default `now`"),
-        ("within" = Option<String>, Query, description = "only the hours of this `[[calendar]]`"),
-        ("outside" = Option<String>, Query, description = "only the time outside this `[[calendar]]`'s hours"),
+        AnyTopics,
+        Times,
+        Hours,
     ),
     responses(
         (status = 200, body = [Entry]),
@@ -691,12 +717,8 @@ fn top_params(q: Option<String>, now: DateTime<Utc>) -> Result<TopParams, ApiErr
     summary = "Distribution of values, counts of states",
     security(("bearer" = [])),
     params(
-        ("topics" = Vec<String>, Query, explode = true, example = json!(["#"]),
-            description = "MQTT filters, repeated, required (`+` written `%2B`, `#` `%23`)"),
-        ("since" = Option<String>, Query, example = "-1d", pattern = r"^\s*(now|[+-].*|[0-9]{4}-.*)\s*$",
-            description = "RFC 3339, `now`, or relative to now (`-7d`, `-90m`)"),
-        ("until" = Option<String>, Query, example = "now", pattern = r"^\s*(now|[+-].*|[0-9]{4}-.*)\s*$",
-            description = "as `since`; default `now`"),
+        SomeTopics,
+        Times,
         ("bins" = Option<usize>, Query, minimum = 1, maximum = 1000, description = "equal-width bins, default 20"),
     ),
     responses(
@@ -735,10 +757,7 @@ fn histogram_params(
     params(
         ("device" = String, Query, example = "owntracks/jane/phone",
             description = "the device's topic, without wildcards"),
-        ("since" = Option<String>, Query, example = "-1d", pattern = r"^\s*(now|[+-].*|[0-9]{4}-.*)\s*$",
-            description = "RFC 3339, `now`, or relative to now (`-7d`, `-90m`)"),
-        ("until" = Option<String>, Query, example = "now", pattern = r"^\s*(now|[+-].*|[0-9]{4}-.*)\s*$",
-            description = "as `since`; default `now`"),
+        Times,
         ("limit" = Option<usize>, Query, minimum = 1, maximum = 100000,
             description = "points, the newest; default 10000"),
     ),

@@ -23,7 +23,7 @@ use utoipa::openapi::{ContentBuilder, Object, Ref, RefOr, Type};
                        of iotitan-http. The reference with every rule: docs/HTTP.md.",
         license(name = "MIT OR Apache-2.0"),
     ),
-    components(schemas(ErrorAnswer)),
+    components(schemas(ErrorAnswer, super::schema::Published)),
     modifiers(&Schemes),
     tags(
         (name = "ingest", description = "Readings in: our forms, OwnTracks, GPSLogger, Telegraf"),
@@ -174,6 +174,25 @@ impl utoipa::IntoResponses for IngestErrors {
         list.extend(TOKEN);
         list.extend(BODY);
         errors(&list)
+    }
+}
+
+/// The answers of an ingest path that answers what it published: `200` with
+/// [`super::schema::Published`], or an error of [`IngestErrors`].
+pub struct Ingested;
+
+impl utoipa::IntoResponses for Ingested {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        let mut all = IngestErrors::responses();
+        let content = ContentBuilder::new()
+            .schema(Some(Ref::from_schema_name("Published")))
+            .build();
+        let ok = ResponseBuilder::new()
+            .description("Every message was acknowledged by the broker")
+            .content("application/json", content)
+            .build();
+        all.insert("200".into(), ok.into());
+        all
     }
 }
 

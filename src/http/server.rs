@@ -17,7 +17,7 @@ use super::error::{self, ApiError};
 use super::health::{Health as Pipeline, Program};
 use super::live;
 use super::metrics::Format;
-use super::openapi::{self, CommandErrors, IngestErrors, TokenErrors};
+use super::openapi::{self, CommandErrors, IngestErrors, Ingested, TokenErrors};
 use super::reading::{self, Batch, Rules};
 use super::schema::{
     Acked, BrokerState, CommandAnswer, CommandBody, Device, Field, Health, NoFriends,
@@ -381,10 +381,7 @@ async fn dashboard(
                        `mosquitto_sub -v` prints them (`text/plain`)",
         content((Readings = "application/json"), (String = "text/plain")),
     ),
-    responses(
-        (status = 200, description = "Every message was acknowledged by the broker", body = Published),
-        IngestErrors,
-    ),
+    responses(Ingested),
 )]
 async fn readings(
     State(app): State<Arc<App>>,
@@ -412,10 +409,7 @@ async fn readings(
                    Content-Type (Telegraf sends `text/plain`), gzip-encoded or not.",
     security(("bearer" = [])),
     request_body(content = TelegrafBatch, content_type = "application/json"),
-    responses(
-        (status = 200, description = "Every message was acknowledged by the broker", body = Published),
-        IngestErrors,
-    ),
+    responses(Ingested),
 )]
 async fn telegraf(
     State(app): State<Arc<App>>,
@@ -485,6 +479,15 @@ async fn owntracks(
         .map(|_| Json(json!([])))
 }
 
+/// The device GPSLogger's values are for, as the API document lists it.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // Only its description is used: `gpslogger::parse` reads it.
+struct GpsDevice {
+    /// The device level (else `ser`, `aid`, `gpslogger`)
+    device: Option<String>,
+}
+
 /// GPSLogger's values in a query string.
 const GPSLOGGER_DESCRIPTION: &str = "The query string's `name=value` pairs and the body's \
     (form-encoded, sent without a Content-Type by the app, or a flat JSON object) become \
@@ -504,12 +507,9 @@ const GPSLOGGER_DESCRIPTION: &str = "The query string's `name=value` pairs and t
         ("lon" = Option<String>, Query, description = "`%LON`"),
         ("time" = Option<String>, Query, description = "`%TIME`: checked against `stats.disorder`"),
         ("batt" = Option<String>, Query, description = "`%BATT`; any other name is taken the same way"),
-        ("device" = Option<String>, Query, description = "the device level (else `ser`, `aid`, `gpslogger`)"),
+        GpsDevice,
     ),
-    responses(
-        (status = 200, description = "Every message was acknowledged by the broker", body = Published),
-        IngestErrors,
-    ),
+    responses(Ingested),
 )]
 async fn gpslogger_get(
     State(app): State<Arc<App>>,
@@ -529,16 +529,13 @@ async fn gpslogger_get(
     description = GPSLOGGER_DESCRIPTION,
     security(("bearer" = []), ("basic" = [])),
     params(
-        ("device" = Option<String>, Query, description = "the device level (else `ser`, `aid`, `gpslogger`)"),
+        GpsDevice,
     ),
     request_body(content(
         (Option<std::collections::BTreeMap<String, String>> = "application/x-www-form-urlencoded"),
         (Option<std::collections::BTreeMap<String, Field>> = "application/json"),
     )),
-    responses(
-        (status = 200, description = "Every message was acknowledged by the broker", body = Published),
-        IngestErrors,
-    ),
+    responses(Ingested),
 )]
 async fn gpslogger_post(
     State(app): State<Arc<App>>,

@@ -892,10 +892,37 @@ function renderDevices() {
   }));
 }
 
+/// Every program's status as last heard, by "program/instance".
+let health = new Map();
+
 /// The health panel: every program's availability and last report (/api/v1/status), and a
 /// warning at the top while one is offline.
 async function loadHealth() {
   const programs = await api("/status");
+  health = new Map(programs.map((p) => [p.program + "/" + p.instance, p]));
+  renderHealth();
+}
+
+/// A message of the status topics, from the live stream: an availability is taken as it
+/// comes (at once: a killed program's will), a report is fetched (the stream cuts long
+/// payloads) a moment later, once the daemon's own subscription has it too.
+function healthEvent(topic, value) {
+  const levels = topic.slice(meta.status_prefix.length + 1).split("/");
+  if (levels.length === 3 && levels[2] === "availability") {
+    const key = levels[0] + "/" + levels[1];
+    const p = health.get(key) || { program: levels[0], instance: levels[1], report: null };
+    p.availability = value === "" ? null : String(value);
+    health.set(key, p);
+    renderHealth();
+  } else {
+    clearTimeout(healthEvent.later);
+    healthEvent.later = setTimeout(() => loadHealth().catch(fail), 500);
+  }
+}
+
+function renderHealth() {
+  const programs = [...health.values()].sort((a, b) =>
+    a.program === b.program ? (a.instance < b.instance ? -1 : 1) : (a.program < b.program ? -1 : 1));
   const body = $("health").tBodies[0];
   const offline = [];
   body.replaceChildren(...programs.map((p) => {
@@ -946,7 +973,12 @@ async function select(topic) {
 function startLive() {
   if (typeof EventSource === "undefined") return;
   live = new EventSource("/api/v1/live?access_token=" + encodeURIComponent(token));
-  live.onopen = () => { $("live-state").textContent = "live: on"; };
+  live.onopen = () => {
+    $("live-state").textContent = "live: on";
+    // What changed while the stream was not open (a program that died meanwhile) is only in
+    // the daemon's status: read it again.
+    loadHealth().catch(fail);
+  };
   live.onerror = () => { $("live-state").textContent = "live: reconnecting"; };
   live.addEventListener("reading", (ev) => {
     let r;
@@ -954,7 +986,7 @@ function startLive() {
     if (r.topic === meta.alerts_topic) addAlert(r.at, r.value);
     // A program's availability or report changed: the panel shows it at once.
     if (meta.status_prefix && r.topic.startsWith(meta.status_prefix + "/")) {
-      loadHealth().catch(fail);
+      healthEvent(r.topic, r.value);
       return;
     }
     const topic = note(r.topic, r.value, r.at);
@@ -1055,6 +1087,8 @@ function init() {
       if (c.dataset.at) c.textContent = age(c.dataset.at);
     }
   }, 5000);
+  // The panel also refreshes on its own: a live stream that reconnects misses messages.
+  setInterval(() => { if (!$("data").hidden) loadHealth().catch(() => {}); }, 30000);
   token = takeToken();
   for (const o of $("ranges").querySelectorAll("button")) {
     o.classList.toggle("on", o.dataset.range === current.range);
