@@ -10,6 +10,7 @@ mod alerts;
 mod bridge;
 mod duration;
 mod energy;
+mod homeassistant;
 mod http;
 mod logger;
 mod mqtt;
@@ -20,6 +21,7 @@ pub use alerts::{ActionConfig, AlertsConfig, RuleConfig};
 pub use bridge::{BridgeConfig, ChannelConfig};
 pub use duration::Dur;
 pub use energy::{CalendarConfig, EnergyConfig};
+pub use homeassistant::{HomeAssistantConfig, StatusConfig};
 pub use http::{
     AreaConfig, ByteSize, DEFAULT_MAX_SERIES, DeviceConfig, HttpConfig, LocationConfig,
     MAX_COMMAND_TIMEOUT, Rate, Scope, TokenConfig, tiles_origin, token_env_name,
@@ -66,6 +68,12 @@ pub struct Config {
     /// `iotitan-http`.
     #[serde(default)]
     pub http: HttpConfig,
+    /// Home Assistant MQTT discovery.
+    #[serde(default)]
+    pub homeassistant: HomeAssistantConfig,
+    /// Where the daemons publish whether they run.
+    #[serde(default)]
+    pub status: StatusConfig,
     /// How energy statistics read a series' curve.
     #[serde(default)]
     pub energy: EnergyConfig,
