@@ -12,7 +12,8 @@
 //! topic filters), [`payload`] (payloads to numbers), [`record`] (the one-line `topic payload`
 //! syslog record format), [`statistic`] (the statistics and the derived-topic rule),
 //! [`energy`] (increase of meters, integrals of power), [`calendar`] (hours of the week),
-//! [`schedule`] (crontab schedules), [`time`] (windows, command-line times, timers),
+//! [`schedule`] (crontab schedules), [`unit`] (what a series measures: its unit and Home
+//! Assistant's classes), [`time`] (windows, command-line times, timers),
 //! [`secret`] (keys and tokens from files, the environment or credentials), [`privacy`]
 //! (private areas, and locations withheld from payloads), [`backoff`],
 //! [`exit`] (sysexits codes).
@@ -26,6 +27,7 @@
 //! **Programs**: [`logger`] (MQTT → syslog), [`stats`] (syslog windows → statistics → MQTT),
 //! [`alerts`] (ranges and staleness → alert topics), [`bridge`] (MQTT → ThingSpeak),
 //! [`http`] (readings in and commands out over HTTP, with tokens, and the dashboard),
+//! [`homeassistant`] (every series, alert and device announced to Home Assistant),
 //! [`history`] (history, aggregates, top-N and histograms for the read API, and `query`'s
 //! export), [`sim`] (a sensor fleet for demos and load), [`demo`] (all of it on one machine).
 
@@ -43,6 +45,7 @@ pub mod secret;
 pub mod statistic;
 pub mod time;
 pub mod topic;
+pub mod unit;
 
 // Infrastructure.
 pub mod cli;
@@ -62,6 +65,7 @@ pub mod demo;
 #[doc(hidden)]
 pub mod fuzz;
 pub mod history;
+pub mod homeassistant;
 pub mod http;
 pub mod logger;
 pub mod sim;

@@ -115,7 +115,7 @@ impl Status {
         if !cfg.status.enabled {
             return None;
         }
-        let instance = level(&cfg.mqtt.client_id);
+        let instance = crate::config::status_instance(&cfg.mqtt.client_id);
         let topic = format!("{}/{program}/{instance}", cfg.status.topic_prefix);
         Some(Status {
             program,
@@ -160,19 +160,6 @@ impl Status {
         // A report of plain strings and numbers always serializes.
         serde_json::to_vec(&report).unwrap_or_default()
     }
-}
-
-/// `name` as one topic level: `/`, `+`, `#` and what brokers refuse written `_`.
-fn level(name: &str) -> String {
-    let out: String = name
-        .chars()
-        .map(|c| match c {
-            '/' | '+' | '#' => '_',
-            c if crate::topic::refused_by_brokers(c) => '_',
-            c => c,
-        })
-        .collect();
-    if out.is_empty() { "_".into() } else { out }
 }
 
 /// Where a status message came from: `(program, instance, is availability)` of a topic

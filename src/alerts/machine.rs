@@ -302,23 +302,7 @@ impl Machine {
 
     /// For each kind, the first rule that watches `series` for it.
     fn owners(&self, series: &str) -> [Option<usize>; 3] {
-        let mut owners = [None; 3];
-        if split_output(series).is_some() {
-            return owners;
-        }
-        let stats = is_stats_output(series);
-        let matches = |f: &TopicFilter| f.matches(series) && (!stats || names_last_level(f));
-        for (i, rule) in self.rules.iter().enumerate() {
-            if !rule.topics.iter().any(matches) {
-                continue;
-            }
-            for kind in Kind::ALL {
-                if owners[kind.index()].is_none() && checks(rule, kind) {
-                    owners[kind.index()] = Some(i);
-                }
-            }
-        }
-        owners
+        owners(&self.rules, series)
     }
 
     /// Apply the passing of time to one alert, publish if the guard allows, and arm the next
@@ -388,6 +372,29 @@ impl Machine {
             self.timers.push(Reverse((at, idx, kind)));
         }
     }
+}
+
+/// For each kind (in [`Kind::ALL`] order), the index of the first of `rules` that watches
+/// `series` for it: the one rule that decides that alert. Public so that whoever announces
+/// the alerts (Home Assistant discovery) names exactly the ones this machine publishes.
+pub fn owners(rules: &[RuleConfig], series: &str) -> [Option<usize>; 3] {
+    let mut owners = [None; 3];
+    if split_output(series).is_some() {
+        return owners;
+    }
+    let stats = is_stats_output(series);
+    let matches = |f: &TopicFilter| f.matches(series) && (!stats || names_last_level(f));
+    for (i, rule) in rules.iter().enumerate() {
+        if !rule.topics.iter().any(matches) {
+            continue;
+        }
+        for kind in Kind::ALL {
+            if owners[kind.index()].is_none() && checks(rule, kind) {
+                owners[kind.index()] = Some(i);
+            }
+        }
+    }
+    owners
 }
 
 /// Whether `rule` checks `kind`.

@@ -19,7 +19,7 @@ pub(crate) mod machine;
 
 pub use daemon::run;
 pub use event::Event;
-pub use machine::{Machine, Observed, Transition};
+pub use machine::{Machine, Observed, Transition, owners};
 
 use std::fmt;
 

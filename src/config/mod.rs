@@ -10,6 +10,7 @@ mod alerts;
 mod bridge;
 mod duration;
 mod energy;
+mod homeassistant;
 mod http;
 mod logger;
 mod mqtt;
@@ -21,6 +22,7 @@ pub use alerts::{ActionConfig, AlertsConfig, RuleConfig};
 pub use bridge::{BridgeConfig, ChannelConfig};
 pub use duration::Dur;
 pub use energy::{CalendarConfig, EnergyConfig};
+pub use homeassistant::HomeAssistantConfig;
 pub use http::{
     AreaConfig, ByteSize, DEFAULT_MAX_SERIES, DeviceConfig, HttpConfig, LocationConfig,
     MAX_COMMAND_TIMEOUT, Rate, Scope, TokenConfig, tiles_origin, token_env_name,
@@ -28,7 +30,7 @@ pub use http::{
 pub use logger::LoggerConfig;
 pub use mqtt::MqttConfig;
 pub use stats::{GroupConfig, StatsConfig};
-pub use status::StatusConfig;
+pub use status::{StatusConfig, instance as status_instance};
 pub use syslog::{AUTO, SyslogConfig, SyslogFormat, SyslogTarget};
 
 use serde::{Deserialize, Serialize};
@@ -68,6 +70,9 @@ pub struct Config {
     /// `iotitan-http`.
     #[serde(default)]
     pub http: HttpConfig,
+    /// Home Assistant MQTT discovery.
+    #[serde(default)]
+    pub homeassistant: HomeAssistantConfig,
     /// How energy statistics read a series' curve.
     #[serde(default)]
     pub energy: EnergyConfig,

@@ -29,6 +29,31 @@ impl Default for StatusConfig {
     }
 }
 
+impl StatusConfig {
+    /// `program`'s availability topic when it runs with `mqtt.client_id` `client_id`.
+    pub fn availability_topic(&self, program: &str, client_id: &str) -> String {
+        format!(
+            "{}/{program}/{}/availability",
+            self.topic_prefix,
+            instance(client_id)
+        )
+    }
+}
+
+/// The instance level of a program whose `mqtt.client_id` is `client_id`: one topic level,
+/// `/`, `+`, `#` and what brokers refuse written `_`.
+pub fn instance(client_id: &str) -> String {
+    let out: String = client_id
+        .chars()
+        .map(|c| match c {
+            '/' | '+' | '#' => '_',
+            c if crate::topic::refused_by_brokers(c) => '_',
+            c => c,
+        })
+        .collect();
+    if out.is_empty() { "_".into() } else { out }
+}
+
 fn prefix<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     let s = String::deserialize(d)?;
     crate::topic::check_publish_topic(&s)

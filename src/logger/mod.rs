@@ -27,6 +27,8 @@ use leave::Marker;
 pub use outbox::{Flow, Limits, Outbox};
 
 use crate::config::Config;
+use crate::exit::{self, ExitError};
+use crate::homeassistant::{self, Announcer};
 use crate::linger::Linger;
 use crate::mqtt;
 use crate::shutdown::Shutdown;
@@ -139,12 +141,22 @@ pub async fn run(
     let keep_alive = opts.keep_alive();
     let (client, driver) = mqtt::client(opts, &cfg.mqtt);
     let qos = mqtt::qos(cfg.logger.qos);
-    let filters = cfg
+    let mut filters: Vec<SubscribeFilter> = cfg
         .logger
         .subscribe
         .iter()
         .map(|f| SubscribeFilter::new(f.to_string(), qos))
         .collect();
+    let announcer = if cfg.homeassistant.discovery {
+        filters.extend(
+            discovery_filters(cfg)?
+                .into_iter()
+                .map(|f| SubscribeFilter::new(f, qos)),
+        );
+        Some(Announcer::new(cfg, PROGRAM, client.clone()))
+    } else {
+        None
+    };
     let polled = mqtt::Pump::new(client.clone(), driver)
         .subscribe(filters)
         .online(status.as_ref().map(Status::availability))
@@ -153,6 +165,7 @@ pub async fn run(
     let mut logger = Logger::new(cfg, client, keep_alive, linger, marker);
     logger.status = status;
     logger.status_every = cfg.status.interval.get();
+    logger.announcer = announcer;
     tracing::info!(
         "logging {} from {}:{} to {}",
         cfg.logger
@@ -185,9 +198,13 @@ pub async fn run(
 /// The logger's MQTT options: its client id, manual acknowledgements (a message is
 /// acknowledged once its record is written) and the configured session kind.
 fn session_options(cfg: &Config) -> anyhow::Result<rumqttc::MqttOptions> {
-    let mut opts = mqtt::options(&cfg.mqtt, "logger")?;
+    let mut opts = mqtt::options(&cfg.mqtt, PROGRAM)?;
     opts.set_manual_acks(true);
     opts.set_clean_session(cfg.logger.clean_session);
+    if cfg.homeassistant.discovery {
+        // Entities follow the logger's availability: `offline` once it is gone.
+        opts.set_last_will(homeassistant::publish::will(cfg, PROGRAM));
+    }
     Ok(opts)
 }
 
@@ -200,6 +217,41 @@ fn internal(cfg: &Config) -> Option<crate::topic::TopicFilter> {
         return None;
     }
     crate::topic::TopicFilter::new(&format!("{}/#", cfg.status.topic_prefix)).ok()
+}
+
+/// The program's name in client ids and availability topics.
+const PROGRAM: &str = "logger";
+
+/// What discovery needs beyond the logger's subscriptions: Home Assistant's birth message,
+/// and our own retained configs (an earlier run's entities, to expire). Nothing if
+/// `logger.subscribe` covers them already (`#`).
+///
+/// Refused with a shared subscription: each logger of a group sees only its share of the
+/// messages, so each would take the others' series for silent and remove their entities.
+fn discovery_filters(cfg: &Config) -> anyhow::Result<Vec<String>> {
+    let subscribe = &cfg.logger.subscribe;
+    if subscribe.iter().any(|f| f.as_str().starts_with("$share/")) {
+        return Err(ExitError::new(
+            exit::CONFIG,
+            "homeassistant.discovery needs a logger that sees every message; with a shared \
+             subscription (logger.subscribe = [\"$share/...\"]) each logger sees only part \
+             of them (docs/homeassistant.md)",
+        )
+        .into());
+    }
+    let prefix = &cfg.homeassistant.prefix;
+    let node = homeassistant::entity_node(&cfg.mqtt.client_id);
+    Ok([
+        (format!("{prefix}/status"), format!("{prefix}/status")),
+        (
+            format!("{prefix}/+/{node}/+/config"),
+            format!("{prefix}/sensor/{node}/x/config"),
+        ),
+    ]
+    .into_iter()
+    .filter(|(_, example)| !subscribe.matches(example))
+    .map(|(filter, _)| filter)
+    .collect())
 }
 
 struct Logger {
@@ -227,6 +279,8 @@ struct Logger {
     status_every: Duration,
     /// Since when records have been waiting for syslog (none waits: `None`).
     behind_since: Option<Instant>,
+    /// Home Assistant discovery, when on: it sees every message the logger takes.
+    announcer: Option<Announcer>,
 }
 
 /// Syslog messages made from one batch of MQTT messages, back to back in one buffer.
@@ -313,6 +367,7 @@ impl Logger {
             status: None,
             status_every: Duration::from_secs(30),
             behind_since: None,
+            announcer: None,
         }
     }
 
@@ -334,6 +389,13 @@ impl Logger {
         let mut ack_retry = tokio::time::interval(ACK_RETRY);
         ack_retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut received = Vec::with_capacity(BATCH);
+        let mut sweep = tokio::time::interval(
+            self.announcer
+                .as_ref()
+                .map_or(Duration::from_secs(3600), Announcer::sweep_every),
+        );
+        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let announcing = self.announcer.is_some();
         loop {
             if self.drained() {
                 break;
@@ -359,7 +421,17 @@ impl Logger {
                     self.send_acks();
                     self.after_round(0);
                 }
-                _ = ack_retry.tick(), if self.outbox.acks_due() > 0 => self.send_acks(),
+                _ = ack_retry.tick(), if self.outbox.acks_due() > 0 || self.announcement_due() => {
+                    self.send_acks();
+                    if let Some(a) = &mut self.announcer {
+                        a.flush();
+                    }
+                }
+                _ = sweep.tick(), if announcing => {
+                    if let Some(a) = &mut self.announcer {
+                        a.sweep(Instant::now());
+                    }
+                }
                 _ = watchdog.tick() => {}
                 _ = report.tick() => self.report(),
                 _ = status.tick(), if self.status.is_some() => self.publish_status(),
@@ -384,6 +456,11 @@ impl Logger {
         self.drain(deadline).await;
         self.last_acks(deadline + ACK_BUDGET).await;
         self.sink.close(CLOSE_BUDGET).await;
+    }
+
+    /// Whether discovery messages wait for room in the request channel.
+    fn announcement_due(&self) -> bool {
+        self.announcer.as_ref().is_some_and(Announcer::pending)
     }
 
     /// Log changes in the flow of messages (see [`Outbox::update`]).
@@ -453,6 +530,7 @@ impl Logger {
     fn handle(&mut self, received: &mut Vec<mqtt::Update>) {
         // One clock reading for the batch: its messages arrived together.
         let now = SystemTime::now();
+        let instant = Instant::now();
         self.batch.clear();
         for update in received.drain(..) {
             let p = match update {
@@ -461,6 +539,12 @@ impl Logger {
                     self.counters.connects += 1;
                     if fresh {
                         self.forget_acks();
+                    }
+                    if fresh {
+                        self.forget_acks();
+                    }
+                    if let Some(a) = &mut self.announcer {
+                        a.connected(fresh);
                     }
                     continue;
                 }
@@ -485,6 +569,9 @@ impl Logger {
                     }
                 }
                 continue;
+            }
+            if let Some(a) = &mut self.announcer {
+                a.observe(&p.topic, &p.payload, p.retain, instant);
             }
             self.record.clear();
             // A location in a private area never reaches syslog (OwnTracks in MQTT mode).
