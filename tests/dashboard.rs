@@ -156,6 +156,8 @@ struct Browser {
     to: std::io::PipeWriter,
     from: std::sync::mpsc::Receiver<Value>,
     next: u64,
+    /// Events that came while waiting for answers: console errors are looked for there.
+    events: Vec<Value>,
     _profile: tempfile::TempDir,
 }
 
@@ -215,6 +217,7 @@ impl Browser {
             to,
             from: rx,
             next: 0,
+            events: Vec::new(),
             _profile: profile,
         }
     }
@@ -254,18 +257,61 @@ impl Browser {
                     None => Ok(v["result"].clone()),
                 };
             }
+            if v.get("method").is_some() {
+                self.events.push(v);
+            }
         }
     }
 
-    /// Open `url` in a new tab; the tab's session.
+    /// The errors `session`'s page reported so far: exceptions, `console.error`, and the
+    /// browser's own log errors (a failed request, such as a missing favicon).
+    fn console_errors(&mut self, session: &str) -> Vec<String> {
+        while let Ok(v) = self.from.try_recv() {
+            if v.get("method").is_some() {
+                self.events.push(v);
+            }
+        }
+        self.events
+            .iter()
+            .filter(|e| e["sessionId"] == session)
+            .filter_map(|e| match e["method"].as_str() {
+                Some("Runtime.exceptionThrown") => {
+                    Some(e["params"]["exceptionDetails"].to_string())
+                }
+                Some("Runtime.consoleAPICalled") if e["params"]["type"] == "error" => {
+                    Some(e["params"]["args"].to_string())
+                }
+                Some("Log.entryAdded") if e["params"]["entry"]["level"] == "error" => {
+                    Some(e["params"]["entry"].to_string())
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Open `url` in a new tab; the tab's session. Its console is followed from the start
+    /// ([`Browser::console_errors`]).
     fn open(&mut self, url: &str) -> String {
-        let t = self.call(None, "Target.createTarget", serde_json::json!({"url": url}));
+        let t = self.call(
+            None,
+            "Target.createTarget",
+            serde_json::json!({"url": "about:blank"}),
+        );
         let s = self.call(
             None,
             "Target.attachToTarget",
             serde_json::json!({"targetId": t["targetId"], "flatten": true}),
         );
-        s["sessionId"].as_str().unwrap().to_owned()
+        let session = s["sessionId"].as_str().unwrap().to_owned();
+        for domain in ["Runtime.enable", "Log.enable", "Page.enable"] {
+            self.call(Some(&session), domain, serde_json::json!({}));
+        }
+        self.call(
+            Some(&session),
+            "Page.navigate",
+            serde_json::json!({"url": url}),
+        );
+        session
     }
 
     /// Wait (bounded, in the page) until the JS expression `cond` holds; then the page's HTML.
@@ -371,6 +417,12 @@ fn dashboard_shows_the_series_the_api_has_and_nothing_without_a_token() {
         s.m.publish(&["-t", "iotitan/home/kitchen/temperature", "-m", v, "-q", "1"]);
     }
     s.m.publish(&["-t", "iotitan/home/hall/humidity", "-m", "55", "-q", "1"]);
+    // The kitchen's statistics, as iotitan-stats publishes them: shown in its row, not as
+    // rows of their own.
+    for (stat, v) in [("mean", "21.4"), ("max", "22.25"), ("count", "3")] {
+        let t = format!("iotitan/home/kitchen/temperature_{stat}");
+        s.m.publish(&["-t", &t, "-m", v, "-q", "1", "-r"]);
+    }
     // The hall sensor's last will, as ESPEasy publishes it: a state in its histogram.
     s.m.publish(&[
         "-t",
@@ -425,6 +477,7 @@ fn dashboard_shows_the_series_the_api_has_and_nothing_without_a_token() {
             && seen.contains(&"iotitan/home/kitchen/temperature_alert_hi")
             && seen.contains(&"iotitan/alerts/events")
             && seen.contains(&"iotitan/home/hall/status/LWT")
+            && seen.contains(&"iotitan/home/kitchen/temperature_mean")
             && v.as_array().unwrap().iter().any(|t| {
                 t["topic"] == "iotitan/home/kitchen/temperature"
                     && t["last"].as_f64() == Some(22.25)
@@ -524,6 +577,29 @@ fn dashboard_shows_the_series_the_api_has_and_nothing_without_a_token() {
     }
     let kitchen = row(&dom, "iotitan/home/kitchen/temperature");
     assert!(kitchen.contains(">22.25<"), "{kitchen}");
+    // One row per sensor, with its unit and its statistics; rows under their place.
+    assert!(
+        kitchen.contains("<span class=\"unit\"> °C</span>"),
+        "{kitchen}"
+    );
+    assert!(
+        kitchen.contains("data-statistics=\"count,max,mean\">count 3 · max 22.25 · mean 21.4<"),
+        "{kitchen}"
+    );
+    assert!(
+        row(&dom, "iotitan/home/hall/humidity").contains("<span class=\"unit\"> %</span>"),
+        "{dom}"
+    );
+    for stat in ["mean", "max", "count"] {
+        let t = format!("data-topic=\"iotitan/home/kitchen/temperature_{stat}\"");
+        assert!(!dom.contains(&t), "a statistic shown as a series: {t}");
+    }
+    assert!(
+        dom.contains("<tr class=\"place\" data-place=\"iotitan/home\">"),
+        "{dom}"
+    );
+    let errors = b.console_errors(&tab);
+    assert!(errors.is_empty(), "the page reported errors: {errors:#?}");
     assert!(kitchen.contains("hi on"), "alert state missing: {kitchen}");
     assert!(
         kitchen.contains("class=\"alerting\""),
@@ -890,8 +966,8 @@ fn dashboard_shows_the_series_the_api_has_and_nothing_without_a_token() {
     );
     let (ok, dom) = b.wait_for(
         &tab,
-        "document.querySelectorAll('#overview tbody tr').length > 0 && \
-         [...document.querySelectorAll('#overview tbody tr')].every((r) => r.dataset.topic.includes('hall'))",
+        "document.querySelectorAll('#overview tbody tr[data-topic]').length > 0 && \
+         [...document.querySelectorAll('#overview tbody tr[data-topic]')].every((r) => r.dataset.topic.includes('hall'))",
         20_000,
     );
     assert!(ok, "the search did not narrow the overview:\n{dom}");

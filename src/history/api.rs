@@ -340,11 +340,15 @@ async fn topics(
 ) -> Result<Response, ApiError> {
     let p = topics_params(q, Utc::now())?;
     let (limit, after, q) = (p.limit, p.after.clone(), p.q.clone());
-    let page = read(ctx, p.topics.clone(), p.range, move || {
+    let units = ctx.clone();
+    let mut page = read(ctx, p.topics.clone(), p.range, move || {
         Topics::new(limit, after.clone()).holding(q.clone())
     })
     .await?
     .finish();
+    for s in &mut page.topics {
+        s.unit = units.units().of(&s.topic).unit;
+    }
     let mut response = Json(page.topics).into_response();
     if let Some(last) = page.next {
         // RFC 8288, as GitHub's API pages: the same request, after this page's last topic.

@@ -42,6 +42,8 @@ struct Inner {
     max_series: usize,
     /// Locations in private areas, withheld from every answer.
     locations: Arc<crate::privacy::Locations>,
+    /// What each series measures (`[[homeassistant.unit]]`, else inferred from its name).
+    units: Arc<crate::unit::Units>,
     /// Scans that may run at once: each holds what its reads return, and a few of them at a
     /// time bound what parallel requests hold together.
     heavy: Arc<tokio::sync::Semaphore>,
@@ -136,6 +138,7 @@ impl Context {
             calendars: Vec::new(),
             max_series: crate::config::DEFAULT_MAX_SERIES,
             locations: Arc::default(),
+            units: Arc::new(crate::unit::Units::new(&[])),
             heavy: Arc::new(tokio::sync::Semaphore::new(HEAVY_READS)),
             waiting: Arc::default(),
             latest: Arc::default(),
@@ -201,7 +204,18 @@ impl Context {
             cfg.calendar.iter().map(|c| c.calendar()).collect(),
         )
         .with_max_series(cfg.http.max_series)
-        .with_locations(crate::privacy::Locations::of(cfg)))
+        .with_locations(crate::privacy::Locations::of(cfg))
+        .with_units(crate::unit::Units::new(&cfg.homeassistant.unit)))
+    }
+
+    /// The same context with `units` (what the dashboard shows beside a value).
+    pub fn with_units(self, units: crate::unit::Units) -> Self {
+        self.with(|inner| inner.units = Arc::new(units))
+    }
+
+    /// What each series measures.
+    pub fn units(&self) -> &crate::unit::Units {
+        &self.0.units
     }
 
     /// The same context withholding the locations `locations` finds in private areas from

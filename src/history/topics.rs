@@ -27,6 +27,9 @@ pub struct Seen {
     pub first: String,
     /// Readings in the range.
     pub count: u64,
+    /// The unit of its values (`°C`), when its name or `[[homeassistant.unit]]` says one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unit: Option<&'static str>,
 }
 
 /// What a page holds of a series: its latest reading's time and value, the count, and its
@@ -106,6 +109,7 @@ impl Topics {
                 at: h.at.to_rfc3339_opts(SecondsFormat::AutoSi, true),
                 first: h.first.to_rfc3339_opts(SecondsFormat::AutoSi, true),
                 count: h.count,
+                unit: None,
             })
             .collect();
         Page { topics, next }

@@ -205,21 +205,66 @@ function rowOf(topic) {
   }
   const a = alerts.get(topic) || {};
   if (ALERT_KINDS.some((k) => a[k])) tr.classList.add("alerting");
-  tr.append(pick, cell(topic), cell(fmt(s.last), "num value"), cell(age(s.at), "age"),
-    sparkCell(topic), alertCell(topic));
+  const name = cell(topic);
+  const stats = statisticsOf(topic);
+  if (stats.length) {
+    const small = document.createElement("div");
+    small.className = "derived muted";
+    small.dataset.statistics = stats.map((x) => x[0]).join(",");
+    small.textContent = stats.map(([k, v]) => k + " " + fmt(v)).join(" · ");
+    name.append(small);
+  }
+  const value = cell(fmt(s.last), "num value");
+  if (s.unit) {
+    const u = document.createElement("span");
+    u.className = "unit";
+    u.textContent = " " + s.unit;
+    value.append(u);
+  }
+  tr.append(pick, name, value, cell(age(s.at), "age"), sparkCell(topic), alertCell(topic));
   tr.addEventListener("click", () => select(topic));
   return tr;
 }
 
+/// One row per series, its statistics in its row, under a heading per place.
 function renderOverview() {
   const body = $("overview").tBodies[0];
-  const topics = [...series.keys()].sort();
-  body.replaceChildren(...topics.map(rowOf));
+  const rows = [];
+  let place = null;
+  for (const topic of [...series.keys()].sort()) {
+    if (grouped(topic)) continue;
+    const p = placeOf(topic);
+    if (p !== place) {
+      place = p;
+      const tr = document.createElement("tr");
+      tr.className = "place";
+      tr.dataset.place = p;
+      const th = document.createElement("th");
+      th.colSpan = 6;
+      th.textContent = p || "(top level)";
+      tr.append(th);
+      rows.push(tr);
+    }
+    rows.push(rowOf(topic));
+  }
+  body.replaceChildren(...rows);
   renderTrackDevices();
 }
 
-/// One reading (from /topics or live): a series or an alert state.
-function note(topic, value, at, first) {
+/// The statistics of `topic` in the overview (`mean 21.3 · max 23`), in the order stats
+/// names them.
+function statisticsOf(topic) {
+  const out = [];
+  for (const [t, s] of series) {
+    const d = derivedOf(t);
+    if (d && d[0] === topic && typeof s.last === "number") out.push([d[1], s.last]);
+  }
+  return out.sort((a, b) => (a[0] < b[0] ? -1 : 1));
+}
+
+/// One reading (from /topics or live): a series or an alert state. Returns the topic whose
+/// row shows it: an alert's or a statistic's series, or its own.
+function note(topic, value, at, first, unit) {
   const a = alertOf(topic);
   if (a) {
     const st = alerts.get(a[0]) || {};
@@ -228,8 +273,37 @@ function note(topic, value, at, first) {
     return a[0];
   }
   const known = series.get(topic);
-  series.set(topic, { last: value, at, first: first || (known && known.first) || at });
-  return topic;
+  series.set(topic, {
+    last: value, at, first: first || (known && known.first) || at,
+    unit: unit || (known && known.unit) || null,
+  });
+  const d = derivedOf(topic);
+  return d && series.has(d[0]) ? d[0] : topic;
+}
+
+/// The statistics iotitan-stats publishes as `<series>_<statistic>` (and a group's
+/// `_devices`), as the server's `statistic::is_output` reads them.
+const STATISTIC = /^(.+)_(count|mean|min|max|stddev|median|first|last|increase|integral|twmean|coverage|devices|p[1-9][0-9]?)$/;
+
+/// `[series, statistic]` of a statistic's topic (`a/temperature_mean`), else null.
+function derivedOf(topic) {
+  const cut = topic.lastIndexOf("/");
+  const m = STATISTIC.exec(topic.slice(cut + 1));
+  return m ? [topic.slice(0, cut + 1) + m[1], m[2]] : null;
+}
+
+/// A statistic shown in its series' row rather than as a row of its own: its series is in
+/// the overview too.
+const grouped = (topic) => {
+  const d = derivedOf(topic);
+  return d !== null && series.has(d[0]);
+};
+
+/// Where a series' device stands: its topic without the last two levels (the device and
+/// the measure), which the overview groups rows under.
+function placeOf(topic) {
+  const levels = topic.split("/");
+  return levels.length > 2 ? levels.slice(0, -2).join("/") : "";
 }
 
 /// When the earliest of `topics` began in the overview's range (its `first`), in seconds;
@@ -322,7 +396,9 @@ function growSpark(topic, value, at) {
 }
 
 const numericTopics = () =>
-  [...series.keys()].filter((t) => typeof series.get(t).last === "number").sort();
+  [...series.keys()]
+    .filter((t) => typeof series.get(t).last === "number" && !grouped(t))
+    .sort();
 
 /// Series on a page of the overview: a million topics are browsed a page at a time, and
 /// searched on the server.
@@ -334,7 +410,7 @@ async function loadOverview() {
   const page = await apiPage("/topics?since=-1d&limit=" + PAGE + (q ? "&q=" + encodeURIComponent(q) : ""));
   series = new Map();
   alerts = new Map();
-  for (const s of page.body) note(s.topic, s.last, s.at, s.first);
+  for (const s of page.body) note(s.topic, s.last, s.at, s.first, s.unit);
   nextPage = page.next;
   showPaging();
   const numeric = numericTopics();
@@ -366,7 +442,7 @@ function showPaging() {
 async function loadMore() {
   if (!nextPage) return;
   const page = await apiPage(nextPage);
-  for (const s of page.body) note(s.topic, s.last, s.at, s.first);
+  for (const s of page.body) note(s.topic, s.last, s.at, s.first, s.unit);
   nextPage = page.next;
   showPaging();
   renderOverview();
