@@ -541,6 +541,14 @@ fn dashboard_shows_the_series_the_api_has_and_nothing_without_a_token() {
         dom.contains("id=\"health-alert\" class=\"offline\" role=\"alert\" hidden"),
         "{dom}"
     );
+    // The warning above the panel takes no room while every program is online.
+    let display = "getComputedStyle(document.getElementById('health-alert')).display";
+    let shown = b.call(
+        Some(&tab),
+        "Runtime.evaluate",
+        serde_json::json!({"returnByValue": true, "expression": display}),
+    );
+    assert_eq!(shown["result"]["value"], "none", "{shown}");
     // Killed while the page follows the live stream (it opens once the page is ready).
     let (following, dom) = b.wait_for(
         &tab,

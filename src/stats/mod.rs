@@ -287,8 +287,9 @@ fn health_report(
     ];
     let summary = format!(
         "window {} .. {}: {} series from {read} lines in {:.1} s",
-        last.start,
-        last.end,
+        last.start
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        last.end.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         last.series.len(),
         took.as_secs_f64()
     );

@@ -303,7 +303,9 @@ const grouped = (topic) => {
 /// the measure), which the overview groups rows under.
 function placeOf(topic) {
   const levels = topic.split("/");
-  return levels.length > 2 ? levels.slice(0, -2).join("/") : "";
+  // A device's last will (ESPEasy's `<device>/status/LWT`) stands where the device does.
+  const cut = /\/status\/LWT$/.test(topic) ? 3 : 2;
+  return levels.length > cut ? levels.slice(0, -cut).join("/") : "";
 }
 
 /// When the earliest of `topics` began in the overview's range (its `first`), in seconds;
