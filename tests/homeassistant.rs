@@ -1,7 +1,8 @@
 //! Home Assistant discovery end to end: iotitan-logger (announcing) and iotitan-alerts between
 //! a real mosquitto and a simulated fleet (`iotitan-sim fleet`), with Tasmota and Shelly
 //! payloads and a stats output published beside it. What Home Assistant would read is checked
-//! the way Home Assistant reads it: the retained configs under the prefix.
+//! the way Home Assistant reads it (the retained configs under the prefix), and then by Home
+//! Assistant core itself (from PyPI, `.venv-ha`): it makes an entity of every config.
 
 mod common;
 use common::*;
@@ -108,6 +109,137 @@ fn check_config(topic: &str, c: &Value) {
         )
         .unwrap_or_else(|e| panic!("{topic}: {e}: {c}"));
     }
+}
+
+/// Home Assistant core (from PyPI, in the `.venv-ha` that `.ci/run` makes, or `HASS`).
+fn hass() -> std::path::PathBuf {
+    let path = std::env::var_os("HASS").map_or_else(
+        || std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv-ha/bin/hass"),
+        std::path::PathBuf::from,
+    );
+    assert!(
+        path.exists(),
+        "{} is missing: run .ci/run, which makes .venv-ha with Home Assistant core from PyPI \
+         (.ci/requirements-ha.txt), or set HASS",
+        path.display()
+    );
+    path
+}
+
+/// A child process killed (and reaped) on drop.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Start Home Assistant core on a fresh configuration whose MQTT integration uses `m` with
+/// discovery on, and wait until its entity registry holds an entity for every config of
+/// `configs`, with the unit and device class announced; none is refused in its log.
+fn home_assistant_takes(
+    m: &Mosquitto,
+    configs: &BTreeMap<&str, Value>,
+    keep: &[(&str, &str)],
+    dir: &std::path::Path,
+) {
+    // `keep`'s messages, a few a second, while Home Assistant starts.
+    let again = (0..2000)
+        .map(|i| {
+            let (t, p) = keep[i % keep.len()];
+            (t.to_owned(), p.as_bytes().to_vec())
+        })
+        .collect();
+    let _alive = Publisher::start(m.port, "hatest-keep", again, 4, 1);
+    let conf = dir.join("homeassistant");
+    std::fs::create_dir_all(conf.join(".storage")).unwrap();
+    std::fs::write(
+        conf.join("configuration.yaml"),
+        "homeassistant:\n  name: iotitan\n  unit_system: metric\n  time_zone: UTC\n  \
+         latitude: 0\n  longitude: 0\n  elevation: 0\n",
+    )
+    .unwrap();
+    // The MQTT integration is set up in the UI (a config entry), not in YAML: written as the
+    // UI would leave it.
+    let entry = serde_json::json!({"version": 1, "minor_version": 1, "key": "core.config_entries",
+        "data": {"entries": [{"entry_id": "0123456789abcdef0123456789abcdef", "version": 1,
+            "minor_version": 1, "domain": "mqtt", "title": "mosquitto",
+            "data": {"broker": "127.0.0.1", "port": m.port, "discovery": true},
+            "options": {}, "pref_disable_new_entities": false, "pref_disable_polling": false,
+            "source": "user", "unique_id": null, "disabled_by": null}]}});
+    std::fs::write(conf.join(".storage/core.config_entries"), entry.to_string()).unwrap();
+    let log = conf.join("hass.out");
+    let _hass = Killed(
+        std::process::Command::new(hass())
+            .arg("-c")
+            .arg(&conf)
+            .arg("--skip-pip")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("start Home Assistant"),
+    );
+    let wanted: HashMap<&str, &Value> = configs
+        .values()
+        .map(|c| (c["unique_id"].as_str().unwrap(), c))
+        .collect();
+    let registry = conf.join(".storage/core.entity_registry");
+    let mut entities: HashMap<String, Value> = HashMap::new();
+    // Home Assistant starts in some seconds and writes its registry some seconds after a
+    // change: bounded, generously.
+    let took = wait_until(Duration::from_secs(120), || {
+        let Ok(text) = std::fs::read_to_string(&registry) else {
+            return false;
+        };
+        let Ok(v) = serde_json::from_str::<Value>(&text) else {
+            return false;
+        };
+        entities = v["data"]["entities"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| e["platform"] == "mqtt")
+            .filter_map(|e| Some((e["unique_id"].as_str()?.to_owned(), e.clone())))
+            .collect();
+        wanted.keys().all(|id| entities.contains_key(*id))
+    });
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let missing: Vec<&&Value> = wanted
+        .iter()
+        .filter(|(id, _)| !entities.contains_key(**id))
+        .map(|(_, c)| c)
+        .collect();
+    // Its log, without the integrations a bare install cannot load (they are not ours).
+    let mqtt: Vec<&str> = text
+        .lines()
+        .filter(|l| l.to_ascii_lowercase().contains("mqtt"))
+        .collect();
+    assert!(
+        took,
+        "Home Assistant made no entity of {missing:#?}; its log on MQTT:\n{}",
+        mqtt.join("\n")
+    );
+    for (id, c) in &wanted {
+        let e = &entities[*id];
+        assert_eq!(
+            e["unit_of_measurement"],
+            c["unit_of_measurement"].clone(),
+            "{e}\n{c}"
+        );
+        assert_eq!(
+            e["original_device_class"],
+            c["device_class"].clone(),
+            "{e}\n{c}"
+        );
+    }
+    assert!(
+        !text.contains("when processing MQTT discovery message"),
+        "Home Assistant refused a config:\n{text}"
+    );
+    println!("Home Assistant made {} entities", wanted.len());
 }
 
 fn publish(m: &Mosquitto, topic: &str, payload: &str) {
@@ -217,6 +349,19 @@ state_topic = "iotitan/home/living/plug1/stat/POWER"
             assert!(seen.valued.contains(st), "nothing on {st} ({topic})");
         }
     }
+    // Home Assistant itself takes every one of them (the plugs' payloads sent again while it
+    // starts: published once, they would be silent past expire_after by then).
+    let plugs = [
+        (
+            tasmota,
+            r#"{"Time":"2026-01-01T00:00:00","ENERGY":{"Total":12.345,"Power":45}}"#,
+        ),
+        (
+            shelly,
+            r#"{"id":0,"apower":12.3,"aenergy":{"total":1234.5}}"#,
+        ),
+    ];
+    home_assistant_takes(&m, &configs, &plugs, dir.path());
 
     // Units, classes and templates: the Energy dashboard takes both meters without YAML.
     let energy = |field: &str, unit: &str, st: &str| {
