@@ -57,21 +57,19 @@ fn records(dir: &Path) -> PathBuf {
     file
 }
 
-#[test]
-fn every_answer_of_the_real_server_is_the_documented_one() {
-    let tool = schemathesis();
+/// A real mosquitto and `iotitan-http` on it with [`TOKENS`], `extra(dir)` added to its config
+/// (commands nobody answers time out after 100 ms: the fuzzer's 504s come quickly).
+fn daemon(extra: impl Fn(&Path) -> String) -> (Mosquitto, tempfile::TempDir, Http) {
     let m = Mosquitto::start();
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let cfg = write_config(
         dir.path(),
         &format!(
-            "{mqtt}\n[syslog]\nsources = [\"{records}\"]\n{http}\n\
-             [[calendar]]\nname = \"office\"\nhours = [\"Mon-Fri 07:00-20:00\"]\n",
-            mqtt = m.mqtt_toml(&format!("o{port}")),
-            records = records(dir.path()).display(),
-            // A command nobody answers is a 504 after its timeout: keep that short.
-            http = http_toml(port, "command_timeout = \"100ms\"\n", TOKENS),
+            "{}{}\n{}",
+            m.mqtt_toml(&format!("o{port}")),
+            http_toml(port, "command_timeout = \"100ms\"\n", TOKENS),
+            extra(dir.path())
         ),
     );
     let http = Http::start(
@@ -80,6 +78,20 @@ fn every_answer_of_the_real_server_is_the_documented_one() {
             .http_tokens(TOKENS),
         port,
     );
+    (m, dir, http)
+}
+
+#[test]
+fn every_answer_of_the_real_server_is_the_documented_one() {
+    let tool = schemathesis();
+    let (m, dir, http) = daemon(|dir| {
+        format!(
+            "[syslog]\nsources = [\"{}\"]\n\
+             [[calendar]]\nname = \"office\"\nhours = [\"Mon-Fri 07:00-20:00\"]\n",
+            records(dir).display()
+        )
+    });
+    let port = http.base.rsplit(':').next().unwrap_or_default().to_owned();
     // Readings for the live stream to pass on while the fuzzer listens.
     let readings = (0..100_000)
         .map(|i| {
@@ -150,23 +162,7 @@ fn every_answer_of_the_real_server_is_the_documented_one() {
 /// was not copied there fails here (`IOTITAN_BLESS=1 cargo test --test openapi` copies it).
 #[test]
 fn the_document_in_docs_is_the_served_one() {
-    let m = Mosquitto::start();
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let cfg = write_config(
-        dir.path(),
-        &format!(
-            "{}{}",
-            m.mqtt_toml(&format!("o{port}")),
-            http_toml(port, "", TOKENS)
-        ),
-    );
-    let http = Http::start(
-        Program::new("iotitan-http")
-            .config_file(&cfg)
-            .http_tokens(TOKENS),
-        port,
-    );
+    let (_m, _dir, http) = daemon(|_| String::new());
     let url = format!("{}/api/v1/openapi.json", http.base);
     let served = tokio::runtime::Runtime::new()
         .unwrap()
