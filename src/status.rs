@@ -14,7 +14,7 @@
 
 use crate::config::Config;
 use chrono::{DateTime, SecondsFormat, Utc};
-use rumqttc::{LastWill, MqttOptions, QoS};
+use rumqttc::{AsyncClient, LastWill, MqttOptions, QoS};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -138,17 +138,28 @@ impl Status {
     /// Make `offline` the connection's will, retained: the broker publishes it when the
     /// connection ends without a DISCONNECT.
     pub fn set_will(&self, opts: &mut MqttOptions) {
-        opts.set_last_will(LastWill::new(
-            self.availability(),
-            OFFLINE,
-            QoS::AtLeastOnce,
-            true,
-        ));
+        opts.set_last_will(will(&self.availability()));
     }
 
     /// The report of `metrics` now, as its topic's JSON payload.
     pub fn report(&self, summary: &str, metrics: Vec<Metric>) -> Vec<u8> {
-        let report = Report {
+        // A report of plain strings and numbers always serializes.
+        serde_json::to_vec(&self.make(summary, metrics)).unwrap_or_default()
+    }
+
+    /// Publish the report of `metrics` now (retained, QoS 1) without waiting: for a client
+    /// whose pump tracks no requests (a confirmed pump takes `Requests::fire`). A full request
+    /// channel skips this report; the next one replaces it anyway.
+    pub fn publish(&self, client: &AsyncClient, summary: &str, metrics: Vec<Metric>) {
+        let payload = self.report(summary, metrics);
+        if let Err(e) = client.try_publish(self.topic(), QoS::AtLeastOnce, true, payload) {
+            tracing::debug!("status not published: {e}");
+        }
+    }
+
+    /// The report of `metrics` now.
+    pub fn make(&self, summary: &str, metrics: Vec<Metric>) -> Report {
+        Report {
             program: self.program.to_owned(),
             instance: self.instance.clone(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -156,9 +167,19 @@ impl Status {
             at: Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
             summary: summary.to_owned(),
             metrics,
-        };
-        // A report of plain strings and numbers always serializes.
-        serde_json::to_vec(&report).unwrap_or_default()
+        }
+    }
+}
+
+/// The will of a program whose availability topic is `availability`: `offline`, retained.
+pub fn will(availability: &str) -> LastWill {
+    LastWill::new(availability, OFFLINE, QoS::AtLeastOnce, true)
+}
+
+/// Say `offline` on `availability` before a clean DISCONNECT, which does not fire the will.
+pub fn offline(client: &AsyncClient, availability: &str) {
+    if let Err(e) = client.try_publish(availability, QoS::AtLeastOnce, true, OFFLINE) {
+        tracing::debug!("offline not published: {e}");
     }
 }
 

@@ -440,13 +440,7 @@ impl Daemon {
                 self.outbox.len() as f64,
             ),
         ];
-        let payload = s.report(summary, metrics);
-        if let Err(e) = self
-            .client
-            .try_publish(s.topic(), QoS::AtLeastOnce, true, payload)
-        {
-            tracing::debug!("status not published: {e}");
-        }
+        s.publish(&self.client, summary, metrics);
     }
 
     /// Send what is queued and disconnect cleanly, for at most [`DRAIN_TIMEOUT`]: done once
@@ -466,12 +460,7 @@ impl Daemon {
             if self.outbox.is_empty() && !disconnect_sent {
                 // A DISCONNECT does not fire the will: say `offline` first.
                 if let Some(s) = &self.status {
-                    let _ = self.client.try_publish(
-                        s.availability(),
-                        QoS::AtLeastOnce,
-                        true,
-                        crate::status::OFFLINE,
-                    );
+                    crate::status::offline(&self.client, &s.availability());
                 }
                 disconnect_sent = self.client.try_disconnect().is_ok();
             }

@@ -283,12 +283,9 @@ fn publish_health(
     } else {
         format!("{waiting} updates spooled")
     };
-    let payload = h.report(&summary, metrics);
-    if let Err(e) = client.try_publish(h.topic(), QoS::AtLeastOnce, true, payload) {
-        tracing::debug!("status not published: {e}");
-    }
+    h.publish(client, &summary, metrics);
     if stopping {
-        let _ = client.try_publish(h.availability(), QoS::AtLeastOnce, true, health::OFFLINE);
+        health::offline(client, &h.availability());
     }
 }
 

@@ -1,5 +1,6 @@
 //! The I/O edge of discovery: what [`Discovery`] decides, published retained at QoS 1 by the
-//! program that hosts it, and that program's availability.
+//! program that hosts it. That program's availability (`online` on every connection, its
+//! will `offline`) is its pump's and connection's, as every daemon's ([`crate::status`]).
 //!
 //! The host's task must never wait for the MQTT request channel (the logger's poller may be
 //! waiting for that task, see [`crate::logger`]), so messages go out with `try_publish`; what
@@ -7,7 +8,7 @@
 
 use super::{Discovery, Message};
 use crate::config::Config;
-use rumqttc::{AsyncClient, LastWill, QoS};
+use rumqttc::{AsyncClient, QoS};
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
@@ -15,20 +16,8 @@ use std::time::{Duration, Instant};
 pub struct Announcer {
     discovery: Discovery,
     client: AsyncClient,
-    availability: String,
     queue: VecDeque<(String, Vec<u8>)>,
     scratch: Vec<Message>,
-}
-
-/// The program's will: `offline`, retained, on its availability topic, for entities to turn
-/// unavailable when the program dies.
-pub fn will(cfg: &Config, program: &str) -> LastWill {
-    LastWill::new(
-        cfg.status.availability_topic(program, &cfg.mqtt.client_id),
-        "offline",
-        QoS::AtLeastOnce,
-        true,
-    )
 }
 
 impl Announcer {
@@ -36,7 +25,6 @@ impl Announcer {
     pub fn new(cfg: &Config, program: &str, client: AsyncClient) -> Announcer {
         Announcer {
             discovery: Discovery::new(cfg, program),
-            availability: cfg.status.availability_topic(program, &cfg.mqtt.client_id),
             client,
             queue: VecDeque::new(),
             scratch: Vec::new(),
@@ -53,11 +41,9 @@ impl Announcer {
         self.discovery.sweep_every()
     }
 
-    /// Connected to the broker: we are `online`; on a fresh session (the broker may have lost
-    /// its retained messages, or this is the start) every entity is announced again.
+    /// Connected to the broker: on a fresh session (the broker may have lost its retained
+    /// messages, or this is the start) every entity is announced again.
     pub fn connected(&mut self, fresh: bool) {
-        self.queue
-            .push_back((self.availability.clone(), b"online".to_vec()));
         if fresh {
             self.discovery.announce_all(&mut self.scratch);
         } else {

@@ -53,7 +53,7 @@ impl Health {
             tracing::debug!("{topic}: more than {MAX_PROGRAMS} programs report; ignored");
             return;
         }
-        let entry = programs.entry(key).or_insert_with(|| Program {
+        let entry = programs.entry(key.clone()).or_insert_with(|| Program {
             program: program.to_owned(),
             instance: instance.to_owned(),
             ..Program::default()
@@ -77,7 +77,6 @@ impl Health {
             }
         }
         if entry.availability.is_none() && entry.report.is_none() {
-            let key = (program.to_owned(), instance.to_owned());
             programs.remove(&key);
         }
     }

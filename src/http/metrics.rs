@@ -53,7 +53,7 @@ struct Family {
     samples: Vec<(Vec<(String, String)>, f64)>,
 }
 
-/// Render `programs` (and `own`, this daemon's fresh numbers, as `program`/`instance`).
+/// Render `programs` in `format`.
 pub fn render(programs: &[Program], format: Format) -> String {
     let mut families: BTreeMap<String, Family> = BTreeMap::new();
     let mut add = |name: String, m: &Metric, labels: Vec<(String, String)>| {

@@ -133,9 +133,15 @@ pub async fn run(
     linger: Option<Linger>,
 ) -> anyhow::Result<Counters> {
     let mut opts = session_options(cfg)?;
-    let status = Status::of(cfg, "logger");
-    if let Some(s) = &status {
-        s.set_will(&mut opts);
+    let status = Status::of(cfg, PROGRAM);
+    // Home Assistant's entities follow the logger's availability, reports on or off.
+    let availability = status.as_ref().map(Status::availability).or_else(|| {
+        cfg.homeassistant
+            .discovery
+            .then(|| cfg.status.availability_topic(PROGRAM, &cfg.mqtt.client_id))
+    });
+    if let Some(a) = &availability {
+        opts.set_last_will(crate::status::will(a));
     }
     let marker = Marker::new(opts.client_id());
     let keep_alive = opts.keep_alive();
@@ -159,11 +165,12 @@ pub async fn run(
     };
     let polled = mqtt::Pump::new(client.clone(), driver)
         .subscribe(filters)
-        .online(status.as_ref().map(Status::availability))
+        .online(availability.clone())
         .inbox(INBOX)
         .spawn::<mqtt::Update>();
     let mut logger = Logger::new(cfg, client, keep_alive, linger, marker);
     logger.status = status;
+    logger.availability = availability;
     logger.status_every = cfg.status.interval.get();
     logger.announcer = announcer;
     tracing::info!(
@@ -201,10 +208,6 @@ fn session_options(cfg: &Config) -> anyhow::Result<rumqttc::MqttOptions> {
     let mut opts = mqtt::options(&cfg.mqtt, PROGRAM)?;
     opts.set_manual_acks(true);
     opts.set_clean_session(cfg.logger.clean_session);
-    if cfg.homeassistant.discovery {
-        // Entities follow the logger's availability: `offline` once it is gone.
-        opts.set_last_will(homeassistant::publish::will(cfg, PROGRAM));
-    }
     Ok(opts)
 }
 
@@ -275,6 +278,8 @@ struct Logger {
     locations: crate::privacy::Locations,
     /// Where the logger reports its health, if it does.
     status: Option<Status>,
+    /// Its availability topic: with reports, or for Home Assistant's entities.
+    availability: Option<String>,
     /// How often.
     status_every: Duration,
     /// Since when records have been waiting for syslog (none waits: `None`).
@@ -365,6 +370,7 @@ impl Logger {
             marker,
             locations: crate::privacy::Locations::of(cfg),
             status: None,
+            availability: None,
             status_every: Duration::from_secs(30),
             behind_since: None,
             announcer: None,
@@ -797,14 +803,9 @@ impl Logger {
 
     async fn disconnect(&mut self, poller: tokio::task::JoinHandle<()>) {
         // A DISCONNECT does not fire the will: say `offline` (and the last numbers) first.
-        if let Some(s) = &self.status {
-            self.publish_status();
-            let _ = self.client.try_publish(
-                s.availability(),
-                QoS::AtLeastOnce,
-                true,
-                crate::status::OFFLINE,
-            );
+        self.publish_status();
+        if let Some(a) = &self.availability {
+            crate::status::offline(&self.client, a);
         }
         let _ = self.client.try_disconnect();
         let abort = poller.abort_handle();
@@ -868,13 +869,7 @@ impl Logger {
                 f64::from(u8::from(self.sink.last_error().is_none())),
             ),
         ];
-        let payload = s.report(&summary, metrics);
-        if let Err(e) = self
-            .client
-            .try_publish(s.topic(), QoS::AtLeastOnce, true, payload)
-        {
-            tracing::debug!("status not published: {e}");
-        }
+        s.publish(&self.client, &summary, metrics);
     }
 
     fn report(&mut self) {
