@@ -131,6 +131,21 @@ pub enum TopicError {
     Control(String),
 }
 
+/// `level` appended to a topic as one level: `/`, `+`, `#` and what brokers refuse (control
+/// characters, Unicode noncharacters) written as `_`, an empty one as `_`. How a name from
+/// outside (a device id, a Telegraf tag, a client id) becomes a topic level.
+pub fn push_level(topic: &mut String, level: &str) {
+    if level.is_empty() {
+        topic.push('_');
+        return;
+    }
+    topic.extend(level.chars().map(|c| match c {
+        '/' | '+' | '#' => '_',
+        c if refused_by_brokers(c) => '_',
+        c => c,
+    }));
+}
+
 /// The longest topic MQTT can carry (a two-byte length).
 pub const MAX_TOPIC_BYTES: usize = 65_535;
 

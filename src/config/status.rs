@@ -43,15 +43,9 @@ impl StatusConfig {
 /// The instance level of a program whose `mqtt.client_id` is `client_id`: one topic level,
 /// `/`, `+`, `#` and what brokers refuse written `_`.
 pub fn instance(client_id: &str) -> String {
-    let out: String = client_id
-        .chars()
-        .map(|c| match c {
-            '/' | '+' | '#' => '_',
-            c if crate::topic::refused_by_brokers(c) => '_',
-            c => c,
-        })
-        .collect();
-    if out.is_empty() { "_".into() } else { out }
+    let mut level = String::new();
+    crate::topic::push_level(&mut level, client_id);
+    level
 }
 
 fn prefix<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {

@@ -104,19 +104,7 @@ pub(crate) fn scalar(v: &Value) -> Option<String> {
     }
 }
 
-/// `level` appended to a topic as one level: `/`, `+`, `#` and what brokers refuse (control
-/// characters, Unicode noncharacters) written as `_`, an empty one as `_`.
-pub(crate) fn push_level(topic: &mut String, level: &str) {
-    if level.is_empty() {
-        topic.push('_');
-        return;
-    }
-    topic.extend(level.chars().map(|c| match c {
-        '/' | '+' | '#' => '_',
-        c if crate::topic::refused_by_brokers(c) => '_',
-        c => c,
-    }));
-}
+pub(crate) use crate::topic::push_level;
 
 /// The topic `path/level`, `level` written as one level ([`push_level`]), checked to be one
 /// that can be published to; an error names `at`.
@@ -150,6 +138,13 @@ pub enum ReadingError {
     /// Valid JSON (or text) of the wrong shape.
     #[error("{0}")]
     Shape(String),
+}
+
+/// A body that cannot be read as readings is a `400` with the error's own code.
+impl From<ReadingError> for super::error::ApiError {
+    fn from(e: ReadingError) -> Self {
+        super::error::ApiError::bad_request(e.code(), e.to_string())
+    }
 }
 
 impl ReadingError {

@@ -124,17 +124,15 @@ impl App {
     fn programs(&self) -> Vec<Program> {
         let mut programs = self.health.programs();
         if let Some(s) = &self.status {
-            let payload = s.report("serving", self.metrics());
-            if let Ok(report) = serde_json::from_slice::<crate::status::Report>(&payload) {
-                programs.retain(|p| !(p.program == "http" && p.instance == report.instance));
-                programs.push(Program {
-                    program: "http".into(),
-                    instance: report.instance.clone(),
-                    availability: Some(crate::status::ONLINE.into()),
-                    report: Some(report),
-                });
-                programs.sort_by(|a, b| (&a.program, &a.instance).cmp(&(&b.program, &b.instance)));
-            }
+            let report = s.make("serving", self.metrics());
+            programs.retain(|p| !(p.program == "http" && p.instance == report.instance));
+            programs.push(Program {
+                program: "http".into(),
+                instance: report.instance.clone(),
+                availability: Some(crate::status::ONLINE.into()),
+                report: Some(report),
+            });
+            programs.sort_by(|a, b| (&a.program, &a.instance).cmp(&(&b.program, &b.instance)));
         }
         programs
     }
@@ -393,8 +391,7 @@ async fn readings(
         reading::parse_text(&bytes)
     } else {
         reading::parse_json(&bytes, &app.rules())
-    }
-    .map_err(|e| ApiError::bad_request(e.code(), e.to_string()))?;
+    }?;
     publish_batch(&app, token, batch).await
 }
 
@@ -417,8 +414,7 @@ async fn telegraf(
     body: Body,
 ) -> Result<Json<Published>, ApiError> {
     let (token, bytes) = ingest(&app, &headers, body, false).await?;
-    let batch = telegraf_batch::parse(&bytes, &app.rules())
-        .map_err(|e| ApiError::bad_request(e.code(), e.to_string()))?;
+    let batch = telegraf_batch::parse(&bytes, &app.rules())?;
     publish_batch(&app, token, batch).await
 }
 
@@ -471,8 +467,7 @@ async fn owntracks(
     };
     let user = name("x-limit-u", "u", owntracks_body::DEFAULT_USER);
     let device = name("x-limit-d", "d", owntracks_body::DEFAULT_DEVICE);
-    let batch = owntracks_body::parse(&bytes, &user, &device, &app.rules())
-        .map_err(|e| ApiError::bad_request(e.code(), e.to_string()))?;
+    let batch = owntracks_body::parse(&bytes, &user, &device, &app.rules())?;
     // What OwnTracks expects once its point is taken: no friends' locations.
     publish_batch(&app, token, batch)
         .await
@@ -560,8 +555,7 @@ async fn gpslogger(
         &bytes,
         is_media(headers, "application/json"),
     )
-    .and_then(|pairs| gpslogger_pairs::parse(&pairs, &app.rules()))
-    .map_err(|e| ApiError::bad_request(e.code(), e.to_string()))?;
+    .and_then(|pairs| gpslogger_pairs::parse(&pairs, &app.rules()))?;
     publish_batch(app, token, batch).await
 }
 
